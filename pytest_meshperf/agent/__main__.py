@@ -1,0 +1,109 @@
+"""``python3 -m pytest_meshperf.agent``: start one node agent.
+
+The per-run secret is read from the first line of standard input, so it never
+appears in a process list.  Once listening, the agent prints one JSON line on
+standard output (``{"meshperf_agent": 1, "port": P, "pid": N, ...}``) and
+writes nothing more there; it logs to ``--log`` (default: standard error).
+"""
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+
+from .. import __version__
+from . import protocol
+from .server import Agent
+
+
+def _port_range(text):
+    low, _, high = text.partition("-")
+    try:
+        low, high = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError("port range must look like 5201-5999")
+    if not 1 <= low <= high <= 65535:
+        raise argparse.ArgumentTypeError("port range must lie within 1-65535")
+    return low, high
+
+
+def _loopback(text):
+    try:
+        if not ipaddress.ip_address(text).is_loopback:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError("the agent listens on a loopback address only (got %r)" % text)
+    return text
+
+
+def _tool_path(text):
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError("use TOOL=PATH, e.g. iperf3=/usr/bin/iperf3")
+    return name, path
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m pytest_meshperf.agent",
+                                     description="meshperf node agent (reads the run secret from stdin)")
+    parser.add_argument("--node", required=True, help="the node's name in the inventory")
+    parser.add_argument("--listen", type=_loopback, default="127.0.0.1", help="loopback address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="RPC port (0: any free port)")
+    parser.add_argument("--lease", type=float, default=60.0,
+                        help="seconds without a word from the controller before the agent stops everything and exits")
+    parser.add_argument("--port-range", type=_port_range, default=(5201, 5999), help="ports for tool servers")
+    parser.add_argument("--max-processes", type=int, default=64, help="cap on concurrent tool processes")
+    parser.add_argument("--tool", type=_tool_path, action="append", default=[], metavar="TOOL=PATH",
+                        help="path of a tool binary (default: found on PATH)")
+    parser.add_argument("--state-dir", help="where process output is kept until collected (default: a temporary folder)")
+    parser.add_argument("--log", help="log file (default: standard error)")
+    parser.add_argument("--watch-stdin", action="store_true",
+                        help="also stop when standard input closes (the controller's pipe)")
+    parser.add_argument("--version", action="version", version="meshperf-agent %s (protocol %d)"
+                        % (__version__, protocol.PROTOCOL_VERSION))
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(filename=args.log, level=logging.INFO,
+                        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    secret = sys.stdin.readline().strip()
+    if len(secret) < 32:
+        sys.stderr.write("meshperf agent: expected the run secret (at least 32 characters) on standard input\n")
+        return 2
+    own_state = args.state_dir is None
+    state_dir = args.state_dir or tempfile.mkdtemp(prefix="meshperf-agent-")
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    agent = Agent(args.node, secret, state_dir, port_range=args.port_range, lease_s=args.lease,
+                  max_processes=args.max_processes, tool_paths=dict(args.tool))
+    port = agent.serve(args.listen, args.port)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda s, f: threading.Thread(
+            target=agent.shutdown, args=("signal %d" % s,), daemon=True).start())
+    if args.watch_stdin:
+        def watch():
+            while sys.stdin.readline():
+                pass
+            agent.shutdown("standard input closed: the controller is gone")
+        threading.Thread(target=watch, name="stdin", daemon=True).start()
+    sys.stdout.write(json.dumps({"meshperf_agent": protocol.PROTOCOL_VERSION, "version": __version__,
+                                 "node": args.node, "port": port, "pid": os.getpid()}) + "\n")
+    sys.stdout.flush()
+    logging.getLogger("meshperf.agent").info("node %s listening on %s:%d", args.node, args.listen, port)
+    try:
+        agent.run_forever()
+    finally:
+        if own_state:
+            import shutil
+            shutil.rmtree(state_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

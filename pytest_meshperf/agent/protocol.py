@@ -1,0 +1,102 @@
+"""Wire protocol between controller and agent (see docs/agent-api.md).
+
+Frames are a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
+A connection starts with a mutual HMAC-SHA256 challenge-response over the
+per-run secret, so only a caller that knows the secret gets any method, and the
+caller knows it reached the agent of its own run.  The secret never crosses the
+wire.  Used over plain sockets and over SSH channels alike (anything with
+``sendall`` and ``recv``).
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import struct
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol, closed the connection or failed to authenticate."""
+
+
+def send_frame(sock, message):
+    data = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    if len(data) > MAX_FRAME_BYTES:
+        raise ProtocolError("frame of %d bytes exceeds the %d byte limit" % (len(data), MAX_FRAME_BYTES))
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _recv_exact(sock, size):
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = sock.recv(min(remaining, 1 << 20))
+        if not chunk:
+            raise ProtocolError("connection closed by peer")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(sock):
+    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+    if size > MAX_FRAME_BYTES:
+        raise ProtocolError("frame of %d bytes exceeds the %d byte limit" % (size, MAX_FRAME_BYTES))
+    try:
+        message = json.loads(_recv_exact(sock, size).decode("utf-8"))
+    except ValueError as exc:
+        raise ProtocolError("malformed frame: %s" % exc)
+    if not isinstance(message, dict):
+        raise ProtocolError("a frame must hold a JSON object")
+    return message
+
+
+def new_nonce():
+    return os.urandom(32).hex()
+
+
+def mac(secret, role, nonce):
+    """HMAC of one side's proof: role is 'client' or 'agent', nonce the other side's challenge."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hmac.new(key, ("meshperf/%d/%s/%s" % (PROTOCOL_VERSION, role, nonce)).encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def macs_equal(a, b):
+    return isinstance(a, str) and isinstance(b, str) and hmac.compare_digest(a, b)
+
+
+def agent_handshake(sock, secret):
+    """Agent side: challenge the caller, check its proof, prove ourselves. Raises ProtocolError."""
+    nonce = new_nonce()
+    send_frame(sock, {"meshperf_agent": PROTOCOL_VERSION, "nonce": nonce})
+    hello = recv_frame(sock)
+    if hello.get("protocol") != PROTOCOL_VERSION:
+        send_frame(sock, {"ok": False, "error": {"code": "protocol_mismatch",
+                                                 "message": "agent speaks protocol %d" % PROTOCOL_VERSION}})
+        raise ProtocolError("caller speaks protocol %r" % hello.get("protocol"))
+    if not macs_equal(hello.get("mac"), mac(secret, "client", nonce)):
+        send_frame(sock, {"ok": False, "error": {"code": "auth_failed", "message": "authentication failed"}})
+        raise ProtocolError("caller failed authentication")
+    client_nonce = str(hello.get("nonce", ""))
+    send_frame(sock, {"ok": True, "mac": mac(secret, "agent", client_nonce)})
+
+
+def client_handshake(sock, secret):
+    """Caller side: answer the agent's challenge and check the agent's proof."""
+    challenge = recv_frame(sock)
+    if challenge.get("meshperf_agent") != PROTOCOL_VERSION:
+        raise ProtocolError("peer is not a meshperf agent of protocol %d (got %r)"
+                            % (PROTOCOL_VERSION, challenge.get("meshperf_agent")))
+    nonce = new_nonce()
+    send_frame(sock, {"protocol": PROTOCOL_VERSION, "mac": mac(secret, "client", challenge.get("nonce", "")),
+                      "nonce": nonce})
+    answer = recv_frame(sock)
+    if not answer.get("ok"):
+        error = answer.get("error") or {}
+        raise ProtocolError("agent refused the connection: %s" % error.get("message", "unknown reason"))
+    if not macs_equal(answer.get("mac"), mac(secret, "agent", nonce)):
+        raise ProtocolError("agent failed to prove it knows the run secret")

@@ -1,0 +1,263 @@
+"""The agent's RPC server: authenticated JSON frames on a loopback TCP port.
+
+Methods are listed in ``METHODS`` and documented in docs/agent-api.md.  Any
+request renews the controller's lease; when the lease runs out (the controller
+died or the network to it was cut) the agent stops everything and exits.
+"""
+
+import logging
+import os
+import shutil
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+
+from .. import __version__
+from ..tools import get_tool
+from . import protocol, resources
+from .ports import PortAllocator, port_is_listening
+from .supervisor import Supervisor
+
+log = logging.getLogger("meshperf.agent")
+
+READY_TIMEOUT_S = 5.0
+START_ATTEMPTS = 3
+MAX_WAIT_S = 30.0
+
+
+class RpcError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Agent:
+    def __init__(self, node, secret, state_dir, port_range=(5201, 5999), lease_s=60.0,
+                 max_processes=64, tool_paths=None):
+        self.node = node
+        self.secret = secret
+        self.state_dir = state_dir
+        self.lease_s = float(lease_s)
+        self.started = time.time()
+        self.started_monotonic = time.monotonic()
+        self.last_contact = time.monotonic()
+        self.ports = PortAllocator(*port_range)
+        self.supervisor = Supervisor(state_dir, max_processes=max_processes)
+        self.tools = self._probe_tools(tool_paths or {})
+        self.stopping = threading.Event()
+        self.server = None
+
+    # -- tools ----------------------------------------------------------------
+    @staticmethod
+    def _probe_tools(tool_paths):
+        found = {}
+        for name in ("iperf3",):
+            module = get_tool(name)
+            binary = tool_paths.get(name) or shutil.which(module.DEFAULT_BINARY)
+            entry = {"path": binary, "version": None, "error": None}
+            if not binary:
+                entry["error"] = "%s not found on PATH" % name
+            else:
+                try:
+                    out = subprocess.run(module.version_argv(binary), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+                    entry["version"] = module.parse_version(out.stdout.decode("utf-8", "replace"))
+                except (OSError, subprocess.SubprocessError) as exc:
+                    entry["error"] = "%s does not run: %s" % (binary, exc)
+            found[name] = entry
+        return found
+
+    def _binary(self, tool):
+        entry = self.tools.get(tool)
+        if entry is None:
+            raise RpcError("bad_request", "unknown tool %r" % tool)
+        if entry["error"]:
+            raise RpcError("tool_missing", "node %s: %s" % (self.node, entry["error"]))
+        return entry["path"]
+
+    # -- methods ------------------------------------------------------------------
+    def m_agent_info(self, params):
+        return {"agent_version": __version__, "protocol": protocol.PROTOCOL_VERSION, "node": self.node,
+                "pid": os.getpid(), "hostname": socket.gethostname(), "started": self.started,
+                "uptime_s": round(time.monotonic() - self.started_monotonic, 3), "lease_s": self.lease_s,
+                "tools": self.tools, "resources": resources.node_resources()}
+
+    def m_agent_health(self, params):
+        info = self.m_agent_info(params)
+        info.update({"time": time.time(), "processes": self.supervisor.running(),
+                     "ports_held": self.ports.held, "load": resources.node_load(),
+                     "agent_usage": resources.own_usage(self.started_monotonic)})
+        return info
+
+    def m_agent_ping(self, params):
+        return {"time": time.time()}
+
+    def m_agent_shutdown(self, params):
+        threading.Thread(target=self.shutdown, args=("asked by the controller",), daemon=True).start()
+        return {"stopping": True}
+
+    def m_process_start(self, params):
+        tool = _field(params, "tool", str)
+        role = _field(params, "role", str)
+        timeout_s = _field(params, "timeout_s", (int, float))
+        if not 0 < timeout_s <= 86400 + 600:
+            raise RpcError("bad_request", "timeout_s must be in (0, 87000]")
+        bind = params.get("bind")
+        if bind is not None and not isinstance(bind, str):
+            raise RpcError("bad_request", "bind must be a string")
+        binary = self._binary(tool)
+        module = get_tool(tool)
+        if role == "server":
+            return self._start_server(module, binary, bind, timeout_s)
+        if role == "client":
+            target = _field(params, "target", str)
+            port = _field(params, "port", int)
+            try:
+                argv = module.client_argv(binary, target, port, params.get("params") or {}, bind=bind)
+            except ValueError as exc:
+                raise RpcError("bad_request", str(exc))
+            return self._start(tool, role, argv, timeout_s, None).summary() | {"command": argv}
+        raise RpcError("bad_request", "role must be server or client")
+
+    def _start(self, tool, role, argv, timeout_s, port):
+        try:
+            return self.supervisor.start(tool, role, argv, timeout_s, port=port)
+        except RuntimeError as exc:
+            raise RpcError(str(exc), "node %s runs its maximum of %d tool processes"
+                           % (self.node, self.supervisor.max_processes))
+        except OSError as exc:
+            raise RpcError("tool_failed_to_start", "node %s: %s: %s" % (self.node, argv[0], exc))
+
+    def _start_server(self, module, binary, bind, timeout_s):
+        last_error = "no attempt made"
+        for _ in range(START_ATTEMPTS):
+            port = self.ports.allocate(bind)
+            if port is None:
+                raise RpcError("no_free_port", "node %s: no free port in %d-%d"
+                               % (self.node, self.ports.low, self.ports.high))
+            proc = self._start(module.NAME, "server", module.server_argv(binary, port, bind), timeout_s, port)
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while time.monotonic() < deadline and not proc.done.is_set():
+                if port_is_listening(port, bind):
+                    return proc.summary() | {"command": proc.argv}
+                time.sleep(0.005)
+            result = self.supervisor.stop(proc.id)
+            self.ports.release(port)
+            last_error = (result["stdout"] + result["stderr"]).strip()[-300:] or "did not listen within %.0f s" % READY_TIMEOUT_S
+            log.warning("server on port %d failed to start: %s", port, last_error)
+        raise RpcError("tool_failed_to_start", "node %s: %s server failed to start: %s"
+                       % (self.node, module.NAME, last_error))
+
+    def m_process_wait(self, params):
+        ident = _field(params, "id", str)
+        timeout_s = min(float(params.get("timeout_s", MAX_WAIT_S)), MAX_WAIT_S, self.lease_s / 2)
+        try:
+            result = self.supervisor.wait(ident, timeout_s)
+        except KeyError:
+            raise RpcError("unknown_process", "node %s has no process %s" % (self.node, ident))
+        if result is None:
+            return {"done": False}
+        if result["port"] is not None:
+            self.ports.release(result["port"])
+        return {"done": True, "result": result}
+
+    def m_process_stop(self, params):
+        ident = _field(params, "id", str)
+        try:
+            result = self.supervisor.stop(ident)
+        except KeyError:
+            raise RpcError("unknown_process", "node %s has no process %s" % (self.node, ident))
+        if result["port"] is not None:
+            self.ports.release(result["port"])
+        return {"done": True, "result": result}
+
+    def m_process_list(self, params):
+        return {"processes": self.supervisor.running()}
+
+    METHODS = {
+        "agent.info": m_agent_info,
+        "agent.health": m_agent_health,
+        "agent.ping": m_agent_ping,
+        "agent.shutdown": m_agent_shutdown,
+        "process.start": m_process_start,
+        "process.wait": m_process_wait,
+        "process.stop": m_process_stop,
+        "process.list": m_process_list,
+    }
+
+    def dispatch(self, request):
+        self.last_contact = time.monotonic()
+        try:
+            method = request.get("method")
+            handler = self.METHODS.get(method)
+            if handler is None:
+                raise RpcError("unknown_method", "no method %r" % (method,))
+            params = request.get("params") or {}
+            if not isinstance(params, dict):
+                raise RpcError("bad_request", "params must be an object")
+            return {"id": request.get("id"), "result": handler(self, params)}
+        except RpcError as exc:
+            return {"id": request.get("id"), "error": {"code": exc.code, "message": exc.message}}
+        except Exception as exc:  # an agent bug must not kill the connection silently
+            log.exception("internal error in %r", request.get("method"))
+            return {"id": request.get("id"), "error": {"code": "internal", "message": "%s: %s"
+                                                       % (type(exc).__name__, exc)}}
+        finally:
+            self.last_contact = time.monotonic()
+
+    # -- serving --------------------------------------------------------------
+    def serve(self, listen="127.0.0.1", port=0):
+        agent = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                sock = self.request
+                sock.settimeout(agent.lease_s + MAX_WAIT_S)
+                try:
+                    protocol.agent_handshake(sock, agent.secret)
+                    while not agent.stopping.is_set():
+                        request = protocol.recv_frame(sock)
+                        protocol.send_frame(sock, agent.dispatch(request))
+                except (protocol.ProtocolError, OSError) as exc:
+                    log.debug("connection from %s ended: %s", self.client_address, exc)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server((listen, port), Handler)
+        return self.server.server_address[1]
+
+    def run_forever(self):
+        threading.Thread(target=self._lease_watch, name="lease", daemon=True).start()
+        try:
+            self.server.serve_forever(poll_interval=0.2)
+        finally:
+            self.supervisor.close()
+            self.server.server_close()
+
+    def _lease_watch(self):
+        while not self.stopping.wait(0.5):
+            idle = time.monotonic() - self.last_contact
+            if idle > self.lease_s:
+                self.shutdown("lease expired: no word from the controller for %.0f s" % idle)
+
+    def shutdown(self, reason):
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        log.info("shutting down: %s", reason)
+        stopped = self.supervisor.stop_all()
+        log.info("stopped %d tool processes", stopped)
+        if self.server is not None:
+            self.server.shutdown()
+
+
+def _field(params, name, kinds):
+    value = params.get(name)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise RpcError("bad_request", "field %r is missing or has the wrong type" % name)
+    return value

@@ -1,0 +1,89 @@
+"""The public fixtures: ``mesh_pair`` and ``measure``."""
+
+import time
+
+import pytest
+
+from .errors import AgentError, MeasurementError
+from .measurement import STATUS_ERROR, STATUS_FAILED, STATUS_PASSED, Measurement, combine_metrics
+from .runner import run_measurement
+from .thresholds import check_all
+
+SESSION_KEY = pytest.StashKey()
+SPEC_KEY = pytest.StashKey()
+
+
+@pytest.fixture
+def mesh_pair(request):
+    """The directed pair (source -> destination) this test measures.
+
+    A test that asks for it runs once per ordered pair of a client-capable and a
+    server-capable node of the cluster (``--cluster``), with ids like
+    ``node1->node2`` (select with ``-k``).  ``mesh_pair.src`` and
+    ``mesh_pair.dst`` are inventory nodes (name, address, role, labels).
+    """
+    if not hasattr(request, "param"):
+        pytest.fail("mesh_pair is parametrized by meshperf; request it from a test function", pytrace=False)
+    return request.param
+
+
+class Measure:
+    """``measure(**overrides)``: measure this test's pair, record it, assert its thresholds."""
+
+    def __init__(self, item, pair, session, spec):
+        self._item = item
+        self._pair = pair
+        self._session = session
+        self._spec = spec
+        self._calls = 0
+
+    def __call__(self, **overrides) -> Measurement:
+        session, pair, item = self._session, self._pair, self._item
+        params, thresholds = self._spec.resolve(overrides, session.option_params, session.option_thresholds)
+        self._calls += 1
+        key = self._spec.key if self._calls == 1 else "%s#%d" % (self._spec.key, self._calls)
+        result = Measurement(src=pair.src.name, dst=pair.dst.name, test=key, nodeid=item.nodeid,
+                             tool=params.tool, params=params.to_dict(), started=time.time())
+        result_name = self._spec.name
+        try:
+            instances, version = run_measurement(session.pool(), pair, params,
+                                                 bind=session.cluster.kind == "local")
+            result.instances = instances
+            result.tool_version = version
+            result.metrics = combine_metrics([inst.metrics for inst in instances])
+            verdicts = check_all(thresholds, result.metrics)
+            result.thresholds = [v.to_dict() for v in verdicts]
+            failed = [v.message for v in verdicts if v.passed is False]
+            result.status = STATUS_FAILED if failed else STATUS_PASSED
+        except (MeasurementError, AgentError) as exc:
+            result.status, result.error, failed = STATUS_ERROR, str(exc), []
+            result.thresholds = [{**t.to_dict(), "measured": None, "passed": None,
+                                  "message": "not evaluated: no measurement"} for t in thresholds]
+        result.finished = time.time()
+        record = result.to_record()
+        record["name"] = result_name
+        session.record(record)     # on disk before anything else happens
+        for name, value in sorted(result.metrics.items()):
+            item.user_properties.append((name, value))
+        item.user_properties.append(("meshperf_status", result.status))
+        if result.status == STATUS_ERROR:
+            raise MeasurementError("%s: %s" % (pair.id, result.error))
+        if failed:
+            pytest.fail("\n".join("%s: %s" % (pair.id, message) for message in failed), pytrace=False)
+        return result
+
+
+@pytest.fixture
+def measure(request, mesh_pair):
+    """Callable that measures this test's pair: ``measure(**overrides) -> Measurement``.
+
+    Parameters merge, lowest precedence first: the mark's ``profile=`` file,
+    ``@pytest.mark.meshperf(...)`` (tool, duration, parallel, reverse, bidir, udp,
+    bitrate, omit, window, length, congestion, zerocopy, thresholds), the
+    overrides, and the command-line options (``--mesh-duration`` ...).  The
+    measurement is journaled, its metrics become JUnit properties, and its
+    thresholds are asserted: a violated threshold fails the test; a measurement
+    that could not be made is a test error carrying the tool's own message.
+    """
+    session = request.config.stash[SESSION_KEY]
+    return Measure(request.node, mesh_pair, session, request.node.stash[SPEC_KEY])

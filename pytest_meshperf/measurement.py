@@ -1,0 +1,101 @@
+"""What one measurement is: the pair, its instances, its metrics, its verdict.
+
+``Measurement`` is what ``measure()`` returns to a test and what the journal
+stores (``to_record``).  Pair-level metrics combine the instances' metrics
+(``combine_metrics``), so several processes per pair add up correctly.
+"""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+STATUS_PASSED = "passed"
+STATUS_FAILED = "failed"
+STATUS_ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Pair:
+    src: Any    # inventory.Node
+    dst: Any
+
+    @property
+    def id(self) -> str:
+        return "%s->%s" % (self.src.name, self.dst.name)
+
+    def __str__(self):
+        return self.id
+
+
+@dataclass
+class Instance:
+    """One tool process of a measurement, with everything needed to trust or redo it."""
+    instance: int
+    pid: Optional[int]
+    client_port: Optional[int]
+    server_port: Optional[int]
+    start: Optional[float]          # epoch seconds, client start
+    end: Optional[float]
+    command: str
+    metrics: Dict[str, float]
+    raw: Any                         # the client's complete tool output (iperf3 JSON)
+    server: Dict[str, Any] = field(default_factory=dict)   # server pid, port, command, raw output
+
+
+@dataclass
+class Measurement:
+    src: str
+    dst: str
+    test: str                        # the test's key in the result file
+    nodeid: str
+    tool: str
+    params: Dict[str, Any]
+    status: str = STATUS_PASSED
+    metrics: Dict[str, float] = field(default_factory=dict)
+    instances: List[Instance] = field(default_factory=list)
+    thresholds: List[Dict[str, Any]] = field(default_factory=list)   # ThresholdResult.to_dict()
+    error: Optional[str] = None
+    tool_version: Optional[str] = None
+    started: Optional[float] = None
+    finished: Optional[float] = None
+
+    @property
+    def pair(self) -> str:
+        return "%s->%s" % (self.src, self.dst)
+
+    @property
+    def throughput_bps(self) -> Optional[float]:
+        return self.metrics.get("throughput_bps")
+
+    @property
+    def retransmits(self) -> Optional[float]:
+        return self.metrics.get("retransmits")
+
+    @property
+    def jitter_ms(self) -> Optional[float]:
+        return self.metrics.get("jitter_ms")
+
+    @property
+    def lost_percent(self) -> Optional[float]:
+        return self.metrics.get("lost_percent")
+
+    def to_record(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def combine_metrics(per_instance: List[Dict[str, float]]) -> Dict[str, float]:
+    """Pair metrics from instance metrics: rates and counts add up, loss is recomputed, the rest is the worst."""
+    if len(per_instance) == 1:
+        return dict(per_instance[0])
+    combined: Dict[str, float] = {}
+    keys = {key for metrics in per_instance for key in metrics}
+    for key in keys:
+        values = [m[key] for m in per_instance if key in m]
+        if key.endswith("_bps") or key in ("retransmits", "transaction_rate", "lost_packets", "packets"):
+            combined[key] = sum(values)
+        elif key.startswith("latency_"):
+            combined[key] = max(values)
+        else:
+            combined[key] = max(values)
+    if combined.get("packets"):
+        combined["lost_percent"] = 100.0 * combined.get("lost_packets", 0.0) / combined["packets"]
+    return combined

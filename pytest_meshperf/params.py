@@ -1,0 +1,159 @@
+"""Measurement parameters: parsed from marks, profiles, options and measure() overrides.
+
+User-facing keys (``duration=5``, ``bitrate="100Mbit/s"``) become one typed
+``Params``; layers merge in increasing precedence: profile file, mark,
+``measure(**overrides)``, command-line options (which override every test).
+"""
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from .errors import ParameterError, ThresholdError
+from .tools import TOOLS
+from .units import parse_quantity
+
+_SIZE = re.compile(r"^[0-9]{1,12}[KMG]?$")
+
+
+@dataclass(frozen=True)
+class Params:
+    tool: str = "iperf3"
+    duration_s: float = 10.0
+    parallel: int = 1
+    reverse: bool = False
+    bidir: bool = False
+    udp: bool = False
+    bitrate_bps: Optional[float] = None
+    omit_s: float = 0.0
+    window: Optional[str] = None
+    length: Optional[str] = None
+    congestion: Optional[str] = None
+    zerocopy: bool = False
+    connect_timeout_ms: Optional[int] = None
+
+    def tool_params(self):
+        """The canonical parameters the agent's tool module takes."""
+        values = dataclasses.asdict(self)
+        values.pop("tool")
+        return values
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _seconds(key, value, origin):
+    return _quantity(key, value, origin, "time", "s")
+
+
+def _quantity(key, value, origin, kind, canonical=None):
+    if isinstance(value, bool):
+        raise ParameterError("%s: %s=%r: expected a number, not a boolean" % (origin, key, value))
+    try:
+        number, _unit = parse_quantity(str(value), kind, canonical=canonical) if canonical else parse_quantity(str(value), kind)
+    except ThresholdError as exc:
+        raise ParameterError("%s: %s=%r: %s" % (origin, key, value, _short(exc)))
+    return number
+
+
+def _short(exc):
+    return str(exc).split(": ", 1)[-1]
+
+
+def _bool(key, value, origin):
+    if not isinstance(value, bool):
+        raise ParameterError("%s: %s=%r: expected true or false" % (origin, key, value))
+    return value
+
+
+def _int(low, high):
+    def parse(key, value, origin):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ParameterError("%s: %s=%r: expected a whole number from %d to %d" % (origin, key, value, low, high))
+        return value
+    return parse
+
+
+def _size(key, value, origin):
+    text = str(value)
+    if not _SIZE.match(text):
+        raise ParameterError("%s: %s=%r: expected a size in bytes such as 131072 or 128K" % (origin, key, value))
+    return text
+
+
+def _congestion(key, value, origin):
+    if not isinstance(value, str) or not re.match(r"^[a-z0-9_]{1,32}$", value):
+        raise ParameterError("%s: %s=%r: expected a congestion algorithm name such as cubic or bbr" % (origin, key, value))
+    return value
+
+
+def _tool(key, value, origin):
+    if value not in TOOLS:
+        raise ParameterError("%s: tool=%r: unknown tool; known tools: %s" % (origin, value, ", ".join(sorted(TOOLS))))
+    return value
+
+
+def _duration(key, value, origin):
+    seconds = _seconds(key, value, origin)
+    if not 0 < seconds <= 86400:
+        raise ParameterError("%s: %s=%r: must be more than 0 s and at most 1 day" % (origin, key, value))
+    return seconds
+
+
+def _omit(key, value, origin):
+    seconds = _seconds(key, value, origin)
+    if seconds > 600:
+        raise ParameterError("%s: %s=%r: must be at most 600 s" % (origin, key, value))
+    return seconds
+
+
+def _bitrate(key, value, origin):
+    return None if value is None else _quantity(key, value, origin, "rate")
+
+
+def _connect_timeout(key, value, origin):
+    return int(round(_seconds(key, value, origin) * 1000))
+
+
+# user key -> (Params field, parser)
+KEYS = {
+    "tool": ("tool", _tool),
+    "duration": ("duration_s", _duration),
+    "parallel": ("parallel", _int(1, 128)),
+    "reverse": ("reverse", _bool),
+    "bidir": ("bidir", _bool),
+    "udp": ("udp", _bool),
+    "bitrate": ("bitrate_bps", _bitrate),
+    "omit": ("omit_s", _omit),
+    "window": ("window", _size),
+    "length": ("length", _size),
+    "congestion": ("congestion", _congestion),
+    "zerocopy": ("zerocopy", _bool),
+    "connect_timeout": ("connect_timeout_ms", _connect_timeout),
+}
+
+
+def parse_params(values: Mapping[str, Any], origin: str):
+    """User keys -> {Params field: canonical value}; unknown keys are a ParameterError with a suggestion."""
+    parsed = {}
+    for key, value in values.items():
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, list(KEYS), n=1)
+            hint = ("did you mean %r?" % close[0]) if close else "known parameters: %s" % ", ".join(sorted(KEYS))
+            raise ParameterError("%s: unknown parameter %r; %s" % (origin, key, hint))
+        field, parser = KEYS[key]
+        parsed[field] = parser(key, value, origin)
+    return parsed
+
+
+def merge_params(*layers: Mapping[str, Any]) -> Params:
+    """Parsed layers (from parse_params), lowest precedence first."""
+    merged = {}
+    for layer in layers:
+        merged.update(layer)
+    params = Params(**merged)
+    if params.reverse and params.bidir:
+        raise ParameterError("reverse and bidir exclude each other: choose one")
+    return params

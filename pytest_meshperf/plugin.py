@@ -1,0 +1,124 @@
+"""pytest hooks, and nothing else: each hook hands its work to the module that owns it."""
+
+import os
+
+import pytest
+
+from .errors import MeasurementError, UsageError
+from .fixtures import SESSION_KEY, SPEC_KEY, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
+from .planning import mesh_pairs
+from .reports.terminal import write_summary
+from .session import MeshSession
+from .testspec import MARK, spec_for_item
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("meshperf", "meshperf: full-mesh network measurement")
+    group.addoption("--cluster", dest="meshperf_cluster", metavar="SPEC",
+                    help="cluster to measure: a hosts.yaml path, or local:N for N nodes on this machine's "
+                         "loopback (default: local:3)")
+    group.addoption("--mesh-out", dest="meshperf_out", metavar="DIR",
+                    help="where run directories (mesh.json, mesh.csv) go (default: meshperf-results)")
+    group.addoption("--mesh-threshold", dest="meshperf_threshold", action="append", metavar="EXPR",
+                    help="threshold applied to every test, e.g. 'throughput>=9Gbit/s', 'retransmits<=100', "
+                         "'jitter<=1ms', 'loss<=0.1%%' (repeatable; overrides marks and profiles on the same bound)")
+    group.addoption("--mesh-duration", dest="meshperf_duration", metavar="TIME",
+                    help="measurement duration for every test, e.g. 10 or 500ms (overrides marks)")
+    group.addoption("--mesh-parallel", dest="meshperf_parallel", type=int, metavar="N",
+                    help="parallel streams per measurement (iperf3 -P) for every test")
+    group.addoption("--mesh-omit", dest="meshperf_omit", metavar="TIME",
+                    help="seconds of slow start to omit from results (iperf3 -O) for every test")
+    group.addoption("--mesh-bitrate", dest="meshperf_bitrate", metavar="RATE",
+                    help="target bitrate for every test, e.g. 100Mbit/s (iperf3 -b)")
+    group.addoption("--mesh-lease", dest="meshperf_lease", type=float, default=60.0, metavar="SECONDS",
+                    help="agents stop everything and exit after this long without word from pytest (default: 60)")
+    parser.addini("meshperf_cluster", "default cluster for --cluster (hosts.yaml path or local:N)")
+    parser.addini("meshperf_out", "default for --mesh-out")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "meshperf(profile=None, thresholds=None, **params): parameters and thresholds of a mesh "
+                   "measurement (tool, duration, parallel, reverse, bidir, udp, bitrate, omit, ...)")
+    if config.option.help or config.option.version:
+        return
+    try:
+        config.stash[SESSION_KEY] = MeshSession(config)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc))
+
+
+def pytest_generate_tests(metafunc):
+    if "mesh_pair" in metafunc.fixturenames:
+        pairs = mesh_pairs(metafunc.config.stash[SESSION_KEY].cluster)
+        metafunc.parametrize("mesh_pair", pairs, ids=[pair.id for pair in pairs])
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if SESSION_KEY not in config.stash:
+        return
+    invocation_dir = str(config.invocation_params.dir)
+    for item in items:
+        if "mesh_pair" in getattr(item, "fixturenames", ()) or item.get_closest_marker(MARK):
+            try:
+                item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir)
+            except UsageError as exc:
+                raise pytest.UsageError(str(exc))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist controller -> worker: the run to join (the secret travels here, never on disk)."""
+    session = node.config.stash[SESSION_KEY]
+    node.workerinput["meshperf"] = {"run_id": session.run_dir.run_id, "out_dir": session.run_dir.out_dir,
+                                    "secret": session.secret, "started": session.started}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """xdist controller: start the agents before the first mesh test is handed to a worker."""
+    session = node.config.stash[SESSION_KEY]
+    if session.controller is None and any("->" in test_id for test_id in ids):
+        session.start_agents()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(MeasurementError):
+        # A measurement that could not be made is an error, not a failed threshold.
+        report.meshperf_error = True
+        report.longrepr = "MeasurementError: %s" % call.excinfo.value
+    return report
+
+
+def pytest_report_teststatus(report, config):
+    if getattr(report, "meshperf_error", False) and report.when == "call":
+        return "error", "E", "ERROR"
+    return None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_logreport(report):
+    # JUnit XML writes <error> only for reports outside the call phase: present the
+    # measurement error as the error it is, then restore the report.
+    swapped = getattr(report, "meshperf_error", False) and report.when == "call"
+    if swapped:
+        report.when = "setup"
+    try:
+        return (yield)
+    finally:
+        if swapped:
+            report.when = "call"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    mesh = session.config.stash.get(SESSION_KEY, None)
+    if mesh is not None:
+        mesh.finish(exitstatus, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    mesh = config.stash.get(SESSION_KEY, None)
+    if mesh is not None and mesh.assembled is not None:
+        write_summary(terminalreporter, mesh.cluster, mesh.assembled, os.getcwd())

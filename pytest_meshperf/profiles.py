@@ -1,0 +1,96 @@
+"""Profiles: YAML files that name a tool, its parameters and its thresholds.
+
+    # suites/tcp.yaml
+    description: TCP throughput, one stream
+    tool: iperf3
+    duration: 3
+    thresholds:
+      - throughput >= 1Gbit/s
+      - retransmits <= 10000
+
+A test uses one with ``@pytest.mark.meshperf(profile="tcp.yaml")`` (the path is
+relative to the test module).  Every threshold remembers ``file:line``.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+import yaml
+
+from .errors import ParameterError
+from .params import parse_params
+from .thresholds import Threshold, parse_threshold
+
+_NON_PARAM_KEYS = ("description", "thresholds")
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: str
+    description: str
+    params: Dict[str, Any]              # parsed (Params fields)
+    thresholds: Tuple[Threshold, ...]
+
+
+_cache = {}
+
+
+def load_profile(path, shown=None) -> Profile:
+    """Load (once per process) the profile at ``path``; errors name ``shown`` (the path as the user wrote it)."""
+    shown = shown or path
+    key = os.path.abspath(path)
+    if key not in _cache:
+        _cache[key] = _load(path, shown)
+    return _cache[key]
+
+
+def _load(path, shown):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ParameterError("%s: cannot read profile: %s; check the path (relative to the test module)"
+                             % (shown, exc.strerror or exc))
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = "%s:%d:%d" % (shown, mark.line + 1, mark.column + 1) if mark else shown
+        raise ParameterError("%s: YAML syntax error: %s" % (where, getattr(exc, "problem", None) or exc))
+    if root is None:
+        raise ParameterError("%s: the profile is empty; give at least a tool or thresholds" % shown)
+    if not isinstance(root, yaml.MappingNode):
+        raise ParameterError("%s:%d: a profile must be a mapping of keys such as tool, duration, thresholds"
+                             % (shown, root.start_mark.line + 1))
+    raw_params, description, thresholds = {}, "", []
+    for key_node, value_node in root.value:
+        key = key_node.value
+        line = key_node.start_mark.line + 1
+        if key == "description":
+            description = str(value_node.value)
+        elif key == "thresholds":
+            thresholds = _thresholds(value_node, shown)
+        else:
+            value = yaml.safe_load(yaml.serialize(value_node))
+            raw_params.update(parse_params({key: value}, "%s:%d" % (shown, line)))
+    return Profile(path=shown, description=description, params=raw_params, thresholds=tuple(thresholds))
+
+
+def _thresholds(node, shown):
+    """A list of expressions, or a mapping metric -> 'OP VALUE'."""
+    out = []
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            if not isinstance(item, yaml.ScalarNode):
+                raise ParameterError("%s:%d: a threshold must be an expression such as 'throughput >= 1Gbit/s'"
+                                     % (shown, item.start_mark.line + 1))
+            out.append(parse_threshold(str(item.value), "%s:%d" % (shown, item.start_mark.line + 1)))
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            out.append(parse_threshold("%s %s" % (key_node.value, value_node.value),
+                                       "%s:%d" % (shown, key_node.start_mark.line + 1)))
+    else:
+        raise ParameterError("%s:%d: thresholds must be a list of expressions such as 'throughput >= 1Gbit/s'"
+                             % (shown, node.start_mark.line + 1))
+    return out

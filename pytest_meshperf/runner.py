@@ -1,0 +1,108 @@
+"""Runs one measurement of one pair on the agents and returns its instances.
+
+Sequence (docs/architecture.md): the destination's agent starts a one-off tool
+server on a port it allocates; the source's agent runs the client against it;
+the server's own output is collected; both are bounded in time on the node.
+Anything that prevents a result raises MeasurementError with the tool's own words.
+"""
+
+from typing import List, Tuple
+
+from .errors import AgentError, MeasurementError
+from .measurement import Instance
+from .tools import get_tool
+from .tools.iperf3 import ToolFailure
+
+CONNECT_GRACE_S = 15.0     # client start-up, connection set-up and result exchange
+SERVER_GRACE_S = 10.0      # the server outlives its client by this much at most
+
+
+def client_timeout_s(module, params) -> float:
+    runtime = module.expected_runtime_s(params.tool_params())
+    return runtime + CONNECT_GRACE_S + 0.1 * runtime
+
+
+def run_measurement(pool, pair, params, bind=True) -> Tuple[List[Instance], str]:
+    """One instance per pair for now; returns (instances, tool version)."""
+    module = get_tool(params.tool)
+    src, dst = pool.client(pair.src.name), pool.client(pair.dst.name)
+    timeout_s = client_timeout_s(module, params)
+    try:
+        server = dst.call("process.start", {"tool": params.tool, "role": "server",
+                                            "bind": pair.dst.data_address if bind else None,
+                                            "timeout_s": timeout_s + SERVER_GRACE_S})
+    except AgentError as exc:
+        raise MeasurementError("cannot start the %s server on %s: %s" % (params.tool, pair.dst.name, _reason(exc)))
+    client_result = server_result = None
+    try:
+        client = src.call("process.start", {"tool": params.tool, "role": "client", "target": pair.dst.data_address,
+                                            "port": server["port"], "bind": pair.src.data_address if bind else None,
+                                            "params": params.tool_params(), "timeout_s": timeout_s})
+        client_result = src.wait_process(client["id"], timeout_s + SERVER_GRACE_S)
+        if client_result is None:
+            raise MeasurementError("the %s client on %s did not end within %.0f s" % (params.tool, pair.src.name,
+                                                                                     timeout_s + SERVER_GRACE_S))
+    except AgentError as exc:
+        raise MeasurementError("%s client on %s: %s" % (params.tool, pair.src.name, _reason(exc)))
+    finally:
+        server_result = _collect_server(dst, server["id"])
+    instance = _instance(module, 1, client_result, server_result, timeout_s)
+    return [instance], module.tool_version(instance.raw)
+
+
+def _collect_server(agent, ident):
+    """Give the one-off server a moment to write its JSON, then stop it whatever state it is in."""
+    try:
+        result = agent.wait_process(ident, 2.0)
+        if result is None:
+            result = agent.call("process.stop", {"id": ident})["result"]
+        return result
+    except AgentError:
+        return None
+
+
+def _load(module, client, server, timeout_s):
+    if client["timed_out"]:
+        raise MeasurementError("the %s client on pid %s ran past its %.0f s limit and was killed"
+                               % (client["tool"], client["pid"], timeout_s))
+    if client["signal"] is not None:
+        raise MeasurementError("the %s client (pid %s) was killed by signal %d%s"
+                               % (client["tool"], client["pid"], client["signal"], _server_note(server)))
+    try:
+        return module.load_output(client["stdout"])
+    except ToolFailure as exc:
+        stderr = client["stderr"].strip()
+        raise MeasurementError("%s%s%s" % (exc, " (stderr: %s)" % stderr[-300:] if stderr else "",
+                                           _server_note(server)))
+
+
+def _server_note(server):
+    if server and server.get("signal") is not None and not server.get("stopped"):
+        return "; the server (pid %s) was killed by signal %d" % (server["pid"], server["signal"])
+    return ""
+
+
+def _instance(module, number, client, server, timeout_s) -> Instance:
+    data = _load(module, client, server, timeout_s)
+    try:
+        metrics = module.metrics_from_json(data)
+    except ToolFailure as exc:
+        raise MeasurementError(str(exc))
+    ports = module.client_ports(data)
+    server_raw = None
+    if server and server.get("stdout"):
+        try:
+            server_raw = module.load_output(server["stdout"])
+        except ToolFailure:
+            server_raw = {"unparsed": server["stdout"][-2000:]}
+    return Instance(
+        instance=number, pid=client["pid"], client_port=ports[0] if ports else None,
+        server_port=server["port"] if server else None, start=client["started"], end=client["ended"],
+        command=client["command"], metrics=metrics, raw=data,
+        server={"pid": server.get("pid"), "port": server.get("port"), "command": server.get("command"),
+                "exit_code": server.get("exit_code"), "raw": server_raw} if server else {})
+
+
+def _reason(exc):
+    return getattr(exc, "message", None) or str(exc)
+

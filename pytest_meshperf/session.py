@@ -1,0 +1,168 @@
+"""One run of meshperf inside pytest: its cluster, run directory, agents and journal.
+
+Three roles, one class:
+- ``standalone`` (no xdist): starts agents lazily at the first measurement,
+  measures, assembles mesh.json at the end;
+- ``controller`` (xdist's controller, which collects nothing): owns the run
+  directory and the agents, starts them once workers have collected mesh tests,
+  hands the endpoints out through ``agents.json`` (ports only: the secret
+  travels in ``workerinput``), assembles at the end;
+- ``worker``: measures with the controller's agents, journals its own measurements.
+"""
+
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+from . import __version__
+from .controller import AgentPool, Controller, new_secret
+from .errors import AgentError
+from .inventory import load_cluster
+from .params import parse_params
+from .results import RunDir, assemble, iso, new_run_id
+from .thresholds import parse_threshold
+
+ENDPOINTS_FILE = "agents.json"
+ENDPOINTS_WAIT_S = 120.0
+
+
+class MeshSession:
+    def __init__(self, config):
+        self.config = config
+        opt = config.option
+        base_dir = str(config.invocation_params.dir)
+        self.cluster_spec = opt.meshperf_cluster or config.getini("meshperf_cluster") or None
+        self.cluster = load_cluster(self.cluster_spec, base_dir)
+        self.option_params = parse_params(_option_values(opt), "command line")
+        self.option_thresholds = [parse_threshold(expr, "--mesh-threshold") for expr in opt.meshperf_threshold or []]
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None:
+            self.role = "worker"
+            shared = workerinput["meshperf"]
+            self.run_dir = RunDir(shared["out_dir"], shared["run_id"])
+            self.secret = shared["secret"]
+            self.writer = workerinput.get("workerid", "worker")
+            self.started = shared["started"]
+        else:
+            self.role = "controller" if _uses_xdist(config) else "standalone"
+            out_dir = opt.meshperf_out or config.getini("meshperf_out") or "meshperf-results"
+            self.started = time.time()
+            self.run_dir = RunDir(os.path.abspath(os.path.join(base_dir, out_dir)), new_run_id(self.started))
+            self.secret = new_secret()
+            self.writer = "main"
+        self.controller: Optional[Controller] = None
+        self._pool: Optional[AgentPool] = None
+        self._journal = None
+        self.created = False
+        self.assembled = None
+
+    # -- run directory ---------------------------------------------------------
+    def run_meta(self):
+        params = {k: v for k, v in self.option_params.items()}
+        return {"id": self.run_dir.run_id, "started": iso(self.started), "finished": None, "interrupted": True,
+                "exit_status": None, "parameters": {"cluster": self.cluster.spec, "options": params,
+                                                   "thresholds": [t.expression for t in self.option_thresholds]},
+                "command_line": [os.path.basename(sys.argv[0])] + list(self.config.invocation_params.args),
+                "meshperf_version": __version__}
+
+    def cluster_meta(self):
+        nodes = {}
+        for node in self.cluster.nodes:
+            entry = {"address": node.address, "data_address": node.data_address, "role": node.role,
+                     "labels": dict(node.labels)}
+            info = (self.controller.node_info.get(node.name) if self.controller else None) or {}
+            if info:
+                entry["agent"] = {"version": info.get("agent_version"), "pid": info.get("pid"),
+                                  "hostname": info.get("hostname")}
+                entry["tools"] = {name: {"version": t.get("version"), "path": t.get("path"), "error": t.get("error")}
+                                  for name, t in (info.get("tools") or {}).items()}
+                entry["resources"] = info.get("resources") or {}
+            nodes[node.name] = entry
+        return {"kind": self.cluster.kind, "spec": self.cluster.spec, "source": self.cluster.source, "nodes": nodes}
+
+    def ensure_run_dir(self):
+        if not self.created and self.role != "worker":
+            self.run_dir.create(self.run_meta(), self.cluster_meta())
+            self.created = True
+
+    # -- agents ----------------------------------------------------------------
+    def start_agents(self):
+        """Controller side: start every node's agent once; errors are kept for the tests to report."""
+        self.ensure_run_dir()
+        if self.controller is not None:
+            return
+        self.controller = Controller(self.cluster, self.run_dir.logs, secret=self.secret,
+                                     lease_s=self.config.option.meshperf_lease)
+        try:
+            self.controller.start()
+            endpoints = {"endpoints": self.controller.endpoints()}
+        except AgentError as exc:
+            endpoints = {"error": str(exc)}
+        self.run_dir.write_meta(self.run_meta(), self.cluster_meta())
+        tmp = os.path.join(self.run_dir.path, ENDPOINTS_FILE + ".tmp")
+        with open(tmp, "w") as handle:
+            json.dump(endpoints, handle)
+        os.replace(tmp, os.path.join(self.run_dir.path, ENDPOINTS_FILE))
+
+    def pool(self) -> AgentPool:
+        if self._pool is None:
+            if self.role == "worker":
+                endpoints = self._wait_endpoints()
+            else:
+                self.start_agents()
+                endpoints = json.load(open(os.path.join(self.run_dir.path, ENDPOINTS_FILE)))
+            if "error" in endpoints:
+                raise AgentError(endpoints["error"])
+            if self.role == "worker":
+                self._pool = AgentPool.from_endpoints(endpoints["endpoints"], self.secret)
+            else:
+                self._pool = self.controller.pool
+        return self._pool
+
+    def _wait_endpoints(self):
+        path = os.path.join(self.run_dir.path, ENDPOINTS_FILE)
+        deadline = time.monotonic() + ENDPOINTS_WAIT_S
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise AgentError("the xdist controller did not start the agents within %.0f s" % ENDPOINTS_WAIT_S)
+            time.sleep(0.05)
+        with open(path) as handle:
+            return json.load(handle)
+
+    # -- results ---------------------------------------------------------------
+    def record(self, record):
+        if self._journal is None:
+            self.ensure_run_dir()
+            self._journal = self.run_dir.journal(self.writer)
+        self._journal.append(record)
+
+    def finish(self, exitstatus, interrupted):
+        """Stop agents and assemble mesh.json (not on workers: the controller does that once)."""
+        if self._journal is not None:
+            self._journal.close()
+        if self.role == "worker":
+            if self._pool is not None:
+                self._pool.close()
+            return None
+        if self.controller is not None:
+            self.controller.stop()
+        if self.created:
+            self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
+        return self.assembled
+
+
+def _uses_xdist(config):
+    # xdist's own pytest_cmdline_main has turned -n/--tx into a --dist mode by now.
+    return getattr(config.option, "dist", "no") != "no"
+
+
+def _option_values(opt):
+    values = {}
+    for key, attr in (("duration", "meshperf_duration"), ("parallel", "meshperf_parallel"),
+                      ("omit", "meshperf_omit"), ("bitrate", "meshperf_bitrate")):
+        value = getattr(opt, attr, None)
+        if value is not None:
+            values[key] = value
+    return values

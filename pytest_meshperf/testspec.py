@@ -1,0 +1,61 @@
+"""What a mesh test asks for: its parameters and thresholds, layer by layer.
+
+Resolved once per test item at collection time, so a bad mark, profile or
+threshold is a usage error before anything is measured.  Precedence, lowest
+first: profile file, mark, ``measure(**overrides)``, command-line options.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Tuple
+
+from .errors import ParameterError
+from .params import Params, merge_params, parse_params
+from .profiles import load_profile
+from .thresholds import Threshold, merge_thresholds, parse_thresholds
+
+MARK = "meshperf"
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    name: str                                   # short test name
+    key: str                                    # the test's key in the result file
+    param_layers: Tuple[Dict[str, Any], ...]    # parsed, lowest precedence first (options excluded)
+    threshold_layers: Tuple[Tuple[Threshold, ...], ...]
+
+    def resolve(self, overrides: Dict[str, Any], option_params, option_thresholds) -> Tuple[Params, List[Threshold]]:
+        overrides = dict(overrides)
+        override_thresholds = overrides.pop("thresholds", None)
+        layers = list(self.param_layers) + [parse_params(overrides, "measure()"), option_params]
+        thresholds = list(self.threshold_layers)
+        if override_thresholds is not None:
+            thresholds.append(tuple(parse_thresholds(override_thresholds, "measure()")))
+        thresholds.append(tuple(option_thresholds))
+        return merge_params(*layers), merge_thresholds(*thresholds)
+
+
+def spec_for_item(item, invocation_dir) -> TestSpec:
+    param_layers, threshold_layers = [], []
+    where = "%s::%s" % (os.path.basename(str(item.path)), item.originalname)
+    # Farthest mark first (module pytestmark, class, function) so the closest wins.
+    for mark in reversed(list(item.iter_markers(MARK))):
+        if mark.args:
+            raise ParameterError("%s: @pytest.mark.meshperf takes keyword arguments only, got %r"
+                                 % (where, mark.args))
+        kwargs = dict(mark.kwargs)
+        profile = kwargs.pop("profile", None)
+        thresholds = kwargs.pop("thresholds", None)
+        if profile is not None:
+            path = os.path.join(os.path.dirname(str(item.path)), str(profile))
+            shown = os.path.relpath(path, invocation_dir) if os.path.isabs(path) else path
+            loaded = load_profile(path, shown)
+            param_layers.append(loaded.params)
+            threshold_layers.append(loaded.thresholds)
+        param_layers.append(parse_params(kwargs, "%s: mark" % where))
+        if thresholds is not None:
+            threshold_layers.append(tuple(parse_thresholds(thresholds, "mark")))
+    merge_params(*param_layers)  # validates the combination (reverse with bidir, say) now
+    key = "%s::%s" % (item.parent.nodeid, item.originalname) if item.parent.nodeid else item.originalname
+    return TestSpec(name=item.originalname, key=key, param_layers=tuple(param_layers),
+                    threshold_layers=tuple(threshold_layers))

@@ -1,0 +1,184 @@
+"""iperf3: command lines for server and client, and metrics from its JSON (-J).
+
+Facts this relies on (iperf3 3.12 to 3.21):
+- one server port runs one test at a time, so every measurement gets its own
+  one-off server (``-s -1``) on a port the agent allocated;
+- with ``-J`` the result, or ``{"error": ...}``, is one JSON document on stdout;
+  the exit status is not reliable on its own (3.12 exits 0 on a refused connection);
+- TCP throughput is the receiver's view (``end.sum_received``); retransmits come
+  from the sender (``end.sum_sent``); UDP jitter and loss from ``end.sum_received``
+  (older versions only have ``end.sum``).
+"""
+
+import json
+import re
+
+NAME = "iperf3"
+DEFAULT_BINARY = "iperf3"
+
+# Client parameters the agent accepts, with their JSON types.  The controller
+# (pytest_meshperf/params.py) parses user input into these canonical values.
+CLIENT_PARAMS = {
+    "duration_s": (int, float),
+    "parallel": int,
+    "reverse": bool,
+    "bidir": bool,
+    "udp": bool,
+    "bitrate_bps": (int, float, type(None)),
+    "omit_s": (int, float),
+    "window": (str, type(None)),
+    "length": (str, type(None)),
+    "congestion": (str, type(None)),
+    "zerocopy": bool,
+    "connect_timeout_ms": (int, type(None)),
+    "cpu_affinity": (str, type(None)),
+}
+_SIZE = re.compile(r"^[0-9]{1,12}[KMG]?$")
+_CONGESTION = re.compile(r"^[a-z0-9_]{1,32}$")
+_AFFINITY = re.compile(r"^[0-9]{1,4}(,[0-9]{1,4})?$")
+
+
+def _check_params(params):
+    unknown = set(params) - set(CLIENT_PARAMS)
+    if unknown:
+        raise ValueError("unknown iperf3 parameters: %s" % ", ".join(sorted(unknown)))
+    for key, value in params.items():
+        kinds = CLIENT_PARAMS[key]
+        if isinstance(value, bool) and kinds is not bool and bool not in (kinds if isinstance(kinds, tuple) else ()):
+            raise ValueError("iperf3 parameter %s must not be a boolean" % key)
+        if not isinstance(value, kinds):
+            raise ValueError("iperf3 parameter %s has the wrong type (%s)" % (key, type(value).__name__))
+    duration = params.get("duration_s", 10)
+    if not 0 < duration <= 86400:
+        raise ValueError("duration_s must be in (0, 86400]")
+    if not 1 <= params.get("parallel", 1) <= 128:
+        raise ValueError("parallel must be in 1..128")
+    if not 0 <= params.get("omit_s", 0) <= 600:
+        raise ValueError("omit_s must be in 0..600")
+    if params.get("reverse") and params.get("bidir"):
+        raise ValueError("reverse and bidir exclude each other")
+    for key in ("window", "length"):
+        if params.get(key) is not None and not _SIZE.match(params[key]):
+            raise ValueError("%s must look like 128K" % key)
+    if params.get("congestion") is not None and not _CONGESTION.match(params["congestion"]):
+        raise ValueError("congestion must be an algorithm name such as cubic")
+    if params.get("cpu_affinity") is not None and not _AFFINITY.match(params["cpu_affinity"]):
+        raise ValueError("cpu_affinity must look like 2 or 2,3")
+
+
+def server_argv(binary, port, bind=None):
+    """A one-off server: serves exactly one test, then exits with its JSON."""
+    argv = [binary, "-s", "-1", "-J", "-p", str(int(port))]
+    if bind:
+        argv += ["-B", bind]
+    return argv
+
+
+def client_argv(binary, target, port, params, bind=None):
+    """The client command for one measurement; ``params`` uses CLIENT_PARAMS keys."""
+    _check_params(params)
+    duration = params.get("duration_s", 10)
+    argv = [binary, "-c", target, "-p", str(int(port)), "-J", "-t", _num(duration)]
+    if bind:
+        argv += ["-B", bind]
+    if params.get("parallel", 1) != 1:
+        argv += ["-P", str(params["parallel"])]
+    if params.get("reverse"):
+        argv.append("-R")
+    if params.get("bidir"):
+        argv.append("--bidir")
+    if params.get("udp"):
+        argv.append("-u")
+    if params.get("bitrate_bps") is not None:
+        argv += ["-b", "%d" % int(params["bitrate_bps"])]
+    if params.get("omit_s"):
+        argv += ["-O", _num(params["omit_s"])]
+    if params.get("window"):
+        argv += ["-w", params["window"]]
+    if params.get("length"):
+        argv += ["-l", params["length"]]
+    if params.get("congestion"):
+        argv += ["-C", params["congestion"]]
+    if params.get("zerocopy"):
+        argv.append("-Z")
+    if params.get("connect_timeout_ms"):
+        argv += ["--connect-timeout", str(params["connect_timeout_ms"])]
+    if params.get("cpu_affinity"):
+        argv += ["-A", params["cpu_affinity"]]
+    return argv
+
+
+def expected_runtime_s(params):
+    """How long a client should run, before any grace the caller adds."""
+    return float(params.get("duration_s", 10)) + float(params.get("omit_s", 0))
+
+
+def _num(value):
+    return ("%d" % value) if float(value).is_integer() else ("%g" % value)
+
+
+def version_argv(binary):
+    return [binary, "--version"]
+
+
+def parse_version(text):
+    """'iperf 3.12 (cJSON 1.7.15)' -> '3.12'."""
+    match = re.search(r"iperf\s+(\d+\.\d+(?:\.\d+)?\S*)", text or "")
+    return match.group(1) if match else None
+
+
+class ToolFailure(Exception):
+    """The tool ran but reported an error; the message is the tool's own."""
+
+
+def load_output(stdout):
+    """The tool's JSON document, or ToolFailure when there is none."""
+    text = (stdout or "").strip()
+    if not text:
+        raise ToolFailure("iperf3 printed no output")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        # iperf3 can print a plain-text error before -J takes effect.
+        raise ToolFailure("iperf3 printed no JSON: %s" % text.splitlines()[-1][:300])
+    if not isinstance(data, dict):
+        raise ToolFailure("iperf3 printed unexpected JSON")
+    if data.get("error"):
+        raise ToolFailure("iperf3: %s" % data["error"])
+    return data
+
+
+def metrics_from_json(data):
+    """Metric-name -> value from a client's iperf3 JSON (names per pytest_meshperf.metrics)."""
+    end = data.get("end") or {}
+    udp = (data.get("start") or {}).get("test_start", {}).get("protocol") == "UDP"
+    received = end.get("sum_received") or end.get("sum") or {}
+    sent = end.get("sum_sent") or end.get("sum") or {}
+    if not received:
+        raise ToolFailure("iperf3 JSON has no end summary (test did not complete)")
+    metrics = {"throughput_bps": float(received.get("bits_per_second", 0.0))}
+    if udp:
+        for key, name in (("jitter_ms", "jitter_ms"), ("lost_percent", "lost_percent"),
+                          ("lost_packets", "lost_packets"), ("packets", "packets")):
+            if key in received:
+                metrics[name] = float(received[key])
+    elif "retransmits" in sent:
+        metrics["retransmits"] = float(sent["retransmits"])
+    reverse = end.get("sum_received_bidir_reverse")
+    if reverse:
+        metrics["throughput_reverse_bps"] = float(reverse.get("bits_per_second", 0.0))
+    cpu = end.get("cpu_utilization_percent") or {}
+    if "host_total" in cpu:
+        metrics["cpu_local_percent"] = float(cpu["host_total"])
+    if "remote_total" in cpu:
+        metrics["cpu_remote_percent"] = float(cpu["remote_total"])
+    return metrics
+
+
+def client_ports(data):
+    """Local ports of the data streams, from ``start.connected``."""
+    return [c.get("local_port") for c in (data.get("start") or {}).get("connected", []) if c.get("local_port")]
+
+
+def tool_version(data):
+    return parse_version((data.get("start") or {}).get("version", ""))

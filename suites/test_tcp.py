@@ -1,0 +1,8 @@
+"""TCP throughput over every directed link of the cluster."""
+
+import pytest
+
+
+@pytest.mark.meshperf(profile="tcp.yaml")
+def test_tcp_throughput(mesh_pair, measure):
+    measure()
