@@ -13,7 +13,7 @@ from typing import Dict
 
 from .errors import AgentError
 from .rpc import AgentClient, tcp_connector
-from .transport import local
+from . import transport
 
 log = logging.getLogger("meshperf")
 
@@ -83,7 +83,7 @@ class Controller:
                 return
             nodes = list(self.cluster.nodes)
             with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STARTS, len(nodes))) as executor:
-                futures = {node.name: executor.submit(local.start_agent, node, self.secret, self.log_dir,
+                futures = {node.name: executor.submit(transport.start_agent, node, self.secret, self.log_dir,
                                                       self.lease_s) for node in nodes}
             errors = []
             for name, future in futures.items():

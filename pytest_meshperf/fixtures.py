@@ -8,6 +8,7 @@ from .errors import AgentError, MeasurementError
 from .measurement import STATUS_ERROR, STATUS_FAILED, STATUS_PASSED, Measurement, combine_metrics
 from .runner import run_measurement
 from .thresholds import check_all
+from .transport import is_local
 
 SESSION_KEY = pytest.StashKey()
 SPEC_KEY = pytest.StashKey()
@@ -46,8 +47,9 @@ class Measure:
                              tool=params.tool, params=params.to_dict(), started=time.time())
         result_name = self._spec.name
         try:
+            # Local nodes share this machine's network stack: bind to tell them apart.
             instances, version = run_measurement(session.pool(), pair, params,
-                                                 bind=session.cluster.kind == "local")
+                                                 bind=is_local(pair.src) and is_local(pair.dst))
             result.instances = instances
             result.tool_version = version
             result.metrics = combine_metrics([inst.metrics for inst in instances])

@@ -5,6 +5,7 @@ stores (``to_record``).  Pair-level metrics combine the instances' metrics
 (``combine_metrics``), so several processes per pair add up correctly.
 """
 
+import datetime
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -79,7 +80,18 @@ class Measurement:
         return self.metrics.get("lost_percent")
 
     def to_record(self) -> Dict[str, Any]:
-        return asdict(self)
+        """The journal line: JSON-able, times as ISO 8601 UTC strings."""
+        record = asdict(self)
+        record["started"], record["finished"] = iso(self.started), iso(self.finished)
+        for inst in record["instances"]:
+            inst["start"], inst["end"] = iso(inst["start"]), iso(inst["end"])
+        return record
+
+
+def iso(epoch: Optional[float]) -> Optional[str]:
+    if epoch is None:
+        return None
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def combine_metrics(per_instance: List[Dict[str, float]]) -> Dict[str, float]:

@@ -64,7 +64,7 @@ class MeshSession:
         return {"id": self.run_dir.run_id, "started": iso(self.started), "finished": None, "interrupted": True,
                 "exit_status": None, "parameters": {"cluster": self.cluster.spec, "options": params,
                                                    "thresholds": [t.expression for t in self.option_thresholds]},
-                "command_line": [os.path.basename(sys.argv[0])] + list(self.config.invocation_params.args),
+                "command_line": [_program()] + list(self.config.invocation_params.args),
                 "meshperf_version": __version__}
 
     def cluster_meta(self):
@@ -151,6 +151,11 @@ class MeshSession:
         if self.created:
             self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
         return self.assembled
+
+
+def _program():
+    name = os.path.basename(sys.argv[0]) if sys.argv else "pytest"
+    return "pytest" if name in ("__main__.py", "") else name
 
 
 def _uses_xdist(config):

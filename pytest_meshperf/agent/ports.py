@@ -1,36 +1,43 @@
 """Port allocation for tool servers: never two live servers on one port."""
 
+import os
 import socket
 import threading
 
 
-def _hex_address(bind):
-    """The /proc/net/tcp spelling of an IPv4 address (little-endian hex), or None."""
+def _socket_inodes(pid):
+    inodes = set()
     try:
-        return socket.inet_aton(bind)[::-1].hex().upper() if bind and ":" not in bind else None
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
     except OSError:
-        return None
+        pass
+    return inodes
 
 
-def port_is_listening(port, bind=None):
-    """True when a socket in this network namespace listens on TCP ``port``.
+def pid_is_listening(pid, port):
+    """True when process ``pid`` itself holds a listening TCP socket on ``port``.
 
-    With ``bind`` (IPv4), only a listener on that address or the wildcard counts:
-    several local nodes share one namespace and may use the same port number.
+    Matching the socket's inode to the process matters: several local nodes, or
+    two runs on one machine, share a network namespace and may listen on the same
+    port number at other addresses, or race for it.
     """
-    wanted = _hex_address(bind)
+    inodes = _socket_inodes(pid)
+    if not inodes:
+        return False
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as handle:
                 next(handle, None)
                 for line in handle:
                     fields = line.split()
-                    if len(fields) < 4 or fields[3] != "0A":
-                        continue
-                    address, _, hexport = fields[1].rpartition(":")
-                    if int(hexport, 16) != port:
-                        continue
-                    if wanted is None or address in (wanted, "00000000") or table.endswith("6"):
+                    if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port \
+                            and fields[9] in inodes:
                         return True
         except OSError:
             continue

@@ -17,7 +17,7 @@ import time
 from .. import __version__
 from ..tools import get_tool
 from . import protocol, resources
-from .ports import PortAllocator, port_is_listening
+from .ports import PortAllocator, pid_is_listening
 from .supervisor import Supervisor
 
 log = logging.getLogger("meshperf.agent")
@@ -141,7 +141,7 @@ class Agent:
             proc = self._start(module.NAME, "server", module.server_argv(binary, port, bind), timeout_s, port)
             deadline = time.monotonic() + READY_TIMEOUT_S
             while time.monotonic() < deadline and not proc.done.is_set():
-                if port_is_listening(port, bind):
+                if pid_is_listening(proc.pid, port):
                     return proc.summary() | {"command": proc.argv}
                 time.sleep(0.005)
             result = self.supervisor.stop(proc.id)

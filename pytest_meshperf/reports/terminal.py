@@ -3,7 +3,7 @@
 import os
 from collections import OrderedDict
 
-from ..metrics import format_value
+from ..metrics import METRICS, format_value
 
 MAIN_METRICS = ("throughput_bps", "latency_p50_us", "transaction_rate")
 FAILED_MARK = " !"
@@ -51,7 +51,7 @@ def write_summary(tr, cluster, assembled, cwd):
     names = [node.name for node in cluster.nodes]
     for name, key, metric, lines in matrices(names, assembled.rows):
         tr.write_line("")
-        tr.write_line("%s: %s" % (key, (metric or "no metric").replace("_", " ")))
+        tr.write_line("%s: %s" % (key, METRICS[metric].label if metric in METRICS else "no metric"))
         for line in lines:
             tr.write_line(line)
     counts = assembled.counts

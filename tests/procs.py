@@ -1,0 +1,77 @@
+"""Watching the processes an inner pytest run starts: agents and tool processes.
+
+Every loop here is bounded in time: a test that waits for a process waits at
+most its deadline and then fails with what it saw.
+"""
+
+import json
+import os
+import time
+
+import psutil
+
+
+def descendants(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def is_iperf3(proc):
+    try:
+        return proc.name() == "iperf3"
+    except psutil.Error:
+        return False
+
+
+def is_agent(proc):
+    try:
+        return "pytest_meshperf.agent" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def wait_for(predicate, timeout_s, interval_s=0.05, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError("timed out after %.0f s waiting for %s" % (timeout_s, what))
+
+
+def find_iperf3(pid, role_flag):
+    """The first iperf3 below ``pid`` whose command line has ``role_flag`` ('-c' client, '-s' server)."""
+    for proc in descendants(pid):
+        try:
+            if is_iperf3(proc) and role_flag in proc.cmdline():
+                return proc
+        except psutil.Error:
+            continue
+    return None
+
+
+def alive(procs):
+    out = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def journal_records(out_dir):
+    """Records journaled so far by the newest run under ``out_dir``."""
+    latest = os.path.join(str(out_dir), "latest", "journal")
+    records = []
+    if os.path.isdir(latest):
+        for name in os.listdir(latest):
+            with open(os.path.join(latest, name)) as handle:
+                for line in handle:
+                    if line.endswith("\n"):
+                        records.append(json.loads(line))
+    return records

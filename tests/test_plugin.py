@@ -1,0 +1,169 @@
+"""The core plugin end to end: real pytest runs of mesh tests on the embedded cluster."""
+
+import json
+import signal
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+try:
+    from meshcheck import validate_mesh_file
+except ImportError:  # TEMP until the schema lands
+    def validate_mesh_file(path): json.load(open(path))
+from procs import alive, descendants, find_iperf3, is_agent, is_iperf3, journal_records, wait_for
+
+TCP_TEST = """
+import pytest
+
+@pytest.mark.meshperf(duration={duration})
+def test_tcp(mesh_pair, measure):
+    m = measure()
+    assert m.throughput_bps > 0
+"""
+
+
+def load_mesh(out):
+    path = out / "latest" / "mesh.json"
+    validate_mesh_file(str(path))
+    return json.loads(path.read_text())
+
+
+def entries(mesh):
+    """(src, dst, test key, entry) for every measured test in a mesh.json."""
+    for src, s in mesh["sources"].items():
+        for dst, d in s["destinations"].items():
+            for key, entry in d["tests"].items():
+                yield src, dst, key, entry
+
+
+def test_full_mesh_on_embedded_cluster(pytester, mesh_out):
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=1))
+    result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "-v")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*meshperf mesh (rows: source, columns: destination)*",
+                                 "*node1*node2*node3*", "*6 measurements: 6 passed, 0 failed*",
+                                 "results: *mesh.json*"])
+    mesh = load_mesh(mesh_out)
+    assert mesh["run"]["interrupted"] is False
+    assert list(mesh["cluster"]["nodes"]) == ["node1", "node2", "node3"]
+    got = {(src, dst) for src, dst, _, _ in entries(mesh)}
+    assert got == {(a, b) for a in ("node1", "node2", "node3") for b in ("node1", "node2", "node3") if a != b}
+    for src, dst, key, entry in entries(mesh):
+        assert key == "test_mesh.py::test_tcp"
+        assert entry["status"] == "passed"
+        assert entry["metrics"]["throughput_bps"] > 0
+        (instance,) = entry["instances"]
+        assert instance["raw"]["end"]["sum_received"]["bits_per_second"] == entry["metrics"]["throughput_bps"]
+        assert instance["raw"]["start"]["version"].startswith("iperf 3")
+        assert "-c 127.0.0.1%s" % dst[-1] in instance["command"]
+    assert mesh["cluster"]["nodes"]["node1"]["tools"]["iperf3"]["version"].startswith("3.")
+
+
+def test_threshold_failure_is_readable_and_recorded(pytester, mesh_out):
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=1))
+    result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "--cluster", "local:2",
+                                           "--mesh-threshold", "throughput>=100Tbit/s")
+    assert result.ret == 1
+    result.assert_outcomes(failed=2)
+    result.stdout.re_match_lines([r".*node1->node2: throughput [0-9.]+ Tbit/s < 100 Tbit/s \(--mesh-threshold\)",
+                                  r".*node2->node1: throughput [0-9.]+ Tbit/s < 100 Tbit/s \(--mesh-threshold\)"])
+    assert "Traceback" not in result.stdout.str()
+    mesh = load_mesh(mesh_out)
+    found = list(entries(mesh))
+    assert len(found) == 2
+    for _, _, _, entry in found:
+        assert entry["status"] == "failed"
+        (threshold,) = entry["thresholds"]
+        assert threshold["passed"] is False and threshold["origin"] == "--mesh-threshold"
+        assert threshold["expression"] == "throughput>=100Tbit/s"
+        assert entry["instances"][0]["raw"]["end"]
+
+
+def test_junit_has_one_testcase_per_pair_with_metric_properties(pytester, mesh_out):
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=1))
+    xml_path = pytester.path / "mesh.xml"
+    result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "--junitxml", str(xml_path),
+                                           "-o", "junit_family=xunit1")
+    result.assert_outcomes(passed=6)
+    cases = ET.parse(xml_path).getroot().iter("testcase")
+    by_name = {case.get("name"): case for case in cases}
+    assert sorted(by_name) == sorted("test_tcp[%s->%s]" % (a, b) for a in ("node1", "node2", "node3")
+                                     for b in ("node1", "node2", "node3") if a != b)
+    for case in by_name.values():
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        assert float(props["throughput_bps"]) > 0
+        assert "retransmits" in props and props["meshperf_status"] == "passed"
+
+
+def _start_inner_run(pytester, mesh_out, duration, cluster="local:2", extra=()):
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=duration))
+    xml_path = pytester.path / "mesh.xml"
+    proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cluster", cluster,
+                           "--mesh-out", str(mesh_out), "--junitxml", str(xml_path), *extra],
+                          stdin=pytester.CLOSE_STDIN)
+    return proc, xml_path
+
+
+def _junit_outcomes(xml_path):
+    outcomes = {}
+    for case in ET.parse(xml_path).getroot().iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        outcomes[case.get("name")] = (kinds[0] if kinds else "passed",
+                                      " ".join(child.get("message", "") for child in case))
+    return outcomes
+
+
+@pytest.mark.parametrize("role_flag, expected", [
+    ("-c", "killed by signal 9"),
+    ("-s", "iperf3"),
+])
+def test_killed_tool_process_makes_that_pair_an_error(pytester, mesh_out, role_flag, expected):
+    proc, xml_path = _start_inner_run(pytester, mesh_out, duration=4)
+    try:
+        # Once the client runs, the server is serving it (a server killed before it is ready is
+        # not this case: the agent retries it on another port and the pair is measured).
+        wait_for(lambda: find_iperf3(proc.pid, "-c"), 60, what="the first pair's iperf3 client")
+        victim = find_iperf3(proc.pid, role_flag)
+        assert journal_records(mesh_out) == [] and victim.is_running()
+        seen = [p for p in descendants(proc.pid) if is_iperf3(p) or is_agent(p)]
+        victim.send_signal(signal.SIGKILL)
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == 1, proc.stdout.read()
+    outcomes = _junit_outcomes(xml_path)
+    assert outcomes["test_tcp[node1->node2]"][0] == "error"
+    assert expected in outcomes["test_tcp[node1->node2]"][1]
+    assert outcomes["test_tcp[node2->node1]"][0] == "passed"
+    mesh = load_mesh(mesh_out)
+    statuses = {(src, dst): entry["status"] for src, dst, _, entry in entries(mesh)}
+    assert statuses == {("node1", "node2"): "error", ("node2", "node1"): "passed"}
+    error = mesh["sources"]["node1"]["destinations"]["node2"]["tests"]["test_mesh.py::test_tcp"]["error"]
+    assert expected in error
+    assert alive(seen) == [], "left behind: %s" % alive(seen)
+
+
+def test_sigint_leaves_valid_result_and_no_processes(pytester, mesh_out):
+    proc, _ = _start_inner_run(pytester, mesh_out, duration=1, cluster="local:3")
+    try:
+        wait_for(lambda: len(journal_records(mesh_out)) >= 2, 90, what="two finished measurements")
+        seen = [p for p in descendants(proc.pid) if is_iperf3(p) or is_agent(p)]
+        assert any(is_agent(p) for p in seen)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == 2  # pytest's "interrupted"
+    journaled = journal_records(mesh_out)
+    mesh = load_mesh(mesh_out)
+    assert mesh["run"]["interrupted"] is True
+    measured = {(src, dst) for src, dst, _, _ in entries(mesh)}
+    assert measured == {(r["src"], r["dst"]) for r in journaled}
+    assert 2 <= len(measured) < 6
+    assert alive(seen) == [], "left behind: %s" % alive(seen)
+    assert [p for p in descendants(proc.pid)] == []
