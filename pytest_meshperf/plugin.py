@@ -121,4 +121,4 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     mesh = config.stash.get(SESSION_KEY, None)
     if mesh is not None and mesh.assembled is not None:
-        write_summary(terminalreporter, mesh.cluster, mesh.assembled, os.getcwd())
+        write_summary(terminalreporter, [n.name for n in mesh.cluster.nodes], mesh.assembled, os.getcwd())

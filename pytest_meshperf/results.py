@@ -223,3 +223,28 @@ def assemble(run_dir: RunDir, finished: float, interrupted: bool, exit_status: O
     os.replace(tmp, run_dir.mesh_json)
     os.replace(run_dir.csv + ".tmp", run_dir.csv)
     return Assembled(run_dir.mesh_json, run_dir.csv, rows, counts)
+
+
+def resolve(path: str) -> str:
+    """A mesh.json, a run directory, or a results folder (its ``latest`` run) -> the mesh.json path."""
+    for candidate in (path, os.path.join(path, MESH_FILE), os.path.join(path, LATEST, MESH_FILE)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(path)
+
+
+def load_rows(mesh_path: str):
+    """(node names, rows, counts) of a mesh.json, for summaries and reports."""
+    with open(mesh_path, encoding="utf-8") as handle:
+        mesh = json.load(handle)
+    rows, counts = [], {"passed": 0, "failed": 0, "error": 0}
+    for src, source in mesh.get("sources", {}).items():
+        for dst, destination in source.get("destinations", {}).items():
+            for key, entry in destination.get("tests", {}).items():
+                messages = [t["message"] for t in entry.get("thresholds", []) if t.get("passed") is False]
+                if entry.get("error"):
+                    messages.insert(0, entry["error"])
+                rows.append(Row(src, dst, key, entry.get("name", key), entry["status"], entry.get("metrics", {}),
+                                messages))
+                counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    return list(mesh.get("cluster", {}).get("nodes", {})), rows, counts

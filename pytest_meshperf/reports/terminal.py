@@ -2,6 +2,7 @@
 
 import os
 from collections import OrderedDict
+from typing import List
 
 from ..metrics import METRICS, format_value
 
@@ -18,7 +19,7 @@ def main_metric(rows):
 
 
 def matrices(node_names, rows):
-    """Yields (test name, metric, lines) for each test in the run."""
+    """Yields (test key, metric, lines) for each test in the run."""
     by_test = OrderedDict()
     for row in rows:
         by_test.setdefault(row.test, []).append(row)
@@ -43,21 +44,24 @@ def matrices(node_names, rows):
         for src in sources:
             line = [cells.get((src, dst), "-" if src == dst else "") for dst in dests]
             lines.append(src.ljust(head) + "  " + "  ".join(c.rjust(width) for c in line))
-        yield test_rows[0].name, test, metric, lines
+        yield test, metric, lines
 
 
-def write_summary(tr, cluster, assembled, cwd):
+def summary_lines(node_names, rows, counts, mesh_path, cwd=None) -> List[str]:
+    out = []
+    for key, metric, lines in matrices(node_names, rows):
+        out += ["", "%s: %s" % (key, METRICS[metric].label if metric in METRICS else "no metric")] + lines
+    out += ["", "%d measurements: %d passed, %d failed (marked%s), %d errors (%s)" % (
+        sum(counts.values()), counts.get("passed", 0), counts.get("failed", 0), FAILED_MARK,
+        counts.get("error", 0), ERROR_CELL)]
+    path = mesh_path
+    if cwd and os.path.abspath(mesh_path).startswith(os.path.abspath(cwd) + os.sep):
+        path = os.path.relpath(mesh_path, cwd)
+    out.append("results: %s  (csv: %s)" % (path, os.path.join(os.path.dirname(path), "mesh.csv")))
+    return out
+
+
+def write_summary(tr, node_names, assembled, cwd):
     tr.write_sep("=", "meshperf mesh (rows: source, columns: destination)")
-    names = [node.name for node in cluster.nodes]
-    for name, key, metric, lines in matrices(names, assembled.rows):
-        tr.write_line("")
-        tr.write_line("%s: %s" % (key, METRICS[metric].label if metric in METRICS else "no metric"))
-        for line in lines:
-            tr.write_line(line)
-    counts = assembled.counts
-    tr.write_line("")
-    tr.write_line("%d measurements: %d passed, %d failed (%s), %d errors (%s)" % (
-        sum(counts.values()), counts.get("passed", 0), counts.get("failed", 0), FAILED_MARK.strip(),
-        counts.get("error", 0), ERROR_CELL))
-    path = os.path.relpath(assembled.path, cwd) if assembled.path.startswith(cwd) else assembled.path
-    tr.write_line("results: %s  (csv: %s)" % (path, os.path.join(os.path.dirname(path), "mesh.csv")))
+    for line in summary_lines(node_names, assembled.rows, assembled.counts, assembled.path, cwd):
+        tr.write_line(line)
