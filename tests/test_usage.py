@@ -1,0 +1,94 @@
+"""User mistakes end as pytest usage errors (exit 4): one line, the culprit named, no traceback."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+MESH_TEST = """
+import pytest
+
+@pytest.mark.meshperf({mark})
+def test_link(mesh_pair, measure):
+    measure()
+"""
+
+
+def assert_usage_error(result, *fragments):
+    assert result.ret == 4, result.stdout.str() + result.stderr.str()
+    text = result.stderr.str()
+    assert "Traceback" not in text + result.stdout.str()
+    error_lines = [line for line in text.splitlines() if line.startswith("ERROR: ")]
+    assert error_lines, text
+    for fragment in fragments:
+        assert fragment in error_lines[0], error_lines[0]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--mesh-threshold", "throughput>=fast"], ["--mesh-threshold", "throughput>=fast"]),
+    (["--mesh-threshold", "thruput>=1Gbit/s"], ["thruput", "did you mean", "throughput"]),
+    (["--mesh-threshold", "throughput>=5ms"], ["ms", "rate"]),
+    (["--mesh-threshold", "jitter=1ms"], ["jitter=1ms"]),
+    (["--mesh-duration", "soon"], ["duration", "soon"]),
+    (["--mesh-bitrate", "1ms"], ["bitrate"]),
+])
+def test_bad_options(pytester, args, fragments):
+    pytester.makepyfile(MESH_TEST.format(mark="duration=1"))
+    assert_usage_error(pytester.runpytest_subprocess(*args), *fragments)
+
+
+def test_bad_option_type_is_argparse_usage_error(pytester):
+    result = pytester.runpytest_subprocess("--mesh-parallel", "many")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*argument --mesh-parallel: invalid int value: 'many'*"])
+
+
+@pytest.mark.parametrize("mark, fragments", [
+    ("duraton=1", ["unknown parameter 'duraton'", "did you mean 'duration'"]),
+    ("duration=-1", ["duration"]),
+    ("parallel=0", ["parallel"]),
+    ("tool='nc'", ["unknown tool", "iperf3"]),
+    ("reverse=True, bidir=True", ["reverse and bidir"]),
+    ("thresholds=['loss<=lots']", ["loss<=lots"]),
+    ("profile='missing.yaml'", ["missing.yaml", "cannot read profile"]),
+])
+def test_bad_marks(pytester, mark, fragments):
+    pytester.makepyfile(MESH_TEST.format(mark=mark))
+    assert_usage_error(pytester.runpytest_subprocess(), *fragments)
+
+
+@pytest.mark.parametrize("profile, fragments", [
+    ("tool: iperf3\nthresholds:\n  - throughput >= 1Gbit/s\n  - jiter <= 1ms\n",
+     ["prof.yaml:4", "jiter", "did you mean"]),
+    ("tool: iperf3\nduraton: 3\n", ["prof.yaml:2", "duraton", "did you mean 'duration'"]),
+    ("tool: [iperf3\n", ["prof.yaml:", "YAML syntax error"]),
+    ("- just\n- a list\n", ["prof.yaml:1", "mapping"]),
+])
+def test_bad_profiles(pytester, profile, fragments):
+    pytester.makepyfile(MESH_TEST.format(mark="profile='prof.yaml'"))
+    pytester.path.joinpath("prof.yaml").write_text(profile)
+    assert_usage_error(pytester.runpytest_subprocess(), *fragments)
+
+
+def test_fixtures_are_documented(pytester):
+    pytester.makepyfile(MESH_TEST.format(mark="duration=1"))
+    result = pytester.runpytest_subprocess("--fixtures")
+    result.stdout.fnmatch_lines(["mesh_pair*", "*directed pair*", "measure*", "*measure(**overrides)*"])
+
+
+def test_collect_only_starts_nothing_and_writes_nothing(pytester, mesh_out):
+    pytester.makepyfile(MESH_TEST.format(mark="duration=1"))
+    result = pytester.runpytest_subprocess("--collect-only", "-q", "--mesh-out", str(mesh_out))
+    result.stdout.fnmatch_lines(["*test_link?node1->node2?", "*6 tests collected*"])
+    assert not mesh_out.exists()
+
+
+def test_shipped_suites_pass_on_the_embedded_cluster(pytester, mesh_out):
+    for name in ("test_tcp.py", "test_udp.py", "tcp.yaml", "udp.yaml"):
+        shutil.copy(SUITES / name, pytester.path / name)
+    result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "--mesh-duration", "1")
+    result.assert_outcomes(passed=12)
+    result.stdout.fnmatch_lines(["*test_tcp.py::test_tcp_throughput: throughput*",
+                                 "*test_udp.py::test_udp_jitter_loss: throughput*"])
