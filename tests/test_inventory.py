@@ -955,7 +955,7 @@ def check_message(case: Bad, spec: str, message: str) -> None:
     assert "; " in message, f"no fix in {message!r}"
 
 
-@pytest.mark.parametrize("case", bad_params())
+@pytest.mark.parametrize("case", list(bad_params()))
 def test_invalid_inventory(case: Bad, tmp_path: Path) -> None:
     spec = case.spec(tmp_path)
     with pytest.raises(InventoryError) as excinfo:
@@ -1017,7 +1017,7 @@ def test_read_error_is_an_inventory_error(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", bad_params())
+@pytest.mark.parametrize("case", list(bad_params()))
 def test_invalid_inventory_is_usage_error(case: Bad, pytester: pytest.Pytester) -> None:
     spec = case.spec(pytester.path)
     with pytest.raises(InventoryError) as excinfo:
