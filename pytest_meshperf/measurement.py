@@ -6,6 +6,7 @@ stores (``to_record``).  Pair-level metrics combine the instances' metrics
 """
 
 import datetime
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -83,9 +84,16 @@ class Measurement:
         """The journal line: JSON-able, times as ISO 8601 UTC strings."""
         record = asdict(self)
         record["started"], record["finished"] = iso(self.started), iso(self.finished)
+        record["metrics"] = finite(record["metrics"])
         for inst in record["instances"]:
             inst["start"], inst["end"] = iso(inst["start"]), iso(inst["end"])
+            inst["metrics"] = finite(inst["metrics"])
         return record
+
+
+def finite(metrics: Dict[str, float]) -> Dict[str, float]:
+    """Drop NaN and infinities: they are not JSON, and a metric that is not a number was not measured."""
+    return {name: value for name, value in metrics.items() if math.isfinite(value)}
 
 
 def iso(epoch: Optional[float]) -> Optional[str]:

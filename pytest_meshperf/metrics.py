@@ -41,6 +41,8 @@ _ALL = (
     Metric("retransmits", "count", "", ("retransmissions", "retr"), False, "retransmits"),
     Metric("jitter_ms", "time", "ms", ("jitter",), False, "jitter"),
     Metric("lost_percent", "percent", "%", ("loss", "lost", "loss_percent"), False, "loss"),
+    Metric("lost_packets", "count", "", ("lost_datagrams",), False, "lost packets"),
+    Metric("packets", "count", "", ("datagrams",), True, "packets"),
     Metric("cpu_local_percent", "percent", "%", ("cpu_local", "local_cpu"), False, "local CPU"),
     Metric("cpu_remote_percent", "percent", "%", ("cpu_remote", "remote_cpu"), False, "remote CPU"),
     Metric(

@@ -30,6 +30,7 @@ CSV_FILE = "mesh.csv"
 JOURNAL_DIR = "journal"
 LATEST = "latest"
 CSV_METRICS = ("throughput_bps", "throughput_reverse_bps", "retransmits", "jitter_ms", "lost_percent",
+               "lost_packets", "packets",
                "cpu_local_percent", "cpu_remote_percent", "latency_mean_us", "latency_p50_us", "latency_p90_us",
                "latency_p99_us", "transaction_rate")
 

@@ -35,6 +35,18 @@ class TestSpec:
         return merge_params(*layers), merge_thresholds(*thresholds)
 
 
+def _other_params_id(item) -> str:
+    """``[<ids>]`` of the test's own parametrization besides mesh_pair, so its variants stay distinct."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "mesh_pair" not in callspec.params or len(callspec.params) < 2:
+        return ""
+    pair_id, ident = callspec.params["mesh_pair"].id, callspec.id
+    for candidate in (pair_id + "-", "-" + pair_id):
+        if candidate in ident:
+            return "[%s]" % ident.replace(candidate, "", 1)
+    return "[%s]" % ident
+
+
 def spec_for_item(item, invocation_dir) -> TestSpec:
     param_layers, threshold_layers = [], []
     where = "%s::%s" % (os.path.basename(str(item.path)), item.originalname)
@@ -57,5 +69,6 @@ def spec_for_item(item, invocation_dir) -> TestSpec:
             threshold_layers.append(tuple(parse_thresholds(thresholds, "mark")))
     merge_params(*param_layers)  # validates the combination (reverse with bidir, say) now
     key = "%s::%s" % (item.parent.nodeid, item.originalname) if item.parent.nodeid else item.originalname
+    key += _other_params_id(item)
     return TestSpec(name=item.originalname, key=key, param_layers=tuple(param_layers),
                     threshold_layers=tuple(threshold_layers))

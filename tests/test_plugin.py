@@ -7,10 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-try:
-    from meshcheck import validate_mesh_file
-except ImportError:  # TEMP until the schema lands
-    def validate_mesh_file(path): json.load(open(path))
+from meshcheck import validate_mesh_file
 from procs import alive, descendants, find_iperf3, is_agent, is_iperf3, journal_records, wait_for
 
 TCP_TEST = """
@@ -167,3 +164,20 @@ def test_sigint_leaves_valid_result_and_no_processes(pytester, mesh_out):
     assert 2 <= len(measured) < 6
     assert alive(seen) == [], "left behind: %s" % alive(seen)
     assert [p for p in descendants(proc.pid)] == []
+
+
+def test_own_parametrization_keeps_every_variant(pytester, mesh_out):
+    pytester.makepyfile(test_mesh="""
+        import pytest
+
+        @pytest.mark.parametrize("streams", [1, 2])
+        @pytest.mark.meshperf(duration=1)
+        def test_tcp(mesh_pair, measure, streams):
+            measure(parallel=streams)
+    """)
+    result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "--cluster", "local:2")
+    result.assert_outcomes(passed=4)
+    mesh = load_mesh(mesh_out)
+    found = {(src, dst, key): entry["params"]["parallel"] for src, dst, key, entry in entries(mesh)}
+    assert found == {(src, dst, "test_mesh.py::test_tcp[%d]" % n): n
+                     for src, dst in (("node1", "node2"), ("node2", "node1")) for n in (1, 2)}

@@ -350,6 +350,8 @@ CONTRACT = {
     "throughput_reverse_bps": ("rate", "bit/s", True),
     "retransmits": ("count", "", False),
     "jitter_ms": ("time", "ms", False),
+    "lost_packets": ("count", "", False),
+    "packets": ("count", "", True),
     "lost_percent": ("percent", "%", False),
     "cpu_local_percent": ("percent", "%", False),
     "cpu_remote_percent": ("percent", "%", False),
