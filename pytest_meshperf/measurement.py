@@ -112,9 +112,7 @@ def combine_metrics(per_instance: List[Dict[str, float]]) -> Dict[str, float]:
         values = [m[key] for m in per_instance if key in m]
         if key.endswith("_bps") or key in ("retransmits", "transaction_rate", "lost_packets", "packets"):
             combined[key] = sum(values)
-        elif key.startswith("latency_"):
-            combined[key] = max(values)
-        else:
+        else:  # latency, jitter, CPU: the worst instance speaks for the pair
             combined[key] = max(values)
     if combined.get("packets"):
         combined["lost_percent"] = 100.0 * combined.get("lost_packets", 0.0) / combined["packets"]

@@ -21,13 +21,13 @@ _SIZE = re.compile(r"^[0-9]{1,12}[KMG]?$")
 @dataclass(frozen=True)
 class Params:
     tool: str = "iperf3"
-    duration_s: float = 10.0
+    duration_s: int = 10
     parallel: int = 1
     reverse: bool = False
     bidir: bool = False
     udp: bool = False
     bitrate_bps: Optional[float] = None
-    omit_s: float = 0.0
+    omit_s: int = 0
     window: Optional[str] = None
     length: Optional[str] = None
     congestion: Optional[str] = None
@@ -95,18 +95,21 @@ def _tool(key, value, origin):
     return value
 
 
-def _duration(key, value, origin):
+def _whole_seconds(key, value, origin, low, high):
+    # iperf3 3.12 reads -t and -O as whole seconds: "-t 0.5" would mean "run forever".
     seconds = _seconds(key, value, origin)
-    if not 0 < seconds <= 86400:
-        raise ParameterError("%s: %s=%r: must be more than 0 s and at most 1 day" % (origin, key, value))
-    return seconds
+    if not float(seconds).is_integer() or not low <= seconds <= high:
+        raise ParameterError("%s: %s=%r: give whole seconds from %d to %d (iperf3 counts whole seconds)"
+                             % (origin, key, value, low, high))
+    return int(seconds)
+
+
+def _duration(key, value, origin):
+    return _whole_seconds(key, value, origin, 1, 86400)
 
 
 def _omit(key, value, origin):
-    seconds = _seconds(key, value, origin)
-    if seconds > 600:
-        raise ParameterError("%s: %s=%r: must be at most 600 s" % (origin, key, value))
-    return seconds
+    return _whole_seconds(key, value, origin, 0, 600)
 
 
 def _bitrate(key, value, origin):

@@ -23,11 +23,11 @@ def pytest_addoption(parser):
                     help="threshold applied to every test, e.g. 'throughput>=9Gbit/s', 'retransmits<=100', "
                          "'jitter<=1ms', 'loss<=0.1%%' (repeatable; overrides marks and profiles on the same bound)")
     group.addoption("--mesh-duration", dest="meshperf_duration", metavar="TIME",
-                    help="measurement duration for every test, e.g. 10 or 500ms (overrides marks)")
+                    help="measurement duration for every test in whole seconds, e.g. 10 or 30s (overrides marks)")
     group.addoption("--mesh-parallel", dest="meshperf_parallel", type=int, metavar="N",
                     help="parallel streams per measurement (iperf3 -P) for every test")
     group.addoption("--mesh-omit", dest="meshperf_omit", metavar="TIME",
-                    help="seconds of slow start to omit from results (iperf3 -O) for every test")
+                    help="whole seconds of slow start to omit from results (iperf3 -O) for every test")
     group.addoption("--mesh-bitrate", dest="meshperf_bitrate", metavar="RATE",
                     help="target bitrate for every test, e.g. 100Mbit/s (iperf3 -b)")
     group.addoption("--mesh-lease", dest="meshperf_lease", type=float, default=60.0, metavar="SECONDS",

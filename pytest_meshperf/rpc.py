@@ -60,6 +60,9 @@ class AgentClient:
         except (OSError, protocol.ProtocolError) as exc:
             self.close()
             raise AgentError("%s: lost the meshperf agent during %s: %s" % (self.node, method, exc))
+        if answer.get("id") != self._ids:
+            self.close()
+            raise AgentError("%s: the agent answered request %r to request %d" % (self.node, answer.get("id"), self._ids))
         if "error" in answer:
             error = answer["error"] or {}
             raise RemoteError(self.node, method, error.get("code", "unknown"), error.get("message", "unknown error"))

@@ -63,7 +63,7 @@ def _collect_server(agent, ident):
 
 def _load(module, client, server, timeout_s):
     if client["timed_out"]:
-        raise MeasurementError("the %s client on pid %s ran past its %.0f s limit and was killed"
+        raise MeasurementError("the %s client (pid %s) ran past its %.0f s limit and was killed"
                                % (client["tool"], client["pid"], timeout_s))
     if client["signal"] is not None:
         raise MeasurementError("the %s client (pid %s) was killed by signal %d%s"

@@ -112,7 +112,8 @@ class MeshSession:
                 endpoints = self._wait_endpoints()
             else:
                 self.start_agents()
-                endpoints = json.load(open(os.path.join(self.run_dir.path, ENDPOINTS_FILE)))
+                with open(os.path.join(self.run_dir.path, ENDPOINTS_FILE)) as handle:
+                    endpoints = json.load(handle)
             if "error" in endpoints:
                 raise AgentError(endpoints["error"])
             if self.role == "worker":

@@ -48,6 +48,7 @@ def test_bad_option_type_is_argparse_usage_error(pytester):
 @pytest.mark.parametrize("mark, fragments", [
     ("duraton=1", ["unknown parameter 'duraton'", "did you mean 'duration'"]),
     ("duration=-1", ["duration"]),
+    ("duration='500ms'", ["duration='500ms'", "whole seconds"]),
     ("parallel=0", ["parallel"]),
     ("tool='nc'", ["unknown tool", "iperf3"]),
     ("reverse=True, bidir=True", ["reverse and bidir"]),

@@ -64,6 +64,8 @@ def parse_args(argv=None):
     parser.add_argument("--log", help="log file (default: standard error)")
     parser.add_argument("--watch-stdin", action="store_true",
                         help="also stop when standard input closes (the controller's pipe)")
+    parser.add_argument("--daemon", action="store_true",
+                        help="detach (for SSH starts): print the ready line, then keep running in the background")
     parser.add_argument("--version", action="version", version="meshperf-agent %s (protocol %d)"
                         % (__version__, protocol.PROTOCOL_VERSION))
     return parser.parse_args(argv)
@@ -77,6 +79,9 @@ def main(argv=None):
     if len(secret) < 32:
         sys.stderr.write("meshperf agent: expected the run secret (at least 32 characters) on standard input\n")
         return 2
+    ready_out = sys.stdout
+    if args.daemon:
+        ready_out = _daemonize()
     own_state = args.state_dir is None
     state_dir = args.state_dir or tempfile.mkdtemp(prefix="meshperf-agent-")
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -92,9 +97,12 @@ def main(argv=None):
                 pass
             agent.shutdown("standard input closed: the controller is gone")
         threading.Thread(target=watch, name="stdin", daemon=True).start()
-    sys.stdout.write(json.dumps({"meshperf_agent": protocol.PROTOCOL_VERSION, "version": __version__,
-                                 "node": args.node, "port": port, "pid": os.getpid()}) + "\n")
-    sys.stdout.flush()
+    ready_out.write(json.dumps({"meshperf_agent": protocol.PROTOCOL_VERSION, "version": __version__,
+                                "node": args.node, "port": port, "pid": os.getpid(),
+                                "psutil": agent.m_agent_info({})["resources"]["psutil"]}) + "\n")
+    ready_out.flush()
+    if args.daemon:
+        ready_out.close()
     logging.getLogger("meshperf.agent").info("node %s listening on %s:%d", args.node, args.listen, port)
     try:
         agent.run_forever()
@@ -103,6 +111,34 @@ def main(argv=None):
             import shutil
             shutil.rmtree(state_dir, ignore_errors=True)
     return 0
+
+
+def _daemonize():
+    """Detach from the SSH session; returns the pipe on which the daemon reports readiness.
+
+    Forking happens before the agent starts any thread.  The first process
+    waits for the daemon's ready line, prints it and exits, so the SSH command
+    returns only once the agent listens (or with the reason it did not).
+    """
+    read_fd, write_fd = os.pipe()
+    if os.fork() > 0:
+        os.close(write_fd)
+        with os.fdopen(read_fd) as pipe:
+            line = pipe.readline()
+        if not line:
+            sys.stderr.write("meshperf agent: the daemon exited before it was ready (see its log)\n")
+            os._exit(1)
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        os._exit(0)
+    os.close(read_fd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    return os.fdopen(write_fd, "w")
 
 
 if __name__ == "__main__":

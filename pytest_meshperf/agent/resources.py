@@ -34,9 +34,11 @@ def own_usage(started_monotonic):
     if psutil is not None:
         proc = psutil.Process()
         times = proc.cpu_times()
-        return {"cpu_seconds": round(times.user + times.system, 3), "rss_bytes": proc.memory_info().rss}
-    times = os.times()
-    return {"cpu_seconds": round(times.user + times.system, 3), "rss_bytes": None,
+        cpu_s, rss = times.user + times.system, proc.memory_info().rss
+    else:
+        times = os.times()
+        cpu_s, rss = times.user + times.system, None
+    return {"cpu_seconds": round(cpu_s, 3), "rss_bytes": rss,
             "uptime_s": round(time.monotonic() - started_monotonic, 3)}
 
 

@@ -15,14 +15,15 @@ import threading
 import time
 
 from .. import __version__
-from ..tools import get_tool
+from ..tools import TOOLS, get_tool
 from . import protocol, resources
 from .ports import PortAllocator, pid_is_listening
-from .supervisor import Supervisor
+from .supervisor import Supervisor, TooManyProcesses
 
 log = logging.getLogger("meshperf.agent")
 
 READY_TIMEOUT_S = 5.0
+HANDSHAKE_TIMEOUT_S = 30.0
 START_ATTEMPTS = 3
 MAX_WAIT_S = 30.0
 
@@ -54,7 +55,7 @@ class Agent:
     @staticmethod
     def _probe_tools(tool_paths):
         found = {}
-        for name in ("iperf3",):
+        for name in TOOLS:
             module = get_tool(name)
             binary = tool_paths.get(name) or shutil.which(module.DEFAULT_BINARY)
             entry = {"path": binary, "version": None, "error": None}
@@ -64,7 +65,11 @@ class Agent:
                 try:
                     out = subprocess.run(module.version_argv(binary), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
-                    entry["version"] = module.parse_version(out.stdout.decode("utf-8", "replace"))
+                    text = out.stdout.decode("utf-8", "replace")
+                    entry["version"] = module.parse_version(text)
+                    if entry["version"] is None:
+                        entry["error"] = "%s does not look like %s (its --version said %r)" % (
+                            binary, name, text.strip()[:80])
                 except (OSError, subprocess.SubprocessError) as exc:
                     entry["error"] = "%s does not run: %s" % (binary, exc)
             found[name] = entry
@@ -115,6 +120,8 @@ class Agent:
         if role == "client":
             target = _field(params, "target", str)
             port = _field(params, "port", int)
+            if not isinstance(params.get("params", {}), dict):
+                raise RpcError("bad_request", "params.params must be an object")
             try:
                 argv = module.client_argv(binary, target, port, params.get("params") or {}, bind=bind)
             except ValueError as exc:
@@ -125,8 +132,8 @@ class Agent:
     def _start(self, tool, role, argv, timeout_s, port):
         try:
             return self.supervisor.start(tool, role, argv, timeout_s, port=port)
-        except RuntimeError as exc:
-            raise RpcError(str(exc), "node %s runs its maximum of %d tool processes"
+        except TooManyProcesses:
+            raise RpcError("too_many_processes", "node %s runs its maximum of %d tool processes"
                            % (self.node, self.supervisor.max_processes))
         except OSError as exc:
             raise RpcError("tool_failed_to_start", "node %s: %s: %s" % (self.node, argv[0], exc))
@@ -153,7 +160,10 @@ class Agent:
 
     def m_process_wait(self, params):
         ident = _field(params, "id", str)
-        timeout_s = min(float(params.get("timeout_s", MAX_WAIT_S)), MAX_WAIT_S, self.lease_s / 2)
+        timeout_s = params.get("timeout_s", MAX_WAIT_S)
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+            raise RpcError("bad_request", "timeout_s must be a number")
+        timeout_s = min(float(timeout_s), MAX_WAIT_S, self.lease_s / 2)
         try:
             result = self.supervisor.wait(ident, timeout_s)
         except KeyError:
@@ -215,9 +225,13 @@ class Agent:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self):
                 sock = self.request
-                sock.settimeout(agent.lease_s + MAX_WAIT_S)
+                sock.settimeout(HANDSHAKE_TIMEOUT_S)
                 try:
                     protocol.agent_handshake(sock, agent.secret)
+                    # An authenticated caller may stay idle as long as it likes (a pool keeps one
+                    # connection per node for the whole run); keep-alive notices a vanished peer.
+                    sock.settimeout(None)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                     while not agent.stopping.is_set():
                         request = protocol.recv_frame(sock)
                         protocol.send_frame(sock, agent.dispatch(request))

@@ -20,8 +20,12 @@ from concurrent.futures import Future
 log = logging.getLogger("meshperf.agent")
 
 STOP_GRACE_S = 2.0
-MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024   # stdout + stderr must fit one 64 MiB frame with room to spare
 _PR_SET_PDEATHSIG = 1
+
+
+class TooManyProcesses(Exception):
+    """The agent already runs its cap of tool processes."""
 
 
 def _die_with_parent(parent_pid):
@@ -105,7 +109,7 @@ class Supervisor:
         with self._lock:
             running = sum(1 for p in self._procs.values() if not p.done.is_set())
             if running >= self.max_processes:
-                raise RuntimeError("too_many_processes")
+                raise TooManyProcesses()
             ident = "p%d" % next(self._ids)
             base = os.path.join(self.state_dir, ident)
             proc = ManagedProcess(ident, tool, role, list(argv), float(timeout_s), port, base + ".out", base + ".err")
@@ -208,12 +212,12 @@ class Supervisor:
             return [p.summary() for p in self._procs.values() if not p.done.is_set()]
 
     def stop_all(self):
+        """Stop every running process; returns how many were running."""
         with self._lock:
-            procs = list(self._procs.values())
+            procs = [p for p in self._procs.values() if p.popen and not p.done.is_set()]
         for proc in procs:
-            if proc.popen and not proc.done.is_set():
-                proc.stopped = True
-                self._terminate(proc)
+            proc.stopped = True
+            self._terminate(proc)
         return len(procs)
 
     def close(self):

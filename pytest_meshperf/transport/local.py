@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from ..agent import protocol
 from ..errors import AgentError
 from ..rpc import tcp_connector
 from . import AgentHandle
@@ -67,6 +68,8 @@ def _read_ready_line(proc, node, log_path):
     try:
         ready = json.loads(buffer.split(b"\n", 1)[0])
         int(ready["port"])
+        if ready.get("meshperf_agent") != protocol.PROTOCOL_VERSION:
+            raise ValueError("protocol %r" % ready.get("meshperf_agent"))
     except (ValueError, KeyError, TypeError):
         _stop(proc)
         raise AgentError("%s: the local agent's ready line is malformed: %r" % (node.name, buffer[:200]))
