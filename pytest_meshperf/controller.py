@@ -2,7 +2,8 @@
 
 Exactly one ``Controller`` exists per run, in the process that owns the run
 (plain pytest, or the xdist controller); workers get only the endpoints and
-open their own connections through an ``AgentPool``.
+open their own connections through an ``AgentPool``.  A node that cannot be
+reached is recorded in ``failed`` with the reason; the others go on.
 """
 
 import logging
@@ -11,9 +12,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict
 
+from . import transport
 from .errors import AgentError
 from .rpc import AgentClient, tcp_connector
-from . import transport
 
 log = logging.getLogger("meshperf")
 
@@ -28,25 +29,29 @@ def new_secret() -> str:
 class AgentPool:
     """Agent clients by node name, one connection per thread (connections are not thread-safe)."""
 
-    def __init__(self, connectors: Dict[str, object], secret: str):
-        self._connectors = connectors
+    def __init__(self, endpoints: Dict[str, dict], secret: str, failed: Dict[str, str] = None):
+        self.endpoints = endpoints
+        self.failed = dict(failed or {})
         self._secret = secret
         self._local = threading.local()
         self._all = []
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_endpoints(cls, endpoints, secret):
-        return cls({name: tcp_connector(ep["host"], ep["port"]) for name, ep in endpoints.items()}, secret)
+    def data_address(self, node: str) -> str:
+        """The address other nodes use to reach ``node`` in tests."""
+        return self.endpoints[node]["data_address"]
 
     def client(self, node: str) -> AgentClient:
+        if node in self.failed:
+            raise AgentError(self.failed[node])
         clients = getattr(self._local, "clients", None)
         if clients is None:
             clients = self._local.clients = {}
         if node not in clients:
-            if node not in self._connectors:
+            endpoint = self.endpoints.get(node)
+            if endpoint is None:
                 raise AgentError("%s: no agent is running for this node" % node)
-            clients[node] = AgentClient(node, self._connectors[node], self._secret)
+            clients[node] = AgentClient(node, tcp_connector(endpoint["host"], endpoint["port"]), self._secret)
             with self._lock:
                 self._all.append(clients[node])
         return clients[node]
@@ -60,43 +65,48 @@ class AgentPool:
 
 
 class Controller:
-    def __init__(self, cluster, log_dir, secret=None, lease_s=DEFAULT_LEASE_S):
+    def __init__(self, cluster, log_dir, run_id, secret=None, lease_s=DEFAULT_LEASE_S, ssh_options=None):
         self.cluster = cluster
         self.log_dir = log_dir
+        self.run_id = run_id
         self.secret = secret or new_secret()
         self.lease_s = lease_s
+        self.ssh_options = ssh_options
         self.handles = {}
+        self.failed: Dict[str, str] = {}
         self.node_info = {}
         self.pool = None
         self._stop_keepalive = threading.Event()
         self._keepalive = None
         self._lock = threading.Lock()
 
-    @property
-    def started(self):
-        return self.pool is not None
+    def _start_one(self, node):
+        nodes_by_name = {n.name: n for n in self.cluster.nodes}
+        return transport.start_agent(node, self.secret, self.log_dir, self.lease_s, self.run_id,
+                                     self.ssh_options, nodes_by_name)
 
     def start(self):
-        """Start every node's agent (in parallel) and learn what each node has."""
+        """Start every node's agent (bounded fan-out) and learn what each node has."""
         with self._lock:
             if self.pool is not None:
                 return
             nodes = list(self.cluster.nodes)
             with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STARTS, len(nodes))) as executor:
-                futures = {node.name: executor.submit(transport.start_agent, node, self.secret, self.log_dir,
-                                                      self.lease_s) for node in nodes}
-            errors = []
+                futures = {node.name: executor.submit(self._start_one, node) for node in nodes}
             for name, future in futures.items():
                 try:
                     self.handles[name] = future.result()
                 except AgentError as exc:
-                    errors.append(str(exc))
-            if errors:
-                self._stop_handles()
-                raise AgentError("; ".join(errors))
-            self.pool = AgentPool({name: h.connect for name, h in self.handles.items()}, self.secret)
+                    self.failed[name] = str(exc)
+                    log.warning("%s", exc)
+            self.pool = AgentPool(self.endpoints(), self.secret, self.failed)
             for name in self.handles:
-                self.node_info[name] = self.pool.client(name).call("agent.info")
+                try:
+                    self.node_info[name] = self.pool.client(name).call("agent.info")
+                    self.node_info[name]["facts"] = self.handles[name].info.get("facts")
+                except AgentError as exc:
+                    self.failed[name] = str(exc)
+                    self.pool.failed[name] = str(exc)
             self._keepalive = threading.Thread(target=self._keep_leases, name="meshperf-keepalive", daemon=True)
             self._keepalive.start()
 
@@ -104,10 +114,12 @@ class Controller:
         return {name: handle.endpoint for name, handle in self.handles.items()}
 
     def _keep_leases(self):
-        pool = AgentPool({name: h.connect for name, h in self.handles.items()}, self.secret)
+        pool = AgentPool(self.endpoints(), self.secret, self.failed)
         try:
             while not self._stop_keepalive.wait(self.lease_s / 4):
                 for name in self.handles:
+                    if name in self.failed:
+                        continue
                     try:
                         pool.client(name).call("agent.ping", timeout_s=5.0)
                     except AgentError as exc:
@@ -120,8 +132,5 @@ class Controller:
         self._stop_keepalive.set()
         if self.pool is not None:
             self.pool.close()
-        self._stop_handles()
-
-    def _stop_handles(self):
         with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_STARTS, len(self.handles)))) as executor:
             list(executor.map(lambda handle: handle.stop(), self.handles.values()))

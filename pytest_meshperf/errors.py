@@ -33,3 +33,7 @@ class MeasurementError(MeshperfError):
 
 class AgentError(MeshperfError):
     """An agent could not be started or answered with an error."""
+
+
+class TransportError(AgentError):
+    """A node could not be reached, checked or set up (SSH, host keys, python3, deploy)."""

@@ -71,18 +71,28 @@ HOST_KEYS = (
     "ssh_user",
     "ssh_port",
     "ssh_key",
+    "ssh_jump",
+    "host_key_check",
+    "python",
+    "iperf3",
     "labels",
 )
+#: Values of ``host_key_check``: verify against known_hosts (default), add unknown
+#: keys (never changed ones) as OpenSSH's accept-new does, or no check (throwaway labs).
+HOST_KEY_CHECKS = ("yes", "accept-new", "off")
 #: Keys every host must give itself (not allowed in ``defaults:``).
 REQUIRED_HOST_KEYS = ("name", "address")
 #: Keys for which an explicit ``null`` means "not set".
-OPTIONAL_HOST_KEYS = ("data_address", "ssh_user", "ssh_port", "ssh_key", "labels")
+OPTIONAL_HOST_KEYS = ("data_address", "ssh_user", "ssh_port", "ssh_key", "ssh_jump", "host_key_check", "python",
+                      "iperf3", "labels")
 #: Top-level keys of a hosts.yaml file.
 TOP_KEYS = ("defaults", "hosts")
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9._-]")
 _ADDRESS_CHARS = re.compile(r"[A-Za-z0-9.:_\[\]%-]")
 _USER_CHARS = _NAME_CHARS
+_JUMP_CHARS = re.compile(r"[A-Za-z0-9.:_@\[\]%-]")
+_PATH_CHARS = re.compile(r"[A-Za-z0-9._+/-]")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NULL_TAG = "tag:yaml.org,2002:null"
 
@@ -258,6 +268,41 @@ def _check_label(key: Any, value: Any) -> _Problem:
 
 
 # field -> checker for the plain scalar fields (ssh_key and labels have their own parsers)
+def _check_jump(value: Any) -> _Problem:
+    fix = "give the jump host as [user@]host[:port] or the name of another host"
+    problem = _check_string(value, "ssh_jump", "bastion.example.net")
+    if problem:
+        return problem
+    bad = _bad_char(value, _JUMP_CHARS)
+    if bad is not None:
+        return f"{value!r} contains {_char(bad)}", fix
+    if value.startswith("-"):
+        return f"{value!r} starts with '-'", fix
+    return None
+
+
+def _check_host_key_check(value: Any) -> _Problem:
+    if value in HOST_KEY_CHECKS:
+        return None
+    shown = "true/false" if isinstance(value, bool) else repr(value)
+    return (f"{shown} is not one of {', '.join(HOST_KEY_CHECKS)}",
+            "write host_key_check: yes (verify), accept-new (add unknown keys) or off (no check, throwaway labs)"
+            " in quotes if YAML reads it as a boolean")
+
+
+def _check_program(value: Any) -> _Problem:
+    fix = "give a program name or an absolute path on the node, e.g. /usr/bin/iperf3"
+    problem = _check_string(value, "path", "/usr/bin/iperf3")
+    if problem:
+        return problem
+    bad = _bad_char(value, _PATH_CHARS)
+    if bad is not None:
+        return f"{value!r} contains {_char(bad)}", fix
+    if value.startswith("-") or not (value.startswith("/") or "/" not in value):
+        return f"{value!r} is neither a program name nor an absolute path", fix
+    return None
+
+
 _VALUE_CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "name": _check_name,
     "address": _check_address,
@@ -266,6 +311,10 @@ _VALUE_CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "ssh_user": _check_user,
     "ssh_port": _check_port,
     "ssh_key": _check_key_path,
+    "ssh_jump": _check_jump,
+    "host_key_check": _check_host_key_check,
+    "python": _check_program,
+    "iperf3": _check_program,
 }
 assert set(_VALUE_CHECKS) | {"labels"} == set(HOST_KEYS)
 
@@ -340,6 +389,10 @@ class Node:
     ssh_user: str | None = None
     ssh_port: int | None = None
     ssh_key: str | None = None
+    ssh_jump: str | None = None
+    host_key_check: str | None = None
+    python: str | None = None
+    iperf3: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -389,6 +442,10 @@ class Node:
             "ssh_user": self.ssh_user,
             "ssh_port": self.ssh_port,
             "ssh_key": self.ssh_key,
+            "ssh_jump": self.ssh_jump,
+            "host_key_check": self.host_key_check,
+            "python": self.python,
+            "iperf3": self.iperf3,
             "labels": dict(self.labels),
         }
 

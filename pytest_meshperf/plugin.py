@@ -5,6 +5,7 @@ import os
 import pytest
 
 from .errors import MeasurementError, UsageError
+from .inventory import HOST_KEY_CHECKS
 from .fixtures import SESSION_KEY, SPEC_KEY, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
 from .planning import mesh_pairs
 from .reports.terminal import write_summary
@@ -32,6 +33,22 @@ def pytest_addoption(parser):
                     help="target bitrate for every test, e.g. 100Mbit/s (iperf3 -b)")
     group.addoption("--mesh-lease", dest="meshperf_lease", type=float, default=60.0, metavar="SECONDS",
                     help="agents stop everything and exit after this long without word from pytest (default: 60)")
+    group.addoption("--mesh-unreachable", dest="meshperf_unreachable", choices=("error", "skip"), default="error",
+                    help="what a pair with an unreachable node becomes: error (default) or skip")
+    ssh = parser.getgroup("meshperf-ssh", "meshperf: remote nodes over SSH")
+    ssh.addoption("--ssh-host-keys", dest="meshperf_host_keys", choices=HOST_KEY_CHECKS,
+                  help="host key checking: yes (verify against known_hosts, the default), accept-new (add unknown "
+                       "keys, refuse changed ones) or off (throwaway labs); overrides the inventory's host_key_check")
+    ssh.addoption("--ssh-known-hosts", dest="meshperf_known_hosts", metavar="FILE",
+                  help="known_hosts file (default: ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts)")
+    ssh.addoption("--ssh-config", dest="meshperf_ssh_config", metavar="FILE",
+                  help="ssh_config file (default: ~/.ssh/config, as OpenSSH)")
+    ssh.addoption("--ssh-connect-timeout", dest="meshperf_connect_timeout", type=float, default=10.0,
+                  metavar="SECONDS", help="SSH connect, banner and authentication time-out (default: 10)")
+    ssh.addoption("--iperf3", dest="meshperf_iperf3", metavar="PATH",
+                  help="iperf3 path on every remote node (default: the inventory's iperf3, else iperf3 on PATH)")
+    ssh.addoption("--local-iperf3", dest="meshperf_local_iperf3", metavar="PATH",
+                  help="upload this iperf3 binary to every remote node and use it")
     parser.addini("meshperf_cluster", "default cluster for --cluster (hosts.yaml path or local:N)")
     parser.addini("meshperf_out", "default for --mesh-out")
 

@@ -22,21 +22,28 @@ def client_timeout_s(module, params) -> float:
     return runtime + CONNECT_GRACE_S + 0.1 * runtime
 
 
-def run_measurement(pool, pair, params, bind=True) -> Tuple[List[Instance], str]:
-    """One instance per pair for now; returns (instances, tool version)."""
+def run_measurement(pool, pair, params) -> Tuple[List[Instance], str]:
+    """One instance per pair for now; returns (instances, tool version).
+
+    Both ends bind to their data address: nodes sharing one network stack (the
+    local cluster) stay distinct flows, and remote nodes use their data network.
+    """
     module = get_tool(params.tool)
-    src, dst = pool.client(pair.src.name), pool.client(pair.dst.name)
+    try:
+        src, dst = pool.client(pair.src.name), pool.client(pair.dst.name)
+    except AgentError as exc:
+        raise MeasurementError(_reason(exc))
+    src_address, dst_address = pool.data_address(pair.src.name), pool.data_address(pair.dst.name)
     timeout_s = client_timeout_s(module, params)
     try:
-        server = dst.call("process.start", {"tool": params.tool, "role": "server",
-                                            "bind": pair.dst.data_address if bind else None,
+        server = dst.call("process.start", {"tool": params.tool, "role": "server", "bind": dst_address,
                                             "timeout_s": timeout_s + SERVER_GRACE_S})
     except AgentError as exc:
         raise MeasurementError("cannot start the %s server on %s: %s" % (params.tool, pair.dst.name, _reason(exc)))
     client_result = server_result = None
     try:
-        client = src.call("process.start", {"tool": params.tool, "role": "client", "target": pair.dst.data_address,
-                                            "port": server["port"], "bind": pair.src.data_address if bind else None,
+        client = src.call("process.start", {"tool": params.tool, "role": "client", "target": dst_address,
+                                            "port": server["port"], "bind": src_address,
                                             "params": params.tool_params(), "timeout_s": timeout_s})
         client_result = src.wait_process(client["id"], timeout_s + SERVER_GRACE_S)
         if client_result is None:

@@ -18,7 +18,7 @@ from typing import Optional
 
 from . import __version__
 from .controller import AgentPool, Controller, new_secret
-from .errors import AgentError
+from .errors import AgentError, UsageError
 from .inventory import load_cluster
 from .params import parse_params
 from .results import RunDir, assemble, iso, new_run_id
@@ -37,6 +37,8 @@ class MeshSession:
         self.cluster = load_cluster(self.cluster_spec, base_dir)
         self.option_params = parse_params(_option_values(opt), "command line")
         self.option_thresholds = [parse_threshold(expr, "--mesh-threshold") for expr in opt.meshperf_threshold or []]
+        self.ssh_options = ssh_options_from(opt, base_dir)
+        self.skip_unreachable = opt.meshperf_unreachable == "skip"
         workerinput = getattr(config, "workerinput", None)
         if workerinput is not None:
             self.role = "worker"
@@ -73,9 +75,16 @@ class MeshSession:
             entry = {"address": node.address, "data_address": node.data_address, "role": node.role,
                      "labels": dict(node.labels)}
             info = (self.controller.node_info.get(node.name) if self.controller else None) or {}
+            failure = self.controller.failed.get(node.name) if self.controller else None
+            if failure:
+                entry["unreachable"] = failure
             if info:
                 entry["agent"] = {"version": info.get("agent_version"), "pid": info.get("pid"),
                                   "hostname": info.get("hostname")}
+                facts = info.get("facts") or {}
+                if facts:
+                    entry["ssh"] = {"host_key_check": facts.get("host_key_check"), "python": facts.get("python"),
+                                    "clock_offset_s": facts.get("clock_offset_s")}
                 entry["tools"] = {name: {"version": t.get("version"), "path": t.get("path"), "error": t.get("error")}
                                   for name, t in (info.get("tools") or {}).items()}
                 entry["resources"] = info.get("resources") or {}
@@ -93,11 +102,11 @@ class MeshSession:
         self.ensure_run_dir()
         if self.controller is not None:
             return
-        self.controller = Controller(self.cluster, self.run_dir.logs, secret=self.secret,
-                                     lease_s=self.config.option.meshperf_lease)
+        self.controller = Controller(self.cluster, self.run_dir.logs, self.run_dir.run_id, secret=self.secret,
+                                     lease_s=self.config.option.meshperf_lease, ssh_options=self.ssh_options)
         try:
             self.controller.start()
-            endpoints = {"endpoints": self.controller.endpoints()}
+            endpoints = {"endpoints": self.controller.endpoints(), "failed": self.controller.failed}
         except AgentError as exc:
             endpoints = {"error": str(exc)}
         self.run_dir.write_meta(self.run_meta(), self.cluster_meta())
@@ -117,7 +126,7 @@ class MeshSession:
             if "error" in endpoints:
                 raise AgentError(endpoints["error"])
             if self.role == "worker":
-                self._pool = AgentPool.from_endpoints(endpoints["endpoints"], self.secret)
+                self._pool = AgentPool(endpoints["endpoints"], self.secret, endpoints.get("failed"))
             else:
                 self._pool = self.controller.pool
         return self._pool
@@ -152,6 +161,29 @@ class MeshSession:
         if self.created:
             self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
         return self.assembled
+
+
+def ssh_options_from(opt, base_dir):
+    """SshOptions from pytest's (or the CLI's) options; paths relative to where the run started."""
+    from .transport.ssh import SshOptions
+
+    def path(value):
+        return os.path.abspath(os.path.join(base_dir, os.path.expanduser(value))) if value else None
+
+    local_iperf3 = path(getattr(opt, "meshperf_local_iperf3", None))
+    if local_iperf3 and not os.path.isfile(local_iperf3):
+        raise UsageError("--local-iperf3 %s: no such file; give the path of an iperf3 binary to upload"
+                         % opt.meshperf_local_iperf3)
+    for name in ("meshperf_known_hosts", "meshperf_ssh_config"):
+        value = getattr(opt, name, None)
+        if value and name == "meshperf_ssh_config" and not os.path.isfile(path(value)):
+            raise UsageError("--ssh-config %s: no such file" % value)
+    return SshOptions(host_key_check=getattr(opt, "meshperf_host_keys", None),
+                      known_hosts=path(getattr(opt, "meshperf_known_hosts", None)),
+                      ssh_config=path(getattr(opt, "meshperf_ssh_config", None)),
+                      connect_timeout_s=getattr(opt, "meshperf_connect_timeout", 10.0),
+                      tool_paths={"iperf3": opt.meshperf_iperf3} if getattr(opt, "meshperf_iperf3", None) else {},
+                      local_tools={"iperf3": local_iperf3} if local_iperf3 else {})
 
 
 def _program():

@@ -23,7 +23,7 @@ def agent(tmp_path):
     started = []
 
     def start(name="node1", lease_s=60.0, extra=()):
-        handle = start_agent(types.SimpleNamespace(name=name), SECRET, str(tmp_path), lease_s, extra)
+        handle = start_agent(types.SimpleNamespace(name=name, data_address="127.0.0.11"), SECRET, str(tmp_path), lease_s, extra)
         started.append(handle)
         return handle, AgentClient(name, handle.connect, SECRET)
 

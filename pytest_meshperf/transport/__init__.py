@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict
 @dataclass
 class AgentHandle:
     node: str
-    endpoint: Dict[str, Any]          # plain builtins: passed to xdist workers as-is
+    endpoint: Dict[str, Any]          # plain builtins: {"kind", "host", "port", "data_address"}, for xdist workers too
     connect: Callable[[], Any]        # returns a socket-like object connected to the agent
     info: Dict[str, Any] = field(default_factory=dict)   # the agent's ready line
     stop: Callable[[], None] = lambda: None
@@ -29,11 +29,24 @@ def is_local(node) -> bool:
     return loopback and not (node.ssh_user or node.ssh_port or node.ssh_key)
 
 
-def start_agent(node, secret, log_dir, lease_s):
-    """Start ``node``'s agent with the transport that reaches it."""
-    from ..errors import AgentError
+def start_agent(node, secret, log_dir, lease_s, run_id, ssh_options=None, nodes_by_name=None):
+    """Start ``node``'s agent with the transport that reaches it; raises AgentError (TransportError)."""
+    from ..errors import TransportError
     from . import local
     if is_local(node):
         return local.start_agent(node, secret, log_dir, lease_s)
-    raise AgentError("%s (%s): remote nodes need the SSH transport, which this version of meshperf does not "
-                     "have yet; use nodes on loopback addresses or --cluster local:N" % (node.name, node.address))
+    from .ssh import SshNode, SshOptions
+    remote = SshNode(node, ssh_options or SshOptions(), nodes_by_name)
+    try:
+        remote.connect()
+        facts = remote.check()
+        uploaded = ssh_options.local_tools if ssh_options else {}
+        missing = [f["error"] for name, f in facts["tools"].items() if f["error"] and name not in uploaded]
+        if missing:
+            raise TransportError("%s: %s" % (remote.where, "; ".join(missing)))
+        handle = remote.start_agent(secret, lease_s, run_id)
+    except BaseException:
+        remote.close()
+        raise
+    handle.info["facts"] = facts
+    return handle

@@ -46,7 +46,8 @@ def start_agent(node, secret, log_dir, lease_s=60.0, extra_args=()):
     def stop():
         _stop(proc)
 
-    return AgentHandle(node=node.name, endpoint={"kind": "tcp", "host": "127.0.0.1", "port": ready["port"]},
+    return AgentHandle(node=node.name, endpoint={"kind": "tcp", "host": "127.0.0.1", "port": ready["port"],
+                                                    "data_address": node.data_address},
                        connect=tcp_connector("127.0.0.1", ready["port"]), info=ready, stop=stop)
 
 

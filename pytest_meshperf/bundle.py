@@ -1,0 +1,64 @@
+"""The agent as one file: a deterministic zip application of the code a node runs.
+
+It holds ``pytest_meshperf/__init__.py``, ``agent/`` and ``tools/`` (standard
+library only) and runs as ``python3 agent.pyz``.  The same code gives the same
+bytes (fixed timestamps, sorted entries), so its SHA-256 names the deployed
+version and a second deploy of it transfers nothing.
+"""
+
+import hashlib
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+
+from . import __version__
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_SHIPPED = ("__init__.py", "agent", "tools")
+_MAIN = b"from pytest_meshperf.agent.__main__ import main\nimport sys\nsys.exit(main())\n"
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    data: bytes
+    sha256: str
+
+    @property
+    def version_dir(self) -> str:
+        """Directory name on the node: the meshperf version and the bundle's hash."""
+        return "%s-%s" % (__version__, self.sha256[:12])
+
+
+def _files():
+    for entry in _SHIPPED:
+        path = os.path.join(_PACKAGE_DIR, entry)
+        if os.path.isfile(path):
+            yield path, "pytest_meshperf/" + entry
+            continue
+        for root, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    full = os.path.join(root, name)
+                    yield full, "pytest_meshperf/" + os.path.relpath(full, _PACKAGE_DIR).replace(os.sep, "/")
+
+
+_cache = None
+
+
+def build() -> Bundle:
+    global _cache
+    if _cache is None:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(zipfile.ZipInfo("__main__.py", _EPOCH), _MAIN)
+            for path, arcname in sorted(_files(), key=lambda item: item[1]):
+                with open(path, "rb") as handle:
+                    info = zipfile.ZipInfo(arcname, _EPOCH)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(info, handle.read())
+        data = buffer.getvalue()
+        _cache = Bundle(data, hashlib.sha256(data).hexdigest())
+    return _cache
