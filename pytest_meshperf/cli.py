@@ -1,18 +1,26 @@
-"""The ``meshperf`` command: operations on results and runs outside pytest.
+"""The ``meshperf`` command: cluster operations and results, outside pytest.
 
-Measuring is pytest's job (``pytest suites/``).  Cluster operations (check,
-deploy, start, stop, status) and HTML reports arrive with the SSH transport and
-the reports work; this module gets a sub-command each.
+Measuring is pytest's job (``pytest --cluster hosts.yaml suites/`` checks,
+deploys, starts, measures and stops by itself).  These sub-commands do the
+steps by hand, following netperf-orchestrate's workflow: check, deploy, start,
+status, stop; and work with results: summary, assemble.  The operations live in
+``operations.py``; this module parses arguments and formats output.
 """
 
 import argparse
 import os
 import sys
+import threading
 import time
 
-from . import __version__
+from . import __version__, operations
+from .errors import UsageError
+from .inventory import HOST_KEY_CHECKS, load_cluster
 from .reports.terminal import summary_lines
 from .results import RunDir, assemble, load_rows, resolve
+from .session import ssh_options_from
+
+OK, FAIL = "\u2713", "\u2717"
 
 
 def cmd_summary(args):
@@ -44,6 +52,77 @@ def cmd_assemble(args):
     return 0
 
 
+def _cluster_and_options(args):
+    cluster = load_cluster(args.cluster, os.getcwd())
+    options = ssh_options_from(args, os.getcwd())
+    if args.verbose:
+        lock = threading.Lock()
+
+        def echo(line):
+            with lock:
+                print("    %s" % line, flush=True)
+        options.echo = echo
+    return cluster, options
+
+
+def _print_hosts(results, width=None):
+    width = width or max(len(r.node.name) for r in results)
+    for r in results:
+        print("  %s %-*s (%s)  %s" % (OK if r.ok else FAIL, width, r.node.name, r.node.address, r.message))
+
+
+def cmd_check(args):
+    cluster, options = _cluster_and_options(args)
+    print("Checking %d hosts..." % len(cluster.nodes), flush=True)
+    results = operations.check(cluster, options)
+    _print_hosts(results)
+    spread = operations.clock_spread_s(results)
+    online = sum(r.ok for r in results)
+    print()
+    if spread is not None:
+        print("Clock offset between nodes: %.3f s%s" % (spread, "  (sync clocks with NTP: timestamps in results "
+                                                              "compare across nodes)" if spread > 0.1 else ""))
+    print("Result: %d/%d hosts online" % (online, len(results)))
+    return 0 if online == len(results) else 1
+
+
+def cmd_deploy(args):
+    cluster, options = _cluster_and_options(args)
+    print("Deploying the meshperf agent to %d hosts..." % len(cluster.nodes), flush=True)
+    results = operations.deploy(cluster, options)
+    _print_hosts(results)
+    print("\nResult: %d/%d hosts deployed" % (sum(r.ok for r in results), len(results)))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_start(args):
+    cluster, options = _cluster_and_options(args)
+    print("Starting meshperf agents on %d hosts..." % len(cluster.nodes), flush=True)
+    results = operations.start(cluster, options, lease_s=args.lease)
+    _print_hosts(results)
+    print("\nResult: %d/%d agents started" % (sum(r.ok for r in results), len(results)))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_status(args):
+    cluster, options = _cluster_and_options(args)
+    results = operations.status(cluster, options)
+    print("Agent status:")
+    width = max(len(r.node.name) for r in results)
+    for r in results:
+        print("  %-*s : %s" % (width, r.node.name, r.message))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_stop(args):
+    cluster, options = _cluster_and_options(args)
+    print("Stopping meshperf agents on %d hosts..." % len(cluster.nodes), flush=True)
+    results = operations.stop(cluster, options, everything=args.all)
+    _print_hosts(results)
+    print("\nResult: %d/%d hosts clean" % (sum(r.ok for r in results), len(results)))
+    return 0 if all(r.ok for r in results) else 1
+
+
 def _fail(message):
     sys.stderr.write("meshperf: %s\n" % message)
     return 2
@@ -52,9 +131,47 @@ def _fail(message):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="meshperf", description="meshperf: a network measured as a full mesh. Measure with "
-                                     "'pytest suites/'; this command works with the results.")
+                                     "'pytest --cluster hosts.yaml suites/' (it does every step by itself); these "
+                                     "commands do the steps by hand and work with the results.")
     parser.add_argument("--version", action="version", version="meshperf %s" % __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cluster_args = argparse.ArgumentParser(add_help=False)
+    group = cluster_args.add_argument_group("cluster and SSH")
+    group.add_argument("--cluster", metavar="SPEC", default=None,
+                       help="hosts.yaml path, or local:N (default: local:3), as pytest's --cluster")
+    group.add_argument("-v", "--verbose", action="store_true", help="show every remote command")
+    group.add_argument("--ssh-host-keys", dest="meshperf_host_keys", choices=HOST_KEY_CHECKS,
+                       help="host key checking: yes (default: verify against known_hosts), accept-new, off")
+    group.add_argument("--ssh-known-hosts", dest="meshperf_known_hosts", metavar="FILE", help="known_hosts file")
+    group.add_argument("--ssh-config", dest="meshperf_ssh_config", metavar="FILE", help="ssh_config file")
+    group.add_argument("--ssh-connect-timeout", dest="meshperf_connect_timeout", type=float, default=10.0,
+                       metavar="SECONDS", help="SSH connect time-out (default: 10)")
+    group.add_argument("--iperf3", dest="meshperf_iperf3", metavar="PATH", help="iperf3 path on the nodes")
+    group.add_argument("--local-iperf3", dest="meshperf_local_iperf3", metavar="PATH",
+                       help="upload this iperf3 binary to the nodes (deploy, start)")
+
+    for name, func, text, extra in (
+            ("check", cmd_check, "check every host: SSH, python3, tool versions, clock offset, host key",
+             "Exit status 1 when any host failed."),
+            ("deploy", cmd_deploy, "ship the agent (and --local-iperf3) to every host; idempotent",
+             "Copies the agent into ~/.meshperf/agent/<version>-<hash>/ on each host. A second deploy of the "
+             "same version transfers nothing."),
+            ("start", cmd_start, "start an agent on every host (PIDs shown)",
+             "Starts agents that outlive this command (until stop, or until --lease passes without contact). "
+             "Their secret, PIDs and ports are kept in ~/.meshperf/state/ (readable by you only)."),
+            ("status", cmd_status, "show the agents started by 'meshperf start': health, tools, CPU, memory",
+             "Exit status 1 when any agent is not running."),
+            ("stop", cmd_stop, "stop the agents started by 'meshperf start' (and their tool processes)",
+             "With --all, also every other meshperf agent of this user on the hosts.")):
+        command = sub.add_parser(name, parents=[cluster_args], help=text, description=text + ". " + extra)
+        command.set_defaults(func=func)
+        if name == "start":
+            command.add_argument("--lease", type=float, default=operations.DEFAULT_CLI_LEASE_S, metavar="SECONDS",
+                                 help="agents stop by themselves after this long without contact (default: 3600)")
+        if name == "stop":
+            command.add_argument("--all", action="store_true",
+                                 help="stop every meshperf agent of this user on the hosts")
     summary = sub.add_parser("summary", help="print the mesh matrix of a run",
                              description="Print a run's mesh as matrices (rows source, columns destination). "
                                          "Exit status 1 when any test failed or errored.")
@@ -76,7 +193,15 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+    except BrokenPipeError:  # e.g. meshperf status | head
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

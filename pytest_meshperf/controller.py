@@ -9,6 +9,7 @@ reached is recorded in ``failed`` with the reason; the others go on.
 import logging
 import secrets
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict
 
@@ -64,6 +65,18 @@ class AgentPool:
         self._local = threading.local()
 
 
+def _clock_offset_s(client, samples=3):
+    """The node's clock minus ours, from agent.ping: the sample with the shortest round trip wins."""
+    best = None
+    for _ in range(samples):
+        sent = time.time()
+        remote = client.call("agent.ping", timeout_s=5.0)["time"]
+        received = time.time()
+        if best is None or received - sent < best[0]:
+            best = (received - sent, remote - (sent + received) / 2)
+    return round(best[1], 6)
+
+
 class Controller:
     def __init__(self, cluster, log_dir, run_id, secret=None, lease_s=DEFAULT_LEASE_S, ssh_options=None):
         self.cluster = cluster
@@ -102,8 +115,10 @@ class Controller:
             self.pool = AgentPool(self.endpoints(), self.secret, self.failed)
             for name in self.handles:
                 try:
-                    self.node_info[name] = self.pool.client(name).call("agent.info")
+                    client = self.pool.client(name)
+                    self.node_info[name] = client.call("agent.info")
                     self.node_info[name]["facts"] = self.handles[name].info.get("facts")
+                    self.node_info[name]["clock_offset_s"] = _clock_offset_s(client)
                 except AgentError as exc:
                     self.failed[name] = str(exc)
                     self.pool.failed[name] = str(exc)

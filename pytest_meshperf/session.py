@@ -82,9 +82,9 @@ class MeshSession:
                 entry["agent"] = {"version": info.get("agent_version"), "pid": info.get("pid"),
                                   "hostname": info.get("hostname")}
                 facts = info.get("facts") or {}
+                entry["clock_offset_s"] = info.get("clock_offset_s")
                 if facts:
-                    entry["ssh"] = {"host_key_check": facts.get("host_key_check"), "python": facts.get("python"),
-                                    "clock_offset_s": facts.get("clock_offset_s")}
+                    entry["ssh"] = {"host_key_check": facts.get("host_key_check"), "python": facts.get("python")}
                 entry["tools"] = {name: {"version": t.get("version"), "path": t.get("path"), "error": t.get("error")}
                                   for name, t in (info.get("tools") or {}).items()}
                 entry["resources"] = info.get("resources") or {}

@@ -93,3 +93,80 @@ def _stop(proc):
             stream.close()
         except (OSError, AttributeError):
             pass
+
+
+class LocalNode:
+    """A node on this machine, with the operations SshNode offers (for the meshperf CLI)."""
+
+    def __init__(self, node):
+        self.node = node
+
+    @property
+    def where(self):
+        return "%s (%s)" % (self.node.name, self.node.address)
+
+    def connect(self):
+        return None
+
+    def close(self):
+        pass
+
+    def check(self, clock=False):
+        import shutil
+        import time
+        from ..tools import get_tool
+        facts = {"host_key_check": None, "python": "%d.%d.%d" % sys.version_info[:3], "clock_offset_s": None,
+                 "hostname": os.uname().nodename, "rtt_s": 0.0, "tools": {}}
+        for name in ("iperf3",):
+            module, started = get_tool(name), time.time()
+            path = shutil.which(module.DEFAULT_BINARY)
+            version = None
+            if path:
+                out = subprocess.run(module.version_argv(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     timeout=10, stdin=subprocess.DEVNULL)
+                version = module.parse_version(out.stdout.decode("utf-8", "replace"))
+            facts["tools"][name] = {"path": path, "version": version, "error": None if version else (
+                "%s not found; install it (Debian: apt-get install %s)" % (name, name))}
+            facts["rtt_s"] = round(time.time() - started, 4)
+        return facts
+
+    def deploy(self):
+        return {"agent": {"path": "(this installation)", "transferred_bytes": 0}}
+
+    def launch_agent(self, secret, lease_s, run_id):
+        """A detached local agent (for ``meshperf start``); returns its ready line."""
+        log_dir = os.path.expanduser(os.path.join("~", ".meshperf", "logs"))
+        os.makedirs(log_dir, exist_ok=True)
+        argv = [sys.executable, "-m", "pytest_meshperf.agent", "--node", self.node.name, "--listen", "127.0.0.1",
+                "--lease", "%g" % lease_s, "--daemon", "--log",
+                os.path.join(log_dir, "agent-%s-%s.log" % (run_id, self.node.name))]
+        env = dict(os.environ)
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        out = subprocess.run(argv, input=(secret + "\n").encode("ascii"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=READY_TIMEOUT_S, env=env)
+        if out.returncode != 0:
+            raise AgentError("%s: the agent did not start: %s" % (self.where, out.stderr.decode().strip()[-300:]))
+        return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+    def channel_connector(self, port):
+        from ..rpc import tcp_connector
+        return tcp_connector("127.0.0.1", port)
+
+    def kill_agent(self, pid):
+        try:
+            with open("/proc/%d/cmdline" % int(pid), "rb") as handle:
+                if b"pytest_meshperf.agent" not in handle.read():
+                    return False
+            os.kill(int(pid), signal.SIGTERM)
+        except OSError:
+            return False
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and os.path.exists("/proc/%d" % int(pid)):
+            time.sleep(0.05)
+        return True
+
+    def agent_pids(self):
+        out = subprocess.run(["pgrep", "-u", str(os.getuid()), "-f", "pytest_meshperf.agent --node %s " % self.node.name],
+                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        return [int(p) for p in out.stdout.split()]

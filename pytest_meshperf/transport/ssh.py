@@ -165,13 +165,14 @@ class SshNode:
     def run(self, argv: List[str], timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True):
         """Run ``argv`` on the node (quoted, never a shell string from the inventory); returns the Result."""
         command = " ".join(shlex.quote(str(a)) for a in argv)
-        return self.run_command(command, timeout_s, check)
-
-    def run_command(self, command: str, timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True):
-        """``command`` must be built by meshperf from quoted parts."""
-        conn = self.connect()
         if self.options.echo:
-            self.options.echo("%s$ %s" % (self.node.name, command))
+            shown = " ".join("'<script: %d lines>'" % (str(a).count("\n") + 1) if "\n" in str(a)
+                             else shlex.quote(str(a)) for a in argv)
+            self.options.echo("%s$ %s" % (self.node.name, shown))
+        return self._run_command(command, timeout_s, check)
+
+    def _run_command(self, command: str, timeout_s: float, check: bool):
+        conn = self.connect()
         try:
             result = conn.run(command, hide=True, warn=True, timeout=timeout_s, in_stream=False, pty=False)
         except Exception as exc:  # invoke's CommandTimedOut and channel errors
@@ -185,10 +186,10 @@ class SshNode:
     def python(self):
         return self.node.python or "python3"
 
-    def check(self):
-        """What a node offers: python3 version, tool versions, clock offset. Raises TransportError."""
+    def check(self, clock=False):
+        """What a node offers: python3 version, tool versions (and with ``clock``, its clock offset).
+        Raises TransportError."""
         facts = {"host_key_check": self.host_key_check}
-        started = time.time()
         probe = ("import sys, time, shutil, subprocess, json\n"
                  "tools = {}\n"
                  "for name, path in json.loads(sys.argv[1]).items():\n"
@@ -205,8 +206,9 @@ class SshNode:
                  " 'hostname': __import__('socket').gethostname()}))\n")
         import json
         tools = {"iperf3": self.tool_path("iperf3")}
+        started = time.time()
         result = self.run([self.python(), "-I", "-c", probe, json.dumps(tools)], check=False)
-        ended = time.time()
+        facts["rtt_s"] = round(time.time() - started, 4)
         if result.exited != 0:
             text = (result.stderr or result.stdout).strip()
             if result.exited == 127 or "not found" in text:
@@ -219,8 +221,7 @@ class SshNode:
             raise TransportError("%s: python %s is too old; the agent needs 3.9 or newer" % (self.where,
                                                                                           facts["python"]))
         facts["hostname"] = data["hostname"]
-        facts["clock_offset_s"] = round(data["time"] - (started + ended) / 2, 4)
-        facts["rtt_s"] = round(ended - started, 4)
+        facts["clock_offset_s"] = self._clock_offset_s() if clock else None
         from ..tools import get_tool
         facts["tools"] = {}
         for name, info in data["tools"].items():
@@ -231,6 +232,20 @@ class SshNode:
                                         "upload one with --local-%s" % (tools[name], name, name)
                                         if not info["path"] else "%s does not look like %s" % (info["path"], name))}
         return facts
+
+    def _clock_offset_s(self, samples=3):
+        """The node's clock minus ours. The remote clock is read as its command ends, so compare with
+        when the answer arrives (session start-up happens before the read and does not bias it);
+        the best of a few samples bounds the error by the return latency (milliseconds)."""
+        offsets = []
+        for _ in range(samples):
+            remote = self.run(["date", "+%s.%N"], check=False)
+            arrived = time.time()
+            try:
+                offsets.append(float(remote.stdout.strip()) - arrived)
+            except ValueError:
+                return None
+        return round(max(offsets), 4)
 
     def tool_path(self, tool):
         return self.options.tool_paths.get(tool) or getattr(self.node, tool, None) or tool
@@ -268,8 +283,8 @@ class SshNode:
         return {"path": remote_path, "transferred_bytes": len(data), "sha256": sha256}
 
     # -- the agent ----------------------------------------------------------------
-    def start_agent(self, secret, lease_s, run_id):
-        """Start the agent as a daemon on the node's loopback; returns an AgentHandle reached through SSH."""
+    def launch_agent(self, secret, lease_s, run_id):
+        """Deploy, then start the agent as a daemon on the node's loopback; returns its ready line (port, pid)."""
         import json
         deployed = self.deploy()
         log_path = posixpath.join(REMOTE_HOME_DIR, "logs", "agent-%s-%s.log" % (run_id, self.node.name))
@@ -308,6 +323,22 @@ class SshNode:
             port, self.agent_pid = int(ready["port"]), int(ready["pid"])
         except (ValueError, KeyError, IndexError):
             raise TransportError("%s: the agent's ready line is malformed: %r" % (self.where, output[:200]))
+        ready["deploy"] = deployed
+        ready["log"] = log_path
+        return ready
+
+    def channel_connector(self, port):
+        """Connections to the agent on the node's loopback ``port``, as direct-tcpip channels of this SSH link."""
+        def connect():
+            transport = self.connect().transport
+            return transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0),
+                                          timeout=self.options.connect_timeout_s)
+        return connect
+
+    def start_agent(self, secret, lease_s, run_id):
+        """Start the agent for a run; returns an AgentHandle reached through a tunnel on this machine's loopback."""
+        ready = self.launch_agent(secret, lease_s, run_id)
+        port = int(ready["port"])
         local_port = _free_local_port()
         # Fabric's forward_local tunnels a loopback port here to the agent's loopback port there, through
         # this SSH connection: xdist workers reach remote agents without SSH of their own.
@@ -315,7 +346,6 @@ class SshNode:
                                                 local_host="127.0.0.1")
         self._forward.__enter__()
         ready["remote_port"] = port
-        ready["deploy"] = deployed
         return AgentHandle(node=self.node.name, endpoint={"kind": "tcp", "host": "127.0.0.1", "port": local_port,
                                                           "data_address": self.data_address()},
                            connect=tcp_connector("127.0.0.1", local_port), info=ready, stop=self.stop_agent)
@@ -335,31 +365,23 @@ class SshNode:
                 log.debug("%s: closing the tunnel: %s", self.where, exc)
             self._forward = None
         if self.agent_pid is not None and self.conn is not None and self.conn.is_connected:
-            pid = str(self.agent_pid)
-            # SIGTERM makes the agent stop its tool processes and exit; wait (bounded), then SIGKILL
-            # (its tools die with it: PR_SET_PDEATHSIG).
-            script = ("import os, signal, sys, time\n"
-                      "pid = int(sys.argv[1])\n"
-                      "def alive():\n"
-                      "    try:\n"
-                      "        os.kill(pid, 0)\n"
-                      "        return b'pytest_meshperf' in open('/proc/%d/cmdline' % pid, 'rb').read() or"
-                      " b'agent.pyz' in open('/proc/%d/cmdline' % pid, 'rb').read()\n"
-                      "    except OSError:\n"
-                      "        return False\n"
-                      "if alive():\n"
-                      "    os.kill(pid, signal.SIGTERM)\n"
-                      "deadline = time.time() + 10\n"
-                      "while alive() and time.time() < deadline:\n"
-                      "    time.sleep(0.05)\n"
-                      "if alive():\n"
-                      "    os.kill(pid, signal.SIGKILL)\n")
-            try:
-                self.run([self.python(), "-I", "-c", script, pid], timeout_s=30, check=False)
-            except TransportError as exc:
-                log.warning("%s: stopping the agent: %s", self.where, exc)
+            self.kill_agent(self.agent_pid)
             self.agent_pid = None
         self.close()
+
+    def kill_agent(self, pid):
+        """Stop the agent ``pid`` (only if it is a meshperf agent); True if one was running."""
+        try:
+            result = self.run([self.python(), "-I", "-c", _STOP_SCRIPT, str(int(pid))], timeout_s=30, check=False)
+            return result.stdout.strip() == "stopped"
+        except TransportError as exc:
+            log.warning("%s: stopping the agent: %s", self.where, exc)
+            return False
+
+    def agent_pids(self):
+        """PIDs of this node's meshperf agents run by this user (in this network namespace)."""
+        result = self.run([self.python(), "-I", "-c", _FIND_AGENTS_SCRIPT, self.node.name], check=False)
+        return [int(p) for p in result.stdout.split()] if result.exited == 0 else []
 
     def close(self):
         if self.conn is not None:
@@ -368,6 +390,49 @@ class SshNode:
             except Exception:
                 pass
             self.conn = None
+
+
+# SIGTERM makes an agent stop its tool processes and exit; wait (bounded), then SIGKILL (its tools
+# die with it: PR_SET_PDEATHSIG).  Only a process whose command line is a meshperf agent is touched.
+_STOP_SCRIPT = """\
+import os, signal, sys, time
+pid = int(sys.argv[1])
+def alive():
+    try:
+        os.kill(pid, 0)
+        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+            cmdline = handle.read()
+        return b'pytest_meshperf' in cmdline or b'agent.pyz' in cmdline
+    except OSError:
+        return False
+was = alive()
+if was:
+    os.kill(pid, signal.SIGTERM)
+deadline = time.time() + 10
+while alive() and time.time() < deadline:
+    time.sleep(0.05)
+if alive():
+    os.kill(pid, signal.SIGKILL)
+print('stopped' if was else 'absent')
+"""
+
+
+_FIND_AGENTS_SCRIPT = """\
+import os, sys
+me, net = os.getuid(), os.readlink('/proc/self/ns/net')
+want = ['--node', sys.argv[1]]
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        if os.stat('/proc/' + pid).st_uid != me or os.readlink('/proc/%s/ns/net' % pid) != net:
+            continue
+        with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+            args = handle.read().decode('utf-8', 'replace').split('\\0')
+    except OSError:
+        continue
+    agent = any(a.endswith('agent.pyz') for a in args) or 'pytest_meshperf.agent' in args
+    if agent and any(args[i:i + 2] == want for i in range(len(args))):
+        print(pid)
+"""
 
 
 def _free_local_port():
@@ -388,7 +453,8 @@ def _explain(exc, node):
         return ("authentication failed for user %s (%s); meshperf uses keys and never prompts for a password: "
                 "check ssh_user and ssh_key" % (node.conn.user if node.conn else node.node.ssh_user, text))
     if "not found in known_hosts" in text:
-        return ("unknown host key: %s has no key for this host (%s); verify and add it "
+        return ("unknown host key: %s holds no key for this host; check its key and add it "
                 "(ssh-keyscan -p %d %s >> %s), or opt out with --ssh-host-keys accept-new (or off for throwaway labs)"
-                % (node.known_hosts, text, node.node.ssh_port or 22, node.node.address, node.known_hosts))
+                % (node.known_hosts, node.node.ssh_port or 22, shlex.quote(node.conn.host if node.conn else
+                                                                          node.node.address), node.known_hosts))
     return text
