@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from .errors import MeasurementError, UsageError
+from .errors import MeasurementError, MeshperfError, UsageError
 from .inventory import HOST_KEY_CHECKS
 from .fixtures import SESSION_KEY, SPEC_KEY, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
 from .planning import mesh_pairs
@@ -63,6 +63,8 @@ def pytest_configure(config):
         config.stash[SESSION_KEY] = MeshSession(config)
     except UsageError as exc:
         raise pytest.UsageError(str(exc))
+    except MeshperfError as exc:  # e.g. the netns testbed could not be built
+        raise pytest.UsageError(str(exc))
 
 
 def pytest_generate_tests(metafunc):
@@ -88,7 +90,8 @@ def pytest_configure_node(node):
     """xdist controller -> worker: the run to join (the secret travels here, never on disk)."""
     session = node.config.stash[SESSION_KEY]
     node.workerinput["meshperf"] = {"run_id": session.run_dir.run_id, "out_dir": session.run_dir.out_dir,
-                                    "secret": session.secret, "started": session.started}
+                                    "secret": session.secret, "started": session.started,
+                                    "testbed": session.testbed_paths() if session.testbed else None}
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -133,6 +136,12 @@ def pytest_sessionfinish(session, exitstatus):
     mesh = session.config.stash.get(SESSION_KEY, None)
     if mesh is not None:
         mesh.finish(exitstatus, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+
+
+def pytest_unconfigure(config):
+    mesh = config.stash.get(SESSION_KEY, None)
+    if mesh is not None:
+        mesh.close()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -10,9 +10,12 @@ Three roles, one class:
 - ``worker``: measures with the controller's agents, journals its own measurements.
 """
 
+import dataclasses
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Optional
 
@@ -34,12 +37,20 @@ class MeshSession:
         opt = config.option
         base_dir = str(config.invocation_params.dir)
         self.cluster_spec = opt.meshperf_cluster or config.getini("meshperf_cluster") or None
-        self.cluster = load_cluster(self.cluster_spec, base_dir)
         self.option_params = parse_params(_option_values(opt), "command line")
         self.option_thresholds = [parse_threshold(expr, "--mesh-threshold") for expr in opt.meshperf_threshold or []]
         self.ssh_options = ssh_options_from(opt, base_dir)
         self.skip_unreachable = opt.meshperf_unreachable == "skip"
         workerinput = getattr(config, "workerinput", None)
+        self.testbed = None
+        if is_testbed_spec(self.cluster_spec):
+            # A cluster this run builds (and tears down): the controller builds it, workers use its inventory.
+            hosts = workerinput["meshperf"]["testbed"] if workerinput else self._build_testbed(base_dir)
+            self.cluster = dataclasses.replace(load_cluster(hosts["hosts_yaml"]), kind="netns",
+                                               spec=self.cluster_spec)
+            self.ssh_options.known_hosts = self.ssh_options.known_hosts or hosts["known_hosts"]
+        else:
+            self.cluster = load_cluster(self.cluster_spec, base_dir)
         if workerinput is not None:
             self.role = "worker"
             shared = workerinput["meshperf"]
@@ -59,6 +70,26 @@ class MeshSession:
         self._journal = None
         self.created = False
         self.assembled = None
+
+    def _build_testbed(self, base_dir):
+        from .testbed import NetnsTestbed, parse_spec, unavailable_reason
+        spec = parse_spec(self.cluster_spec)  # InventoryError: a usage error
+        reason = unavailable_reason()
+        if reason:
+            raise UsageError("--cluster %s: %s" % (self.cluster_spec, reason))
+        workdir = tempfile.mkdtemp(prefix="meshperf-netns-")
+        self.testbed = NetnsTestbed(spec, workdir).up()
+        return self.testbed_paths()
+
+    def testbed_paths(self):
+        return {"hosts_yaml": self.testbed.hosts_yaml, "known_hosts": self.testbed.known_hosts}
+
+    def close(self):
+        """Tear down what the run built (the netns testbed); idempotent."""
+        if self.testbed is not None:
+            self.testbed.down()
+            shutil.rmtree(self.testbed.workdir, ignore_errors=True)
+            self.testbed = None
 
     # -- run directory ---------------------------------------------------------
     def run_meta(self):
@@ -161,6 +192,10 @@ class MeshSession:
         if self.created:
             self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
         return self.assembled
+
+
+def is_testbed_spec(spec):
+    return bool(spec) and (spec == "netns" or spec.startswith("netns:"))
 
 
 def ssh_options_from(opt, base_dir):

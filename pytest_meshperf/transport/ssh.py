@@ -37,6 +37,7 @@ REMOTE_HOME_DIR = ".meshperf"
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 30.0
+TUNNEL_READY_S = 3.0
 HOST_KEY_CHECKS = ("yes", "accept-new", "off")
 _known_hosts_lock = threading.Lock()
 
@@ -339,16 +340,26 @@ class SshNode:
         """Start the agent for a run; returns an AgentHandle reached through a tunnel on this machine's loopback."""
         ready = self.launch_agent(secret, lease_s, run_id)
         port = int(ready["port"])
-        local_port = _free_local_port()
-        # Fabric's forward_local tunnels a loopback port here to the agent's loopback port there, through
-        # this SSH connection: xdist workers reach remote agents without SSH of their own.
-        self._forward = self.conn.forward_local(local_port=local_port, remote_port=port, remote_host="127.0.0.1",
-                                                local_host="127.0.0.1")
-        self._forward.__enter__()
+        local_port = self._tunnel(port)
         ready["remote_port"] = port
         return AgentHandle(node=self.node.name, endpoint={"kind": "tcp", "host": "127.0.0.1", "port": local_port,
                                                           "data_address": self.data_address()},
                            connect=tcp_connector("127.0.0.1", local_port), info=ready, stop=self.stop_agent)
+
+    def _tunnel(self, remote_port, attempts=3):
+        """Fabric's forward_local: a loopback port here tunnelled to the agent's loopback port there, through
+        this SSH connection, so xdist workers reach remote agents without SSH of their own.  Its listener is
+        created in a thread after __enter__ returns: wait until it accepts, or try another port."""
+        for _ in range(attempts):
+            local_port = _free_local_port()
+            forward = self.conn.forward_local(local_port=local_port, remote_port=remote_port,
+                                              remote_host="127.0.0.1", local_host="127.0.0.1")
+            forward.__enter__()
+            if _wait_listening(local_port, TUNNEL_READY_S):
+                self._forward = forward
+                return local_port
+            forward.__exit__(None, None, None)
+        raise TransportError("%s: could not open a tunnel to the agent (%d attempts)" % (self.where, attempts))
 
     def data_address(self):
         """Where tests reach this node: data_address, or the address SSH resolved (an ssh_config alias's HostName)."""
@@ -433,6 +444,17 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
     if agent and any(args[i:i + 2] == want for i in range(len(args))):
         print(pid)
 """
+
+
+def _wait_listening(port, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.01)
+    return False
 
 
 def _free_local_port():
