@@ -1,0 +1,244 @@
+"""Remote clusters over SSH, on real hosts: sshd in network namespaces (the netns testbed).
+
+Each test builds its own testbed (about a second), drives a real pytest run of
+mesh tests against it over SSH with verified host keys, and checks what the
+run recorded and what it left on the nodes.  In CI the testbed must be
+available: there these tests fail instead of skipping.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from meshcheck import validate_mesh_file
+from procs import wait_for
+from testbed_fixtures import SKIP_REASON, iperf3_rate, netns_testbed
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+if SKIP_REASON and os.environ.get("CI"):
+    pytestmark = pytest.mark.usefixtures("_testbed_required")
+elif SKIP_REASON:
+    pytestmark = pytest.mark.skip(reason=SKIP_REASON)
+
+
+@pytest.fixture
+def _testbed_required():
+    pytest.fail("CI must be able to build the netns testbed: %s" % SKIP_REASON)
+
+
+TCP_TEST = """
+import pytest
+
+@pytest.mark.meshperf(duration={duration})
+def test_tcp(mesh_pair, measure):
+    measure()
+"""
+
+
+def run_against(pytester, tb, out, *args, duration=1):
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=duration))
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", tb.hosts_yaml,
+                                         "--ssh-known-hosts", tb.known_hosts, "--mesh-out", str(out), *args)
+
+
+def mesh_entries(out):
+    mesh = validate_mesh_file(str(Path(out) / "latest" / "mesh.json"))
+    found = {}
+    for src, source in mesh["sources"].items():
+        for dst, destination in source["destinations"].items():
+            (entry,) = destination["tests"].values()
+            found[(src, dst)] = entry
+    return mesh, found
+
+
+def processes_on(tb, names=("iperf3",), agent=True):
+    """Tool and agent processes living in the testbed's network namespaces."""
+    found = []
+    for node in tb.nodes:
+        pids = subprocess.run(["ip", "netns", "pids", node.netns], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                comm = Path("/proc/%s/comm" % pid).read_text().strip()
+                cmdline = Path("/proc/%s/cmdline" % pid).read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if comm in names or (agent and "agent.pyz" in cmdline):
+                found.append((node.name, int(pid), cmdline.strip()))
+    return found
+
+
+def test_tcp_suite_over_ssh_with_verified_host_keys(pytester, tmp_path):
+    for name in ("test_tcp.py", "tcp.yaml"):
+        shutil.copy(SUITES / name, pytester.path / name)
+    with netns_testbed(tmp_path / "tb", nodes=4) as tb:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", tb.hosts_yaml,
+                                               "--ssh-known-hosts", tb.known_hosts, "--mesh-out",
+                                               str(tmp_path / "out"), "--mesh-duration", "1")
+        result.assert_outcomes(passed=12)
+        mesh, entries = mesh_entries(tmp_path / "out")
+        assert len(entries) == 12
+        for name, node in mesh["cluster"]["nodes"].items():
+            assert node["ssh"]["host_key_check"] == "yes"
+            assert node["address"] == tb.node(name).address
+        for (src, dst), entry in entries.items():
+            assert "-c %s" % tb.node(dst).address in entry["instances"][0]["command"]
+        assert processes_on(tb) == []
+
+        # The same run against an empty known_hosts connects nowhere: keys really are verified.
+        empty = tmp_path / "empty_known_hosts"
+        empty.write_text("")
+        refused = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", tb.hosts_yaml,
+                                                "--ssh-known-hosts", str(empty), "--mesh-out",
+                                                str(tmp_path / "out2"), "--mesh-duration", "1")
+        refused.assert_outcomes(errors=12)
+        _, entries = mesh_entries(tmp_path / "out2")
+        assert all("unknown host key" in e["error"] for e in entries.values())
+        assert empty.read_text() == ""
+
+
+def test_shaped_host_fails_exactly_its_outgoing_pairs(pytester, tmp_path):
+    with netns_testbed(tmp_path / "tb", nodes=4, rates={"node2": "200mbit"}) as tb:
+        result = run_against(pytester, tb, tmp_path / "out", "--mesh-threshold", "throughput>=500Mbit/s",
+                             duration=3)
+        result.assert_outcomes(passed=9, failed=3)
+        result.stdout.re_match_lines([r".*node2->node1: throughput 1\d\d\.?\d* Mbit/s < 500 Mbit/s \(--mesh-threshold\)"])
+        _, entries = mesh_entries(tmp_path / "out")
+        failed = {pair for pair, entry in entries.items() if entry["status"] == "failed"}
+        assert failed == {("node2", "node1"), ("node2", "node3"), ("node2", "node4")}
+        raw_bps = iperf3_rate(tb, "node2", "node3", seconds=3)
+        measured_bps = entries[("node2", "node3")]["metrics"]["throughput_bps"]
+        assert abs(measured_bps / raw_bps - 1) <= 0.05, (measured_bps, raw_bps)
+
+
+@pytest.mark.parametrize("mode, outcome", [("error", "errors"), ("skip", "skipped")])
+def test_unreachable_host(pytester, tmp_path, mode, outcome):
+    with netns_testbed(tmp_path / "tb", nodes=3) as tb:
+        tb.stop_sshd("node3")
+        result = run_against(pytester, tb, tmp_path / "out", "--mesh-unreachable", mode)
+        result.assert_outcomes(passed=2, **{outcome: 4})
+        _, entries = mesh_entries(tmp_path / "out")
+        assert set(entries) == ({("node1", "node2"), ("node2", "node1")} if mode == "skip" else
+                                {(a, b) for a in ("node1", "node2", "node3") for b in ("node1", "node2", "node3")
+                                 if a != b})
+        for pair, entry in entries.items():
+            if "node3" in pair:
+                assert entry["status"] == "error"
+                assert "node3 (%s): cannot connect to port 22" % tb.node("node3").address in entry["error"]
+            else:
+                assert entry["status"] == "passed"
+        assert processes_on(tb) == []
+
+
+def test_changed_host_key_is_refused_before_any_login(pytester, tmp_path):
+    with netns_testbed(tmp_path / "tb", nodes=3) as tb:
+        tb.regenerate_host_key("node2")
+        result = run_against(pytester, tb, tmp_path / "out")
+        result.assert_outcomes(passed=2, errors=4)
+        _, entries = mesh_entries(tmp_path / "out")
+        for pair, entry in entries.items():
+            if "node2" in pair:
+                assert "HOST KEY CHANGED" in entry["error"] and "ssh-keygen" in entry["error"]
+        log = Path(tb.workdir, "node2", "sshd.log").read_text()
+        assert "Accepted publickey" not in log  # no login happened: no command could have run
+
+
+def test_agent_killed_mid_run(pytester, tmp_path):
+    with netns_testbed(tmp_path / "tb", nodes=3) as tb:
+        pytester.makepyfile(test_mesh=TCP_TEST.format(duration=3))
+        proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cluster", tb.hosts_yaml,
+                               "--ssh-known-hosts", tb.known_hosts, "--mesh-out", str(tmp_path / "out")],
+                              stdin=pytester.CLOSE_STDIN)
+        try:
+            def node3_agent_while_measuring():
+                procs = processes_on(tb)
+                agents = [p for p in procs if p[0] == "node3" and "agent.pyz" in p[2]]
+                return agents if any(p[2].startswith("iperf3 -c") or "/iperf3 -c" in p[2] for p in procs) else None
+            (_, pid, _), = wait_for(node3_agent_while_measuring, 60, what="node3's agent during the first pair")
+            os.kill(pid, signal.SIGKILL)
+            proc.wait(120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+        assert proc.returncode == 1
+        _, entries = mesh_entries(tmp_path / "out")
+        statuses = {pair: entry["status"] for pair, entry in entries.items()}
+        assert statuses == {("node1", "node2"): "passed", ("node2", "node1"): "passed",
+                            ("node1", "node3"): "error", ("node2", "node3"): "error",
+                            ("node3", "node1"): "error", ("node3", "node2"): "error"}
+        assert processes_on(tb) == []
+
+
+def test_sigkilled_pytest_leaves_nothing_after_the_lease(pytester, tmp_path):
+    lease_s = 5
+    with netns_testbed(tmp_path / "tb", nodes=3) as tb:
+        pytester.makepyfile(test_mesh=TCP_TEST.format(duration=10))
+        proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cluster", tb.hosts_yaml,
+                               "--ssh-known-hosts", tb.known_hosts, "--mesh-out", str(tmp_path / "out"),
+                               "--mesh-lease", str(lease_s)], stdin=pytester.CLOSE_STDIN)
+        try:
+            wait_for(lambda: any(p[1] and "iperf3 -c" in p[2] for p in processes_on(tb)), 60,
+                     what="a running measurement")
+            assert len([p for p in processes_on(tb) if "agent.pyz" in p[2]]) == 3
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        # Agents notice the silence after the lease and stop their iperf3; bounded wait, generous margin.
+        wait_for(lambda: processes_on(tb) == [], lease_s + 20, interval_s=0.2,
+                 what="agents and iperf3 to be gone from every node")
+
+
+def canary_path(tmp_path):
+    return tmp_path / ("canary-%s" % uuid.uuid4().hex[:8])
+
+
+@pytest.mark.parametrize("field", ["name", "address", "data_address", "ssh_user", "ssh_jump", "python", "iperf3"])
+@pytest.mark.parametrize("evil", ["a;touch {c}", "$(touch {c})", "`touch {c}`", "a'b\"c", "a b", "x|touch {c}"])
+def test_shell_metacharacters_in_inventory_are_rejected(pytester, tmp_path, field, evil):
+    mark = canary_path(tmp_path)
+    host = {"name": "node1", "address": "127.0.0.11"}
+    host[field] = evil.format(c=mark)
+    hosts = pytester.path / "hosts.yaml"
+    hosts.write_text(json.dumps({"hosts": [host, {"name": "node2", "address": "127.0.0.12"}]}))
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=1))
+    result = pytester.runpytest_subprocess("--cluster", str(hosts))
+    assert result.ret == 4
+    assert "hosts.yaml:1: host" in result.stderr.str() and field in result.stderr.str()
+    assert not mark.exists()
+
+
+def test_shell_metacharacters_that_pass_travel_safely(pytester, tmp_path):
+    """Values validation lets through (a key path, labels, --iperf3) reach the nodes quoted, never run."""
+    mark = "canary-%s" % uuid.uuid4().hex[:8]   # a bare name: wherever a shell would run, it would land there
+    places = [Path(pytester.path), tmp_path, Path.home(), Path("/"), Path("/tmp")]
+    with netns_testbed(tmp_path / "tb", nodes=2) as tb:
+        evil_key = tmp_path / ("key $(touch %s); `touch %s` 'q\"" % (mark, mark))
+        shutil.copy(tb.user_key, evil_key)
+        os.chmod(evil_key, 0o600)
+        text = Path(tb.hosts_yaml).read_text()
+        assert "ssh_key: %s\n" % tb.user_key in text
+        text = text.replace("ssh_key: %s\n" % tb.user_key, "ssh_key: %s\n" % json.dumps(str(evil_key)))
+        text = text.replace("labels:\n", "labels:\n    note: %s\n" % json.dumps("$(touch %s); `touch %s`" % (mark, mark)), 1)
+        hosts = tmp_path / "evil-hosts.yaml"
+        hosts.write_text(text)
+        pytester.makepyfile(test_mesh=TCP_TEST.format(duration=1))
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", str(hosts),
+                                               "--ssh-known-hosts", tb.known_hosts,
+                                               "--mesh-out", str(tmp_path / "out"))
+        result.assert_outcomes(passed=2)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", str(hosts),
+                                               "--ssh-known-hosts", tb.known_hosts,
+                                               "--iperf3", "iperf3;touch %s" % mark,
+                                               "--mesh-out", str(tmp_path / "out2"))
+        result.assert_outcomes(errors=2)
+        _, entries = mesh_entries(tmp_path / "out2")
+        assert all("not found on the node" in e["error"] for e in entries.values())
+    assert [str(p / mark) for p in places if (p / mark).exists()] == []
