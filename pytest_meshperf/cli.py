@@ -150,6 +150,8 @@ def build_parser():
     group.add_argument("--iperf3", dest="meshperf_iperf3", metavar="PATH", help="iperf3 path on the nodes")
     group.add_argument("--local-iperf3", dest="meshperf_local_iperf3", metavar="PATH",
                        help="upload this iperf3 binary to the nodes (deploy, start)")
+    group.add_argument("--mesh-remote-dir", dest="meshperf_remote_dir", metavar="DIR",
+                       help="directory on the nodes for the agent, tools and logs (default: .meshperf in the home)")
 
     for name, func, text, extra in (
             ("check", cmd_check, "check every host: SSH, python3, tool versions, clock offset, host key",

@@ -49,6 +49,9 @@ def pytest_addoption(parser):
                   help="iperf3 path on every remote node (default: the inventory's iperf3, else iperf3 on PATH)")
     ssh.addoption("--local-iperf3", dest="meshperf_local_iperf3", metavar="PATH",
                   help="upload this iperf3 binary to every remote node and use it")
+    ssh.addoption("--mesh-remote-dir", dest="meshperf_remote_dir", metavar="DIR",
+                  help="directory on the nodes for the agent, uploaded tools and logs, relative to the home "
+                       "directory or absolute (default: .meshperf)")
     parser.addini("meshperf_cluster", "default cluster for --cluster (hosts.yaml path or local:N)")
     parser.addini("meshperf_out", "default for --mesh-out")
 

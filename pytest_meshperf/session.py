@@ -13,6 +13,7 @@ Three roles, one class:
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -213,7 +214,11 @@ def ssh_options_from(opt, base_dir):
         value = getattr(opt, name, None)
         if value and name == "meshperf_ssh_config" and not os.path.isfile(path(value)):
             raise UsageError("--ssh-config %s: no such file" % value)
-    return SshOptions(host_key_check=getattr(opt, "meshperf_host_keys", None),
+    remote_dir = getattr(opt, "meshperf_remote_dir", None) or ".meshperf"
+    if not re.match(r"^[A-Za-z0-9._/~+-]+$", remote_dir) or remote_dir.startswith("-") or ".." in remote_dir.split("/"):
+        raise UsageError("--mesh-remote-dir %r: give a plain directory path (letters, digits, . _ - / +), "
+                         "relative to the home directory or absolute" % remote_dir)
+    return SshOptions(remote_dir=remote_dir.replace("~/", "", 1), host_key_check=getattr(opt, "meshperf_host_keys", None),
                       known_hosts=path(getattr(opt, "meshperf_known_hosts", None)),
                       ssh_config=path(getattr(opt, "meshperf_ssh_config", None)),
                       connect_timeout_s=getattr(opt, "meshperf_connect_timeout", 10.0),

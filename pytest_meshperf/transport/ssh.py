@@ -52,6 +52,7 @@ class SshOptions:
     tool_paths: Dict[str, str] = field(default_factory=dict)    # tool -> path on every node (--iperf3)
     local_tools: Dict[str, str] = field(default_factory=dict)   # tool -> local binary to upload (--local-iperf3)
     echo: Optional[Callable[[str], None]] = None                # -v: show every remote command
+    remote_dir: str = REMOTE_HOME_DIR                           # on each node; relative paths are in the home
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
@@ -256,13 +257,13 @@ class SshNode:
         """Ship the agent (and --local-TOOL binaries) into ~/.meshperf; a second deploy transfers nothing."""
         shipped = agent_bundle.build()
         report = {"agent": self._ship(shipped.data, shipped.sha256, posixpath.join(
-            REMOTE_HOME_DIR, "agent", shipped.version_dir, "agent.pyz"), 0o644)}
+            self.options.remote_dir, "agent", shipped.version_dir, "agent.pyz"), 0o644)}
         for tool, local in sorted(self.options.local_tools.items()):
             import hashlib
             with open(local, "rb") as handle:
                 data = handle.read()
             digest = hashlib.sha256(data).hexdigest()
-            report[tool] = self._ship(data, digest, posixpath.join(REMOTE_HOME_DIR, "bin", "%s-%s" % (
+            report[tool] = self._ship(data, digest, posixpath.join(self.options.remote_dir, "bin", "%s-%s" % (
                 tool, digest[:12]), tool), 0o755)
         return report
 
@@ -288,7 +289,7 @@ class SshNode:
         """Deploy, then start the agent as a daemon on the node's loopback; returns its ready line (port, pid)."""
         import json
         deployed = self.deploy()
-        log_path = posixpath.join(REMOTE_HOME_DIR, "logs", "agent-%s-%s.log" % (run_id, self.node.name))
+        log_path = posixpath.join(self.options.remote_dir, "logs", "agent-%s-%s.log" % (run_id, self.node.name))
         self.run(["mkdir", "-p", posixpath.dirname(log_path)])
         argv = [self.python(), "-I", deployed["agent"]["path"], "--node", self.node.name, "--listen", "127.0.0.1",
                 "--lease", "%g" % lease_s, "--daemon", "--log", log_path]
