@@ -277,7 +277,8 @@ class SshNode:
         if present == sha256:
             return {"path": remote_path, "transferred_bytes": 0, "sha256": sha256}
         self.run(["mkdir", "-p", posixpath.dirname(remote_path)])
-        tmp = remote_path + ".tmp-%d" % os.getpid()
+        # Unique per upload: nodes may share a home directory (NFS), and all uploads of a run share one pid.
+        tmp = "%s.tmp-%s-%s" % (remote_path, self.node.name, os.urandom(4).hex())
         sftp = self.connect().sftp()
         sftp.putfo(io.BytesIO(data), tmp)
         sftp.chmod(tmp, mode)
