@@ -18,7 +18,7 @@ from .errors import UsageError
 from .inventory import HOST_KEY_CHECKS, load_cluster
 from .reports.terminal import summary_lines
 from .results import RunDir, assemble, load_rows, resolve
-from .session import ssh_options_from
+from .session import is_testbed_spec, ssh_options_from
 
 OK, FAIL = "\u2713", "\u2717"
 
@@ -53,6 +53,9 @@ def cmd_assemble(args):
 
 
 def _cluster_and_options(args):
+    if is_testbed_spec(args.cluster):
+        raise UsageError("--cluster %s: a netns testbed lives only as long as the pytest run that builds it; "
+                         "use its hosts.yaml here, or --cluster local:N" % args.cluster)
     cluster = load_cluster(args.cluster, os.getcwd())
     options = ssh_options_from(args, os.getcwd())
     if args.verbose:
@@ -86,22 +89,26 @@ def cmd_check(args):
     return 0 if online == len(results) else 1
 
 
-def cmd_deploy(args):
+def _per_host(args, title, operation, outcome, **kwargs):
+    """Run a per-host operation with a heading, one line per host and a result line."""
     cluster, options = _cluster_and_options(args)
-    print("Deploying the meshperf agent to %d hosts..." % len(cluster.nodes), flush=True)
-    results = operations.deploy(cluster, options)
+    print("%s %d hosts..." % (title, len(cluster.nodes)), flush=True)
+    results = operation(cluster, options, **kwargs)
     _print_hosts(results)
-    print("\nResult: %d/%d hosts deployed" % (sum(r.ok for r in results), len(results)))
+    print("\nResult: %d/%d %s" % (sum(r.ok for r in results), len(results), outcome))
     return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_deploy(args):
+    return _per_host(args, "Deploying the meshperf agent to", operations.deploy, "hosts deployed")
 
 
 def cmd_start(args):
-    cluster, options = _cluster_and_options(args)
-    print("Starting meshperf agents on %d hosts..." % len(cluster.nodes), flush=True)
-    results = operations.start(cluster, options, lease_s=args.lease)
-    _print_hosts(results)
-    print("\nResult: %d/%d agents started" % (sum(r.ok for r in results), len(results)))
-    return 0 if all(r.ok for r in results) else 1
+    return _per_host(args, "Starting meshperf agents on", operations.start, "agents started", lease_s=args.lease)
+
+
+def cmd_stop(args):
+    return _per_host(args, "Stopping meshperf agents on", operations.stop, "hosts clean", everything=args.all)
 
 
 def cmd_status(args):
@@ -111,15 +118,6 @@ def cmd_status(args):
     width = max(len(r.node.name) for r in results)
     for r in results:
         print("  %-*s : %s" % (width, r.node.name, r.message))
-    return 0 if all(r.ok for r in results) else 1
-
-
-def cmd_stop(args):
-    cluster, options = _cluster_and_options(args)
-    print("Stopping meshperf agents on %d hosts..." % len(cluster.nodes), flush=True)
-    results = operations.stop(cluster, options, everything=args.all)
-    _print_hosts(results)
-    print("\nResult: %d/%d hosts clean" % (sum(r.ok for r in results), len(results)))
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -157,8 +155,8 @@ def build_parser():
             ("check", cmd_check, "check every host: SSH, python3, tool versions, clock offset, host key",
              "Exit status 1 when any host failed."),
             ("deploy", cmd_deploy, "ship the agent (and --local-iperf3) to every host; idempotent",
-             "Copies the agent into ~/.meshperf/agent/<version>-<hash>/ on each host. A second deploy of the "
-             "same version transfers nothing."),
+             "Copies the agent into <remote dir>/agent/<version>-<hash>/ on each host (--mesh-remote-dir, "
+             "default ~/.meshperf). A second deploy of the same version transfers nothing."),
             ("start", cmd_start, "start an agent on every host (PIDs shown)",
              "Starts agents that outlive this command (until stop, or until --lease passes without contact). "
              "Their secret, PIDs and ports are kept in ~/.meshperf/state/ (readable by you only)."),

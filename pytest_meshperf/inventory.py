@@ -282,17 +282,15 @@ def _check_jump(value: Any) -> _Problem:
 
 
 def _check_host_key_check(value: Any) -> _Problem:
-    if value in HOST_KEY_CHECKS:
+    if value in HOST_KEY_CHECKS or isinstance(value, bool):  # YAML's yes/off are booleans: True/False
         return None
-    shown = "true/false" if isinstance(value, bool) else repr(value)
-    return (f"{shown} is not one of {', '.join(HOST_KEY_CHECKS)}",
-            "write host_key_check: yes (verify), accept-new (add unknown keys) or off (no check, throwaway labs)"
-            " in quotes if YAML reads it as a boolean")
+    return (f"{_short(value)} is not one of {', '.join(HOST_KEY_CHECKS)}",
+            "write host_key_check: yes (verify), accept-new (add unknown keys) or off (no check, throwaway labs)")
 
 
 def _check_program(value: Any) -> _Problem:
-    fix = "give a program name or an absolute path on the node, e.g. /usr/bin/iperf3"
-    problem = _check_string(value, "path", "/usr/bin/iperf3")
+    fix = "give a program name or an absolute path on the node, e.g. iperf3: /usr/bin/iperf3"
+    problem = _check_string(value, "iperf3", "/usr/bin/iperf3")
     if problem:
         return problem
     bad = _bad_char(value, _PATH_CHARS)
@@ -398,6 +396,8 @@ class Node:
     def __post_init__(self) -> None:
         if self.data_address in ("", None):
             object.__setattr__(self, "data_address", self.address)
+        if isinstance(self.host_key_check, bool):  # YAML reads an unquoted yes/off as a boolean
+            object.__setattr__(self, "host_key_check", "yes" if self.host_key_check else "off")
         for key in HOST_KEYS:
             value = getattr(self, key)
             if key == "labels":
@@ -454,7 +454,7 @@ class Node:
 class Cluster:
     """The nodes of one run and where they came from."""
 
-    kind: str  # "local" or "file" (later: "netns", "matrix")
+    kind: str  # "local", "file" or "netns" (a testbed the run builds; later: "matrix")
     spec: str  # the --cluster string as given (DEFAULT_CLUSTER when none was)
     nodes: tuple[Node, ...]
     source: str | None = None  # absolute path of the inventory file, if any

@@ -16,8 +16,9 @@ from .testspec import MARK, spec_for_item
 def pytest_addoption(parser):
     group = parser.getgroup("meshperf", "meshperf: full-mesh network measurement")
     group.addoption("--cluster", dest="meshperf_cluster", metavar="SPEC",
-                    help="cluster to measure: a hosts.yaml path, or local:N for N nodes on this machine's "
-                         "loopback (default: local:3)")
+                    help="cluster to measure: a hosts.yaml path; local:N for N nodes on this machine's "
+                         "loopback (default: local:3); netns:N for N real sshd hosts in network namespaces, built "
+                         "for the run (root only; e.g. netns:4,rate=200mbit)")
     group.addoption("--mesh-out", dest="meshperf_out", metavar="DIR",
                     help="where run directories (mesh.json, mesh.csv) go (default: meshperf-results)")
     group.addoption("--mesh-threshold", dest="meshperf_threshold", action="append", metavar="EXPR",
@@ -52,7 +53,7 @@ def pytest_addoption(parser):
     ssh.addoption("--mesh-remote-dir", dest="meshperf_remote_dir", metavar="DIR",
                   help="directory on the nodes for the agent, uploaded tools and logs, relative to the home "
                        "directory or absolute (default: .meshperf)")
-    parser.addini("meshperf_cluster", "default cluster for --cluster (hosts.yaml path or local:N)")
+    parser.addini("meshperf_cluster", "default cluster for --cluster (hosts.yaml path, local:N or netns:N)")
     parser.addini("meshperf_out", "default for --mesh-out")
 
 

@@ -104,8 +104,11 @@ class MeshSession:
     def cluster_meta(self):
         nodes = {}
         for node in self.cluster.nodes:
-            entry = {"address": node.address, "data_address": node.data_address, "role": node.role,
-                     "labels": dict(node.labels)}
+            endpoint = self.controller.handles[node.name].endpoint if self.controller and \
+                node.name in self.controller.handles else {}
+            # The address tests really target: an ssh_config alias resolves to its HostName.
+            entry = {"address": node.address, "data_address": endpoint.get("data_address", node.data_address),
+                     "role": node.role, "labels": dict(node.labels)}
             info = (self.controller.node_info.get(node.name) if self.controller else None) or {}
             failure = self.controller.failed.get(node.name) if self.controller else None
             if failure:
@@ -215,10 +218,13 @@ def ssh_options_from(opt, base_dir):
         if value and name == "meshperf_ssh_config" and not os.path.isfile(path(value)):
             raise UsageError("--ssh-config %s: no such file" % value)
     remote_dir = getattr(opt, "meshperf_remote_dir", None) or ".meshperf"
-    if not re.match(r"^[A-Za-z0-9._/~+-]+$", remote_dir) or remote_dir.startswith("-") or ".." in remote_dir.split("/"):
+    if remote_dir.startswith("~/"):  # remote commands start in the home directory
+        remote_dir = remote_dir[2:]
+    if not re.match(r"^[A-Za-z0-9._/+-]+$", remote_dir) or remote_dir.startswith("-") or \
+            ".." in remote_dir.split("/"):
         raise UsageError("--mesh-remote-dir %r: give a plain directory path (letters, digits, . _ - / +), "
-                         "relative to the home directory or absolute" % remote_dir)
-    return SshOptions(remote_dir=remote_dir.replace("~/", "", 1), host_key_check=getattr(opt, "meshperf_host_keys", None),
+                         "relative to the home directory (~/ allowed) or absolute" % remote_dir)
+    return SshOptions(remote_dir=remote_dir, host_key_check=getattr(opt, "meshperf_host_keys", None),
                       known_hosts=path(getattr(opt, "meshperf_known_hosts", None)),
                       ssh_config=path(getattr(opt, "meshperf_ssh_config", None)),
                       connect_timeout_s=getattr(opt, "meshperf_connect_timeout", 10.0),

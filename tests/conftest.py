@@ -18,3 +18,15 @@ sys.path.insert(0, os.path.dirname(__file__))
 def mesh_out(tmp_path):
     """A results folder for one inner pytest run."""
     return tmp_path / "results"
+
+
+@pytest.fixture
+def netns_required():
+    """Skip a test that needs the netns testbed when this machine cannot build one; in CI, fail instead:
+    there a skipped testbed would hide a broken environment."""
+    from pytest_meshperf.testbed import unavailable_reason
+    reason = unavailable_reason()
+    if reason and os.environ.get("CI"):
+        pytest.fail("CI must be able to build the netns testbed: %s" % reason)
+    if reason:
+        pytest.skip(reason)

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from testbed_fixtures import SKIP_REASON, netns_testbed
+from testbed_fixtures import netns_testbed
 
 CHECK, CROSS = "\u2713", "\u2717"
 
@@ -39,7 +39,7 @@ def test_every_command_has_complete_help(command):
             assert option in result.stdout
 
 
-@pytest.mark.skipif(SKIP_REASON is not None and not os.environ.get("CI"), reason=SKIP_REASON or "")
+@pytest.mark.usefixtures("netns_required")
 def test_workflow_on_four_namespaced_hosts(tmp_path):
     env = dict(os.environ, HOME=str(tmp_path / "home"))  # this test's own state file
     with netns_testbed(tmp_path / "tb", nodes=4) as tb:

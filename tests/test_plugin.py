@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from meshcheck import iter_entries as entries
 from meshcheck import validate_mesh_file
 from procs import alive, descendants, find_iperf3, is_agent, is_iperf3, journal_records, wait_for
 
@@ -24,14 +25,6 @@ def load_mesh(out):
     path = out / "latest" / "mesh.json"
     validate_mesh_file(str(path))
     return json.loads(path.read_text())
-
-
-def entries(mesh):
-    """(src, dst, test key, entry) for every measured test in a mesh.json."""
-    for src, s in mesh["sources"].items():
-        for dst, d in s["destinations"].items():
-            for key, entry in d["tests"].items():
-                yield src, dst, key, entry
 
 
 def test_full_mesh_on_embedded_cluster(pytester, mesh_out):

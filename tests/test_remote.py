@@ -19,19 +19,11 @@ import pytest
 
 from meshcheck import validate_mesh_file
 from procs import wait_for
-from testbed_fixtures import SKIP_REASON, iperf3_rate, netns_testbed
+from testbed_fixtures import iperf3_rate, netns_testbed
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 
-if SKIP_REASON and os.environ.get("CI"):
-    pytestmark = pytest.mark.usefixtures("_testbed_required")
-elif SKIP_REASON:
-    pytestmark = pytest.mark.skip(reason=SKIP_REASON)
-
-
-@pytest.fixture
-def _testbed_required():
-    pytest.fail("CI must be able to build the netns testbed: %s" % SKIP_REASON)
+pytestmark = pytest.mark.usefixtures("netns_required")
 
 
 TCP_TEST = """

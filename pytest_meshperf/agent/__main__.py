@@ -83,11 +83,17 @@ def main(argv=None):
     if args.daemon:
         ready_out = _daemonize()
     own_state = args.state_dir is None
-    state_dir = args.state_dir or tempfile.mkdtemp(prefix="meshperf-agent-")
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    agent = Agent(args.node, secret, state_dir, port_range=args.port_range, lease_s=args.lease,
-                  max_processes=args.max_processes, tool_paths=dict(args.tool))
-    port = agent.serve(args.listen, args.port)
+    try:
+        state_dir = args.state_dir or tempfile.mkdtemp(prefix="meshperf-agent-")
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        agent = Agent(args.node, secret, state_dir, port_range=args.port_range, lease_s=args.lease,
+                      max_processes=args.max_processes, tool_paths=dict(args.tool))
+        port = agent.serve(args.listen, args.port)
+    except Exception as exc:  # a detached daemon's stderr is gone: say why through the ready channel
+        logging.getLogger("meshperf.agent").exception("cannot start")
+        ready_out.write(json.dumps({"error": "%s: %s" % (type(exc).__name__, exc)}) + "\n")
+        ready_out.flush()
+        return 1
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda s, f: threading.Thread(
             target=agent.shutdown, args=("signal %d" % s,), daemon=True).start())
@@ -127,6 +133,9 @@ def _daemonize():
             line = pipe.readline()
         if not line:
             sys.stderr.write("meshperf agent: the daemon exited before it was ready (see its log)\n")
+            os._exit(1)
+        if '"error"' in line:
+            sys.stderr.write("meshperf agent: %s\n" % json.loads(line)["error"])
             os._exit(1)
         sys.stdout.write(line)
         sys.stdout.flush()

@@ -26,7 +26,7 @@ def is_local(node) -> bool:
         loopback = ipaddress.ip_address(node.address).is_loopback
     except ValueError:
         return False
-    return loopback and not (node.ssh_user or node.ssh_port or node.ssh_key)
+    return loopback and not (node.ssh_user or node.ssh_port or node.ssh_key or getattr(node, "ssh_jump", None))
 
 
 def start_agent(node, secret, log_dir, lease_s, run_id, ssh_options=None, nodes_by_name=None):
@@ -44,7 +44,7 @@ def start_agent(node, secret, log_dir, lease_s, run_id, ssh_options=None, nodes_
         missing = [f["error"] for name, f in facts["tools"].items() if f["error"] and name not in uploaded]
         if missing:
             raise TransportError("%s: %s" % (remote.where, "; ".join(missing)))
-        handle = remote.start_agent(secret, lease_s, run_id)
+        handle = remote.start_agent(secret, lease_s, run_id, log_dir)
     except BaseException:
         remote.close()
         raise

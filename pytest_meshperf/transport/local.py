@@ -33,6 +33,8 @@ def start_agent(node, secret, log_dir, lease_s=60.0, extra_args=()):
     # The agent must import this very package, wherever it is installed or checked out.
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if getattr(node, "iperf3", None):
+        extra_args = ("--tool", "iperf3=%s" % node.iperf3) + tuple(extra_args)
     try:
         proc = subprocess.Popen(agent_argv(node, log_path, lease_s, extra_args), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,

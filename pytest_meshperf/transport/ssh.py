@@ -30,6 +30,7 @@ from .. import bundle as agent_bundle
 from ..errors import TransportError
 from ..rpc import tcp_connector
 from . import AgentHandle
+from .tunnel import Tunnel
 
 log = logging.getLogger("meshperf.ssh")
 
@@ -37,7 +38,6 @@ REMOTE_HOME_DIR = ".meshperf"
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 30.0
-TUNNEL_READY_S = 3.0
 HOST_KEY_CHECKS = ("yes", "accept-new", "off")
 _known_hosts_lock = threading.Lock()
 
@@ -153,8 +153,9 @@ class SshNode:
                 % (self.where, exc.key.get_name(), self.known_hosts, exc.hostname, shlex.quote(self.known_hosts),
                    shlex.quote(exc.hostname)))
         except paramiko.SSHException as exc:
+            message = "%s: %s" % (self.where, _explain(exc, self))
             self.close()
-            raise TransportError("%s: %s" % (self.where, _explain(exc, self)))
+            raise TransportError(message)
         except (OSError, EOFError) as exc:
             self.close()
             raise TransportError("%s: cannot connect to port %s: %s" % (
@@ -323,7 +324,8 @@ class SshNode:
             raise TransportError("%s: the agent did not start (exit %s): %s" % (self.where, status, errors[-300:]))
         try:
             ready = json.loads(output.decode("utf-8").strip().splitlines()[-1])
-            port, self.agent_pid = int(ready["port"]), int(ready["pid"])
+            int(ready["port"])
+            self.agent_pid = int(ready["pid"])
         except (ValueError, KeyError, IndexError):
             raise TransportError("%s: the agent's ready line is malformed: %r" % (self.where, output[:200]))
         ready["deploy"] = deployed
@@ -338,9 +340,11 @@ class SshNode:
                                           timeout=self.options.connect_timeout_s)
         return connect
 
-    def start_agent(self, secret, lease_s, run_id):
-        """Start the agent for a run; returns an AgentHandle reached through a tunnel on this machine's loopback."""
+    def start_agent(self, secret, lease_s, run_id, log_dir=None):
+        """Start the agent for a run; returns an AgentHandle reached through a tunnel on this machine's loopback.
+        At stop, the agent's log is fetched into ``log_dir`` (the run directory) and removed from the node."""
         ready = self.launch_agent(secret, lease_s, run_id)
+        self._logs = (ready["log"], log_dir)
         port = int(ready["port"])
         local_port = self._tunnel(port)
         ready["remote_port"] = port
@@ -348,20 +352,15 @@ class SshNode:
                                                           "data_address": self.data_address()},
                            connect=tcp_connector("127.0.0.1", local_port), info=ready, stop=self.stop_agent)
 
-    def _tunnel(self, remote_port, attempts=3):
-        """Fabric's forward_local: a loopback port here tunnelled to the agent's loopback port there, through
-        this SSH connection, so xdist workers reach remote agents without SSH of their own.  Its listener is
-        created in a thread after __enter__ returns: wait until it accepts, or try another port."""
-        for _ in range(attempts):
-            local_port = _free_local_port()
-            forward = self.conn.forward_local(local_port=local_port, remote_port=remote_port,
-                                              remote_host="127.0.0.1", local_host="127.0.0.1")
-            forward.__enter__()
-            if _wait_listening(local_port, TUNNEL_READY_S):
-                self._forward = forward
-                return local_port
-            forward.__exit__(None, None, None)
-        raise TransportError("%s: could not open a tunnel to the agent (%d attempts)" % (self.where, attempts))
+    def _tunnel(self, remote_port):
+        """A loopback port here tunnelled to the agent's loopback port there, through this SSH connection,
+        so xdist workers reach remote agents without SSH of their own."""
+        transport = self.connect().transport
+
+        def open_channel(dest, origin):
+            return transport.open_channel("direct-tcpip", dest, origin, timeout=self.options.connect_timeout_s)
+        self._forward = Tunnel(open_channel, "127.0.0.1", remote_port, name="tunnel-%s" % self.node.name)
+        return self._forward.port
 
     def data_address(self):
         """Where tests reach this node: data_address, or the address SSH resolved (an ssh_config alias's HostName)."""
@@ -372,15 +371,25 @@ class SshNode:
     def stop_agent(self):
         """Ask the agent to stop (it stops its tools); make sure it is gone; close the tunnel and the connection."""
         if self._forward is not None:
-            try:
-                self._forward.__exit__(None, None, None)
-            except Exception as exc:
-                log.debug("%s: closing the tunnel: %s", self.where, exc)
+            self._forward.close()
             self._forward = None
         if self.agent_pid is not None and self.conn is not None and self.conn.is_connected:
             self.kill_agent(self.agent_pid)
             self.agent_pid = None
+            self._fetch_log()
         self.close()
+
+    def _fetch_log(self):
+        remote, log_dir = getattr(self, "_logs", (None, None))
+        if not (remote and log_dir):
+            return
+        try:
+            os.makedirs(log_dir, exist_ok=True)
+            sftp = self.conn.sftp()
+            sftp.get(remote, os.path.join(log_dir, "agent-%s.log" % self.node.name))
+            sftp.remove(remote)
+        except (OSError, paramiko.SSHException) as exc:
+            log.warning("%s: could not fetch the agent log %s: %s", self.where, remote, exc)
 
     def kill_agent(self, pid):
         """Stop the agent ``pid`` (only if it is a meshperf agent); True if one was running."""
@@ -448,26 +457,6 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
 """
 
 
-def _wait_listening(port, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.01)
-    return False
-
-
-def _free_local_port():
-    sock = socket.socket()
-    try:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-    finally:
-        sock.close()
-
-
 def _explain(exc, node):
     text = str(exc)
     if isinstance(exc, paramiko.PasswordRequiredException) or "encrypted" in text.lower():
@@ -475,7 +464,7 @@ def _explain(exc, node):
                 "or use a key without one" % (node.node.ssh_key or "file"))
     if isinstance(exc, paramiko.AuthenticationException):
         return ("authentication failed for user %s (%s); meshperf uses keys and never prompts for a password: "
-                "check ssh_user and ssh_key" % (node.conn.user if node.conn else node.node.ssh_user, text))
+                "check ssh_user and ssh_key" % (node.conn.user if node.conn else node.node.ssh_user or "?", text))
     if "not found in known_hosts" in text:
         return ("unknown host key: %s holds no key for this host; check its key and add it "
                 "(ssh-keyscan -p %d %s >> %s), or opt out with --ssh-host-keys accept-new (or off for throwaway labs)"

@@ -1,0 +1,97 @@
+"""A loopback port on this machine forwarded through an SSH connection (direct-tcpip).
+
+Fabric's ``Connection.forward_local`` does this too, but it cannot carry a test
+run: its listener comes up in a thread after the context manager returned
+(connections race it), it accepts with a backlog of one, its thread dies on the
+first exception (the tunnel stays dead for the rest of the run), and a refused
+remote port leaves the local socket open, so a caller waits out its time-out
+instead of seeing the agent is gone.  This forwarder binds before it returns,
+serves each connection on its own thread, and closes the local side as soon as
+the remote side cannot be reached.
+"""
+
+import logging
+import selectors
+import socket
+import threading
+
+log = logging.getLogger("meshperf.ssh")
+
+CHUNK_BYTES = 64 * 1024
+ACCEPT_POLL_S = 0.5
+
+
+class Tunnel:
+    def __init__(self, open_channel, remote_host, remote_port, name="tunnel"):
+        """``open_channel(dest, origin)`` opens a direct-tcpip channel (a paramiko Transport method, bound)."""
+        self._open_channel = open_channel
+        self._remote = (remote_host, remote_port)
+        self._name = name
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._open = set()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))   # the OS picks a free port: no race with other tunnels
+        self._listener.listen(64)
+        self._listener.settimeout(ACCEPT_POLL_S)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, name="%s-accept" % name, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self):
+        while not self._closing.is_set():
+            try:
+                conn, origin = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            threading.Thread(target=self._serve, args=(conn, origin), name="%s-conn" % self._name,
+                             daemon=True).start()
+
+    def _serve(self, conn, origin):
+        try:
+            channel = self._open_channel(self._remote, origin)
+        except Exception as exc:  # refused, transport gone: the caller learns at once
+            log.debug("%s: cannot open a channel to %s:%d: %s", self._name, self._remote[0], self._remote[1], exc)
+            conn.close()
+            return
+        with self._lock:
+            self._open.update((conn, channel))
+        try:
+            self._pump(conn, channel)
+        finally:
+            with self._lock:
+                self._open.discard(conn)
+                self._open.discard(channel)
+            for end in (channel, conn):
+                try:
+                    end.close()
+                except Exception:
+                    pass
+
+    def _pump(self, conn, channel):
+        with selectors.DefaultSelector() as selector:
+            selector.register(conn, selectors.EVENT_READ, channel)
+            selector.register(channel, selectors.EVENT_READ, conn)
+            while not self._closing.is_set():
+                for key, _ in selector.select(timeout=ACCEPT_POLL_S):
+                    data = key.fileobj.recv(CHUNK_BYTES)
+                    if not data:
+                        return
+                    key.data.sendall(data)
+
+    def close(self):
+        self._closing.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        with self._lock:
+            ends = list(self._open)
+        for end in ends:
+            try:
+                end.close()
+            except Exception:
+                pass
+        self._thread.join(timeout=2 * ACCEPT_POLL_S + 1)
