@@ -153,7 +153,11 @@ def _format_pair(
     metric: Metric, measured: float, limit: float, unit: str, shown_op: str
 ) -> tuple[str, str]:
     """Both values in the threshold's unit; more digits when rounding would
-    print a contradiction such as ``900 Mbit/s < 900 Mbit/s``."""
+    print a contradiction such as ``900 Mbit/s < 900 Mbit/s``.  A rate that is
+    orders of magnitude from the limit is scaled on its own, so a run reads
+    ``99.99 Mbit/s < 100 Tbit/s``, not ``0.00009999 Tbit/s``."""
+    if metric.kind == "rate" and unit and limit > 0 and not 1e-3 <= measured / limit <= 1e3:
+        return format_value(metric, measured), format_value(metric, limit, unit)
     for digits in range(4, 18):
         a = format_value(metric, measured, unit or None, digits=digits)
         b = format_value(metric, limit, unit or None, digits=digits)

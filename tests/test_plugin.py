@@ -56,8 +56,8 @@ def test_threshold_failure_is_readable_and_recorded(pytester, mesh_out):
                                            "--mesh-threshold", "throughput>=100Tbit/s")
     assert result.ret == 1
     result.assert_outcomes(failed=2)
-    result.stdout.re_match_lines([r".*node1->node2: throughput [0-9.]+ Tbit/s < 100 Tbit/s \(--mesh-threshold\)",
-                                  r".*node2->node1: throughput [0-9.]+ Tbit/s < 100 Tbit/s \(--mesh-threshold\)"])
+    result.stdout.re_match_lines([r".*node1->node2: throughput [0-9.]+ Gbit/s < 100 Tbit/s \(--mesh-threshold\)",
+                                  r".*node2->node1: throughput [0-9.]+ Gbit/s < 100 Tbit/s \(--mesh-threshold\)"])
     assert "Traceback" not in result.stdout.str()
     mesh = load_mesh(mesh_out)
     found = list(entries(mesh))

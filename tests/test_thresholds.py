@@ -590,3 +590,12 @@ def test_load_missing_file(tmp_path):
         load_threshold_file(path)
     assert str(info.value).startswith(f"{path}: cannot read threshold file")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("expr, measured_bps, message", [
+    ("throughput>=100Tbit/s", 99.99e6, "throughput 99.99 Mbit/s < 100 Tbit/s (cli)"),
+    ("throughput>=100Tbit/s", 23.16e9, "throughput 23.16 Gbit/s < 100 Tbit/s (cli)"),
+    ("throughput>=1Gbit/s", 950e6, "throughput 0.95 Gbit/s < 1 Gbit/s (cli)"),
+])
+def test_far_off_rates_are_scaled_on_their_own(expr, measured_bps, message):
+    assert parse_threshold(expr, "cli").check({"throughput_bps": measured_bps}).message == message
