@@ -38,6 +38,13 @@ class AgentPool:
         self._all = []
         self._lock = threading.Lock()
 
+    def coordinator(self) -> str:
+        """The node whose agent holds the cluster-wide lease (sequential schedule): the first reachable one."""
+        for name in self.endpoints:
+            if name not in self.failed:
+                return name
+        raise AgentError("no agent is reachable")
+
     def data_address(self, node: str) -> str:
         """The address other nodes use to reach ``node`` in tests."""
         return self.endpoints[node]["data_address"]

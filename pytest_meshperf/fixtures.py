@@ -43,7 +43,7 @@ class Measure:
         self._calls += 1
         key = self._spec.key if self._calls == 1 else "%s#%d" % (self._spec.key, self._calls)
         result = Measurement(src=pair.src.name, dst=pair.dst.name, test=key, nodeid=item.nodeid,
-                             tool=params.tool, params=params.to_dict(), started=time.time())
+                             tool=params.tool, params=params.to_dict(), round=pair.round, started=time.time())
         result_name = self._spec.name
         if session.skip_unreachable:
             pool = session.pool()
@@ -51,7 +51,8 @@ class Measure:
             if down:
                 pytest.skip("unreachable: %s" % down[0])
         try:
-            instances, version = run_measurement(session.pool(), pair, params)
+            instances, version = run_measurement(session.pool(), pair, params, session.schedule,
+                                                 holder="%s %s" % (session.writer, item.nodeid))
             result.instances = instances
             result.tool_version = version
             result.metrics = combine_metrics([inst.metrics for inst in instances])

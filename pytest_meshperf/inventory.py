@@ -75,6 +75,8 @@ HOST_KEYS = (
     "host_key_check",
     "python",
     "iperf3",
+    "max_send",
+    "max_recv",
     "labels",
 )
 #: Values of ``host_key_check``: verify against known_hosts (default), add unknown
@@ -84,7 +86,7 @@ HOST_KEY_CHECKS = ("yes", "accept-new", "off")
 REQUIRED_HOST_KEYS = ("name", "address")
 #: Keys for which an explicit ``null`` means "not set".
 OPTIONAL_HOST_KEYS = ("data_address", "ssh_user", "ssh_port", "ssh_key", "ssh_jump", "host_key_check", "python",
-                      "iperf3", "labels")
+                      "iperf3", "max_send", "max_recv", "labels")
 #: Top-level keys of a hosts.yaml file.
 TOP_KEYS = ("defaults", "hosts")
 
@@ -288,6 +290,15 @@ def _check_host_key_check(value: Any) -> _Problem:
             "write host_key_check: yes (verify), accept-new (add unknown keys) or off (no check, throwaway labs)")
 
 
+def _check_limit(value: Any, key: str) -> _Problem:
+    fix = f"give how many measurements the node may take part in at once, 1 to 64, e.g. {key}: 2"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"expected an integer, got {_kind(value)}", fix
+    if not 1 <= value <= 64:
+        return f"{value} is outside 1..64", fix
+    return None
+
+
 def _check_program(value: Any) -> _Problem:
     fix = "give a program name or an absolute path on the node, e.g. iperf3: /usr/bin/iperf3"
     problem = _check_string(value, "iperf3", "/usr/bin/iperf3")
@@ -313,6 +324,8 @@ _VALUE_CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "host_key_check": _check_host_key_check,
     "python": _check_program,
     "iperf3": _check_program,
+    "max_send": lambda value: _check_limit(value, "max_send"),
+    "max_recv": lambda value: _check_limit(value, "max_recv"),
 }
 assert set(_VALUE_CHECKS) | {"labels"} == set(HOST_KEYS)
 
@@ -391,6 +404,8 @@ class Node:
     host_key_check: str | None = None
     python: str | None = None
     iperf3: str | None = None
+    max_send: int | None = None
+    max_recv: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -446,6 +461,8 @@ class Node:
             "host_key_check": self.host_key_check,
             "python": self.python,
             "iperf3": self.iperf3,
+            "max_send": self.max_send,
+            "max_recv": self.max_recv,
             "labels": dict(self.labels),
         }
 

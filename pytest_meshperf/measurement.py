@@ -19,6 +19,7 @@ STATUS_ERROR = "error"
 class Pair:
     src: Any    # inventory.Node
     dst: Any
+    round: int = 0   # the schedule's round (planning.py); pairs of one round share no node
 
     @property
     def id(self) -> str:
@@ -57,6 +58,7 @@ class Measurement:
     thresholds: List[Dict[str, Any]] = field(default_factory=list)   # ThresholdResult.to_dict()
     error: Optional[str] = None
     tool_version: Optional[str] = None
+    round: Optional[int] = None
     started: Optional[float] = None
     finished: Optional[float] = None
 

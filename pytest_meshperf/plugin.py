@@ -7,7 +7,7 @@ import pytest
 from .errors import MeasurementError, MeshperfError, UsageError
 from .inventory import HOST_KEY_CHECKS
 from .fixtures import SESSION_KEY, SPEC_KEY, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
-from .planning import mesh_pairs
+from .planning import SCHEDULES, mesh_pairs
 from .reports.terminal import write_summary
 from .session import MeshSession
 from .testspec import MARK, spec_for_item
@@ -34,6 +34,10 @@ def pytest_addoption(parser):
                     help="target bitrate for every test, e.g. 100Mbit/s (iperf3 -b)")
     group.addoption("--mesh-lease", dest="meshperf_lease", type=float, default=60.0, metavar="SECONDS",
                     help="agents stop everything and exit after this long without word from pytest (default: 60)")
+    group.addoption("--mesh-schedule", dest="meshperf_schedule", choices=SCHEDULES, default="rounds",
+                    help="how measurements share the cluster: rounds (default: pairs in rounds of disjoint pairs; "
+                         "a node never sends or receives twice at once, also under -n) or sequential (one "
+                         "measurement at a time in the whole cluster)")
     group.addoption("--mesh-unreachable", dest="meshperf_unreachable", choices=("error", "skip"), default="error",
                     help="what a pair with an unreachable node becomes: error (default) or skip")
     ssh = parser.getgroup("meshperf-ssh", "meshperf: remote nodes over SSH")

@@ -6,6 +6,7 @@ the server's own output is collected; both are bounded in time on the node.
 Anything that prevents a result raises MeasurementError with the tool's own words.
 """
 
+import time
 from typing import List, Tuple
 
 from .errors import AgentError, MeasurementError
@@ -15,6 +16,8 @@ from .tools.iperf3 import ToolFailure
 
 CONNECT_GRACE_S = 15.0     # client start-up, connection set-up and result exchange
 SERVER_GRACE_S = 10.0      # the server outlives its client by this much at most
+LEASE_MARGIN_S = 30.0      # a lease outlives its measurement's time limits by this much at most
+LEASE_WAIT_S = 3600.0      # how long a test waits for its nodes to be free
 
 
 def client_timeout_s(module, params) -> float:
@@ -22,19 +25,66 @@ def client_timeout_s(module, params) -> float:
     return runtime + CONNECT_GRACE_S + 0.1 * runtime
 
 
-def run_measurement(pool, pair, params) -> Tuple[List[Instance], str]:
+def run_measurement(pool, pair, params, schedule="rounds", holder="") -> Tuple[List[Instance], str]:
     """One instance per pair for now; returns (instances, tool version).
 
     Both ends bind to their data address: nodes sharing one network stack (the
     local cluster) stay distinct flows, and remote nodes use their data network.
+    The source's send lease and the destination's receive lease are held for the
+    whole measurement (with ``sequential``, the cluster lease too).
     """
     module = get_tool(params.tool)
     try:
         src, dst = pool.client(pair.src.name), pool.client(pair.dst.name)
     except AgentError as exc:
         raise MeasurementError(_reason(exc))
-    src_address, dst_address = pool.data_address(pair.src.name), pool.data_address(pair.dst.name)
     timeout_s = client_timeout_s(module, params)
+    leases = take_leases(pool, pair, schedule, timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S, holder or pair.id)
+    try:
+        return _measure(module, src, dst, pool, pair, params, timeout_s)
+    finally:
+        release_leases(pool, leases)
+
+
+def take_leases(pool, pair, schedule, ttl_s, holder, wait_s=None):
+    """Hold-none-while-waiting: take every lease or none, back off, retry; bounded by ``wait_s``."""
+    wanted = [(pair.src.name, "send"), (pair.dst.name, "recv")]
+    if schedule == "sequential":
+        wanted.insert(0, (pool.coordinator(), "cluster"))
+    wait_s = LEASE_WAIT_S if wait_s is None else wait_s
+    deadline, delay, busy = time.monotonic() + wait_s, 0.01, None
+    while True:
+        held = []
+        try:
+            for node, role in wanted:
+                answer = pool.client(node).call("lease.acquire", {"role": role, "holder": holder, "ttl_s": ttl_s})
+                if not answer["granted"]:
+                    busy = (node, role, ", ".join(h["holder"] for h in answer["holders"]) or "?")
+                    break
+                held.append((node, answer["id"]))
+            else:
+                return held
+        except AgentError as exc:
+            release_leases(pool, held)
+            raise MeasurementError(_reason(exc))
+        release_leases(pool, held)
+        if time.monotonic() > deadline:
+            raise MeasurementError("%s could not %s for %.0f s: busy with %s" % (
+                busy[0], {"send": "send", "recv": "receive", "cluster": "run alone"}[busy[1]], wait_s, busy[2]))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def release_leases(pool, held):
+    for node, ident in held:
+        try:
+            pool.client(node).call("lease.release", {"id": ident})
+        except AgentError:
+            pass  # the lease ends with the connection or its TTL anyway
+
+
+def _measure(module, src, dst, pool, pair, params, timeout_s):
+    src_address, dst_address = pool.data_address(pair.src.name), pool.data_address(pair.dst.name)
     try:
         server = dst.call("process.start", {"tool": params.tool, "role": "server", "bind": dst_address,
                                             "timeout_s": timeout_s + SERVER_GRACE_S})

@@ -42,6 +42,7 @@ class MeshSession:
         self.option_thresholds = [parse_threshold(expr, "--mesh-threshold") for expr in opt.meshperf_threshold or []]
         self.ssh_options = ssh_options_from(opt, base_dir)
         self.skip_unreachable = opt.meshperf_unreachable == "skip"
+        self.schedule = opt.meshperf_schedule
         workerinput = getattr(config, "workerinput", None)
         self.testbed = None
         if is_testbed_spec(self.cluster_spec):
@@ -96,7 +97,8 @@ class MeshSession:
     def run_meta(self):
         params = {k: v for k, v in self.option_params.items()}
         return {"id": self.run_dir.run_id, "started": iso(self.started), "finished": None, "interrupted": True,
-                "exit_status": None, "parameters": {"cluster": self.cluster.spec, "options": params,
+                "exit_status": None, "parameters": {"cluster": self.cluster.spec, "schedule": self.schedule,
+                                                   "options": params,
                                                    "thresholds": [t.expression for t in self.option_thresholds]},
                 "command_line": [_program()] + list(self.config.invocation_params.args),
                 "meshperf_version": __version__}

@@ -115,3 +115,27 @@ def validate_mesh_csv(path, doc):
     if problems:
         raise AssertionError("%s:\n  %s" % (path, "\n  ".join(problems)))
     return rows
+
+
+def node_overlaps(doc):
+    """Pairs of measurements in which one node sent twice, or received twice, at the same moment.
+
+    Uses the instances' recorded start and end (the client process's lifetime on the node)."""
+    import datetime
+
+    def when(text):
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+
+    spans = {}
+    for src, dst, key, entry in iter_entries(doc):
+        for inst in entry["instances"]:
+            span = (when(inst["start"]), when(inst["end"]), "%s %s->%s" % (key, src, dst))
+            spans.setdefault(("send", src), []).append(span)
+            spans.setdefault(("recv", dst), []).append(span)
+    clashes = []
+    for (role, node), items in spans.items():
+        items.sort()
+        for (s1, e1, a), (s2, e2, b) in zip(items, items[1:]):
+            if s2 < e1:
+                clashes.append("%s %s: %s overlaps %s" % (node, role, a, b))
+    return clashes

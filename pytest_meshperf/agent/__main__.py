@@ -58,6 +58,8 @@ def parse_args(argv=None):
                         help="seconds without a word from the controller before the agent stops everything and exits")
     parser.add_argument("--port-range", type=_port_range, default=(5201, 5999), help="ports for tool servers")
     parser.add_argument("--max-processes", type=int, default=64, help="cap on concurrent tool processes")
+    parser.add_argument("--max-send", type=int, default=1, help="measurements this node may send at once")
+    parser.add_argument("--max-recv", type=int, default=1, help="measurements this node may receive at once")
     parser.add_argument("--tool", type=_tool_path, action="append", default=[], metavar="TOOL=PATH",
                         help="path of a tool binary (default: found on PATH)")
     parser.add_argument("--state-dir", help="where process output is kept until collected (default: a temporary folder)")
@@ -87,7 +89,8 @@ def main(argv=None):
         state_dir = args.state_dir or tempfile.mkdtemp(prefix="meshperf-agent-")
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         agent = Agent(args.node, secret, state_dir, port_range=args.port_range, lease_s=args.lease,
-                      max_processes=args.max_processes, tool_paths=dict(args.tool))
+                      max_processes=args.max_processes, tool_paths=dict(args.tool),
+                      max_send=args.max_send, max_recv=args.max_recv)
         port = agent.serve(args.listen, args.port)
     except Exception as exc:  # a detached daemon's stderr is gone: say why through the ready channel
         logging.getLogger("meshperf.agent").exception("cannot start")

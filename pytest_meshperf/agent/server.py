@@ -17,6 +17,8 @@ import time
 from .. import __version__
 from ..tools import TOOLS, get_tool
 from . import protocol, resources
+from .leases import ROLES as LEASE_ROLES
+from .leases import Leases
 from .ports import PortAllocator, pid_is_listening
 from .supervisor import Supervisor, TooManyProcesses
 
@@ -37,7 +39,7 @@ class RpcError(Exception):
 
 class Agent:
     def __init__(self, node, secret, state_dir, port_range=(5201, 5999), lease_s=60.0,
-                 max_processes=64, tool_paths=None):
+                 max_processes=64, tool_paths=None, max_send=1, max_recv=1):
         self.node = node
         self.secret = secret
         self.state_dir = state_dir
@@ -48,6 +50,8 @@ class Agent:
         self.ports = PortAllocator(*port_range)
         self.supervisor = Supervisor(state_dir, max_processes=max_processes)
         self.tools = self._probe_tools(tool_paths or {})
+        self.leases = Leases({"send": max_send, "recv": max_recv})
+        self._caller = threading.local()   # the connection serving the current request (owns its leases)
         self.stopping = threading.Event()
         self.server = None
 
@@ -92,7 +96,7 @@ class Agent:
 
     def m_agent_health(self, params):
         info = self.m_agent_info(params)
-        info.update({"time": time.time(), "processes": self.supervisor.running(),
+        info.update({"time": time.time(), "processes": self.supervisor.running(), "leases": self.leases.holders(),
                      "ports_held": self.ports.held, "load": resources.node_load(),
                      "agent_usage": resources.own_usage(self.started_monotonic)})
         return info
@@ -187,6 +191,21 @@ class Agent:
     def m_process_list(self, params):
         return {"processes": self.supervisor.running()}
 
+    def m_lease_acquire(self, params):
+        role = _field(params, "role", str)
+        if role not in LEASE_ROLES:
+            raise RpcError("bad_request", "role must be one of %s" % ", ".join(LEASE_ROLES))
+        ttl_s = _field(params, "ttl_s", (int, float))
+        if not 0 < ttl_s <= 86400 + 600:
+            raise RpcError("bad_request", "ttl_s must be in (0, 87000]")
+        holder = str(params.get("holder", ""))[:200]
+        ident = self.leases.acquire(role, holder, getattr(self._caller, "conn", None), float(ttl_s))
+        return {"granted": ident is not None, "id": ident,
+                "holders": [] if ident else [h for h in self.leases.holders() if h["role"] == role]}
+
+    def m_lease_release(self, params):
+        return {"released": self.leases.release(_field(params, "id", str), getattr(self._caller, "conn", None))}
+
     METHODS = {
         "agent.info": m_agent_info,
         "agent.health": m_agent_health,
@@ -196,6 +215,8 @@ class Agent:
         "process.wait": m_process_wait,
         "process.stop": m_process_stop,
         "process.list": m_process_list,
+        "lease.acquire": m_lease_acquire,
+        "lease.release": m_lease_release,
     }
 
     def dispatch(self, request):
@@ -232,11 +253,14 @@ class Agent:
                     # connection per node for the whole run); keep-alive notices a vanished peer.
                     sock.settimeout(None)
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                    agent._caller.conn = self
                     while not agent.stopping.is_set():
                         request = protocol.recv_frame(sock)
                         protocol.send_frame(sock, agent.dispatch(request))
                 except (protocol.ProtocolError, OSError) as exc:
                     log.debug("connection from %s ended: %s", self.client_address, exc)
+                finally:
+                    agent.leases.release_owner(self)  # a vanished caller (a killed worker) frees its leases
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True

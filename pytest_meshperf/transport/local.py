@@ -21,6 +21,14 @@ READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
 
+def limit_args(node):
+    """The node's concurrency limits (inventory max_send, max_recv) as agent arguments."""
+    for key in ("max_send", "max_recv"):
+        if getattr(node, key, None):
+            yield "--%s" % key.replace("_", "-")
+            yield str(int(getattr(node, key)))
+
+
 def agent_argv(node, log_path, lease_s, extra=()):
     return [sys.executable, "-m", "pytest_meshperf.agent", "--node", node.name, "--listen", "127.0.0.1",
             "--lease", str(lease_s), "--log", log_path, "--watch-stdin", *extra]
@@ -33,8 +41,9 @@ def start_agent(node, secret, log_dir, lease_s=60.0, extra_args=()):
     # The agent must import this very package, wherever it is installed or checked out.
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    extra_args = tuple(limit_args(node)) + tuple(extra_args)
     if getattr(node, "iperf3", None):
-        extra_args = ("--tool", "iperf3=%s" % node.iperf3) + tuple(extra_args)
+        extra_args = ("--tool", "iperf3=%s" % node.iperf3) + extra_args
     try:
         proc = subprocess.Popen(agent_argv(node, log_path, lease_s, extra_args), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,

@@ -30,6 +30,7 @@ from .. import bundle as agent_bundle
 from ..errors import TransportError
 from ..rpc import tcp_connector
 from . import AgentHandle
+from .local import limit_args
 from .tunnel import Tunnel
 
 log = logging.getLogger("meshperf.ssh")
@@ -298,6 +299,7 @@ class SshNode:
         for tool in ("iperf3",):
             path = deployed[tool]["path"] if tool in deployed else self.tool_path(tool)
             argv += ["--tool", "%s=%s" % (tool, path)]
+        argv += list(limit_args(self.node))
         command = " ".join(shlex.quote(a) for a in argv)
         if self.options.echo:
             self.options.echo("%s$ %s   (secret on stdin)" % (self.node.name, command))

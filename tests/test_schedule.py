@@ -1,0 +1,125 @@
+"""Schedules and per-node exclusivity: rounds of disjoint pairs, agent leases, xdist workers."""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from meshcheck import iter_entries, node_overlaps, validate_mesh_file
+from procs import descendants, is_agent, wait_for
+from pytest_meshperf.agent.leases import Leases
+from pytest_meshperf.inventory import Cluster, Node, local_cluster
+from pytest_meshperf.planning import mesh_pairs, rounds
+from testbed_fixtures import netns_testbed
+
+TCP_TEST = """
+import pytest
+
+@pytest.mark.meshperf(duration={duration})
+def test_tcp(mesh_pair, measure):
+    measure()
+"""
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 7])
+def test_rounds_are_disjoint_and_cover_the_mesh(count):
+    pairs = mesh_pairs(local_cluster(count))
+    assert len(pairs) == count * (count - 1) and len(set(pairs)) == len(pairs)
+    grouped = rounds(pairs)
+    assert len(grouped) == count - 1
+    for group in grouped:
+        assert len({p.src.name for p in group}) == len(group) == len({p.dst.name for p in group})
+
+
+def test_rounds_respect_roles():
+    nodes = (Node("c1", "127.0.0.11", role="client"), Node("c2", "127.0.0.12", role="client"),
+             Node("s1", "127.0.0.13", role="server"), Node("b1", "127.0.0.14", role="both"))
+    pairs = mesh_pairs(Cluster("file", "x", nodes))
+    assert {p.id for p in pairs} == {"c1->s1", "c1->b1", "c2->s1", "c2->b1", "b1->s1"}
+    for group in rounds(pairs):
+        assert len({p.src.name for p in group}) == len(group) == len({p.dst.name for p in group})
+
+
+def test_leases_capacity_owner_and_ttl():
+    leases, alice, bob = Leases({"send": 2}), object(), object()
+    first = leases.acquire("send", "a", alice, 60)
+    assert leases.acquire("send", "b", bob, 60) and leases.acquire("send", "c", bob, 60) is None
+    assert leases.acquire("recv", "a", alice, 60) and leases.acquire("recv", "b", bob, 60) is None
+    assert leases.release(first, owner=bob) is False   # only its owner releases a lease
+    leases.release_owner(alice)                         # a connection that closed frees all it held
+    assert leases.acquire("recv", "b", bob, 60) and leases.acquire("send", "d", bob, 60)
+    short = Leases()
+    assert short.acquire("cluster", "x", alice, 0.05)
+    time.sleep(0.1)
+    assert short.acquire("cluster", "y", bob, 60)       # an expired lease frees its place
+
+
+def run_mesh(pytester, cluster_args, out, *extra, duration=1):
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=duration))
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *cluster_args, "--mesh-out", str(out), *extra)
+
+
+def results(out):
+    doc = validate_mesh_file(str(Path(out) / "latest" / "mesh.json"))
+    return doc, {(src, dst, key): entry["status"] for src, dst, key, entry in iter_entries(doc)}
+
+
+@pytest.mark.usefixtures("netns_required")
+def test_xdist_rounds_never_overlap_on_a_node(pytester, tmp_path):
+    with netns_testbed(tmp_path / "tb", nodes=4) as tb:
+        cluster = ["--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts]
+        parallel = run_mesh(pytester, cluster, tmp_path / "par", "-n", "4", duration=2)
+        parallel.assert_outcomes(passed=12)
+        doc, par = results(tmp_path / "par")
+        assert node_overlaps(doc) == []
+        starts = sorted(e["instances"][0]["start"] for _, _, _, e in iter_entries(doc))
+        assert len({s[:19] for s in starts}) < 12  # measurements did run side by side
+        serial = run_mesh(pytester, cluster, tmp_path / "ser", duration=2)
+        serial.assert_outcomes(passed=12)
+        _, ser = results(tmp_path / "ser")
+        assert par == ser
+
+
+def test_sequential_runs_one_measurement_at_a_time(pytester, tmp_path):
+    result = run_mesh(pytester, ["--cluster", "local:3"], tmp_path / "out", "-n", "3", "--mesh-schedule", "sequential")
+    result.assert_outcomes(passed=6)
+    doc, _ = results(tmp_path / "out")
+    spans = sorted((e["instances"][0]["start"], e["instances"][0]["end"]) for _, _, _, e in iter_entries(doc))
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
+    assert doc["run"]["parameters"]["schedule"] == "sequential"
+
+
+def test_killed_worker_releases_its_leases(pytester, tmp_path):
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=3))
+    out = tmp_path / "out"
+    proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cluster", "local:3", "-n", "2",
+                           "--mesh-out", str(out)], stdin=pytester.CLOSE_STDIN)
+    try:
+        def busy_worker():
+            for child in psutil.Process(proc.pid).children():
+                if is_agent(child):
+                    continue
+                # a worker whose measurement runs: it holds leases (its iperf3 runs under an agent)
+                if any(p.name() == "iperf3" for p in descendants(proc.pid)):
+                    return child
+            return None
+        victim = wait_for(busy_worker, 60, what="an xdist worker in a measurement")
+        victim.send_signal(signal.SIGKILL)
+        proc.wait(180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    output = proc.stdout.read().decode()
+    assert proc.returncode == 1, output
+    assert "crashed" in output  # xdist reports the worker's test, and replaces the worker
+    doc, found = results(out)
+    assert doc["run"]["interrupted"] is False
+    assert len(found) >= 5 and set(found.values()) == {"passed"}  # every other pair was measured
+    assert node_overlaps(doc) == []
+    assert [p for p in descendants(proc.pid)] == []
