@@ -7,7 +7,10 @@ import pytest
 from .errors import MeasurementError, MeshperfError, UsageError
 from .inventory import HOST_KEY_CHECKS
 from .fixtures import SESSION_KEY, SPEC_KEY, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
+
+PROGRESS_KEY = pytest.StashKey()
 from .planning import SCHEDULES, mesh_pairs
+from .reports.progress import Progress
 from .reports.terminal import write_summary
 from .session import MeshSession
 from .testspec import MARK, spec_for_item
@@ -38,6 +41,9 @@ def pytest_addoption(parser):
                     help="how measurements share the cluster: rounds (default: pairs in rounds of disjoint pairs; "
                          "a node never sends or receives twice at once, also under -n) or sequential (one "
                          "measurement at a time in the whole cluster)")
+    group.addoption("--mesh-progress", dest="meshperf_progress", type=float, default=10.0, metavar="SECONDS",
+                    help="write a progress line (pairs done, failures, elapsed, ETA) at most every SECONDS "
+                         "(default 10; 0: after every measurement; -1: never)")
     group.addoption("--mesh-unreachable", dest="meshperf_unreachable", choices=("error", "skip"), default="error",
                     help="what a pair with an unreachable node becomes: error (default) or skip")
     ssh = parser.getgroup("meshperf-ssh", "meshperf: remote nodes over SSH")
@@ -67,6 +73,8 @@ def pytest_configure(config):
                    "measurement (tool, duration, parallel, reverse, bidir, udp, bitrate, omit, ...)")
     if config.option.help or config.option.version:
         return
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ProgressHooks(config), "meshperf-progress")
     try:
         config.stash[SESSION_KEY] = MeshSession(config)
     except UsageError as exc:
@@ -85,12 +93,16 @@ def pytest_collection_modifyitems(session, config, items):
     if SESSION_KEY not in config.stash:
         return
     invocation_dir = str(config.invocation_params.dir)
+    mesh_items = 0
     for item in items:
         if "mesh_pair" in getattr(item, "fixturenames", ()) or item.get_closest_marker(MARK):
+            mesh_items += "mesh_pair" in getattr(item, "fixturenames", ())
             try:
                 item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir)
             except UsageError as exc:
                 raise pytest.UsageError(str(exc))
+    if not hasattr(config, "workerinput") and mesh_items:
+        config.stash[PROGRESS_KEY] = Progress(mesh_items, config.option.meshperf_progress)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -106,7 +118,10 @@ def pytest_configure_node(node):
 def pytest_xdist_node_collection_finished(node, ids):
     """xdist controller: start the agents before the first mesh test is handed to a worker."""
     session = node.config.stash[SESSION_KEY]
-    if session.controller is None and any("->" in test_id for test_id in ids):
+    mesh_ids = [test_id for test_id in ids if "->" in test_id]
+    if mesh_ids and PROGRESS_KEY not in node.config.stash:  # every worker collects the same tests
+        node.config.stash[PROGRESS_KEY] = Progress(len(mesh_ids), node.config.option.meshperf_progress)
+    if session.controller is None and mesh_ids:
         session.start_agents()
 
 
@@ -124,6 +139,29 @@ def pytest_report_teststatus(report, config):
     if getattr(report, "meshperf_error", False) and report.when == "call":
         return "error", "E", "ERROR"
     return None
+
+
+class ProgressHooks:
+    """Feeds finished mesh tests to the progress line (registered on the process that sees every report)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report):
+        progress = self.config.stash.get(PROGRESS_KEY, None)
+        if progress is None or "->" not in report.nodeid:
+            return
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            errored = getattr(report, "meshperf_error", False) or (report.when == "setup" and report.failed)
+            progress.record("error" if errored else report.outcome)
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None and progress.due():
+                reporter.ensure_newline()
+                writer = getattr(reporter, "_tw", None)  # xdist's dots do not pass through ensure_newline
+                if writer is not None and writer.width_of_current_line:
+                    reporter.write("\n")
+                reporter.write_line(progress.line())
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -123,3 +123,26 @@ def test_killed_worker_releases_its_leases(pytester, tmp_path):
     assert len(found) >= 5 and set(found.values()) == {"passed"}  # every other pair was measured
     assert node_overlaps(doc) == []
     assert [p for p in descendants(proc.pid)] == []
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
+def test_progress_line_with_and_without_xdist(pytester, tmp_path, xdist):
+    result = run_mesh(pytester, ["--cluster", "local:3"], tmp_path / "out", "--mesh-progress", "0", *xdist)
+    result.assert_outcomes(passed=6)
+    lines = [line for line in result.stdout.lines if line.startswith("meshperf: ")]
+    assert [line.split(" pairs")[0] for line in lines] == ["meshperf: %d/6" % n for n in range(1, 6)]
+    assert all(", 0 failed, 0 errors, elapsed " in line and ", ETA " in line for line in lines)
+    quiet = run_mesh(pytester, ["--cluster", "local:2"], tmp_path / "quiet")  # default: at most every 10 s
+    assert not [line for line in quiet.stdout.lines if line.startswith("meshperf: ")]
+
+
+def test_progress_counts_and_eta():
+    from pytest_meshperf.reports.progress import Progress
+    progress = Progress(total=4, interval_s=0, started=100.0)
+    progress.record("passed")
+    progress.record("failed")
+    progress.record("error")
+    assert progress.line(now=130.0) == "meshperf: 3/4 pairs measured, 1 failed, 1 errors, elapsed 0:30, ETA 0:10"
+    assert progress.due(now=131.0) is True
+    progress.record("passed")
+    assert progress.due(now=200.0) is False  # the run is complete: pytest's own summary follows
