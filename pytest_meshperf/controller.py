@@ -119,18 +119,29 @@ class Controller:
                 except AgentError as exc:
                     self.failed[name] = str(exc)
                     log.warning("%s", exc)
+                except Exception as exc:  # a surprise on one node must not orphan the others' agents
+                    self.failed[name] = "%s: %s: %s" % (name, type(exc).__name__, exc)
+                    log.warning("%s", self.failed[name])
             self.pool = AgentPool(self.endpoints(), self.secret, self.failed)
-            for name in self.handles:
-                try:
-                    client = self.pool.client(name)
-                    self.node_info[name] = client.call("agent.info")
-                    self.node_info[name]["facts"] = self.handles[name].info.get("facts")
-                    self.node_info[name]["clock_offset_s"] = _clock_offset_s(client)
-                except AgentError as exc:
-                    self.failed[name] = str(exc)
-                    self.pool.failed[name] = str(exc)
             self._keepalive = threading.Thread(target=self._keep_leases, name="meshperf-keepalive", daemon=True)
             self._keepalive.start()
+            with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_STARTS, len(self.handles)))) as executor:
+                list(executor.map(self._learn, list(self.handles)))
+
+    def _learn(self, name):
+        """What the node's agent says of itself, and its clock offset (in parallel: one slow node waits alone)."""
+        client = AgentClient(name, tcp_connector(self.handles[name].endpoint["host"],
+                                                 self.handles[name].endpoint["port"]), self.secret)
+        try:
+            info = client.call("agent.info")
+            info["facts"] = self.handles[name].info.get("facts")
+            info["clock_offset_s"] = _clock_offset_s(client)
+            self.node_info[name] = info
+        except AgentError as exc:
+            self.failed[name] = str(exc)
+            self.pool.failed[name] = str(exc)
+        finally:
+            client.close()
 
     def endpoints(self):
         return {name: handle.endpoint for name, handle in self.handles.items()}

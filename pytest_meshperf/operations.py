@@ -47,6 +47,8 @@ def for_each(cluster, options, action: Callable, fan_out: int = MAX_FAN_OUT) -> 
             return action(node, remote)
         except AgentError as exc:
             return HostResult(node, False, _short(str(exc), node))
+        except Exception as exc:  # one host's surprise must not end the others' results
+            return HostResult(node, False, "%s: %s" % (type(exc).__name__, exc))
         finally:
             remote.close()
 
@@ -93,7 +95,6 @@ def deploy(cluster, options) -> List[HostResult]:
         remote.connect()
         if is_local(node):
             return HostResult(node, True, "local node: runs this installation, nothing to deploy")
-        remote.check()
         shipped = remote.deploy()
         parts = []
         for name, item in shipped.items():

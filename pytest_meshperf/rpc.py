@@ -12,6 +12,7 @@ from .agent import protocol
 from .errors import AgentError
 
 CALL_MARGIN_S = 10.0
+HANDSHAKE_TIMEOUT_S = 10.0   # an agent answers its challenge in milliseconds
 
 
 class RemoteError(AgentError):
@@ -43,7 +44,7 @@ class AgentClient:
         if self._sock is None:
             try:
                 sock = self._connect()
-                sock.settimeout(30.0)
+                sock.settimeout(HANDSHAKE_TIMEOUT_S)
                 protocol.client_handshake(sock, self._secret)
             except (OSError, protocol.ProtocolError) as exc:
                 raise AgentError("%s: cannot reach the meshperf agent: %s" % (self.node, exc))

@@ -61,7 +61,8 @@ class Agent:
         found = {}
         for name in TOOLS:
             module = get_tool(name)
-            binary = tool_paths.get(name) or shutil.which(module.DEFAULT_BINARY)
+            given = tool_paths.get(name)
+            binary = (shutil.which(given) or given) if given else shutil.which(module.DEFAULT_BINARY)
             entry = {"path": binary, "version": None, "error": None}
             if not binary:
                 entry["error"] = "%s not found on PATH" % name

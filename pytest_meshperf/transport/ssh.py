@@ -188,7 +188,7 @@ class SshNode:
 
     # -- node facts ---------------------------------------------------------------
     def python(self):
-        return self.node.python or "python3"
+        return self.node.python or getattr(self, "_python", None) or "python3"
 
     def check(self, clock=False):
         """What a node offers: python3 version, tool versions (and with ``clock``, its clock offset).
@@ -207,12 +207,13 @@ class SshNode:
                  "            out = 'error: %s' % exc\n"
                  "    tools[name] = {'path': found, 'version_output': out[:200]}\n"
                  "print(json.dumps({'python': list(sys.version_info[:3]), 'time': time.time(), 'tools': tools,"
-                 " 'hostname': __import__('socket').gethostname()}))\n")
+                 " 'hostname': __import__('socket').gethostname(), 'executable': sys.executable}))\n")
         import json
         tools = {"iperf3": self.tool_path("iperf3")}
         started = time.time()
         result = self.run([self.python(), "-I", "-c", probe, json.dumps(tools)], check=False)
-        facts["rtt_s"] = round(time.time() - started, 4)
+        arrived = time.time()
+        facts["rtt_s"] = round(arrived - started, 4)
         if result.exited != 0:
             text = (result.stderr or result.stdout).strip()
             if result.exited == 127 or "not found" in text:
@@ -225,7 +226,12 @@ class SshNode:
             raise TransportError("%s: python %s is too old; the agent needs 3.9 or newer" % (self.where,
                                                                                           facts["python"]))
         facts["hostname"] = data["hostname"]
-        facts["clock_offset_s"] = self._clock_offset_s() if clock else None
+        # The node read its clock as the probe ended: compare with when the answer arrived (biased by the
+        # return latency only, milliseconds). Runs measure it precisely with agent.ping.
+        facts["clock_offset_s"] = round(data["time"] - arrived, 4) if clock else None
+        if data.get("executable") and not self.node.python:
+            # Later commands run the real interpreter, not a wrapper found on PATH (pyenv shims cost 0.1 s each).
+            self._python = data["executable"]
         from ..tools import get_tool
         facts["tools"] = {}
         for name, info in data["tools"].items():
@@ -236,20 +242,6 @@ class SshNode:
                                         "upload one with --local-%s" % (tools[name], name, name)
                                         if not info["path"] else "%s does not look like %s" % (info["path"], name))}
         return facts
-
-    def _clock_offset_s(self, samples=3):
-        """The node's clock minus ours. The remote clock is read as its command ends, so compare with
-        when the answer arrives (session start-up happens before the read and does not bias it);
-        the best of a few samples bounds the error by the return latency (milliseconds)."""
-        offsets = []
-        for _ in range(samples):
-            remote = self.run(["date", "+%s.%N"], check=False)
-            arrived = time.time()
-            try:
-                offsets.append(float(remote.stdout.strip()) - arrived)
-            except ValueError:
-                return None
-        return round(max(offsets), 4)
 
     def tool_path(self, tool):
         return self.options.tool_paths.get(tool) or getattr(self.node, tool, None) or tool
@@ -281,10 +273,15 @@ class SshNode:
         self.run(["mkdir", "-p", posixpath.dirname(remote_path)])
         # Unique per upload: nodes may share a home directory (NFS), and all uploads of a run share one pid.
         tmp = "%s.tmp-%s-%s" % (remote_path, self.node.name, os.urandom(4).hex())
-        sftp = self.connect().sftp()
-        sftp.putfo(io.BytesIO(data), tmp)
-        sftp.chmod(tmp, mode)
-        sftp.posix_rename(tmp, remote_path)
+        if self.options.echo:
+            self.options.echo("%s: sftp put %d bytes -> %s" % (self.node.name, len(data), remote_path))
+        try:
+            sftp = self.connect().sftp()
+            sftp.putfo(io.BytesIO(data), tmp)
+            sftp.chmod(tmp, mode)
+            sftp.posix_rename(tmp, remote_path)
+        except (OSError, paramiko.SSHException) as exc:
+            raise TransportError("%s: uploading %s failed: %s" % (self.where, remote_path, exc))
         return {"path": remote_path, "transferred_bytes": len(data), "sha256": sha256}
 
     # -- the agent ----------------------------------------------------------------
@@ -396,7 +393,8 @@ class SshNode:
     def kill_agent(self, pid):
         """Stop the agent ``pid`` (only if it is a meshperf agent); True if one was running."""
         try:
-            result = self.run([self.python(), "-I", "-c", _STOP_SCRIPT, str(int(pid))], timeout_s=30, check=False)
+            result = self.run([self.python(), "-I", "-c", _STOP_SCRIPT, str(int(pid)), self.node.name],
+                              timeout_s=30, check=False)
             return result.stdout.strip() == "stopped"
         except TransportError as exc:
             log.warning("%s: stopping the agent: %s", self.where, exc)
@@ -420,15 +418,17 @@ class SshNode:
 # die with it: PR_SET_PDEATHSIG).  Only a process whose command line is a meshperf agent is touched.
 _STOP_SCRIPT = """\
 import os, signal, sys, time
-pid = int(sys.argv[1])
+pid, node = int(sys.argv[1]), sys.argv[2]
 def alive():
+    # Only this node's agent: a recorded PID may have been reused by anything else since.
     try:
         os.kill(pid, 0)
         with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            cmdline = handle.read()
-        return b'pytest_meshperf' in cmdline or b'agent.pyz' in cmdline
+            args = handle.read().decode('utf-8', 'replace').split('\\0')
     except OSError:
         return False
+    agent = 'pytest_meshperf.agent' in args or any(a.endswith('agent.pyz') for a in args)
+    return agent and any(args[i:i + 2] == ['--node', node] for i in range(len(args)))
 was = alive()
 if was:
     os.kill(pid, signal.SIGTERM)

@@ -84,6 +84,10 @@ class Tunnel:
     def close(self):
         self._closing.set()
         try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept loop now, not at its next poll
+        except OSError:
+            pass
+        try:
             self._listener.close()
         except OSError:
             pass
