@@ -4,11 +4,26 @@ Every loop here is bounded in time: a test that waits for a process waits at
 most its deadline and then fails with what it saw.
 """
 
+import contextlib
 import json
 import os
+import sys
 import time
 
 import psutil
+
+
+@contextlib.contextmanager
+def inner_pytest(pytester, *args):
+    """A pytest run in the background (``proc``), killed on the way out whatever happened to the test."""
+    proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *map(str, args)],
+                          stdin=pytester.CLOSE_STDIN)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
 
 
 def descendants(pid):

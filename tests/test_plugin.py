@@ -2,14 +2,13 @@
 
 import json
 import signal
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from meshcheck import iter_entries as entries
 from meshcheck import validate_mesh_file
-from procs import alive, descendants, find_iperf3, is_agent, is_iperf3, journal_records, wait_for
+from procs import alive, descendants, find_iperf3, inner_pytest, is_agent, is_iperf3, journal_records, wait_for
 
 TCP_TEST = """
 import pytest
@@ -86,13 +85,10 @@ def test_junit_has_one_testcase_per_pair_with_metric_properties(pytester, mesh_o
         assert "retransmits" in props and props["meshperf_status"] == "passed"
 
 
-def _start_inner_run(pytester, mesh_out, duration, cluster="local:2", extra=()):
+def _inner_run(pytester, mesh_out, duration, cluster="local:2"):
     pytester.makepyfile(test_mesh=TCP_TEST.format(duration=duration))
     xml_path = pytester.path / "mesh.xml"
-    proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cluster", cluster,
-                           "--mesh-out", str(mesh_out), "--junitxml", str(xml_path), *extra],
-                          stdin=pytester.CLOSE_STDIN)
-    return proc, xml_path
+    return inner_pytest(pytester, "--cluster", cluster, "--mesh-out", mesh_out, "--junitxml", xml_path), xml_path
 
 
 def _junit_outcomes(xml_path):
@@ -109,8 +105,8 @@ def _junit_outcomes(xml_path):
     ("-s", "iperf3"),
 ])
 def test_killed_tool_process_makes_that_pair_an_error(pytester, mesh_out, role_flag, expected):
-    proc, xml_path = _start_inner_run(pytester, mesh_out, duration=4)
-    try:
+    run, xml_path = _inner_run(pytester, mesh_out, duration=4)
+    with run as proc:
         # Once the client runs, the server is serving it (a server killed before it is ready is
         # not this case: the agent retries it on another port and the pair is measured).
         wait_for(lambda: find_iperf3(proc.pid, "-c"), 60, what="the first pair's iperf3 client")
@@ -119,10 +115,6 @@ def test_killed_tool_process_makes_that_pair_an_error(pytester, mesh_out, role_f
         seen = [p for p in descendants(proc.pid) if is_iperf3(p) or is_agent(p)]
         victim.send_signal(signal.SIGKILL)
         proc.wait(120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
     assert proc.returncode == 1, proc.stdout.read()
     outcomes = _junit_outcomes(xml_path)
     assert outcomes["test_tcp[node1->node2]"][0] == "error"
@@ -137,17 +129,13 @@ def test_killed_tool_process_makes_that_pair_an_error(pytester, mesh_out, role_f
 
 
 def test_sigint_leaves_valid_result_and_no_processes(pytester, mesh_out):
-    proc, _ = _start_inner_run(pytester, mesh_out, duration=1, cluster="local:3")
-    try:
+    run, _ = _inner_run(pytester, mesh_out, duration=1, cluster="local:3")
+    with run as proc:
         wait_for(lambda: len(journal_records(mesh_out)) >= 2, 90, what="two finished measurements")
         seen = [p for p in descendants(proc.pid) if is_iperf3(p) or is_agent(p)]
         assert any(is_agent(p) for p in seen)
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
     assert proc.returncode == 2  # pytest's "interrupted"
     journaled = journal_records(mesh_out)
     mesh = load_mesh(mesh_out)

@@ -11,14 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from meshcheck import validate_mesh_file
-from procs import wait_for
+from procs import inner_pytest, wait_for
 from testbed_fixtures import iperf3_rate, netns_testbed
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
@@ -145,10 +144,8 @@ def test_changed_host_key_is_refused_before_any_login(pytester, tmp_path):
 def test_agent_killed_mid_run(pytester, tmp_path):
     with netns_testbed(tmp_path / "tb", nodes=3) as tb:
         pytester.makepyfile(test_mesh=TCP_TEST.format(duration=3))
-        proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cluster", tb.hosts_yaml,
-                               "--ssh-known-hosts", tb.known_hosts, "--mesh-out", str(tmp_path / "out")],
-                              stdin=pytester.CLOSE_STDIN)
-        try:
+        with inner_pytest(pytester, "--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts,
+                          "--mesh-out", tmp_path / "out") as proc:
             def node3_agent_while_measuring():
                 procs = processes_on(tb)
                 agents = [p for p in procs if p[0] == "node3" and "agent.pyz" in p[2]]
@@ -156,10 +153,6 @@ def test_agent_killed_mid_run(pytester, tmp_path):
             (_, pid, _), = wait_for(node3_agent_while_measuring, 60, what="node3's agent during the first pair")
             os.kill(pid, signal.SIGKILL)
             proc.wait(120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
         assert proc.returncode == 1
         _, entries = mesh_entries(tmp_path / "out")
         statuses = {pair: entry["status"] for pair, entry in entries.items()}
@@ -173,14 +166,11 @@ def test_sigkilled_pytest_leaves_nothing_after_the_lease(pytester, tmp_path):
     lease_s = 5
     with netns_testbed(tmp_path / "tb", nodes=3) as tb:
         pytester.makepyfile(test_mesh=TCP_TEST.format(duration=10))
-        proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cluster", tb.hosts_yaml,
-                               "--ssh-known-hosts", tb.known_hosts, "--mesh-out", str(tmp_path / "out"),
-                               "--mesh-lease", str(lease_s)], stdin=pytester.CLOSE_STDIN)
-        try:
+        with inner_pytest(pytester, "--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts,
+                          "--mesh-out", tmp_path / "out", "--mesh-lease", lease_s) as proc:
             wait_for(lambda: any(p[1] and "iperf3 -c" in p[2] for p in processes_on(tb)), 60,
                      what="a running measurement")
             assert len([p for p in processes_on(tb) if "agent.pyz" in p[2]]) == 3
-        finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
         # Agents notice the silence after the lease and stop their iperf3; bounded wait, generous margin.

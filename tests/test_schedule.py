@@ -1,9 +1,6 @@
 """Schedules and per-node exclusivity: rounds of disjoint pairs, agent leases, xdist workers."""
 
-import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -11,7 +8,7 @@ import psutil
 import pytest
 
 from meshcheck import iter_entries, node_overlaps, validate_mesh_file
-from procs import descendants, is_agent, wait_for
+from procs import descendants, inner_pytest, is_agent, is_iperf3, wait_for
 from pytest_meshperf.agent.leases import Leases
 from pytest_meshperf.inventory import Cluster, Node, local_cluster
 from pytest_meshperf.planning import mesh_pairs, rounds
@@ -97,24 +94,16 @@ def test_sequential_runs_one_measurement_at_a_time(pytester, tmp_path):
 def test_killed_worker_releases_its_leases(pytester, tmp_path):
     pytester.makepyfile(test_mesh=TCP_TEST.format(duration=3))
     out = tmp_path / "out"
-    proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cluster", "local:3", "-n", "2",
-                           "--mesh-out", str(out)], stdin=pytester.CLOSE_STDIN)
-    try:
+    with inner_pytest(pytester, "--cluster", "local:3", "-n", "2", "--mesh-out", out) as proc:
         def busy_worker():
-            for child in psutil.Process(proc.pid).children():
-                if is_agent(child):
-                    continue
-                # a worker whose measurement runs: it holds leases (its iperf3 runs under an agent)
-                if any(p.name() == "iperf3" for p in descendants(proc.pid)):
-                    return child
-            return None
+            # a worker while a measurement runs: it holds leases (the iperf3 runs under an agent)
+            if not any(is_iperf3(p) for p in descendants(proc.pid)):
+                return None
+            workers = [c for c in psutil.Process(proc.pid).children() if not is_agent(c)]
+            return workers[0] if workers else None
         victim = wait_for(busy_worker, 60, what="an xdist worker in a measurement")
         victim.send_signal(signal.SIGKILL)
         proc.wait(180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
     output = proc.stdout.read().decode()
     assert proc.returncode == 1, output
     assert "crashed" in output  # xdist reports the worker's test, and replaces the worker
