@@ -139,7 +139,7 @@ def start(cluster, options, lease_s=DEFAULT_CLI_LEASE_S) -> List[HostResult]:
         if known and _health(remote, known, secret) is not None:
             return HostResult(node, True, "already running (PID %s)" % known["pid"], known)
         remote.connect()
-        facts = remote.check()
+        facts = remote.check(prepare=True)
         missing = [t["error"] for name, t in facts["tools"].items() if t["error"] and name not in options.local_tools]
         if missing:
             return HostResult(node, False, "; ".join(missing))

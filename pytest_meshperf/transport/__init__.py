@@ -39,7 +39,7 @@ def start_agent(node, secret, log_dir, lease_s, run_id, ssh_options=None, nodes_
     remote = SshNode(node, ssh_options or SshOptions(), nodes_by_name)
     try:
         remote.connect()
-        facts = remote.check()
+        facts = remote.check(prepare=True)
         uploaded = ssh_options.local_tools if ssh_options else {}
         missing = [f["error"] for name, f in facts["tools"].items() if f["error"] and name not in uploaded]
         if missing:

@@ -122,7 +122,7 @@ class LocalNode:
     def close(self):
         pass
 
-    def check(self, clock=False):
+    def check(self, clock=False, prepare=False):
         import shutil
         import time
         from ..tools import get_tool

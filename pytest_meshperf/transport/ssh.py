@@ -81,6 +81,8 @@ class SshNode:
         self.known_hosts = None
         self._forward = None
         self.agent_pid = None
+        self._prepared = {}        # remote path -> sha256 or 'missing', from check(prepare=True)
+        self._prepared_dirs = set()
 
     # -- connecting ------------------------------------------------------------
     def _config(self):
@@ -190,8 +192,10 @@ class SshNode:
     def python(self):
         return self.node.python or getattr(self, "_python", None) or "python3"
 
-    def check(self, clock=False):
+    def check(self, clock=False, prepare=False):
         """What a node offers: python3 version, tool versions (and with ``clock``, its clock offset).
+        With ``prepare``, the same command also creates the remote directories and hashes what deploy would
+        ship, so starting an agent costs two remote commands (probe, launch) plus uploads when needed.
         Raises TransportError."""
         facts = {"host_key_check": self.host_key_check}
         probe = ("import sys, time, shutil, subprocess, json\n"
@@ -206,12 +210,27 @@ class SshNode:
                  "        except Exception as exc:\n"
                  "            out = 'error: %s' % exc\n"
                  "    tools[name] = {'path': found, 'version_output': out[:200]}\n"
+                 "import hashlib, os\n"
+                 "prep = json.loads(sys.argv[2])\n"
+                 "for d in prep['dirs']:\n"
+                 "    os.makedirs(d, exist_ok=True)\n"
+                 "hashes = {}\n"
+                 "for p in prep['hash']:\n"
+                 "    try:\n"
+                 "        hashes[p] = hashlib.sha256(open(p, 'rb').read()).hexdigest()\n"
+                 "    except OSError:\n"
+                 "        hashes[p] = 'missing'\n"
                  "print(json.dumps({'python': list(sys.version_info[:3]), 'time': time.time(), 'tools': tools,"
-                 " 'hostname': __import__('socket').gethostname(), 'executable': sys.executable}))\n")
+                 " 'hostname': __import__('socket').gethostname(), 'executable': sys.executable,"
+                 " 'hashes': hashes}))\n")
         import json
         tools = {"iperf3": self.tool_path("iperf3")}
+        prep = {"dirs": [], "hash": []}
+        if prepare:
+            paths = [item[3] for item in self.shipments()]
+            prep = {"dirs": sorted({posixpath.dirname(p) for p in paths} | {self.log_dir()}), "hash": paths}
         started = time.time()
-        result = self.run([self.python(), "-I", "-c", probe, json.dumps(tools)], check=False)
+        result = self.run([self.python(), "-I", "-c", probe, json.dumps(tools), json.dumps(prep)], check=False)
         arrived = time.time()
         facts["rtt_s"] = round(arrived - started, 4)
         if result.exited != 0:
@@ -226,6 +245,8 @@ class SshNode:
             raise TransportError("%s: python %s is too old; the agent needs 3.9 or newer" % (self.where,
                                                                                           facts["python"]))
         facts["hostname"] = data["hostname"]
+        self._prepared.update(data.get("hashes") or {})
+        self._prepared_dirs.update(prep["dirs"])
         # The node read its clock as the probe ended: compare with when the answer arrived (biased by the
         # return latency only, milliseconds). Runs measure it precisely with agent.ping.
         facts["clock_offset_s"] = round(data["time"] - arrived, 4) if clock else None
@@ -247,30 +268,39 @@ class SshNode:
         return self.options.tool_paths.get(tool) or getattr(self.node, tool, None) or tool
 
     # -- deploy ----------------------------------------------------------------
-    def deploy(self):
-        """Ship the agent (and --local-TOOL binaries) into ~/.meshperf; a second deploy transfers nothing."""
+    def shipments(self):
+        """What deploy puts on the node: (name, data, sha256, remote path, mode); computed here, no round trip."""
+        import hashlib
         shipped = agent_bundle.build()
-        report = {"agent": self._ship(shipped.data, shipped.sha256, posixpath.join(
-            self.options.remote_dir, "agent", shipped.version_dir, "agent.pyz"), 0o644)}
+        items = [("agent", shipped.data, shipped.sha256,
+                  posixpath.join(self.options.remote_dir, "agent", shipped.version_dir, "agent.pyz"), 0o644)]
         for tool, local in sorted(self.options.local_tools.items()):
-            import hashlib
             with open(local, "rb") as handle:
                 data = handle.read()
             digest = hashlib.sha256(data).hexdigest()
-            report[tool] = self._ship(data, digest, posixpath.join(self.options.remote_dir, "bin", "%s-%s" % (
-                tool, digest[:12]), tool), 0o755)
-        return report
+            items.append((tool, data, digest, posixpath.join(self.options.remote_dir, "bin", "%s-%s" % (
+                tool, digest[:12]), tool), 0o755))
+        return items
+
+    def log_dir(self):
+        return posixpath.join(self.options.remote_dir, "logs")
+
+    def deploy(self):
+        """Ship the agent (and --local-TOOL binaries) into the remote dir; a second deploy transfers nothing."""
+        return {name: self._ship(data, sha256, path, mode) for name, data, sha256, path, mode in self.shipments()}
 
     def _ship(self, data, sha256, remote_path, mode):
-        check = ("import hashlib, sys\n"
-                 "try:\n"
-                 "    print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())\n"
-                 "except OSError:\n"
-                 "    print('missing')\n")
-        present = self.run([self.python(), "-I", "-c", check, remote_path]).stdout.strip()
+        present = self._prepared.get(remote_path)  # learnt by check(prepare=True): no round trip
+        if present is None:
+            check = ("import hashlib, os, sys\n"
+                     "os.makedirs(os.path.dirname(sys.argv[1]) or '.', exist_ok=True)\n"
+                     "try:\n"
+                     "    print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())\n"
+                     "except OSError:\n"
+                     "    print('missing')\n")
+            present = self.run([self.python(), "-I", "-c", check, remote_path]).stdout.strip()
         if present == sha256:
             return {"path": remote_path, "transferred_bytes": 0, "sha256": sha256}
-        self.run(["mkdir", "-p", posixpath.dirname(remote_path)])
         # Unique per upload: nodes may share a home directory (NFS), and all uploads of a run share one pid.
         tmp = "%s.tmp-%s-%s" % (remote_path, self.node.name, os.urandom(4).hex())
         if self.options.echo:
@@ -289,8 +319,9 @@ class SshNode:
         """Deploy, then start the agent as a daemon on the node's loopback; returns its ready line (port, pid)."""
         import json
         deployed = self.deploy()
-        log_path = posixpath.join(self.options.remote_dir, "logs", "agent-%s-%s.log" % (run_id, self.node.name))
-        self.run(["mkdir", "-p", posixpath.dirname(log_path)])
+        log_path = posixpath.join(self.log_dir(), "agent-%s-%s.log" % (run_id, self.node.name))
+        if self.log_dir() not in self._prepared_dirs:
+            self.run(["mkdir", "-p", self.log_dir()])
         argv = [self.python(), "-I", deployed["agent"]["path"], "--node", self.node.name, "--listen", "127.0.0.1",
                 "--lease", "%g" % lease_s, "--daemon", "--log", log_path]
         for tool in ("iperf3",):
