@@ -1,13 +1,10 @@
 """The public fixtures: ``mesh_pair`` and ``measure``."""
 
-import time
-
 import pytest
 
-from .errors import AgentError, MeasurementError
-from .measurement import STATUS_ERROR, STATUS_FAILED, STATUS_PASSED, Measurement, combine_metrics
-from .runner import run_measurement
-from .thresholds import check_all
+from .errors import MeasurementError
+from .measurement import STATUS_ERROR, Measurement, judge
+from .runner import measure_pair
 
 SESSION_KEY = pytest.StashKey()
 SPEC_KEY = pytest.StashKey()
@@ -42,31 +39,15 @@ class Measure:
         params, thresholds = self._spec.resolve(overrides, session.option_params, session.option_thresholds)
         self._calls += 1
         key = self._spec.key if self._calls == 1 else "%s#%d" % (self._spec.key, self._calls)
-        result = Measurement(src=pair.src.name, dst=pair.dst.name, test=key, nodeid=item.nodeid,
-                             tool=params.tool, params=params.to_dict(), round=pair.round, started=time.time())
-        result_name = self._spec.name
         if session.skip_unreachable:
-            pool = session.pool()
-            down = [pool.failed[n] for n in (pair.src.name, pair.dst.name) if n in pool.failed]
-            if down:
-                pytest.skip("unreachable: %s" % down[0])
-        try:
-            instances, version = run_measurement(session.pool(), pair, params, session.schedule,
-                                                 holder="%s %s" % (session.writer, item.nodeid))
-            result.instances = instances
-            result.tool_version = version
-            result.metrics = combine_metrics([inst.metrics for inst in instances])
-            verdicts = check_all(thresholds, result.metrics)
-            result.thresholds = [v.to_dict() for v in verdicts]
-            failed = [v.message for v in verdicts if v.passed is False]
-            result.status = STATUS_FAILED if failed else STATUS_PASSED
-        except (MeasurementError, AgentError) as exc:
-            result.status, result.error, failed = STATUS_ERROR, str(exc), []
-            result.thresholds = [{**t.to_dict(), "measured": None, "passed": None,
-                                  "message": "not evaluated: no measurement"} for t in thresholds]
-        result.finished = time.time()
+            reason = session.unreachable(pair)
+            if reason:
+                pytest.skip("unreachable: %s" % reason)
+        result = measure_pair(session.pool, pair, params, key, item.nodeid, session.schedule,
+                              holder="%s %s" % (session.writer, item.nodeid))
+        failed = judge(result, thresholds)
         record = result.to_record()
-        record["name"] = result_name
+        record["name"] = self._spec.name
         session.record(record)     # on disk before anything else happens
         for name, value in sorted(result.metrics.items()):
             item.user_properties.append((name, value))

@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
+from .thresholds import check_all
+
 STATUS_PASSED = "passed"
 STATUS_FAILED = "failed"
 STATUS_ERROR = "error"
@@ -102,6 +104,20 @@ def iso(epoch: Optional[float]) -> Optional[str]:
     if epoch is None:
         return None
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def judge(result: "Measurement", thresholds) -> List[str]:
+    """Check ``thresholds`` against a measurement, record every verdict in it, set its status;
+    returns the failure messages.  An errored measurement's thresholds are recorded as not evaluated."""
+    if result.status == STATUS_ERROR:
+        result.thresholds = [{**t.to_dict(), "measured": None, "passed": None,
+                              "message": "not evaluated: no measurement"} for t in thresholds]
+        return []
+    verdicts = check_all(thresholds, result.metrics)
+    result.thresholds = [v.to_dict() for v in verdicts]
+    failed = [v.message for v in verdicts if v.passed is False]
+    result.status = STATUS_FAILED if failed else STATUS_PASSED
+    return failed
 
 
 def combine_metrics(per_instance: List[Dict[str, float]]) -> Dict[str, float]:

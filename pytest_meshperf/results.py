@@ -135,7 +135,6 @@ class Row:
 @dataclass
 class Assembled:
     path: str
-    csv_path: str
     rows: List[Row]
     counts: Dict[str, int]
 
@@ -223,7 +222,7 @@ def assemble(run_dir: RunDir, finished: float, interrupted: bool, exit_status: O
         os.fsync(out.fileno())
     os.replace(tmp, run_dir.mesh_json)
     os.replace(run_dir.csv + ".tmp", run_dir.csv)
-    return Assembled(run_dir.mesh_json, run_dir.csv, rows, counts)
+    return Assembled(run_dir.mesh_json, rows, counts)
 
 
 def resolve(path: str) -> str:

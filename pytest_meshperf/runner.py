@@ -10,7 +10,7 @@ import time
 from typing import List, Tuple
 
 from .errors import AgentError, MeasurementError
-from .measurement import Instance
+from .measurement import STATUS_ERROR, Instance, Measurement, combine_metrics
 from .tools import get_tool
 from .tools.iperf3 import ToolFailure
 
@@ -23,6 +23,22 @@ LEASE_WAIT_S = 3600.0      # how long a test waits for its nodes to be free
 def client_timeout_s(module, params) -> float:
     runtime = module.expected_runtime_s(params.tool_params())
     return runtime + CONNECT_GRACE_S + 0.1 * runtime
+
+
+def measure_pair(get_pool, pair, params, test, nodeid, schedule="rounds", holder="") -> Measurement:
+    """Measure ``pair``: a Measurement with its instances and metrics, or with status error and the reason.
+
+    ``get_pool`` returns the AgentPool (reaching the agents may itself fail, and that is this pair's error).
+    """
+    result = Measurement(src=pair.src.name, dst=pair.dst.name, test=test, nodeid=nodeid, tool=params.tool,
+                         params=params.to_dict(), round=pair.round, started=time.time())
+    try:
+        result.instances, result.tool_version = run_measurement(get_pool(), pair, params, schedule, holder)
+        result.metrics = combine_metrics([inst.metrics for inst in result.instances])
+    except (MeasurementError, AgentError) as exc:
+        result.status, result.error = STATUS_ERROR, str(exc)
+    result.finished = time.time()
+    return result
 
 
 def run_measurement(pool, pair, params, schedule="rounds", holder="") -> Tuple[List[Instance], str]:
@@ -90,7 +106,7 @@ def _measure(module, src, dst, pool, pair, params, timeout_s):
                                             "timeout_s": timeout_s + SERVER_GRACE_S})
     except AgentError as exc:
         raise MeasurementError("cannot start the %s server on %s: %s" % (params.tool, pair.dst.name, _reason(exc)))
-    client_result = server_result = None
+    client_result = None
     try:
         client = src.call("process.start", {"tool": params.tool, "role": "client", "target": dst_address,
                                             "port": server["port"], "bind": src_address,

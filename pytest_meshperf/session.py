@@ -168,6 +168,17 @@ class MeshSession:
                 self._pool = self.controller.pool
         return self._pool
 
+    def unreachable(self, pair):
+        """Why ``pair`` cannot be measured (a node that could not be reached), or None."""
+        try:
+            pool = self.pool()
+        except AgentError:
+            return None  # nothing is reachable: the measurement reports it as this pair's error
+        for name in (pair.src.name, pair.dst.name):
+            if name in pool.failed:
+                return pool.failed[name]
+        return None
+
     def _wait_endpoints(self):
         path = os.path.join(self.run_dir.path, ENDPOINTS_FILE)
         deadline = time.monotonic() + ENDPOINTS_WAIT_S

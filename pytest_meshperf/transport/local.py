@@ -161,7 +161,6 @@ class LocalNode:
         return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
     def channel_connector(self, port):
-        from ..rpc import tcp_connector
         return tcp_connector("127.0.0.1", port)
 
     def kill_agent(self, pid):
