@@ -179,8 +179,9 @@ class Profile:
              else "ssh connect (TCP, key exchange, host key, auth)", node),
             (SshNode, "_connection", lambda obj, *a, **k: "fabric Connection + Config set-up", node),
             (SshNode, "run", lambda obj, argv, *a, **k: _command_label(argv), node),
-            (SshNode, "_ship", lambda obj, *a, **k: "sftp upload (open, put, chmod, rename; only when needed)", node),
-            (SshNode, "launch_agent", lambda obj, *a, **k: "cmd: agent launch (exec, daemonize, ready line)", node),
+            (SshNode, "_upload", lambda obj, items, needed: "sftp upload (open, mkdir, put, chmod, rename)"
+             if needed else None, node),
+            (SshNode, "launch_agent", lambda obj, *a, **k: "agent launch (around its command and uploads)", node),
             (SshNode, "_tunnel", lambda obj, *a, **k: "tunnel to the agent (local listener)", node),
             (SshNode, "_fetch_log", lambda obj, *a, **k: "fetch the agent log (sftp get, remove)", node),
             (SshNode, "stop_agent", lambda obj, *a, **k: "stop_agent (tunnel close)", node),
@@ -219,7 +220,11 @@ def _command_label(argv):
         return "cmd: date +%s.%N (clock sample)"
     if first == "mkdir":
         return "cmd: mkdir -p"
+    if len(argv) > 3 and argv[1:3] == ["-I", "-S"] and str(argv[3]).endswith("agent.pyz"):
+        return "cmd: boot + agent launch (python, tools, bundle hash, daemon, ready line)"
     script = str(argv[3]) if len(argv) > 3 and argv[1:3] == ["-I", "-c"] else ""
+    if len(argv) > 4 and argv[1:4] == ["-I", "-S", "-c"]:
+        return "cmd: boot probe (python, tools%s)" % (", hashes" if "--expect" in argv else "")
     for needle, label in (("tools = {}", "cmd: python3 probe (python, iperf3 --version)"),
                           ("hashlib", "cmd: sha256 of the deployed bundle"),
                           ("SIGTERM", "cmd: stop agent (SIGTERM, wait, SIGKILL)"),
@@ -469,7 +474,8 @@ def main(argv=None):
     results = {"machine": info, "via": args.via, "repeat": args.repeat, "cli_import_s": import_s, "sizes": {}}
     for n in sizes:
         profile = Profile()
-        saved = {name: getattr(SshNode, name) for name in ("connect", "_connection", "run", "_ship", "launch_agent",
+        saved = {name: getattr(SshNode, name) for name in ("connect", "_connection", "run", "_upload",
+                                                            "launch_agent",
                                                             "_tunnel", "_fetch_log", "stop_agent", "close")
                  if hasattr(SshNode, name)}
         saved_rpc = {name: getattr(AgentClient, name) for name in ("_ensure", "call")}

@@ -1,7 +1,8 @@
 """The agent as one file: a deterministic zip application of the code a node runs.
 
 It holds ``pytest_meshperf/__init__.py``, ``agent/`` and ``tools/`` (standard
-library only) and runs as ``python3 agent.pyz``.  The same code gives the same
+library only) and runs as ``python3 agent.pyz``: ``agent/boot.py`` checks the node and the shipped
+files, then runs the agent in the same process.  The same code gives the same
 bytes (fixed timestamps, sorted entries), so its SHA-256 names the deployed
 version and a second deploy of it transfers nothing.
 """
@@ -16,7 +17,16 @@ from . import __version__
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _SHIPPED = ("__init__.py", "agent", "tools")
-_MAIN = b"from pytest_meshperf.agent.__main__ import main\nimport sys\nsys.exit(main())\n"
+# Imports come from the bytecode-cached copy of these very bytes when boot.py has made one (lib_dir), else from
+# the zip, whose modules Python compiles again on every start.  Decided before any package module is imported.
+_MAIN = b"""import hashlib, os, sys
+with open(sys.argv[0], "rb") as handle:
+    lib = os.path.join(os.path.dirname(sys.argv[0]), "lib-" + hashlib.sha256(handle.read()).hexdigest()[:16])
+if os.path.isdir(lib):
+    sys.path.insert(0, lib)
+from pytest_meshperf.agent.boot import main
+sys.exit(main())
+"""
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -62,3 +72,9 @@ def build() -> Bundle:
         data = buffer.getvalue()
         _cache = Bundle(data, hashlib.sha256(data).hexdigest())
     return _cache
+
+
+def boot_source() -> str:
+    """``agent/boot.py`` as text: sent as ``python3 -I -S -c`` to check nodes that may have no bundle yet."""
+    with open(os.path.join(_PACKAGE_DIR, "agent", "boot.py"), encoding="utf-8") as handle:
+        return handle.read()

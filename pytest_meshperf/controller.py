@@ -20,7 +20,8 @@ from .rpc import AgentClient, tcp_connector
 log = logging.getLogger("meshperf")
 
 DEFAULT_LEASE_S = 60.0
-MAX_PARALLEL_STARTS = 16
+# One wave for up to 64 nodes: a start is mostly waiting on the node; each costs the controller ~10 ms of CPU.
+MAX_PARALLEL_STARTS = 64
 
 
 def new_secret() -> str:
@@ -102,8 +103,13 @@ class Controller:
 
     def _start_one(self, node):
         nodes_by_name = {n.name: n for n in self.cluster.nodes}
-        return transport.start_agent(node, self.secret, self.log_dir, self.lease_s, self.run_id,
-                                     self.ssh_options, nodes_by_name)
+        handle = transport.start_agent(node, self.secret, self.log_dir, self.lease_s, self.run_id,
+                                       self.ssh_options, nodes_by_name)
+        # Learnt at once, while other nodes still start: no second round over all nodes.
+        try:
+            return handle, self._learn(node.name, handle)
+        except Exception as exc:  # the handle must come back, or nothing would stop this agent
+            return handle, "%s: %s: %s" % (node.name, type(exc).__name__, exc)
 
     def start(self):
         """Start every node's agent (bounded fan-out) and learn what each node has."""
@@ -115,7 +121,11 @@ class Controller:
                 futures = {node.name: executor.submit(self._start_one, node) for node in nodes}
             for name, future in futures.items():
                 try:
-                    self.handles[name] = future.result()
+                    self.handles[name], learnt = future.result()
+                    if isinstance(learnt, str):
+                        self.failed[name] = learnt
+                    else:
+                        self.node_info[name] = learnt
                 except AgentError as exc:
                     self.failed[name] = str(exc)
                     log.warning("%s", exc)
@@ -125,21 +135,17 @@ class Controller:
             self.pool = AgentPool(self.endpoints(), self.secret, self.failed)
             self._keepalive = threading.Thread(target=self._keep_leases, name="meshperf-keepalive", daemon=True)
             self._keepalive.start()
-            with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_STARTS, len(self.handles)))) as executor:
-                list(executor.map(self._learn, list(self.handles)))
 
-    def _learn(self, name):
-        """What the node's agent says of itself, and its clock offset (in parallel: one slow node waits alone)."""
-        client = AgentClient(name, tcp_connector(self.handles[name].endpoint["host"],
-                                                 self.handles[name].endpoint["port"]), self.secret)
+    def _learn(self, name, handle):
+        """What the node's agent says of itself, and its clock offset; the error message if it cannot say."""
+        client = AgentClient(name, tcp_connector(handle.endpoint["host"], handle.endpoint["port"]), self.secret)
         try:
             info = client.call("agent.info")
-            info["facts"] = self.handles[name].info.get("facts")
+            info["facts"] = handle.info.get("facts")
             info["clock_offset_s"] = _clock_offset_s(client)
-            self.node_info[name] = info
+            return info
         except AgentError as exc:
-            self.failed[name] = str(exc)
-            self.pool.failed[name] = str(exc)
+            return str(exc)
         finally:
             client.close()
 

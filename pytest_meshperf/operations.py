@@ -139,11 +139,7 @@ def start(cluster, options, lease_s=DEFAULT_CLI_LEASE_S) -> List[HostResult]:
         if known and _health(remote, known, secret) is not None:
             return HostResult(node, True, "already running (PID %s)" % known["pid"], known)
         remote.connect()
-        facts = remote.check(prepare=True)
-        missing = [t["error"] for name, t in facts["tools"].items() if t["error"] and name not in options.local_tools]
-        if missing:
-            return HostResult(node, False, "; ".join(missing))
-        ready = remote.launch_agent(secret, lease_s, run_id)
+        ready = remote.launch_agent(secret, lease_s, run_id)  # checks the node and the bundle first
         entry = {"pid": ready["pid"], "port": ready["port"], "started": time.time(), "lease_s": lease_s}
         return HostResult(node, True, "agent started (PID %s, lease %.0f s)" % (ready["pid"], lease_s), entry)
 

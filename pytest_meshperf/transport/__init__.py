@@ -31,7 +31,6 @@ def is_local(node) -> bool:
 
 def start_agent(node, secret, log_dir, lease_s, run_id, ssh_options=None, nodes_by_name=None):
     """Start ``node``'s agent with the transport that reaches it; raises AgentError (TransportError)."""
-    from ..errors import TransportError
     from . import local
     if is_local(node):
         return local.start_agent(node, secret, log_dir, lease_s)
@@ -39,14 +38,9 @@ def start_agent(node, secret, log_dir, lease_s, run_id, ssh_options=None, nodes_
     remote = SshNode(node, ssh_options or SshOptions(), nodes_by_name)
     try:
         remote.connect()
-        facts = remote.check(prepare=True)
-        uploaded = ssh_options.local_tools if ssh_options else {}
-        missing = [f["error"] for name, f in facts["tools"].items() if f["error"] and name not in uploaded]
-        if missing:
-            raise TransportError("%s: %s" % (remote.where, "; ".join(missing)))
+        # One remote command: checks python and the tools, verifies the bundle, starts the agent (agent/boot.py).
         handle = remote.start_agent(secret, lease_s, run_id, log_dir)
     except BaseException:
         remote.close()
         raise
-    handle.info["facts"] = facts
     return handle

@@ -27,6 +27,7 @@ import paramiko
 from fabric import Config, Connection
 
 from .. import bundle as agent_bundle
+from ..agent.boot import CANNOT_RUN, NEEDS_UPLOAD
 from ..errors import TransportError
 from ..rpc import tcp_connector
 from . import AgentHandle
@@ -56,6 +57,13 @@ class SshOptions:
     remote_dir: str = REMOTE_HOME_DIR                           # on each node; relative paths are in the home
 
 
+@dataclass
+class CommandResult:
+    exited: int
+    stdout: str
+    stderr: str
+
+
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
     """OpenSSH's accept-new: remember an unknown key; a changed key still fails (paramiko checks that first)."""
 
@@ -81,8 +89,6 @@ class SshNode:
         self.known_hosts = None
         self._forward = None
         self.agent_pid = None
-        self._prepared = {}        # remote path -> sha256 or 'missing', from check(prepare=True)
-        self._prepared_dirs = set()
 
     # -- connecting ------------------------------------------------------------
     def _config(self):
@@ -168,99 +174,101 @@ class SshNode:
         return self.conn
 
     # -- commands ----------------------------------------------------------------
-    def run(self, argv: List[str], timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True):
-        """Run ``argv`` on the node (quoted, never a shell string from the inventory); returns the Result."""
+    def run(self, argv: List[str], timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True, stdin: bytes = b""):
+        """Run ``argv`` on the node (quoted, never a shell string from the inventory); returns a CommandResult.
+        ``stdin`` is written to the command and closed (secrets go there, never into argv)."""
         command = " ".join(shlex.quote(str(a)) for a in argv)
         if self.options.echo:
             shown = " ".join("'<script: %d lines>'" % (str(a).count("\n") + 1) if "\n" in str(a)
                              else shlex.quote(str(a)) for a in argv)
-            self.options.echo("%s$ %s" % (self.node.name, shown))
-        return self._run_command(command, timeout_s, check)
-
-    def _run_command(self, command: str, timeout_s: float, check: bool):
-        conn = self.connect()
-        try:
-            result = conn.run(command, hide=True, warn=True, timeout=timeout_s, in_stream=False, pty=False)
-        except Exception as exc:  # invoke's CommandTimedOut and channel errors
-            raise TransportError("%s: %r failed: %s" % (self.where, command, exc))
+            self.options.echo("%s$ %s%s" % (self.node.name, shown, "   (secret on stdin)" if stdin else ""))
+        result = self._exec(command, timeout_s, stdin)
         if check and result.exited != 0:
             raise TransportError("%s: %r exited %s: %s" % (self.where, command, result.exited,
                                                            (result.stderr or result.stdout).strip()[-300:]))
         return result
 
+    def _exec(self, command: str, timeout_s: float, stdin: bytes):
+        """One exec channel, read to EOF: a bare paramiko channel, not Fabric's runner (its IO threads poll
+        every 10 ms, which costs controller CPU on every node at once)."""
+        transport = self.connect().transport
+        try:
+            channel = transport.open_session(timeout=timeout_s)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError("%s: %r failed: %s" % (self.where, command, exc))
+        try:
+            channel.settimeout(timeout_s)
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            deadline = time.monotonic() + timeout_s
+            out = _read_to_eof(channel.recv, deadline)
+            err = _read_to_eof(channel.recv_stderr, deadline)  # buffered by paramiko meanwhile
+            status = channel.recv_exit_status()
+        except socket.timeout:
+            raise TransportError("%s: %r failed: no answer within %.0f s" % (self.where, command, timeout_s))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError("%s: %r failed: %s" % (self.where, command, exc))
+        finally:
+            channel.close()
+        return CommandResult(status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
     # -- node facts ---------------------------------------------------------------
     def python(self):
         return self.node.python or getattr(self, "_python", None) or "python3"
 
-    def check(self, clock=False, prepare=False):
-        """What a node offers: python3 version, tool versions (and with ``clock``, its clock offset).
-        With ``prepare``, the same command also creates the remote directories and hashes what deploy would
-        ship, so starting an agent costs two remote commands (probe, launch) plus uploads when needed.
-        Raises TransportError."""
-        facts = {"host_key_check": self.host_key_check}
-        probe = ("import sys, time, shutil, subprocess, json\n"
-                 "tools = {}\n"
-                 "for name, path in json.loads(sys.argv[1]).items():\n"
-                 "    found = shutil.which(path)\n"
-                 "    out = ''\n"
-                 "    if found:\n"
-                 "        try:\n"
-                 "            out = subprocess.run([found, '--version'], stdout=subprocess.PIPE,"
-                 " stderr=subprocess.STDOUT, timeout=10).stdout.decode('utf-8', 'replace')\n"
-                 "        except Exception as exc:\n"
-                 "            out = 'error: %s' % exc\n"
-                 "    tools[name] = {'path': found, 'version_output': out[:200]}\n"
-                 "import hashlib, os\n"
-                 "prep = json.loads(sys.argv[2])\n"
-                 "for d in prep['dirs']:\n"
-                 "    os.makedirs(d, exist_ok=True)\n"
-                 "hashes = {}\n"
-                 "for p in prep['hash']:\n"
-                 "    try:\n"
-                 "        hashes[p] = hashlib.sha256(open(p, 'rb').read()).hexdigest()\n"
-                 "    except OSError:\n"
-                 "        hashes[p] = 'missing'\n"
-                 "print(json.dumps({'python': list(sys.version_info[:3]), 'time': time.time(), 'tools': tools,"
-                 " 'hostname': __import__('socket').gethostname(), 'executable': sys.executable,"
-                 " 'hashes': hashes}))\n")
-        import json
-        tools = {"iperf3": self.tool_path("iperf3")}
-        prep = {"dirs": [], "hash": []}
-        if prepare:
-            paths = [item[3] for item in self.shipments()]
-            prep = {"dirs": sorted({posixpath.dirname(p) for p in paths} | {self.log_dir()}), "hash": paths}
+    def _probe(self, tools=(), expect=()):
+        """boot.py's facts, sent as source: needs no bundle on the node.  Returns (facts line, sent, arrived)."""
+        argv = [self.python(), "-I", "-S", "-c", agent_bundle.boot_source(), "--probe"]
+        for path, digest in expect:
+            argv += ["--expect", "%s=%s" % (path, digest)]
+        for name, path in tools:
+            argv += ["--tool", "%s=%s" % (name, path)]
         started = time.time()
-        result = self.run([self.python(), "-I", "-c", probe, json.dumps(tools), json.dumps(prep)], check=False)
+        result = self.run(argv, check=False)
         arrived = time.time()
-        facts["rtt_s"] = round(arrived - started, 4)
-        if result.exited != 0:
-            text = (result.stderr or result.stdout).strip()
-            if result.exited == 127 or "not found" in text:
-                raise TransportError("%s: %s not found; install python3 (3.9 or newer) on the node or set "
-                                     "the inventory key python" % (self.where, self.python()))
-            raise TransportError("%s: python3 probe failed: %s" % (self.where, text[-300:]))
-        data = json.loads(result.stdout.strip().splitlines()[-1])
+        data = _facts_line(result.stdout)
+        if data is None:
+            self._no_python(result)
+            raise TransportError("%s: python3 probe failed: %s" % (self.where, (result.stderr or result.stdout)
+                                                                   .strip()[-300:]))
+        return data, started, arrived
+
+    def _no_python(self, result):
+        text = (result.stderr or result.stdout).strip()
+        if result.exited == 127 or "not found" in text:
+            raise TransportError("%s: %s not found; install python3 (3.9 or newer) on the node or set "
+                                 "the inventory key python" % (self.where, self.python()))
+
+    def check(self, clock=False):
+        """What a node offers: python3 version, tool versions (and with ``clock``, its clock offset), from one
+        remote command.  Raises TransportError."""
+        data, started, arrived = self._probe(tools=[("iperf3", self.tool_path("iperf3"))])
+        return self._facts(data, started, arrived, clock)
+
+    def _facts(self, data, started, arrived, clock):
+        """boot.py's facts line as the node's facts; raises TransportError if its python is too old."""
+        from ..tools import get_tool
+        facts = {"host_key_check": self.host_key_check, "rtt_s": round(arrived - started, 4)}
         facts["python"] = ".".join(str(p) for p in data["python"])
         if tuple(data["python"][:2]) < (3, 9):
             raise TransportError("%s: python %s is too old; the agent needs 3.9 or newer" % (self.where,
                                                                                           facts["python"]))
         facts["hostname"] = data["hostname"]
-        self._prepared.update(data.get("hashes") or {})
-        self._prepared_dirs.update(prep["dirs"])
         # The node read its clock as the probe ended: compare with when the answer arrived (biased by the
         # return latency only, milliseconds). Runs measure it precisely with agent.ping.
         facts["clock_offset_s"] = round(data["time"] - arrived, 4) if clock else None
         if data.get("executable") and not self.node.python:
             # Later commands run the real interpreter, not a wrapper found on PATH (pyenv shims cost 0.1 s each).
             self._python = data["executable"]
-        from ..tools import get_tool
         facts["tools"] = {}
         for name, info in data["tools"].items():
             version = get_tool(name).parse_version(info["version_output"]) if info["path"] else None
             facts["tools"][name] = {"path": info["path"], "version": version,
                                     "error": None if version else (
                                         "%s not found on the node; install it (Debian: apt-get install %s) or "
-                                        "upload one with --local-%s" % (tools[name], name, name)
+                                        "upload one with --local-%s" % (self.tool_path(name), name, name)
                                         if not info["path"] else "%s does not look like %s" % (info["path"], name))}
         return facts
 
@@ -286,80 +294,87 @@ class SshNode:
         return posixpath.join(self.options.remote_dir, "logs")
 
     def deploy(self):
-        """Ship the agent (and --local-TOOL binaries) into the remote dir; a second deploy transfers nothing."""
-        return {name: self._ship(data, sha256, path, mode) for name, data, sha256, path, mode in self.shipments()}
+        """Ship the agent (and --local-TOOL binaries) into the remote dir; a second deploy transfers nothing.
+        One remote command compares the hashes; SFTP uploads what differs."""
+        items = self.shipments()
+        data, _, _ = self._probe(expect=[(item[3], item[2]) for item in items])
+        return self._upload(items, set(data["deploy"]))
 
-    def _ship(self, data, sha256, remote_path, mode):
-        present = self._prepared.get(remote_path)  # learnt by check(prepare=True): no round trip
-        if present is None:
-            check = ("import hashlib, os, sys\n"
-                     "os.makedirs(os.path.dirname(sys.argv[1]) or '.', exist_ok=True)\n"
-                     "try:\n"
-                     "    print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())\n"
-                     "except OSError:\n"
-                     "    print('missing')\n")
-            present = self.run([self.python(), "-I", "-c", check, remote_path]).stdout.strip()
-        if present == sha256:
-            return {"path": remote_path, "transferred_bytes": 0, "sha256": sha256}
-        # Unique per upload: nodes may share a home directory (NFS), and all uploads of a run share one pid.
-        tmp = "%s.tmp-%s-%s" % (remote_path, self.node.name, os.urandom(4).hex())
-        if self.options.echo:
-            self.options.echo("%s: sftp put %d bytes -> %s" % (self.node.name, len(data), remote_path))
-        try:
-            sftp = self.connect().sftp()
-            sftp.putfo(io.BytesIO(data), tmp)
-            sftp.chmod(tmp, mode)
-            sftp.posix_rename(tmp, remote_path)
-        except (OSError, paramiko.SSHException) as exc:
-            raise TransportError("%s: uploading %s failed: %s" % (self.where, remote_path, exc))
-        return {"path": remote_path, "transferred_bytes": len(data), "sha256": sha256}
+    def _upload(self, items, needed):
+        """Upload the shipments whose remote path is in ``needed`` over one SFTP session (which creates the
+        directories: no remote command); returns {name: {path, transferred_bytes, sha256}}."""
+        shipped, sftp = {}, None
+        for name, data, sha256, remote_path, mode in items:
+            shipped[name] = {"path": remote_path, "transferred_bytes": 0, "sha256": sha256}
+            if remote_path not in needed:
+                continue
+            # Unique per upload: nodes may share a home directory (NFS), and all uploads of a run share one pid.
+            tmp = "%s.tmp-%s-%s" % (remote_path, self.node.name, os.urandom(4).hex())
+            if self.options.echo:
+                self.options.echo("%s: sftp put %d bytes -> %s" % (self.node.name, len(data), remote_path))
+            try:
+                sftp = sftp or self.connect().sftp()  # one session for every file
+                _sftp_makedirs(sftp, posixpath.dirname(remote_path))
+                sftp.putfo(io.BytesIO(data), tmp)
+                sftp.chmod(tmp, mode)
+                sftp.posix_rename(tmp, remote_path)
+            except (OSError, paramiko.SSHException) as exc:
+                raise TransportError("%s: uploading %s failed: %s" % (self.where, remote_path, exc))
+            shipped[name]["transferred_bytes"] = len(data)
+        return shipped  # the SFTP session stays open: Fabric keeps it for the connection (the log fetch)
 
     # -- the agent ----------------------------------------------------------------
     def launch_agent(self, secret, lease_s, run_id):
-        """Deploy, then start the agent as a daemon on the node's loopback; returns its ready line (port, pid)."""
+        """Start the agent as a daemon on the node's loopback, in one remote command (agent/boot.py checks the
+        node and the shipped files first); uploads and tries once more when something is missing or outdated.
+        Returns its ready line (port, pid) with the node's facts and what was uploaded."""
         import json
-        deployed = self.deploy()
+        items = self.shipments()
         log_path = posixpath.join(self.log_dir(), "agent-%s-%s.log" % (run_id, self.node.name))
-        if self.log_dir() not in self._prepared_dirs:
-            self.run(["mkdir", "-p", self.log_dir()])
-        argv = [self.python(), "-I", deployed["agent"]["path"], "--node", self.node.name, "--listen", "127.0.0.1",
-                "--lease", "%g" % lease_s, "--daemon", "--log", log_path]
+        argv = [self.python(), "-I", "-S", items[0][3]]
+        for _, _, sha256, remote_path, _ in items:
+            argv += ["--expect", "%s=%s" % (remote_path, sha256)]
+        argv += ["--node", self.node.name, "--listen", "127.0.0.1", "--lease", "%g" % lease_s, "--daemon",
+                 "--log", log_path]
+        local = {item[0]: item[3] for item in items[1:]}
         for tool in ("iperf3",):
-            path = deployed[tool]["path"] if tool in deployed else self.tool_path(tool)
-            argv += ["--tool", "%s=%s" % (tool, path)]
+            argv += ["--tool", "%s=%s" % (tool, local.get(tool) or self.tool_path(tool))]
         argv += list(limit_args(self.node))
-        command = " ".join(shlex.quote(a) for a in argv)
-        if self.options.echo:
-            self.options.echo("%s$ %s   (secret on stdin)" % (self.node.name, command))
-        channel = self.connect().transport.open_session(timeout=START_TIMEOUT_S)
+        deployed = self._upload(items, set())
+        for attempt in range(2):  # the second only after an upload
+            started = time.time()
+            result = self.run(argv, timeout_s=START_TIMEOUT_S, check=False, stdin=(secret + "\n").encode("ascii"))
+            arrived = time.time()
+            data = _facts_line(result.stdout)
+            if data is None:
+                self._no_python(result)
+            if attempt == 0 and (data is None or result.exited == NEEDS_UPLOAD):
+                # No facts: the bundle is missing (python cannot open it) or broken; else boot named the files.
+                deployed = self._upload(items, {item[3] for item in items} if data is None else set(data["deploy"]))
+                continue
+            break
+        if data is None:
+            raise TransportError("%s: the agent did not start (exit %s): %s" % (
+                self.where, result.exited, (result.stderr or result.stdout).strip()[-300:]))
+        facts = self._facts(data, started, arrived, clock=False)
+        if result.exited == NEEDS_UPLOAD:
+            raise TransportError("%s: %s still missing or different on the node after the upload" % (
+                self.where, ", ".join(data["deploy"])))
+        if result.exited == CANNOT_RUN:
+            errors = [t["error"] for t in facts["tools"].values() if t["error"]]
+            raise TransportError("%s: %s" % (self.where, "; ".join(errors) or "the node cannot run the agent"))
+        if result.exited != 0:
+            raise TransportError("%s: the agent did not start (exit %s): %s" % (self.where, result.exited,
+                                                                               result.stderr.strip()[-300:]))
         try:
-            channel.settimeout(START_TIMEOUT_S)
-            channel.exec_command(command)
-            channel.sendall((secret + "\n").encode("ascii"))  # on stdin: never in a process list
-            channel.shutdown_write()
-            output = b""
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while time.monotonic() < deadline:
-                chunk = channel.recv(4096)
-                if not chunk:
-                    break
-                output += chunk
-            errors = channel.recv_stderr(4096).decode("utf-8", "replace").strip()
-            status = channel.recv_exit_status()
-        except socket.timeout:
-            raise TransportError("%s: the agent did not report ready within %.0f s" % (self.where, START_TIMEOUT_S))
-        finally:
-            channel.close()
-        if status != 0:
-            raise TransportError("%s: the agent did not start (exit %s): %s" % (self.where, status, errors[-300:]))
-        try:
-            ready = json.loads(output.decode("utf-8").strip().splitlines()[-1])
+            ready = json.loads(result.stdout.strip().splitlines()[-1])
             int(ready["port"])
             self.agent_pid = int(ready["pid"])
         except (ValueError, KeyError, IndexError):
-            raise TransportError("%s: the agent's ready line is malformed: %r" % (self.where, output[:200]))
+            raise TransportError("%s: the agent's ready line is malformed: %r" % (self.where, result.stdout[-200:]))
         ready["deploy"] = deployed
         ready["log"] = log_path
+        ready["facts"] = facts
         return ready
 
     def channel_connector(self, port):
@@ -488,6 +503,44 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
     if agent and any(args[i:i + 2] == want for i in range(len(args))):
         print(pid)
 """
+
+
+def _read_to_eof(recv, deadline):
+    data = b""
+    while time.monotonic() < deadline:  # recv itself times out (channel timeout); this bounds the total
+        chunk = recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    raise socket.timeout()
+
+
+def _facts_line(stdout):
+    """boot.py's facts line in a command's output, or None."""
+    import json
+    for line in stdout.splitlines():
+        if line.startswith('{"meshperf_boot"'):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
+def _sftp_makedirs(sftp, path):
+    """``mkdir -p`` over SFTP (relative paths start in the home directory, as commands do)."""
+    parts = [p for p in path.split("/") if p]
+    for depth in range(1, len(parts) + 1):
+        prefix = ("/" if path.startswith("/") else "") + "/".join(parts[:depth])
+        try:
+            sftp.stat(prefix)
+            continue
+        except FileNotFoundError:
+            pass
+        try:
+            sftp.mkdir(prefix)
+        except OSError:
+            sftp.stat(prefix)  # created meanwhile by a node sharing this home directory: fine; else it raises
 
 
 def _explain(exc, node):

@@ -1,0 +1,148 @@
+"""What a node runs first: one command checks the node, verifies what deploy shipped and starts the agent.
+
+``python3 -I -S agent.pyz --expect PATH=SHA256 ... AGENT-OPTIONS`` (the bundle's ``__main__``) prints one
+JSON line of facts: python version and interpreter, each ``--tool``'s path and ``--version`` output,
+hostname, clock, and which expected files are missing or differ.  Then, if the node can run the agent and
+every expected file is in place, it creates the log directory and runs the agent in this same process
+(its ready line follows).  Otherwise it exits with ``NEEDS_UPLOAD`` (upload the files, then try again)
+or ``CANNOT_RUN`` (python too old, a tool missing: the facts say which).
+
+``--probe`` prints the facts only.  ``meshperf check`` and ``deploy`` send this file's source as
+``python3 -I -S -c SOURCE --probe ...``, so a node needs no bundle to be checked.
+
+Why one command: every remote command pays the node's login shell and interpreter start-up
+(docs/performance.md).  Why ``-S``: site's ``.pth`` hooks can cost tens of ms per start; only the
+site-packages directories are added back, for psutil.  The syntax stays old enough for an old python3
+to report its version instead of a SyntaxError.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+MIN_PYTHON = (3, 9)
+NEEDS_UPLOAD = 3
+CANNOT_RUN = 4
+VERSION_TIMEOUT_S = 10
+
+
+def split_args(argv):
+    """(expected files as [(path, sha256)], probe only?, the agent's own arguments)."""
+    expect, probe, rest = [], False, []
+    args = iter(argv)
+    for arg in args:  # bounded: each step consumes at least one argument
+        if arg == "--expect":
+            path, _, digest = next(args, "").rpartition("=")
+            expect.append((path, digest))
+        elif arg == "--probe":
+            probe = True
+        else:
+            rest.append(arg)
+    return expect, probe, rest
+
+
+def option_values(argv, name):
+    """Every value of ``name VALUE`` in the agent's arguments (the controller writes them this way)."""
+    return [argv[i + 1] for i in range(len(argv) - 1) if argv[i] == name]
+
+
+def sha256_of(path):
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def probe_tool(path):
+    found = shutil.which(path)
+    out = ""
+    if found:
+        try:  # stdin is the controller's channel (the secret): the tool gets none of it
+            out = subprocess.run([found, "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, timeout=VERSION_TIMEOUT_S).stdout.decode("utf-8", "replace")
+        except Exception as exc:  # a tool that does not run is a fact to report, not a crash
+            out = "error: %s" % exc
+    return {"path": found, "version_output": out[:200]}
+
+
+def facts(tools, expect):
+    data = {"meshperf_boot": 1, "python": list(sys.version_info[:3]), "executable": sys.executable,
+            "hostname": socket.gethostname(),
+            "tools": dict((name, probe_tool(path)) for name, path in tools),
+            "deploy": [path for path, digest in expect if sha256_of(path) != digest]}
+    data["time"] = time.time()  # last: the controller compares it with when the line arrives
+    return data
+
+
+def tools_usable(data):
+    from pytest_meshperf.tools import get_tool
+    for name, info in data["tools"].items():
+        if not info["path"] or get_tool(name).parse_version(info["version_output"]) is None:
+            return False
+    return True
+
+
+def lib_dir(bundle_path, digest):
+    """Where the bundle's bytecode-cached copy lives: named after its content (bundle._MAIN looks there)."""
+    return os.path.join(os.path.dirname(bundle_path), "lib-" + digest[:16])
+
+
+def unpack(bundle_path, digest):
+    """A plain copy of the bundle, compiled: later starts import it ~30 ms faster than the zip, whose modules
+    are compiled again on every start.  Nodes sharing a home directory race harmlessly: one rename wins."""
+    lib = lib_dir(bundle_path, digest)
+    if os.path.isdir(lib):
+        return
+    import compileall
+    import zipfile
+    tmp = "%s.tmp-%s-%d" % (lib, socket.gethostname(), os.getpid())
+    try:
+        with zipfile.ZipFile(bundle_path) as archive:
+            archive.extractall(tmp)
+        compileall.compile_dir(tmp, quiet=2)
+        os.rename(tmp, lib)
+    except (OSError, zipfile.BadZipFile):  # someone else's rename won, or no room: the zip works as it is
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def add_site_packages():
+    """Run with -S: make site-packages importable (psutil) without running site's .pth hooks."""
+    import site
+    for path in site.getsitepackages():
+        if path not in sys.path and os.path.isdir(path):
+            sys.path.append(path)
+
+
+def main(argv=None):
+    expect, probe, agent_argv = split_args(sys.argv[1:] if argv is None else argv)
+    tools = [value.partition("=")[::2] for value in option_values(agent_argv, "--tool")]
+    data = facts(tools, expect)
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()  # before the agent forks: the line must not be written twice
+    if probe:
+        return 0
+    if tuple(data["python"][:2]) < MIN_PYTHON:
+        return CANNOT_RUN
+    if data["deploy"]:
+        return NEEDS_UPLOAD
+    if not tools_usable(data):
+        return CANNOT_RUN
+    for log in option_values(agent_argv, "--log"):
+        os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+    bundle = dict(expect).get(sys.argv[0]) if argv is None else None
+    if bundle:
+        unpack(sys.argv[0], bundle)  # verified above: its hash is the expected one
+    if sys.flags.no_site:
+        add_site_packages()
+    from pytest_meshperf.agent.__main__ import main as agent_main
+    return agent_main(agent_argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
