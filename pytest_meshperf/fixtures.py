@@ -8,6 +8,19 @@ from .runner import measure_pair
 
 SESSION_KEY = pytest.StashKey()
 SPEC_KEY = pytest.StashKey()
+GROUP_KEY = pytest.StashKey()
+
+
+def assign_groups(items):
+    """burst/incast: each mesh item learns its group, the selected pairs of the same test (and their node ids)."""
+    groups = {}
+    for item in items:
+        if SPEC_KEY in item.stash and "mesh_pair" in item.callspec.params:
+            pair = item.callspec.params["mesh_pair"]
+            members, nodeids = groups.setdefault(item.stash[SPEC_KEY].key, ([], {}))
+            members.append(pair)
+            nodeids[pair.id] = item.nodeid
+            item.stash[GROUP_KEY] = (members, nodeids)
 
 
 @pytest.fixture
@@ -43,8 +56,12 @@ class Measure:
             reason = session.unreachable(pair)
             if reason:
                 pytest.skip("unreachable: %s" % reason)
-        result = measure_pair(session.pool, pair, params, key, item.nodeid, session.schedule,
-                              holder="%s %s" % (session.writer, item.nodeid))
+        holder = "%s %s" % (session.writer, item.nodeid)
+        if session.groups is not None:
+            members, nodeids = item.stash[GROUP_KEY]
+            result = session.groups.measurement(members, pair, params, key, nodeids, holder)
+        else:
+            result = measure_pair(session.pool, pair, params, key, item.nodeid, session.schedule.kind, holder)
         failed = judge(result, thresholds)
         record = result.to_record()
         record["name"] = self._spec.name

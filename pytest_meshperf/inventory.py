@@ -77,6 +77,8 @@ HOST_KEYS = (
     "iperf3",
     "max_send",
     "max_recv",
+    "max_processes",
+    "ports",
     "labels",
 )
 #: Values of ``host_key_check``: verify against known_hosts (default), add unknown
@@ -86,7 +88,7 @@ HOST_KEY_CHECKS = ("yes", "accept-new", "off")
 REQUIRED_HOST_KEYS = ("name", "address")
 #: Keys for which an explicit ``null`` means "not set".
 OPTIONAL_HOST_KEYS = ("data_address", "ssh_user", "ssh_port", "ssh_key", "ssh_jump", "host_key_check", "python",
-                      "iperf3", "max_send", "max_recv", "labels")
+                      "iperf3", "max_send", "max_recv", "max_processes", "ports", "labels")
 #: Top-level keys of a hosts.yaml file.
 TOP_KEYS = ("defaults", "hosts")
 
@@ -299,6 +301,31 @@ def _check_limit(value: Any, key: str) -> _Problem:
     return None
 
 
+def _check_max_processes(value: Any) -> _Problem:
+    fix = "give how many tool processes the node may run at once, 1 to 4096, e.g. max_processes: 32"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"expected an integer, got {_kind(value)}", fix
+    if not 1 <= value <= 4096:
+        return f"{value} is outside 1..4096", fix
+    return None
+
+
+_PORTS = re.compile(r"^([0-9]{1,5})-([0-9]{1,5})$")
+
+
+def _check_ports(value: Any) -> _Problem:
+    fix = "give the tool servers' port range as LOW-HIGH within 1024-65535, e.g. ports: 5201-5299"
+    if not isinstance(value, str):
+        return f"expected a range such as 5201-5299, got {_kind(value)}", fix
+    match = _PORTS.match(value)
+    if not match:
+        return f"{value!r} is not a LOW-HIGH port range", fix
+    low, high = int(match.group(1)), int(match.group(2))
+    if not 1024 <= low <= high <= 65535:
+        return f"{value!r} is not an ascending range within 1024-65535", fix
+    return None
+
+
 def _check_program(value: Any) -> _Problem:
     fix = "give a program name or an absolute path on the node, e.g. iperf3: /usr/bin/iperf3"
     problem = _check_string(value, "iperf3", "/usr/bin/iperf3")
@@ -326,6 +353,8 @@ _VALUE_CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "iperf3": _check_program,
     "max_send": lambda value: _check_limit(value, "max_send"),
     "max_recv": lambda value: _check_limit(value, "max_recv"),
+    "max_processes": _check_max_processes,
+    "ports": _check_ports,
 }
 assert set(_VALUE_CHECKS) | {"labels"} == set(HOST_KEYS)
 
@@ -406,6 +435,8 @@ class Node:
     iperf3: str | None = None
     max_send: int | None = None
     max_recv: int | None = None
+    max_processes: int | None = None
+    ports: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -463,6 +494,8 @@ class Node:
             "iperf3": self.iperf3,
             "max_send": self.max_send,
             "max_recv": self.max_recv,
+            "max_processes": self.max_processes,
+            "ports": self.ports,
             "labels": dict(self.labels),
         }
 

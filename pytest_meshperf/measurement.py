@@ -43,7 +43,8 @@ class Instance:
     command: str
     metrics: Dict[str, float]
     raw: Any                         # the client's complete tool output (iperf3 JSON)
-    server: Dict[str, Any] = field(default_factory=dict)   # server pid, port, command, raw output
+    server: Dict[str, Any] = field(default_factory=dict)   # server pid, port, command, core, raw output
+    cpu: Optional[int] = None        # the core the client was pinned to (None: not pinned)
 
 
 @dataclass
@@ -63,6 +64,9 @@ class Measurement:
     round: Optional[int] = None
     started: Optional[float] = None
     finished: Optional[float] = None
+    node_load: Dict[str, Any] = field(default_factory=dict)   # "src"/"dst": the node's CPU and memory meanwhile
+    warnings: List[str] = field(default_factory=list)         # e.g. a CPU-bound sender: trust the figure less
+    group: Optional[Dict[str, Any]] = None                    # burst/incast: the flows started together, skew
 
     @property
     def pair(self) -> str:
@@ -89,6 +93,8 @@ class Measurement:
         record = asdict(self)
         record["started"], record["finished"] = iso(self.started), iso(self.finished)
         record["metrics"] = finite(record["metrics"])
+        if record["group"]:
+            record["group"]["start_at"] = iso(record["group"]["start_at"])
         for inst in record["instances"]:
             inst["start"], inst["end"] = iso(inst["start"]), iso(inst["end"])
             inst["metrics"] = finite(inst["metrics"])
@@ -104,6 +110,24 @@ def iso(epoch: Optional[float]) -> Optional[str]:
     if epoch is None:
         return None
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+CPU_BOUND_FRACTION = 0.5   # a core saturated in at least this share of the samples: CPU-bound
+
+
+def cpu_bound_warnings(result: "Measurement") -> List[str]:
+    """Why this measurement may have measured a CPU rather than the network (from the agents' monitoring)."""
+    warnings = []
+    for end, name, node in (("src", "sender", result.src), ("dst", "receiver", result.dst)):
+        load = result.node_load.get(end) or {}
+        fraction = load.get("saturated_fraction")
+        if fraction is not None and fraction >= CPU_BOUND_FRACTION:
+            warnings.append("%s %s was CPU-bound: core %s at %.0f%% on average (peak %.0f%%, softirq peak %.0f%%), "
+                            "a core saturated in %.0f%% of the samples; this measured the CPU, not the network"
+                            % (name, node, load.get("busiest_core"), load.get("busiest_core_mean_percent") or 0,
+                               load.get("core_busy_peak_percent") or 0, load.get("softirq_peak_percent") or 0,
+                               100 * fraction))
+    return warnings
 
 
 def judge(result: "Measurement", thresholds) -> List[str]:

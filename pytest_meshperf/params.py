@@ -33,11 +33,13 @@ class Params:
     congestion: Optional[str] = None
     zerocopy: bool = False
     connect_timeout_ms: Optional[int] = None
+    instances: Any = 1          # tool processes per pair, each pinned to its own core; or "auto"
 
     def tool_params(self):
-        """The canonical parameters the agent's tool module takes."""
+        """The canonical parameters the agent's tool module takes (per process)."""
         values = dataclasses.asdict(self)
         values.pop("tool")
+        values.pop("instances")
         return values
 
     def to_dict(self):
@@ -116,6 +118,20 @@ def _bitrate(key, value, origin):
     return None if value is None else _quantity(key, value, origin, "rate")
 
 
+MAX_INSTANCES = 64
+
+
+def _instances(key, value, origin):
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INSTANCES:
+        raise ParameterError("%s: instances=%r: expected auto (sized from the cores free on both ends) or a whole "
+                             "number from 1 to %d" % (origin, value, MAX_INSTANCES))
+    return value
+
+
 def _connect_timeout(key, value, origin):
     return int(round(_seconds(key, value, origin) * 1000))
 
@@ -135,6 +151,7 @@ KEYS = {
     "congestion": ("congestion", _congestion),
     "zerocopy": ("zerocopy", _bool),
     "connect_timeout": ("connect_timeout_ms", _connect_timeout),
+    "instances": ("instances", _instances),
 }
 
 

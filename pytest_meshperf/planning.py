@@ -10,13 +10,53 @@ order comes from the schedule, and every pytest-xdist worker reproduces it:
   order run whole rounds side by side; the agents' send/receive leases keep
   measurements apart even when xdist hands tests out in another order.
 - ``sequential``: the same order, one measurement at a time in the whole cluster.
+- ``burst``: every pair of a test at once, with a synchronized start (burst.py):
+  the whole fabric loaded, each pair test asserting on its share.
+- ``incast:NODE``: every other node sends to NODE at once (burst.py as well).
 """
 
-from typing import List
+from dataclasses import dataclass
+from typing import List, Optional
 
+from .errors import UsageError
 from .measurement import Pair
 
-SCHEDULES = ("rounds", "sequential")
+SCHEDULES = ("rounds", "sequential", "burst", "incast:NODE")
+GROUPED = ("burst", "incast")   # schedules whose pairs run together, started at one moment
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str                      # rounds | sequential | burst | incast
+    target: Optional[str] = None   # incast: the receiving node
+
+    @property
+    def grouped(self) -> bool:
+        return self.kind in GROUPED
+
+    def __str__(self):
+        return "%s:%s" % (self.kind, self.target) if self.target else self.kind
+
+
+def parse_schedule(text: str, cluster) -> Schedule:
+    """``--mesh-schedule``'s value, checked against the cluster; UsageError with the fix otherwise."""
+    text = (text or "rounds").strip()
+    kind, sep, target = text.partition(":")
+    if kind in ("rounds", "sequential", "burst") and not sep:
+        return Schedule(kind)
+    names = [node.name for node in cluster.nodes]
+    if kind == "incast":
+        if not target:
+            raise UsageError("--mesh-schedule incast: name the receiving node, e.g. incast:%s" % names[0])
+        node = next((n for n in cluster.nodes if n.name == target), None)
+        if node is None:
+            raise UsageError("--mesh-schedule %s: no node %r in the cluster; its nodes: %s"
+                             % (text, target, ", ".join(names)))
+        if not node.can_receive:
+            raise UsageError("--mesh-schedule %s: node %r has role %s and does not receive; choose a node with "
+                             "role server or both" % (text, target, node.role))
+        return Schedule("incast", target)
+    raise UsageError("--mesh-schedule %r: choose one of %s" % (text, ", ".join(SCHEDULES)))
 
 
 def mesh_pairs(cluster) -> List[Pair]:
@@ -28,6 +68,14 @@ def mesh_pairs(cluster) -> List[Pair]:
             dst = nodes[(i + shift) % count]
             if src.can_send and dst.can_receive:
                 pairs.append(Pair(src, dst, round=shift))
+    return pairs
+
+
+def plan_pairs(cluster, schedule: Schedule) -> List[Pair]:
+    """The pairs the schedule measures, in its order (incast: only the pairs into its target)."""
+    pairs = mesh_pairs(cluster)
+    if schedule.kind == "incast":
+        pairs = [pair for pair in pairs if pair.dst.name == schedule.target]
     return pairs
 
 

@@ -6,11 +6,12 @@ import pytest
 
 from .errors import MeasurementError, MeshperfError, UsageError
 from .inventory import HOST_KEY_CHECKS
-from .fixtures import SESSION_KEY, SPEC_KEY, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
+from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
 
 PROGRESS_KEY = pytest.StashKey()
-from .planning import SCHEDULES, mesh_pairs
+from .planning import SCHEDULES, plan_pairs
 from .reports.progress import Progress
+from .scheduling import make_scheduler
 from .reports.terminal import write_summary
 from .session import MeshSession
 from .testspec import MARK, spec_for_item
@@ -33,14 +34,19 @@ def pytest_addoption(parser):
                     help="parallel streams per measurement (iperf3 -P) for every test")
     group.addoption("--mesh-omit", dest="meshperf_omit", metavar="TIME",
                     help="whole seconds of slow start to omit from results (iperf3 -O) for every test")
+    group.addoption("--mesh-instances", dest="meshperf_instances", metavar="N|auto",
+                    help="tool processes per pair for every test, each pinned to its own core; auto sizes them from "
+                         "the cores free on both ends (default 1; pair metrics sum them)")
     group.addoption("--mesh-bitrate", dest="meshperf_bitrate", metavar="RATE",
                     help="target bitrate for every test, e.g. 100Mbit/s (iperf3 -b)")
     group.addoption("--mesh-lease", dest="meshperf_lease", type=float, default=60.0, metavar="SECONDS",
                     help="agents stop everything and exit after this long without word from pytest (default: 60)")
-    group.addoption("--mesh-schedule", dest="meshperf_schedule", choices=SCHEDULES, default="rounds",
+    group.addoption("--mesh-schedule", dest="meshperf_schedule", default="rounds", metavar="|".join(SCHEDULES),
                     help="how measurements share the cluster: rounds (default: pairs in rounds of disjoint pairs; "
-                         "a node never sends or receives twice at once, also under -n) or sequential (one "
-                         "measurement at a time in the whole cluster)")
+                         "a node never sends or receives twice at once, also under -n), sequential (one "
+                         "measurement at a time in the whole cluster), burst (every pair of a test at once, from "
+                         "one synchronized start: the whole fabric loaded) or incast:NODE (every other node sends "
+                         "to NODE at once)")
     group.addoption("--mesh-progress", dest="meshperf_progress", type=float, default=10.0, metavar="SECONDS",
                     help="write a progress line (pairs done, failures, elapsed, ETA) at most every SECONDS "
                          "(default 10; 0: after every measurement; -1: never)")
@@ -85,10 +91,12 @@ def pytest_configure(config):
 
 def pytest_generate_tests(metafunc):
     if "mesh_pair" in metafunc.fixturenames:
-        pairs = mesh_pairs(metafunc.config.stash[SESSION_KEY].cluster)
+        session = metafunc.config.stash[SESSION_KEY]
+        pairs = plan_pairs(session.cluster, session.schedule)
         metafunc.parametrize("mesh_pair", pairs, ids=[pair.id for pair in pairs])
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: a burst group is the pairs that will run
 def pytest_collection_modifyitems(session, config, items):
     if SESSION_KEY not in config.stash:
         return
@@ -101,6 +109,8 @@ def pytest_collection_modifyitems(session, config, items):
                 item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir)
             except UsageError as exc:
                 raise pytest.UsageError(str(exc))
+    if config.stash[SESSION_KEY].schedule.grouped:
+        assign_groups(items)
     if not hasattr(config, "workerinput") and mesh_items:
         config.stash[PROGRESS_KEY] = Progress(mesh_items, config.option.meshperf_progress)
 
@@ -112,6 +122,15 @@ def pytest_configure_node(node):
     node.workerinput["meshperf"] = {"run_id": session.run_dir.run_id, "out_dir": session.run_dir.out_dir,
                                     "secret": session.secret, "started": session.started,
                                     "testbed": session.testbed_paths() if session.testbed else None}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """-n with xdist's default distribution: hand out pair tests by source node (scheduling.py)."""
+    mesh = config.stash.get(SESSION_KEY, None)
+    if mesh is None or config.option.dist != "load":
+        return None
+    return make_scheduler(config, log, [node.name for node in mesh.cluster.nodes])
 
 
 @pytest.hookimpl(optionalhook=True)

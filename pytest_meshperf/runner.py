@@ -7,10 +7,12 @@ Anything that prevents a result raises MeasurementError with the tool's own word
 """
 
 import time
-from typing import List, Tuple
+from dataclasses import dataclass
+from typing import List
 
 from .errors import AgentError, MeasurementError
-from .measurement import STATUS_ERROR, Instance, Measurement, combine_metrics
+from .measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings
+from .params import MAX_INSTANCES
 from .tools import get_tool
 from .tools.iperf3 import ToolFailure
 
@@ -33,36 +35,64 @@ def measure_pair(get_pool, pair, params, test, nodeid, schedule="rounds", holder
     result = Measurement(src=pair.src.name, dst=pair.dst.name, test=test, nodeid=nodeid, tool=params.tool,
                          params=params.to_dict(), round=pair.round, started=time.time())
     try:
-        result.instances, result.tool_version = run_measurement(get_pool(), pair, params, schedule, holder)
+        result.instances, result.tool_version, result.node_load = run_measurement(get_pool(), pair, params,
+                                                                                  schedule, holder)
         result.metrics = combine_metrics([inst.metrics for inst in result.instances])
+        result.warnings = cpu_bound_warnings(result)
     except (MeasurementError, AgentError) as exc:
         result.status, result.error = STATUS_ERROR, str(exc)
     result.finished = time.time()
     return result
 
 
-def run_measurement(pool, pair, params, schedule="rounds", holder="") -> Tuple[List[Instance], str]:
-    """One instance per pair for now; returns (instances, tool version).
+def run_measurement(pool, pair, params, schedule="rounds", holder=""):
+    """Returns (instances, tool version, node load by end).
 
     Both ends bind to their data address: nodes sharing one network stack (the
     local cluster) stay distinct flows, and remote nodes use their data network.
     The source's send lease and the destination's receive lease are held for the
-    whole measurement (with ``sequential``, the cluster lease too).
+    whole measurement (with ``sequential``, the cluster lease too); with several
+    instances they also reserve the cores the instances are pinned to.
     """
     module = get_tool(params.tool)
     try:
         src, dst = pool.client(pair.src.name), pool.client(pair.dst.name)
     except AgentError as exc:
-        raise MeasurementError(_reason(exc))
+        raise MeasurementError(reason(exc))
     timeout_s = client_timeout_s(module, params)
-    leases = take_leases(pool, pair, schedule, timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S, holder or pair.id)
+    wanted = 0 if params.instances == 1 else (MAX_INSTANCES if params.instances == "auto" else params.instances)
+    leases = take_leases(pool, pair, schedule, timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S, holder or pair.id,
+                         cores=wanted)
     try:
-        return _measure(module, src, dst, pool, pair, params, timeout_s)
+        return _measure(module, src, dst, pool, pair, params, timeout_s, instance_pins(params.instances, leases))
     finally:
         release_leases(pool, leases)
 
 
-def take_leases(pool, pair, schedule, ttl_s, holder, wait_s=None):
+def instance_pins(instances, leases):
+    """[(client core, server core)] per instance, from the cores the send and receive leases reserved.
+
+    ``auto``: as many instances as both ends have free cores (at least one); a number:
+    that many, sharing the reserved cores round-robin (unpinned if none was free).
+    """
+    src_cores = next((lease.cores for lease in leases if lease.role == "send"), [])
+    dst_cores = next((lease.cores for lease in leases if lease.role == "recv"), [])
+    if instances == 1:
+        return [(None, None)]
+    count = max(1, min(len(src_cores), len(dst_cores))) if instances == "auto" else instances
+    return [(src_cores[i % len(src_cores)] if src_cores else None,
+             dst_cores[i % len(dst_cores)] if dst_cores else None) for i in range(count)]
+
+
+@dataclass
+class HeldLease:
+    node: str
+    role: str
+    id: str
+    cores: List[int]
+
+
+def take_leases(pool, pair, schedule, ttl_s, holder, wait_s=None, cores=0):
     """Hold-none-while-waiting: take every lease or none, back off, retry; bounded by ``wait_s``."""
     wanted = [(pair.src.name, "send"), (pair.dst.name, "recv")]
     if schedule == "sequential":
@@ -73,16 +103,17 @@ def take_leases(pool, pair, schedule, ttl_s, holder, wait_s=None):
         held = []
         try:
             for node, role in wanted:
-                answer = pool.client(node).call("lease.acquire", {"role": role, "holder": holder, "ttl_s": ttl_s})
+                answer = pool.client(node).call("lease.acquire", {
+                    "role": role, "holder": holder, "ttl_s": ttl_s, "cores": 0 if role == "cluster" else cores})
                 if not answer["granted"]:
                     busy = (node, role, ", ".join(h["holder"] for h in answer["holders"]) or "?")
                     break
-                held.append((node, answer["id"]))
+                held.append(HeldLease(node, role, answer["id"], answer.get("cores") or []))
             else:
                 return held
         except AgentError as exc:
             release_leases(pool, held)
-            raise MeasurementError(_reason(exc))
+            raise MeasurementError(reason(exc))
         release_leases(pool, held)
         if time.monotonic() > deadline:
             raise MeasurementError("%s could not %s for %.0f s: busy with %s" % (
@@ -92,38 +123,71 @@ def take_leases(pool, pair, schedule, ttl_s, holder, wait_s=None):
 
 
 def release_leases(pool, held):
-    for node, ident in held:
+    for lease in held:
         try:
-            pool.client(node).call("lease.release", {"id": ident})
+            pool.client(lease.node).call("lease.release", {"id": lease.id})
         except AgentError:
             pass  # the lease ends with the connection or its TTL anyway
 
 
-def _measure(module, src, dst, pool, pair, params, timeout_s):
+def _measure(module, src, dst, pool, pair, params, timeout_s, pins):
+    """Start one server per instance on the destination, then the clients, wait, collect the servers."""
     src_address, dst_address = pool.data_address(pair.src.name), pool.data_address(pair.dst.name)
+    servers, clients, client_results, server_results = [], [], [], []
     try:
-        server = dst.call("process.start", {"tool": params.tool, "role": "server", "bind": dst_address,
-                                            "timeout_s": timeout_s + SERVER_GRACE_S})
-    except AgentError as exc:
-        raise MeasurementError("cannot start the %s server on %s: %s" % (params.tool, pair.dst.name, _reason(exc)))
-    client_result = None
-    try:
-        client = src.call("process.start", {"tool": params.tool, "role": "client", "target": dst_address,
-                                            "port": server["port"], "bind": src_address,
-                                            "params": params.tool_params(), "timeout_s": timeout_s})
-        client_result = src.wait_process(client["id"], timeout_s + SERVER_GRACE_S)
-        if client_result is None:
-            raise MeasurementError("the %s client on %s did not end within %.0f s" % (params.tool, pair.src.name,
-                                                                                     timeout_s + SERVER_GRACE_S))
-    except AgentError as exc:
-        raise MeasurementError("%s client on %s: %s" % (params.tool, pair.src.name, _reason(exc)))
+        for _, dst_cpu in pins:
+            servers.append(start_server(dst, pair, params, dst_address, timeout_s + SERVER_GRACE_S, dst_cpu))
+        for server, (src_cpu, _) in zip(servers, pins):
+            clients.append(start_client(src, pair, params, dst_address, server["port"], src_address, timeout_s,
+                                        src_cpu))
+        for client in clients:
+            client_results.append(wait_client(src, pair, params, client["id"], timeout_s))
     finally:
-        server_result = _collect_server(dst, server["id"])
-    instance = _instance(module, 1, client_result, server_result, timeout_s)
-    return [instance], module.tool_version(instance.raw)
+        for client in clients[len(client_results):]:
+            stop_process(src, client["id"])
+        server_results = [collect_server(dst, server["id"]) for server in servers]
+    instances = [instance_from(module, number, client, server, timeout_s)
+                 for number, (client, server) in enumerate(zip(client_results, server_results), 1)]
+    node_load = {"src": client_results[0].get("node_load"), "dst": (server_results[0] or {}).get("node_load")}
+    return instances, module.tool_version(instances[0].raw), {k: v for k, v in node_load.items() if v}
 
 
-def _collect_server(agent, ident):
+def start_server(agent, pair, params, bind, timeout_s, cpu=None):
+    try:
+        return agent.call("process.start", {"tool": params.tool, "role": "server", "bind": bind,
+                                            "timeout_s": timeout_s, "cpu": cpu})
+    except AgentError as exc:
+        raise MeasurementError("cannot start the %s server on %s: %s" % (params.tool, pair.dst.name, reason(exc)))
+
+
+def start_client(agent, pair, params, target, port, bind, timeout_s, cpu=None, start_at=None):
+    try:
+        return agent.call("process.start", {"tool": params.tool, "role": "client", "target": target, "port": port,
+                                            "bind": bind, "params": params.tool_params(), "timeout_s": timeout_s,
+                                            "cpu": cpu, "start_at": start_at})
+    except AgentError as exc:
+        raise MeasurementError("%s client on %s: %s" % (params.tool, pair.src.name, reason(exc)))
+
+
+def wait_client(agent, pair, params, ident, timeout_s):
+    try:
+        result = agent.wait_process(ident, timeout_s + SERVER_GRACE_S)
+    except AgentError as exc:
+        raise MeasurementError("%s client on %s: %s" % (params.tool, pair.src.name, reason(exc)))
+    if result is None:
+        raise MeasurementError("the %s client on %s did not end within %.0f s" % (params.tool, pair.src.name,
+                                                                                 timeout_s + SERVER_GRACE_S))
+    return result
+
+
+def stop_process(agent, ident):
+    try:
+        agent.call("process.stop", {"id": ident})
+    except AgentError:
+        pass  # its deadline, or the agent's end, stops it anyway
+
+
+def collect_server(agent, ident):
     """Give the one-off server a moment to write its JSON, then stop it whatever state it is in."""
     try:
         result = agent.wait_process(ident, 2.0)
@@ -155,7 +219,7 @@ def _server_note(server):
     return ""
 
 
-def _instance(module, number, client, server, timeout_s) -> Instance:
+def instance_from(module, number, client, server, timeout_s) -> Instance:
     data = _load(module, client, server, timeout_s)
     try:
         metrics = module.metrics_from_json(data)
@@ -171,11 +235,11 @@ def _instance(module, number, client, server, timeout_s) -> Instance:
     return Instance(
         instance=number, pid=client["pid"], client_port=ports[0] if ports else None,
         server_port=server["port"] if server else None, start=client["started"], end=client["ended"],
-        command=client["command"], metrics=metrics, raw=data,
+        command=client["command"], metrics=metrics, raw=data, cpu=client.get("cpu"),
         server={"pid": server.get("pid"), "port": server.get("port"), "command": server.get("command"),
-                "exit_code": server.get("exit_code"), "raw": server_raw} if server else {})
+                "cpu": server.get("cpu"), "exit_code": server.get("exit_code"), "raw": server_raw} if server else {})
 
 
-def _reason(exc):
+def reason(exc):
     return getattr(exc, "message", None) or str(exc)
 

@@ -24,7 +24,9 @@ from . import __version__
 from .controller import AgentPool, Controller, new_secret
 from .errors import AgentError, UsageError
 from .inventory import load_cluster
+from .burst import GroupRunner
 from .params import parse_params
+from .planning import parse_schedule
 from .results import RunDir, assemble, iso, new_run_id
 from .thresholds import parse_threshold
 
@@ -42,7 +44,6 @@ class MeshSession:
         self.option_thresholds = [parse_threshold(expr, "--mesh-threshold") for expr in opt.meshperf_threshold or []]
         self.ssh_options = ssh_options_from(opt, base_dir)
         self.skip_unreachable = opt.meshperf_unreachable == "skip"
-        self.schedule = opt.meshperf_schedule
         workerinput = getattr(config, "workerinput", None)
         self.testbed = None
         if is_testbed_spec(self.cluster_spec):
@@ -53,6 +54,11 @@ class MeshSession:
             self.ssh_options.known_hosts = self.ssh_options.known_hosts or hosts["known_hosts"]
         else:
             self.cluster = load_cluster(self.cluster_spec, base_dir)
+        try:
+            self.schedule = parse_schedule(opt.meshperf_schedule, self.cluster)
+        except UsageError:
+            self.close()  # a testbed built for this run goes with it
+            raise
         if workerinput is not None:
             self.role = "worker"
             shared = workerinput["meshperf"]
@@ -72,6 +78,8 @@ class MeshSession:
         self._journal = None
         self.created = False
         self.assembled = None
+        self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer) \
+            if self.schedule.grouped else None
 
     def _build_testbed(self, base_dir):
         from .testbed import NetnsTestbed, parse_spec, unavailable_reason
@@ -97,7 +105,7 @@ class MeshSession:
     def run_meta(self):
         params = {k: v for k, v in self.option_params.items()}
         return {"id": self.run_dir.run_id, "started": iso(self.started), "finished": None, "interrupted": True,
-                "exit_status": None, "parameters": {"cluster": self.cluster.spec, "schedule": self.schedule,
+                "exit_status": None, "parameters": {"cluster": self.cluster.spec, "schedule": str(self.schedule),
                                                    "options": params,
                                                    "thresholds": [t.expression for t in self.option_thresholds]},
                 "command_line": [_program()] + list(self.config.invocation_params.args),
@@ -125,6 +133,8 @@ class MeshSession:
                 entry["tools"] = {name: {"version": t.get("version"), "path": t.get("path"), "error": t.get("error")}
                                   for name, t in (info.get("tools") or {}).items()}
                 entry["resources"] = info.get("resources") or {}
+                if info.get("limits"):
+                    entry["limits"] = info["limits"]
             nodes[node.name] = entry
         return {"kind": self.cluster.kind, "spec": self.cluster.spec, "source": self.cluster.source, "nodes": nodes}
 
@@ -258,7 +268,8 @@ def _uses_xdist(config):
 def _option_values(opt):
     values = {}
     for key, attr in (("duration", "meshperf_duration"), ("parallel", "meshperf_parallel"),
-                      ("omit", "meshperf_omit"), ("bitrate", "meshperf_bitrate")):
+                      ("omit", "meshperf_omit"), ("bitrate", "meshperf_bitrate"),
+                      ("instances", "meshperf_instances")):
         value = getattr(opt, attr, None)
         if value is not None:
             values[key] = value

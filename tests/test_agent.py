@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import types
 
 import psutil
@@ -89,6 +90,35 @@ def test_concurrent_servers_get_distinct_ports(agent):
     for ident in (first["id"], second["id"]):
         assert client.call("process.stop", {"id": ident})["result"]["stopped"] is True
     assert client.call("agent.health")["ports_held"] == []
+
+
+def test_pinned_process_runs_on_its_core_only(agent):
+    _, client = agent()
+    cores = client.call("agent.info")["resources"]["cores"]
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11",
+                                           "timeout_s": 30, "cpu": cores[-1]})
+    assert psutil.Process(server["pid"]).cpu_affinity() == [cores[-1]] and server["cpu"] == cores[-1]
+    assert client.call("process.stop", {"id": server["id"]})["result"]["cpu"] == cores[-1]
+    with pytest.raises(RemoteError, match="usable cores") as info:
+        client.call("process.start", {"tool": "iperf3", "role": "server", "timeout_s": 5, "cpu": max(cores) + 1})
+    assert info.value.code == "bad_request"
+
+
+def test_timed_start_waits_for_its_moment(agent):
+    _, client = agent()
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
+    start_at = time.time() + 0.8
+    pending = client.call("process.start", {"tool": "iperf3", "role": "client", "target": "127.0.0.11",
+                                            "port": server["port"], "params": {"duration_s": 1}, "timeout_s": 20,
+                                            "start_at": start_at})
+    assert pending["pid"] is None  # answered at once; the process starts at start_at
+    result = client.wait_process(pending["id"], 30)
+    assert start_at <= result["started"] and result["exit_code"] == 0
+    assert result["node_load"]["samples"] >= 1 and len(result["node_load"]["core_busy_mean_percent"]) >= 1
+    with pytest.raises(RemoteError, match="start_at is") as info:
+        client.call("process.start", {"tool": "iperf3", "role": "client", "target": "127.0.0.11", "port": 5201,
+                                      "timeout_s": 5, "start_at": time.time() + 3600})
+    assert info.value.code == "bad_request"
 
 
 def test_process_past_its_deadline_is_killed(agent):

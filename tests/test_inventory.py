@@ -552,6 +552,25 @@ BAD = [
             "role: both",
         ),
     ),
+    # max_processes, ports
+    Bad(
+        "max-processes-zero",
+        first_host("name: web1", "address: 10.0.1.10", "max_processes: 0"),
+        4,
+        ("host 'web1' max_processes", "0 is outside 1..4096", "max_processes: 32"),
+    ),
+    Bad(
+        "ports-backwards",
+        first_host("name: web1", "address: 10.0.1.10", "ports: 5299-5201"),
+        4,
+        ("host 'web1' ports", "'5299-5201' is not an ascending range", "ports: 5201-5299"),
+    ),
+    Bad(
+        "ports-shell",
+        first_host("name: web1", "address: 10.0.1.10", "ports: '5201-5299;reboot'"),
+        4,
+        ("host 'web1' ports", "is not a LOW-HIGH port range", "ports: 5201-5299"),
+    ),
     # ssh_port
     Bad(
         "port-quoted",

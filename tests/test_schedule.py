@@ -12,6 +12,7 @@ from procs import descendants, inner_pytest, is_agent, is_iperf3, wait_for
 from pytest_meshperf.agent.leases import Leases
 from pytest_meshperf.inventory import Cluster, Node, local_cluster
 from pytest_meshperf.planning import mesh_pairs, rounds
+from pytest_meshperf.scheduling import source_of
 from testbed_fixtures import netns_testbed
 
 TCP_TEST = """
@@ -42,18 +43,45 @@ def test_rounds_respect_roles():
         assert len({p.src.name for p in group}) == len(group) == len({p.dst.name for p in group})
 
 
+@pytest.mark.parametrize("nodeid, source", [
+    ("t.py::test_tcp[node1->node2]", "node1"),
+    ("t.py::test_tcp[64K-node1->node2]", "node1"),
+    ("t.py::test_tcp[rack-a->rack-b-64K]", "rack-a"),
+    ("t.py::test_tcp[a-rack-a->b]", "rack-a"),     # the longest tail that is a node's name
+    ("t.py::test_other[x-y]", None),
+    ("t.py::test_tcp[ghost->node1]", None),
+])
+def test_source_of_a_pair_test(nodeid, source):
+    assert source_of(nodeid, ["node1", "node2", "rack-a", "rack-b", "a", "b"]) == source
+
+
 def test_leases_capacity_owner_and_ttl():
     leases, alice, bob = Leases({"send": 2}), object(), object()
-    first = leases.acquire("send", "a", alice, 60)
-    assert leases.acquire("send", "b", bob, 60) and leases.acquire("send", "c", bob, 60) is None
-    assert leases.acquire("recv", "a", alice, 60) and leases.acquire("recv", "b", bob, 60) is None
+
+    def granted(*args):
+        return leases.acquire(*args)[0] is not None
+
+    first, _ = leases.acquire("send", "a", alice, 60)
+    assert granted("send", "b", bob, 60) and not granted("send", "c", bob, 60)
+    assert granted("recv", "a", alice, 60) and not granted("recv", "b", bob, 60)
     assert leases.release(first, owner=bob) is False   # only its owner releases a lease
     leases.release_owner(alice)                         # a connection that closed frees all it held
-    assert leases.acquire("recv", "b", bob, 60) and leases.acquire("send", "d", bob, 60)
+    assert granted("recv", "b", bob, 60) and granted("send", "d", bob, 60)
     short = Leases()
-    assert short.acquire("cluster", "x", alice, 0.05)
+    assert short.acquire("cluster", "x", alice, 0.05)[0]
     time.sleep(0.1)
-    assert short.acquire("cluster", "y", bob, 60)       # an expired lease frees its place
+    assert short.acquire("cluster", "y", bob, 60)[0]    # an expired lease frees its place
+
+
+def test_leases_reserve_free_cores_until_released():
+    leases, alice, bob = Leases({"send": 1, "recv": 1}, cores=[0, 1, 2]), object(), object()
+    send, send_cores = leases.acquire("send", "a", alice, 60, cores=2)
+    recv, recv_cores = leases.acquire("recv", "b", bob, 60, cores=2)
+    assert send_cores == [0, 1] and recv_cores == [2]   # free cores only, never one held by another lease
+    assert leases.acquire("send", "c", bob, 60, cores=1) == (None, [])
+    leases.release(send, owner=alice)
+    assert leases.acquire("send", "c", bob, 60, cores=3)[1] == [0, 1]
+    assert [h["cores"] for h in leases.holders()] == [[2], [0, 1]]
 
 
 def run_mesh(pytester, cluster_args, out, *extra, duration=1):
@@ -74,8 +102,13 @@ def test_xdist_rounds_never_overlap_on_a_node(pytester, tmp_path):
         parallel.assert_outcomes(passed=12)
         doc, par = results(tmp_path / "par")
         assert node_overlaps(doc) == []
-        starts = sorted(e["instances"][0]["start"] for _, _, _, e in iter_entries(doc))
-        assert len({s[:19] for s in starts}) < 12  # measurements did run side by side
+        by_round = {}
+        for _, _, _, entry in iter_entries(doc):
+            by_round.setdefault(entry["round"], []).append((entry["instances"][0]["start"],
+                                                            entry["instances"][0]["end"]))
+        # xdist hands out a source's pairs per worker (scheduling.py): each round ran side by side
+        assert sorted(len(spans) for spans in by_round.values()) == [4, 4, 4]
+        assert all(max(s for s, _ in spans) < min(e for _, e in spans) for spans in by_round.values()), by_round
         serial = run_mesh(pytester, cluster, tmp_path / "ser", duration=2)
         serial.assert_outcomes(passed=12)
         _, ser = results(tmp_path / "ser")

@@ -239,7 +239,7 @@ BROKEN.update({
     "instance without command": _instance_change(command=KeyError),
     "instance number 0": _instance_change(instance=0),
     "instance port out of range": _instance_change(server_port=70000),
-    "instance unknown key": _instance_change(cpu=1),
+    "instance unknown key": _instance_change(cpu_mask="0x3"),
     "server half filled": _instance_change(server={"pid": 1}),
     "server unknown key": _instance_change(server=dict(_entry()["instances"][0]["server"], stderr="")),
 })

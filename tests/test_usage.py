@@ -33,6 +33,11 @@ def assert_usage_error(result, *fragments):
     (["--mesh-threshold", "jitter=1ms"], ["jitter=1ms"]),
     (["--mesh-duration", "soon"], ["duration", "soon"]),
     (["--mesh-bitrate", "1ms"], ["bitrate"]),
+    (["--mesh-instances", "many"], ["instances='many'", "auto"]),
+    (["--mesh-instances", "0"], ["instances=0", "auto"]),
+    (["--mesh-schedule", "bursty"], ["--mesh-schedule 'bursty'", "rounds, sequential, burst, incast:NODE"]),
+    (["--mesh-schedule", "incast"], ["incast", "name the receiving node", "incast:node1"]),
+    (["--mesh-schedule", "incast:node9"], ["incast:node9", "no node 'node9'", "node1, node2, node3"]),
 ])
 def test_bad_options(pytester, args, fragments):
     pytester.makepyfile(MESH_TEST.format(mark="duration=1"))
@@ -50,6 +55,7 @@ def test_bad_option_type_is_argparse_usage_error(pytester):
     ("duration=-1", ["duration"]),
     ("duration='500ms'", ["duration='500ms'", "whole seconds"]),
     ("parallel=0", ["parallel"]),
+    ("instances='all'", ["instances='all'", "auto"]),
     ("tool='nc'", ["unknown tool", "iperf3"]),
     ("reverse=True, bidir=True", ["reverse and bidir"]),
     ("thresholds=['loss<=lots']", ["loss<=lots"]),

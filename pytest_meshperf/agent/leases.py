@@ -6,6 +6,10 @@ node whatever order they run tests in.  ``cluster`` (on one agent) serialises a
 whole run.  A lease is bound to the connection that took it and ends with it: a
 worker that dies drops its connection, and its leases are free at once; a TTL
 bounds a holder that hangs.
+
+A lease may also reserve cores of the node (``cores``): the free ones, up to the
+number asked for, so that pinned tool processes of different measurements do
+not share a core while cores remain.  They are free again with the lease.
 """
 
 import threading
@@ -15,35 +19,43 @@ ROLES = ("send", "recv", "cluster")
 
 
 class Leases:
-    def __init__(self, capacity=None):
+    def __init__(self, capacity=None, cores=()):
         # role -> how many holders at once (max_send / max_recv in the inventory)
         self.capacity = {"send": 1, "recv": 1, "cluster": 1}
         self.capacity.update(capacity or {})
+        self.cores = list(cores)
         self._held = {}          # lease id -> (role, holder, owner, expires)
+        self._cores = {}         # lease id -> the cores it reserved
         self._lock = threading.Lock()
         self._counter = 0
 
     def _expire(self, now):
         for ident in [i for i, (_, _, _, expires) in self._held.items() if expires < now]:
-            del self._held[ident]
+            self._drop(ident)
 
-    def acquire(self, role, holder, owner, ttl_s):
-        """A lease id, or None when the role is at capacity. ``owner`` is the connection."""
+    def _drop(self, ident):
+        del self._held[ident]
+        self._cores.pop(ident, None)
+
+    def acquire(self, role, holder, owner, ttl_s, cores=0):
+        """(lease id, reserved cores), or (None, []) when the role is at capacity. ``owner`` is the connection."""
         now = time.monotonic()
         with self._lock:
             self._expire(now)
             if sum(1 for r, _, _, _ in self._held.values() if r == role) >= self.capacity[role]:
-                return None
+                return None, []
             self._counter += 1
             ident = "l%d" % self._counter
             self._held[ident] = (role, holder, owner, now + ttl_s)
-            return ident
+            taken = {core for reserved in self._cores.values() for core in reserved}
+            self._cores[ident] = [core for core in self.cores if core not in taken][:max(0, cores)]
+            return ident, list(self._cores[ident])
 
     def release(self, ident, owner=None):
         with self._lock:
             entry = self._held.get(ident)
             if entry is not None and (owner is None or entry[2] is owner):
-                del self._held[ident]
+                self._drop(ident)
                 return True
             return False
 
@@ -51,11 +63,11 @@ class Leases:
         """Everything a connection held: called when it closes."""
         with self._lock:
             for ident in [i for i, (_, _, o, _) in self._held.items() if o is owner]:
-                del self._held[ident]
+                self._drop(ident)
 
     def holders(self):
         now = time.monotonic()
         with self._lock:
             self._expire(now)
-            return [{"id": i, "role": r, "holder": h, "expires_in_s": round(e - now, 3)}
+            return [{"id": i, "role": r, "holder": h, "expires_in_s": round(e - now, 3), "cores": self._cores.get(i, [])}
                     for i, (r, h, _, e) in sorted(self._held.items())]

@@ -17,6 +17,7 @@ import time
 from .. import __version__
 from ..tools import TOOLS, get_tool
 from . import protocol, resources
+from .monitor import CpuMonitor
 from .leases import ROLES as LEASE_ROLES
 from .leases import Leases
 from .ports import PortAllocator, pid_is_listening
@@ -28,6 +29,7 @@ READY_TIMEOUT_S = 5.0
 HANDSHAKE_TIMEOUT_S = 30.0
 START_ATTEMPTS = 3
 MAX_WAIT_S = 30.0
+MAX_START_DELAY_S = 60.0     # how far ahead a timed start (a burst) may be scheduled
 
 
 class RpcError(Exception):
@@ -48,9 +50,13 @@ class Agent:
         self.started_monotonic = time.monotonic()
         self.last_contact = time.monotonic()
         self.ports = PortAllocator(*port_range)
-        self.supervisor = Supervisor(state_dir, max_processes=max_processes)
+        self.monitor = CpuMonitor().start()
+        self.supervisor = Supervisor(state_dir, max_processes=max_processes,
+                                     on_start=lambda proc: self.monitor.open(proc.id),
+                                     on_end=lambda proc: self.monitor.close(proc.id))
         self.tools = self._probe_tools(tool_paths or {})
-        self.leases = Leases({"send": max_send, "recv": max_recv})
+        self.cores = resources.usable_cores()
+        self.leases = Leases({"send": max_send, "recv": max_recv}, cores=self.cores)
         self._caller = threading.local()   # the connection serving the current request (owns its leases)
         self.stopping = threading.Event()
         self.server = None
@@ -93,7 +99,9 @@ class Agent:
         return {"agent_version": __version__, "protocol": protocol.PROTOCOL_VERSION, "node": self.node,
                 "pid": os.getpid(), "hostname": socket.gethostname(), "started": self.started,
                 "uptime_s": round(time.monotonic() - self.started_monotonic, 3), "lease_s": self.lease_s,
-                "tools": self.tools, "resources": resources.node_resources()}
+                "tools": self.tools, "resources": resources.node_resources(),
+                "limits": {"max_processes": self.supervisor.max_processes, "max_send": self.leases.capacity["send"],
+                           "max_recv": self.leases.capacity["recv"], "ports": [self.ports.low, self.ports.high]}}
 
     def m_agent_health(self, params):
         info = self.m_agent_info(params)
@@ -118,10 +126,23 @@ class Agent:
         bind = params.get("bind")
         if bind is not None and not isinstance(bind, str):
             raise RpcError("bad_request", "bind must be a string")
+        cpu = params.get("cpu")
+        if cpu is not None and (isinstance(cpu, bool) or cpu not in self.cores):
+            raise RpcError("bad_request", "node %s: cpu must be one of its usable cores %s, not %r"
+                           % (self.node, self.cores, cpu))
+        start_in_s = None
+        if params.get("start_at") is not None:
+            start_at = params["start_at"]
+            if isinstance(start_at, bool) or not isinstance(start_at, (int, float)):
+                raise RpcError("bad_request", "start_at must be a number (epoch seconds on the node's clock)")
+            start_in_s = start_at - time.time()
+            if not -1.0 <= start_in_s <= MAX_START_DELAY_S:
+                raise RpcError("bad_request", "node %s: start_at is %.1f s from now; it must lie within -1 s and "
+                               "%.0f s (are the clocks far apart?)" % (self.node, start_in_s, MAX_START_DELAY_S))
         binary = self._binary(tool)
         module = get_tool(tool)
         if role == "server":
-            return self._start_server(module, binary, bind, timeout_s)
+            return self._start_server(module, binary, bind, timeout_s, cpu)
         if role == "client":
             target = _field(params, "target", str)
             port = _field(params, "port", int)
@@ -131,31 +152,31 @@ class Agent:
                 argv = module.client_argv(binary, target, port, params.get("params") or {}, bind=bind)
             except ValueError as exc:
                 raise RpcError("bad_request", str(exc))
-            return self._start(tool, role, argv, timeout_s, None).summary() | {"command": argv}
+            return self._start(tool, role, argv, timeout_s, None, cpu, start_in_s).summary() | {"command": argv}
         raise RpcError("bad_request", "role must be server or client")
 
-    def _start(self, tool, role, argv, timeout_s, port):
+    def _start(self, tool, role, argv, timeout_s, port, cpu=None, start_in_s=None):
         try:
-            return self.supervisor.start(tool, role, argv, timeout_s, port=port)
+            return self.supervisor.start(tool, role, argv, timeout_s, port=port, cpu=cpu, start_in_s=start_in_s)
         except TooManyProcesses:
             raise RpcError("too_many_processes", "node %s runs its maximum of %d tool processes"
                            % (self.node, self.supervisor.max_processes))
         except OSError as exc:
             raise RpcError("tool_failed_to_start", "node %s: %s: %s" % (self.node, argv[0], exc))
 
-    def _start_server(self, module, binary, bind, timeout_s):
+    def _start_server(self, module, binary, bind, timeout_s, cpu=None):
         last_error = "no attempt made"
         for _ in range(START_ATTEMPTS):
             port = self.ports.allocate(bind)
             if port is None:
                 raise RpcError("no_free_port", "node %s: no free port in %d-%d"
                                % (self.node, self.ports.low, self.ports.high))
-            proc = self._start(module.NAME, "server", module.server_argv(binary, port, bind), timeout_s, port)
+            proc = self._start(module.NAME, "server", module.server_argv(binary, port, bind), timeout_s, port, cpu)
             deadline = time.monotonic() + READY_TIMEOUT_S
             while time.monotonic() < deadline and not proc.done.is_set():
                 if pid_is_listening(proc.pid, port):
                     return proc.summary() | {"command": proc.argv}
-                time.sleep(0.005)
+                time.sleep(0.002)
             result = self.supervisor.stop(proc.id)
             self.ports.release(port)
             last_error = (result["stdout"] + result["stderr"]).strip()[-300:] or "did not listen within %.0f s" % READY_TIMEOUT_S
@@ -200,8 +221,11 @@ class Agent:
         if not 0 < ttl_s <= 86400 + 600:
             raise RpcError("bad_request", "ttl_s must be in (0, 87000]")
         holder = str(params.get("holder", ""))[:200]
-        ident = self.leases.acquire(role, holder, getattr(self._caller, "conn", None), float(ttl_s))
-        return {"granted": ident is not None, "id": ident,
+        cores = params.get("cores", 0)
+        if isinstance(cores, bool) or not isinstance(cores, int) or not 0 <= cores <= 4096:
+            raise RpcError("bad_request", "cores must be a whole number from 0 to 4096")
+        ident, reserved = self.leases.acquire(role, holder, getattr(self._caller, "conn", None), float(ttl_s), cores)
+        return {"granted": ident is not None, "id": ident, "cores": reserved,
                 "holders": [] if ident else [h for h in self.leases.holders() if h["role"] == role]}
 
     def m_lease_release(self, params):
@@ -290,6 +314,7 @@ class Agent:
         self.stopping.set()
         log.info("shutting down: %s", reason)
         stopped = self.supervisor.stop_all()
+        self.monitor.stop()
         log.info("stopped %d tool processes", stopped)
         if self.server is not None:
             self.server.shutdown()

@@ -6,6 +6,7 @@ to files, so a chatty tool cannot block on a full pipe.
 """
 
 import ctypes
+import heapq
 import itertools
 import logging
 import os
@@ -28,7 +29,7 @@ class TooManyProcesses(Exception):
     """The agent already runs its cap of tool processes."""
 
 
-def _die_with_parent(parent_pid):
+def _preexec(parent_pid, cpu):
     def preexec():
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -36,12 +37,15 @@ def _die_with_parent(parent_pid):
             pass
         if os.getppid() != parent_pid:  # the agent died before prctl took effect
             os._exit(1)
+        if cpu is not None:  # pinned before exec: the tool never runs anywhere else
+            os.sched_setaffinity(0, {cpu})
     return preexec
 
 
 class ManagedProcess:
-    def __init__(self, ident, tool, role, argv, timeout_s, port, out_path, err_path):
+    def __init__(self, ident, tool, role, argv, timeout_s, port, out_path, err_path, cpu=None):
         self.id = ident
+        self.cpu = cpu
         self.tool = tool
         self.role = role
         self.argv = argv
@@ -56,6 +60,9 @@ class ManagedProcess:
         self.exit_code = None
         self.timed_out = False
         self.stopped = False
+        self.spawn_error = None
+        self.finishing = False
+        self.node_load = None     # the node's CPU and memory while this process ran (monitor.py)
         self.done = threading.Event()
 
     @property
@@ -64,15 +71,16 @@ class ManagedProcess:
 
     def summary(self):
         return {"id": self.id, "tool": self.tool, "role": self.role, "pid": self.pid, "port": self.port,
-                "started": self.started, "running": not self.done.is_set(),
+                "cpu": self.cpu, "started": self.started, "running": not self.done.is_set(),
                 "deadline_in_s": None if self.deadline is None else round(self.deadline - time.monotonic(), 3)}
 
     def result(self):
         rc = self.exit_code
         return {
             "id": self.id, "tool": self.tool, "role": self.role, "pid": self.pid, "port": self.port,
-            "argv": self.argv, "command": " ".join(shlex.quote(a) for a in self.argv),
-            "started": self.started, "ended": self.ended,
+            "argv": self.argv, "command": " ".join(shlex.quote(a) for a in self.argv), "cpu": self.cpu,
+            "started": self.started, "ended": self.ended, "spawn_error": self.spawn_error,
+            "node_load": self.node_load,
             "exit_code": rc if rc is None or rc >= 0 else None,
             "signal": -rc if rc is not None and rc < 0 else None,
             "timed_out": self.timed_out, "stopped": self.stopped,
@@ -89,13 +97,16 @@ def _read(path):
 
 
 class Supervisor:
-    def __init__(self, state_dir, max_processes=64):
+    def __init__(self, state_dir, max_processes=64, on_start=None, on_end=None):
         self.state_dir = state_dir
         self.max_processes = max_processes
+        self._on_start = on_start or (lambda proc: None)
+        self._on_end = on_end or (lambda proc: None)
         self._procs = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._spawn_queue = queue.Queue()
+        self._scheduled = []            # heap of (due monotonic, seq, proc, future): timed starts
         self._closing = threading.Event()
         # One long-lived thread forks every child: PDEATHSIG fires when the forking
         # *thread* exits, so children must not be forked from short-lived RPC threads.
@@ -105,48 +116,85 @@ class Supervisor:
         self._reaper.start()
 
     # -- starting -----------------------------------------------------------
-    def start(self, tool, role, argv, timeout_s, port=None):
+    def start(self, tool, role, argv, timeout_s, port=None, cpu=None, start_in_s=None):
+        """Start a tool process now, or ``start_in_s`` seconds from now (then return at once, pid unknown yet)."""
         with self._lock:
             running = sum(1 for p in self._procs.values() if not p.done.is_set())
             if running >= self.max_processes:
                 raise TooManyProcesses()
             ident = "p%d" % next(self._ids)
             base = os.path.join(self.state_dir, ident)
-            proc = ManagedProcess(ident, tool, role, list(argv), float(timeout_s), port, base + ".out", base + ".err")
+            proc = ManagedProcess(ident, tool, role, list(argv), float(timeout_s), port, base + ".out",
+                                  base + ".err", cpu=cpu)
             self._procs[ident] = proc
         future = Future()
-        self._spawn_queue.put((proc, future))
+        due = time.monotonic() + max(0.0, start_in_s or 0.0)
+        self._spawn_queue.put((due, proc, future))
+        if start_in_s is not None:
+            return proc
         try:
             future.result(timeout=30)
         except BaseException:
             with self._lock:
                 self._procs.pop(ident, None)
             raise
-        log.info("started %s %s pid %s: %s", role, tool, proc.pid, proc.result()["command"])
         return proc
 
     def _spawn_loop(self):
+        # One thread forks everything (see __init__); timed starts wait in a heap, so a
+        # burst's clients start on their due time while immediate starts still go first.
+        seq = itertools.count()
         while True:
-            item = self._spawn_queue.get()
-            if item is None:
-                return
-            proc, future = item
+            timeout = None
+            if self._scheduled:
+                timeout = max(0.0, self._scheduled[0][0] - time.monotonic())
             try:
-                with open(proc.out_path, "wb") as out, open(proc.err_path, "wb") as err:
-                    proc.popen = subprocess.Popen(proc.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                                  close_fds=True, preexec_fn=_die_with_parent(os.getpid()))
-                proc.started = time.time()
-                proc.deadline = time.monotonic() + proc.timeout_s
-                future.set_result(proc)
-            except BaseException as exc:
-                future.set_exception(exc)
+                item = self._spawn_queue.get(timeout=timeout)
+            except queue.Empty:
+                item = False
+            if item is None:
+                for _, _, proc, future in self._scheduled:
+                    self._spawn_failed(proc, future, OSError("the agent stopped before the start time"))
+                return
+            if item:
+                due, proc, future = item
+                heapq.heappush(self._scheduled, (due, next(seq), proc, future))
+            while self._scheduled and self._scheduled[0][0] <= time.monotonic():
+                _, _, proc, future = heapq.heappop(self._scheduled)
+                self._spawn(proc, future)
+
+    def _spawn(self, proc, future):
+        if proc.stopped:  # stopped while waiting for its start time
+            self._spawn_failed(proc, future, OSError("stopped before its start time"))
+            return
+        try:
+            with open(proc.out_path, "wb") as out, open(proc.err_path, "wb") as err:
+                proc.popen = subprocess.Popen(proc.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                              close_fds=True, preexec_fn=_preexec(os.getpid(), proc.cpu))
+            proc.started = time.time()
+            self._on_start(proc)
+            proc.deadline = time.monotonic() + proc.timeout_s  # from here the reaper watches it
+            # A waiter per process notices its exit at once (the reaper's tick would add up to 50 ms
+            # to every measurement, twice: client and server).
+            threading.Thread(target=self._wait_exit, args=(proc,), name="wait-%s" % proc.id, daemon=True).start()
+            log.info("started %s %s pid %s%s: %s", proc.role, proc.tool, proc.pid,
+                     "" if proc.cpu is None else " on core %d" % proc.cpu, proc.result()["command"])
+            future.set_result(proc)
+        except BaseException as exc:
+            self._spawn_failed(proc, future, exc)
+
+    def _spawn_failed(self, proc, future, exc):
+        proc.spawn_error = "%s: %s" % (proc.argv[0], exc)
+        proc.ended = time.time()
+        proc.done.set()
+        future.set_exception(exc)
 
     # -- watching -----------------------------------------------------------
     def _reap_loop(self):
         while not self._closing.is_set():
             now = time.monotonic()
             with self._lock:
-                procs = [p for p in self._procs.values() if p.popen and not p.done.is_set()]
+                procs = [p for p in self._procs.values() if p.deadline is not None and not p.done.is_set()]
             for proc in procs:
                 if proc.popen.poll() is not None:
                     self._finish(proc)
@@ -157,9 +205,23 @@ class Supervisor:
                     self._terminate(proc)
             self._closing.wait(0.05)
 
+    def _wait_exit(self, proc):
+        try:
+            proc.popen.wait()
+        except OSError:
+            return  # the reaper's poll covers it
+        self._finish(proc)
+
     def _finish(self, proc):
+        with self._lock:  # the reaper and a stop may both get here: finish once
+            other = proc.finishing
+            proc.finishing = True
+        if other:
+            proc.done.wait(STOP_GRACE_S)
+            return
         proc.exit_code = proc.popen.returncode
         proc.ended = time.time()
+        proc.node_load = self._on_end(proc)
         proc.done.set()
 
     def _terminate(self, proc):
@@ -193,7 +255,10 @@ class Supervisor:
         proc = self.get(ident)
         if not proc.done.is_set():
             proc.stopped = True
-            self._terminate(proc)
+            if proc.popen is not None:
+                self._terminate(proc)
+            else:  # still waiting for its start time: the spawner drops it
+                proc.done.wait(STOP_GRACE_S)
         return self._collect(proc)
 
     def _collect(self, proc):
@@ -214,10 +279,11 @@ class Supervisor:
     def stop_all(self):
         """Stop every running process; returns how many were running."""
         with self._lock:
-            procs = [p for p in self._procs.values() if p.popen and not p.done.is_set()]
+            procs = [p for p in self._procs.values() if not p.done.is_set()]
         for proc in procs:
-            proc.stopped = True
-            self._terminate(proc)
+            proc.stopped = True  # one still waiting for its start time is dropped by the spawner
+            if proc.popen is not None:
+                self._terminate(proc)
         return len(procs)
 
     def close(self):

@@ -22,11 +22,14 @@ STOP_TIMEOUT_S = 10.0
 
 
 def limit_args(node):
-    """The node's concurrency limits (inventory max_send, max_recv) as agent arguments."""
-    for key in ("max_send", "max_recv"):
+    """The node's limits (inventory max_send, max_recv, max_processes, ports) as agent arguments."""
+    for key in ("max_send", "max_recv", "max_processes"):
         if getattr(node, key, None):
             yield "--%s" % key.replace("_", "-")
             yield str(int(getattr(node, key)))
+    if getattr(node, "ports", None):
+        yield "--port-range"
+        yield node.ports   # validated by the inventory: digits and one dash
 
 
 def agent_argv(node, log_path, lease_s, extra=()):
