@@ -184,6 +184,7 @@ class Profile:
             (SshNode, "launch_agent", lambda obj, *a, **k: "agent launch (around its command and uploads)", node),
             (SshNode, "_tunnel", lambda obj, *a, **k: "tunnel to the agent (local listener)", node),
             (SshNode, "_fetch_log", lambda obj, *a, **k: "fetch the agent log (sftp get, remove)", node),
+            (SshNode, "_keep_log", lambda obj, *a, **k: "write the agent log here", node),
             (SshNode, "stop_agent", lambda obj, *a, **k: "stop_agent (tunnel close)", node),
             (SshNode, "close", lambda obj, *a, **k: "ssh close" if obj.conn is not None else None, node),
             (AgentClient, "_ensure", lambda obj, *a, **k: None if obj._sock is not None
@@ -222,9 +223,11 @@ def _command_label(argv):
         return "cmd: mkdir -p"
     if len(argv) > 3 and argv[1:3] == ["-I", "-S"] and str(argv[3]).endswith("agent.pyz"):
         return "cmd: boot + agent launch (python, tools, bundle hash, daemon, ready line)"
-    script = str(argv[3]) if len(argv) > 3 and argv[1:3] == ["-I", "-c"] else ""
-    if len(argv) > 4 and argv[1:4] == ["-I", "-S", "-c"]:
+    script = str(argv[argv.index("-c") + 1]) if "-c" in argv[1:4] and len(argv) > argv.index("-c") + 1 else ""
+    if "meshperf_boot" in script:
         return "cmd: boot probe (python, tools%s)" % (", hashes" if "--expect" in argv else "")
+    if "SIGTERM" in script and len(argv) > argv.index("-c") + 4:
+        return "cmd: stop agent, return its log (SIGTERM, wait, SIGKILL, print, remove)"
     for needle, label in (("tools = {}", "cmd: python3 probe (python, iperf3 --version)"),
                           ("hashlib", "cmd: sha256 of the deployed bundle"),
                           ("SIGTERM", "cmd: stop agent (SIGTERM, wait, SIGKILL)"),
@@ -476,7 +479,8 @@ def main(argv=None):
         profile = Profile()
         saved = {name: getattr(SshNode, name) for name in ("connect", "_connection", "run", "_upload",
                                                             "launch_agent",
-                                                            "_tunnel", "_fetch_log", "stop_agent", "close")
+                                                            "_tunnel", "_fetch_log", "_keep_log", "stop_agent",
+                                                            "close")
                  if hasattr(SshNode, name)}
         saved_rpc = {name: getattr(AgentClient, name) for name in ("_ensure", "call")}
         saved_start_one = Controller._start_one

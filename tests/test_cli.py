@@ -68,7 +68,7 @@ def test_workflow_on_four_namespaced_hosts(tmp_path):
 
         verbose = meshperf("stop", *common, "-v", env=env)
         assert verbose.returncode == 0 and verbose.stdout.count("stopped PID") == 4
-        assert "node1$ python3 -I -c" in verbose.stdout  # -v shows the remote commands
+        assert "node1$ python3 -I -S -c" in verbose.stdout  # -v shows the remote commands
         after = meshperf("status", *common, env=env)
         assert after.returncode == 1 and after.stdout.count("not running") == 4
 

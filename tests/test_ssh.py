@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from procs import wait_for
+from pytest_meshperf import bundle
 from pytest_meshperf.controller import Controller
 from pytest_meshperf.inventory import load_cluster
 from pytest_meshperf.measurement import Pair
@@ -174,3 +175,38 @@ def test_run_secret_appears_in_no_process_list_log_or_result(tmp_path):
             assert "listening on 127.0.0.1" in text and secret not in text, path
         wait_for(lambda: not [p for p in psutil.process_iter(["cmdline"])
                               if "agent-secrettest" in " ".join(p.info["cmdline"] or [])], 30, what="agents gone")
+
+
+def test_one_command_starts_an_agent_and_a_missing_or_damaged_bundle_is_uploaded_once(tmp_path):
+    with netns_testbed(tmp_path / "tb", nodes=2) as tb:
+        cluster = load_cluster(tb.hosts_yaml)
+        commands = []
+        options = SshOptions(known_hosts=tb.known_hosts, remote_dir=str(tmp_path / "remote"), echo=commands.append)
+
+        def start(run_id):
+            commands.clear()
+            controller = Controller(cluster, str(tmp_path / run_id), run_id, ssh_options=options)
+            controller.start()
+            try:
+                assert controller.failed == {}
+                assert all(info["facts"]["python"] for info in controller.node_info.values())
+                return {name: handle.info["deploy"]["agent"] for name, handle in controller.handles.items()}
+            finally:
+                controller.stop()
+
+        first = start("first")  # no bundle yet: each node's start says so, gets it over SFTP, tries once more
+        (path,) = {item["path"] for item in first.values()}
+        # Testbed nodes share one disk: a node may find the bundle its sibling just shipped.
+        assert max(item["transferred_bytes"] for item in first.values()) == len(bundle.build().data)
+        assert Path(path).read_bytes() == bundle.build().data
+
+        again = start("again")  # one remote command per node, nothing sent
+        assert [item["transferred_bytes"] for item in again.values()] == [0, 0]
+        launches = [c for c in commands if "agent.pyz --expect" in c]
+        assert len(launches) == 2 and len(commands) == 4  # the launch and the stop script, per node
+        assert len(list(Path(path).parent.glob("lib-*"))) == 1  # the bytecode-cached copy the first start made
+
+        Path(path).write_bytes(b"damaged")
+        damaged = start("damaged")
+        assert max(item["transferred_bytes"] for item in damaged.values()) > 0
+        assert Path(path).read_bytes() == bundle.build().data

@@ -419,36 +419,44 @@ class SshNode:
             self._forward.close()
             self._forward = None
         if self.agent_pid is not None and self.conn is not None and self.conn.is_connected:
-            self.kill_agent(self.agent_pid)
+            remote, log_dir = getattr(self, "_logs", (None, None))
+            # The same command returns the agent's log and deletes it: no SFTP session (one login shell less).
+            _, text = self._stop(self.agent_pid, remote if log_dir else None)
             self.agent_pid = None
-            self._fetch_log()
+            if text is not None:
+                self._keep_log(text, log_dir)
+            elif remote and log_dir:
+                log.warning("%s: could not fetch the agent log %s", self.where, remote)
         self.close()
 
-    def _fetch_log(self):
-        remote, log_dir = getattr(self, "_logs", (None, None))
-        if not (remote and log_dir):
-            return
+    def _keep_log(self, text, log_dir):
         try:
             os.makedirs(log_dir, exist_ok=True)
-            sftp = self.conn.sftp()
-            sftp.get(remote, os.path.join(log_dir, "agent-%s.log" % self.node.name))
-            sftp.remove(remote)
-        except (OSError, paramiko.SSHException) as exc:
-            log.warning("%s: could not fetch the agent log %s: %s", self.where, remote, exc)
+            with open(os.path.join(log_dir, "agent-%s.log" % self.node.name), "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            log.warning("%s: could not keep the agent log in %s: %s", self.where, log_dir, exc)
 
     def kill_agent(self, pid):
         """Stop the agent ``pid`` (only if it is a meshperf agent); True if one was running."""
+        return self._stop(pid)[0]
+
+    def _stop(self, pid, remote_log=None):
+        """Stop the agent ``pid`` (only a meshperf agent); with ``remote_log``, the same command prints that log
+        and deletes it.  Returns (it was running, the log's text or None)."""
+        argv = [self.python(), "-I", "-S", "-c", _STOP_SCRIPT, str(int(pid)), self.node.name]
         try:
-            result = self.run([self.python(), "-I", "-c", _STOP_SCRIPT, str(int(pid)), self.node.name],
-                              timeout_s=30, check=False)
-            return result.stdout.strip() == "stopped"
+            result = self.run(argv + ([remote_log] if remote_log else []), timeout_s=30, check=False)
         except TransportError as exc:
             log.warning("%s: stopping the agent: %s", self.where, exc)
-            return False
+            return False, None
+        state, _, rest = result.stdout.partition("\n")
+        fetched, _, text = rest.partition("\n")
+        return state.strip() == "stopped", text if result.exited == 0 and fetched == "log" else None
 
     def agent_pids(self):
         """PIDs of this node's meshperf agents run by this user (in this network namespace)."""
-        result = self.run([self.python(), "-I", "-c", _FIND_AGENTS_SCRIPT, self.node.name], check=False)
+        result = self.run([self.python(), "-I", "-S", "-c", _FIND_AGENTS_SCRIPT, self.node.name], check=False)
         return [int(p) for p in result.stdout.split()] if result.exited == 0 else []
 
     def close(self):
@@ -462,6 +470,7 @@ class SshNode:
 
 # SIGTERM makes an agent stop its tool processes and exit; wait (bounded), then SIGKILL (its tools
 # die with it: PR_SET_PDEATHSIG).  Only a process whose command line is a meshperf agent is touched.
+# With a third argument (the agent's log on the node), the log follows on stdout and is deleted.
 _STOP_SCRIPT = """\
 import os, signal, sys, time
 pid, node = int(sys.argv[1]), sys.argv[2]
@@ -484,6 +493,18 @@ while alive() and time.time() < deadline:
 if alive():
     os.kill(pid, signal.SIGKILL)
 print('stopped' if was else 'absent')
+if len(sys.argv) > 3:  # the agent's log: printed after a 'log' line, then removed
+    try:
+        with open(sys.argv[3], 'rb') as handle:
+            data = handle.read()
+    except OSError:
+        print('nolog')
+    else:
+        print('log')
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        os.remove(sys.argv[3])  # only once written out
 """
 
 
