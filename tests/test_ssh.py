@@ -55,8 +55,8 @@ def test_ssh_config_aliases_as_addresses(tmp_path):
             assert controller.failed == {}
             # Tests target the alias's HostName, which only ssh_config knows.
             assert controller.pool.data_address("b") == tb.node("node2").address
-            instances, _ = run_measurement(controller.pool, Pair(cluster.nodes[0], cluster.nodes[1]),
-                                           merge_params({"duration_s": 1}))
+            instances = run_measurement(controller.pool, Pair(cluster.nodes[0], cluster.nodes[1]),
+                                        merge_params({"duration_s": 1}))[0]
             assert instances[0].metrics["throughput_bps"] > 0
         finally:
             controller.stop()
