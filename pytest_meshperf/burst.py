@@ -8,9 +8,11 @@ the last flow's start is measured from the process start times and recorded.
 
 ``GroupRunner`` makes one group out of many pair tests: the first test of a group
 to arrive, in any xdist worker, runs the whole group under a file lock in the run
-directory and writes the group's measurements to disk; every pair test of the group
-then takes its own share from there.  A worker killed mid-group drops the lock, and
-the next test of the group runs it again.
+directory, judges every pair with the test's thresholds, journals them all at once
+(so nothing measured is lost if the run stops before the other pair tests report)
+and writes the group file; every pair test of the group then reports its own share
+from there.  A worker killed mid-group drops the lock, and the next test of the
+group runs it again.
 """
 
 import dataclasses
@@ -22,9 +24,9 @@ import threading
 import time
 from typing import Dict, List
 
-from .controller import _clock_offset_s
 from .errors import AgentError, MeasurementError
-from .measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings
+from .rpc import clock_offset
+from .measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings, judge, record_of
 from .runner import (LEASE_MARGIN_S, LEASE_WAIT_S, SERVER_GRACE_S, client_timeout_s, collect_server,
                      instance_from, reason, start_client, start_server, stop_process, wait_client)
 from .tools import get_tool
@@ -103,7 +105,10 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
     offsets = {}
     for name in nodes:
         try:
-            offsets[name] = _clock_offset_s(pool.client(name))
+            offset_s, rtt_s = clock_offset(pool.client(name))
+            # An offset within its own uncertainty (nodes sharing one clock, say) is no offset:
+            # correcting by measurement noise would only add skew.
+            offsets[name] = offset_s if abs(offset_s) > rtt_s / 2 else 0.0
         except AgentError as exc:
             for pair in pairs:
                 if name in (pair.src.name, pair.dst.name):
@@ -205,25 +210,31 @@ class GroupRunner:
         self.writer = writer
         self._cache = {}
 
-    def measurement(self, members: List, pair, params, test, nodeids, holder) -> Measurement:
-        """This pair's share of its group's run (``members``: the group's pairs, this one included)."""
+    def measurement(self, members: List, pair, params, thresholds, test, name, nodeids, holder,
+                    record) -> Measurement:
+        """This pair's share of its group's run, judged (``members``: the group's pairs, this one included;
+        ``record``: journals one record; the group's runner journals them all)."""
         digest = hashlib.sha256(test.encode("utf-8")).hexdigest()[:20]
-        group = self._cache.get(digest) or self._load_or_run(digest, members, params, test, nodeids, holder)
+        wanted = {"params": params.to_dict(), "thresholds": [t.to_dict() for t in thresholds]}
+        group = self._cache.get(digest) or self._load_or_run(digest, members, params, thresholds, wanted, test,
+                                                             name, nodeids, holder, record)
         self._cache[digest] = group
-        if group["params"] != params.to_dict():
+        if group["asked"] != wanted:
             result = Measurement(src=pair.src.name, dst=pair.dst.name, test=test, nodeid=nodeids.get(pair.id, ""),
                                  tool=params.tool, params=params.to_dict(), round=pair.round,
                                  started=time.time(), finished=time.time())
             result.status, result.error = STATUS_ERROR, (
-                "%s runs every pair of a test at once with one set of parameters; this pair asked for other "
-                "parameters than its group (measure() overrides that differ per pair?)" % self.schedule)
+                "%s runs every pair of a test at once with one set of parameters and thresholds; this pair asked "
+                "for others than its group (measure() overrides that differ per pair?)" % self.schedule)
+            judge(result, thresholds)
+            record(record_of(result, name))
             return result
         data = group["measurements"].get(pair.id)
         if data is None:
             raise MeasurementError("%s: not part of the %s group of %s" % (pair.id, self.schedule, test))
         return measurement_from_dict(data)
 
-    def _load_or_run(self, digest, members, params, test, nodeids, holder):
+    def _load_or_run(self, digest, members, params, thresholds, wanted, test, name, nodeids, holder, record):
         os.makedirs(self.dir, exist_ok=True)
         path = os.path.join(self.dir, digest + ".json")
         with open(os.path.join(self.dir, digest + ".lock"), "w") as lock:
@@ -232,7 +243,10 @@ class GroupRunner:
                 with open(path, encoding="utf-8") as handle:
                     return json.load(handle)
             measured = run_group(self.get_pool(), members, params, self.schedule, test, nodeids, holder)
-            group = {"test": test, "params": params.to_dict(), "writer": self.writer,
+            for result in measured.values():
+                judge(result, thresholds)
+                record(record_of(result, name))   # every pair on disk at once, before any pair test reports
+            group = {"test": test, "asked": wanted, "writer": self.writer,
                      "measurements": {pid: dataclasses.asdict(m) for pid, m in measured.items()}}
             tmp = path + ".tmp"
             with open(tmp, "w", encoding="utf-8") as handle:

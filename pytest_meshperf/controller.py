@@ -9,13 +9,12 @@ reached is recorded in ``failed`` with the reason; the others go on.
 import logging
 import secrets
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict
 
 from . import transport
 from .errors import AgentError
-from .rpc import AgentClient, tcp_connector
+from .rpc import AgentClient, clock_offset, tcp_connector
 
 log = logging.getLogger("meshperf")
 
@@ -71,18 +70,6 @@ class AgentPool:
                 client.close()
             self._all.clear()
         self._local = threading.local()
-
-
-def _clock_offset_s(client, samples=3):
-    """The node's clock minus ours, from agent.ping: the sample with the shortest round trip wins."""
-    best = None
-    for _ in range(samples):
-        sent = time.time()
-        remote = client.call("agent.ping", timeout_s=5.0)["time"]
-        received = time.time()
-        if best is None or received - sent < best[0]:
-            best = (received - sent, remote - (sent + received) / 2)
-    return round(best[1], 6)
 
 
 class Controller:
@@ -142,7 +129,7 @@ class Controller:
         try:
             info = client.call("agent.info")
             info["facts"] = handle.info.get("facts")
-            info["clock_offset_s"] = _clock_offset_s(client)
+            info["clock_offset_s"] = round(clock_offset(client)[0], 6)
             return info
         except AgentError as exc:
             return str(exc)

@@ -3,7 +3,7 @@
 import pytest
 
 from .errors import MeasurementError
-from .measurement import STATUS_ERROR, Measurement, judge
+from .measurement import STATUS_ERROR, Measurement, judge, record_of
 from .runner import measure_pair
 
 SESSION_KEY = pytest.StashKey()
@@ -58,17 +58,20 @@ class Measure:
                 pytest.skip("unreachable: %s" % reason)
         holder = "%s %s" % (session.writer, item.nodeid)
         if session.groups is not None:
+            # The group's runner judged and journaled every pair of the group as soon as it ended.
             members, nodeids = item.stash[GROUP_KEY]
-            result = session.groups.measurement(members, pair, params, key, nodeids, holder)
+            result = session.groups.measurement(members, pair, params, thresholds, key, self._spec.name, nodeids,
+                                                holder, session.record)
+            failed = [t["message"] for t in result.thresholds if t["passed"] is False]
         else:
             result = measure_pair(session.pool, pair, params, key, item.nodeid, session.schedule.kind, holder)
-        failed = judge(result, thresholds)
-        record = result.to_record()
-        record["name"] = self._spec.name
-        session.record(record)     # on disk before anything else happens
+            failed = judge(result, thresholds)
+            session.record(record_of(result, self._spec.name))     # on disk before anything else happens
         for name, value in sorted(result.metrics.items()):
             item.user_properties.append((name, value))
         item.user_properties.append(("meshperf_status", result.status))
+        for warning in result.warnings:
+            item.user_properties.append(("meshperf_warning", warning))
         if result.status == STATUS_ERROR:
             raise MeasurementError("%s: %s" % (pair.id, result.error))
         if failed:

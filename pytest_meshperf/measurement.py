@@ -101,6 +101,13 @@ class Measurement:
         return record
 
 
+def record_of(result: "Measurement", name: str) -> Dict[str, Any]:
+    """The journal line of a judged measurement of the test function ``name``."""
+    record = result.to_record()
+    record["name"] = name
+    return record
+
+
 def finite(metrics: Dict[str, float]) -> Dict[str, float]:
     """Drop NaN and infinities: they are not JSON, and a metric that is not a number was not measured."""
     return {name: value for name, value in metrics.items() if math.isfinite(value)}

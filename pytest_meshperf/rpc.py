@@ -88,3 +88,16 @@ class AgentClient:
             except OSError:
                 pass
             self._sock = None
+
+
+def clock_offset(client, samples=3):
+    """(the node's clock minus ours, the round trip it was measured over), from agent.ping: the sample
+    with the shortest round trip wins; the offset is known to within half that round trip."""
+    best = None
+    for _ in range(samples):
+        sent = time.time()
+        remote = client.call("agent.ping", timeout_s=5.0)["time"]
+        received = time.time()
+        if best is None or received - sent < best[1]:
+            best = (remote - (sent + received) / 2, received - sent)
+    return best
