@@ -31,6 +31,8 @@ from ..agent.boot import CANNOT_RUN, NEEDS_UPLOAD
 from ..errors import TransportError
 from ..rpc import tcp_connector
 from . import AgentHandle
+from .commands import (FIND_AGENTS_SCRIPT, STOP_SCRIPT, CommandResult, facts_line, read_to_eof,
+                       sftp_makedirs)
 from .local import limit_args
 from .tunnel import Tunnel
 
@@ -55,13 +57,6 @@ class SshOptions:
     local_tools: Dict[str, str] = field(default_factory=dict)   # tool -> local binary to upload (--local-iperf3)
     echo: Optional[Callable[[str], None]] = None                # -v: show every remote command
     remote_dir: str = REMOTE_HOME_DIR                           # on each node; relative paths are in the home
-
-
-@dataclass
-class CommandResult:
-    exited: int
-    stdout: str
-    stderr: str
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
@@ -203,8 +198,8 @@ class SshNode:
                 channel.sendall(stdin)
             channel.shutdown_write()
             deadline = time.monotonic() + timeout_s
-            out = _read_to_eof(channel.recv, deadline)
-            err = _read_to_eof(channel.recv_stderr, deadline)  # buffered by paramiko meanwhile
+            out = read_to_eof(channel.recv, deadline)
+            err = read_to_eof(channel.recv_stderr, deadline)  # buffered by paramiko meanwhile
             status = channel.recv_exit_status()
         except socket.timeout:
             raise TransportError("%s: %r failed: no answer within %.0f s" % (self.where, command, timeout_s))
@@ -228,7 +223,7 @@ class SshNode:
         started = time.time()
         result = self.run(argv, check=False)
         arrived = time.time()
-        data = _facts_line(result.stdout)
+        data = facts_line(result.stdout)
         if data is None:
             self._no_python(result)
             raise TransportError("%s: python3 probe failed: %s" % (self.where, (result.stderr or result.stdout)
@@ -314,7 +309,7 @@ class SshNode:
                 self.options.echo("%s: sftp put %d bytes -> %s" % (self.node.name, len(data), remote_path))
             try:
                 sftp = sftp or self.connect().sftp()  # one session for every file
-                _sftp_makedirs(sftp, posixpath.dirname(remote_path))
+                sftp_makedirs(sftp, posixpath.dirname(remote_path))
                 sftp.putfo(io.BytesIO(data), tmp)
                 sftp.chmod(tmp, mode)
                 sftp.posix_rename(tmp, remote_path)
@@ -345,7 +340,7 @@ class SshNode:
             started = time.time()
             result = self.run(argv, timeout_s=START_TIMEOUT_S, check=False, stdin=(secret + "\n").encode("ascii"))
             arrived = time.time()
-            data = _facts_line(result.stdout)
+            data = facts_line(result.stdout)
             if data is None:
                 self._no_python(result)
             if attempt == 0 and (data is None or result.exited == NEEDS_UPLOAD):
@@ -444,7 +439,7 @@ class SshNode:
     def _stop(self, pid, remote_log=None):
         """Stop the agent ``pid`` (only a meshperf agent); with ``remote_log``, the same command prints that log
         and deletes it.  Returns (it was running, the log's text or None)."""
-        argv = [self.python(), "-I", "-S", "-c", _STOP_SCRIPT, str(int(pid)), self.node.name]
+        argv = [self.python(), "-I", "-S", "-c", STOP_SCRIPT, str(int(pid)), self.node.name]
         try:
             result = self.run(argv + ([remote_log] if remote_log else []), timeout_s=30, check=False)
         except TransportError as exc:
@@ -456,7 +451,7 @@ class SshNode:
 
     def agent_pids(self):
         """PIDs of this node's meshperf agents run by this user (in this network namespace)."""
-        result = self.run([self.python(), "-I", "-S", "-c", _FIND_AGENTS_SCRIPT, self.node.name], check=False)
+        result = self.run([self.python(), "-I", "-S", "-c", FIND_AGENTS_SCRIPT, self.node.name], check=False)
         return [int(p) for p in result.stdout.split()] if result.exited == 0 else []
 
     def close(self):
@@ -466,102 +461,6 @@ class SshNode:
             except Exception:
                 pass
             self.conn = None
-
-
-# SIGTERM makes an agent stop its tool processes and exit; wait (bounded), then SIGKILL (its tools
-# die with it: PR_SET_PDEATHSIG).  Only a process whose command line is a meshperf agent is touched.
-# With a third argument (the agent's log on the node), the log follows on stdout and is deleted.
-_STOP_SCRIPT = """\
-import os, signal, sys, time
-pid, node = int(sys.argv[1]), sys.argv[2]
-def alive():
-    # Only this node's agent: a recorded PID may have been reused by anything else since.
-    try:
-        os.kill(pid, 0)
-        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            args = handle.read().decode('utf-8', 'replace').split('\\0')
-    except OSError:
-        return False
-    agent = 'pytest_meshperf.agent' in args or any(a.endswith('agent.pyz') for a in args)
-    return agent and any(args[i:i + 2] == ['--node', node] for i in range(len(args)))
-was = alive()
-if was:
-    os.kill(pid, signal.SIGTERM)
-deadline = time.time() + 10
-while alive() and time.time() < deadline:
-    time.sleep(0.05)
-if alive():
-    os.kill(pid, signal.SIGKILL)
-print('stopped' if was else 'absent')
-if len(sys.argv) > 3:  # the agent's log: printed after a 'log' line, then removed
-    try:
-        with open(sys.argv[3], 'rb') as handle:
-            data = handle.read()
-    except OSError:
-        print('nolog')
-    else:
-        print('log')
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        os.remove(sys.argv[3])  # only once written out
-"""
-
-
-_FIND_AGENTS_SCRIPT = """\
-import os, sys
-me, net = os.getuid(), os.readlink('/proc/self/ns/net')
-want = ['--node', sys.argv[1]]
-for pid in filter(str.isdigit, os.listdir('/proc')):
-    try:
-        if os.stat('/proc/' + pid).st_uid != me or os.readlink('/proc/%s/ns/net' % pid) != net:
-            continue
-        with open('/proc/%s/cmdline' % pid, 'rb') as handle:
-            args = handle.read().decode('utf-8', 'replace').split('\\0')
-    except OSError:
-        continue
-    agent = any(a.endswith('agent.pyz') for a in args) or 'pytest_meshperf.agent' in args
-    if agent and any(args[i:i + 2] == want for i in range(len(args))):
-        print(pid)
-"""
-
-
-def _read_to_eof(recv, deadline):
-    data = b""
-    while time.monotonic() < deadline:  # recv itself times out (channel timeout); this bounds the total
-        chunk = recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    raise socket.timeout()
-
-
-def _facts_line(stdout):
-    """boot.py's facts line in a command's output, or None."""
-    import json
-    for line in stdout.splitlines():
-        if line.startswith('{"meshperf_boot"'):
-            try:
-                return json.loads(line)
-            except ValueError:
-                return None
-    return None
-
-
-def _sftp_makedirs(sftp, path):
-    """``mkdir -p`` over SFTP (relative paths start in the home directory, as commands do)."""
-    parts = [p for p in path.split("/") if p]
-    for depth in range(1, len(parts) + 1):
-        prefix = ("/" if path.startswith("/") else "") + "/".join(parts[:depth])
-        try:
-            sftp.stat(prefix)
-            continue
-        except FileNotFoundError:
-            pass
-        try:
-            sftp.mkdir(prefix)
-        except OSError:
-            sftp.stat(prefix)  # created meanwhile by a node sharing this home directory: fine; else it raises
 
 
 def _explain(exc, node):
