@@ -226,8 +226,10 @@ def _command_label(argv):
     script = str(argv[argv.index("-c") + 1]) if "-c" in argv[1:4] and len(argv) > argv.index("-c") + 1 else ""
     if "meshperf_boot" in script:
         return "cmd: boot probe (python, tools%s)" % (", hashes" if "--expect" in argv else "")
-    if "SIGTERM" in script and len(argv) > argv.index("-c") + 4:
-        return "cmd: stop agent, return its log (SIGTERM, wait, SIGKILL, print, remove)"
+    if "SIGTERM" in script and len(argv) > argv.index("-c") + 4:  # commands.AGENTS_SCRIPT NODE PIDS MODE [LOG]
+        mode, with_log = argv[argv.index("-c") + 4], len(argv) > argv.index("-c") + 5
+        return "cmd: %s (SIGTERM, wait, SIGKILL)%s" % ("stop agent" if mode == "-" else "find and stop agents",
+                                                    ", return its log" if with_log else "")
     for needle, label in (("tools = {}", "cmd: python3 probe (python, iperf3 --version)"),
                           ("hashlib", "cmd: sha256 of the deployed bundle"),
                           ("SIGTERM", "cmd: stop agent (SIGTERM, wait, SIGKILL)"),

@@ -206,10 +206,7 @@ def stop(cluster, options, everything=False) -> List[HostResult]:
         entry = state.get("agents", {}).get(node.name)
         pids = [entry["pid"]] if entry else []
         remote.connect()
-        others = [p for p in remote.agent_pids() if p not in pids]
-        if everything:
-            pids += others
-        stopped = [pid for pid in pids if remote.kill_agent(pid)]
+        stopped, others = remote.stop_agents(pids, everything)
         message = "stopped %s" % ", ".join("PID %s" % p for p in stopped) if stopped else "no agent was running"
         if others and not everything:
             message += "; %d other meshperf agent(s) of this user run here (PIDs %s): stop them with --all" % (

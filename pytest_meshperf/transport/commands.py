@@ -1,5 +1,5 @@
 """What ``SshNode`` runs on a node and reads back: one exec channel's result, boot.py's facts line, ``mkdir -p``
-over SFTP, and the scripts that stop and find agents (sent as ``python3 -I -S -c SCRIPT ARGS``)."""
+over SFTP, and the script that stops and finds agents (sent as ``python3 -I -S -c SCRIPT ARGS``)."""
 
 import json
 import socket
@@ -14,34 +14,52 @@ class CommandResult:
     stderr: str
 
 
-# SIGTERM makes an agent stop its tool processes and exit; wait (bounded), then SIGKILL (its tools
-# die with it: PR_SET_PDEATHSIG).  Only a process whose command line is a meshperf agent is touched.
-# With a third argument (the agent's log on the node), the log follows on stdout and is deleted.
-STOP_SCRIPT = """\
-import os, signal, sys, time
-pid, node = int(sys.argv[1]), sys.argv[2]
-def alive():
-    # Only this node's agent: a recorded PID may have been reused by anything else since.
+# Stops agents of one node and finds the others, in one command:
+#   AGENTS_SCRIPT NODE PIDS MODE [LOG]
+# PIDS: comma-separated, the recorded agents to stop (may be empty).  MODE: '-' (only those), 'find' (also
+# list this user's other agents of NODE in this network namespace), 'all' (and stop them too).  SIGTERM
+# makes an agent stop its tools and exit; wait (bounded), then SIGKILL (its tools die with it:
+# PR_SET_PDEATHSIG).  Only a process whose command line is NODE's meshperf agent is touched: a recorded PID
+# may have been reused by anything since.  Prints {"stopped": [...], "others": [...]}; with LOG (the
+# agent's log on the node), then 'log' and the log itself, which is then deleted (or 'nolog').
+AGENTS_SCRIPT = """\
+import json, os, signal, sys, time
+node, mode = sys.argv[1], sys.argv[3]
+recorded = [int(p) for p in sys.argv[2].split(',') if p]
+def is_agent(pid):
     try:
-        os.kill(pid, 0)
         with open('/proc/%d/cmdline' % pid, 'rb') as handle:
             args = handle.read().decode('utf-8', 'replace').split('\\0')
     except OSError:
         return False
     agent = 'pytest_meshperf.agent' in args or any(a.endswith('agent.pyz') for a in args)
     return agent and any(args[i:i + 2] == ['--node', node] for i in range(len(args)))
-was = alive()
-if was:
-    os.kill(pid, signal.SIGTERM)
+others = []
+if mode != '-':
+    me, net = os.getuid(), os.readlink('/proc/self/ns/net')
+    for pid in map(int, filter(str.isdigit, os.listdir('/proc'))):
+        try:
+            mine = os.stat('/proc/%d' % pid).st_uid == me and os.readlink('/proc/%d/ns/net' % pid) == net
+        except OSError:
+            continue
+        if mine and pid not in recorded and is_agent(pid):
+            others.append(pid)
+running = [pid for pid in recorded + (others if mode == 'all' else []) if is_agent(pid)]
+def signal_all(signum):
+    for pid in filter(is_agent, running):
+        try:
+            os.kill(pid, signum)
+        except OSError:  # gone meanwhile
+            pass
+signal_all(signal.SIGTERM)
 deadline = time.time() + 10
-while alive() and time.time() < deadline:
+while any(map(is_agent, running)) and time.time() < deadline:
     time.sleep(0.05)
-if alive():
-    os.kill(pid, signal.SIGKILL)
-print('stopped' if was else 'absent')
-if len(sys.argv) > 3:  # the agent's log: printed after a 'log' line, then removed
+signal_all(signal.SIGKILL)
+print(json.dumps({'stopped': running, 'others': others}))
+if len(sys.argv) > 4:
     try:
-        with open(sys.argv[3], 'rb') as handle:
+        with open(sys.argv[4], 'rb') as handle:
             data = handle.read()
     except OSError:
         print('nolog')
@@ -50,25 +68,7 @@ if len(sys.argv) > 3:  # the agent's log: printed after a 'log' line, then remov
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-        os.remove(sys.argv[3])  # only once written out
-"""
-
-
-FIND_AGENTS_SCRIPT = """\
-import os, sys
-me, net = os.getuid(), os.readlink('/proc/self/ns/net')
-want = ['--node', sys.argv[1]]
-for pid in filter(str.isdigit, os.listdir('/proc')):
-    try:
-        if os.stat('/proc/' + pid).st_uid != me or os.readlink('/proc/%s/ns/net' % pid) != net:
-            continue
-        with open('/proc/%s/cmdline' % pid, 'rb') as handle:
-            args = handle.read().decode('utf-8', 'replace').split('\\0')
-    except OSError:
-        continue
-    agent = any(a.endswith('agent.pyz') for a in args) or 'pytest_meshperf.agent' in args
-    if agent and any(args[i:i + 2] == want for i in range(len(args))):
-        print(pid)
+        os.remove(sys.argv[4])  # only once written out
 """
 
 

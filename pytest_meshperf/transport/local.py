@@ -166,6 +166,11 @@ class LocalNode:
     def channel_connector(self, port):
         return tcp_connector("127.0.0.1", port)
 
+    def stop_agents(self, pids, everything=False):
+        """As SshNode.stop_agents: (PIDs stopped, other agents' PIDs)."""
+        others = [p for p in self.agent_pids() if p not in pids]
+        return [p for p in list(pids) + (others if everything else []) if self.kill_agent(p)], others
+
     def kill_agent(self, pid):
         try:
             with open("/proc/%d/cmdline" % int(pid), "rb") as handle:

@@ -31,8 +31,7 @@ from ..agent.boot import CANNOT_RUN, NEEDS_UPLOAD
 from ..errors import TransportError
 from ..rpc import tcp_connector
 from . import AgentHandle
-from .commands import (FIND_AGENTS_SCRIPT, STOP_SCRIPT, CommandResult, facts_line, read_to_eof,
-                       sftp_makedirs)
+from .commands import AGENTS_SCRIPT, CommandResult, facts_line, read_to_eof, sftp_makedirs
 from .local import limit_args
 from .tunnel import Tunnel
 
@@ -416,7 +415,7 @@ class SshNode:
         if self.agent_pid is not None and self.conn is not None and self.conn.is_connected:
             remote, log_dir = getattr(self, "_logs", (None, None))
             # The same command returns the agent's log and deletes it: no SFTP session (one login shell less).
-            _, text = self._stop(self.agent_pid, remote if log_dir else None)
+            _, _, text = self._agents([self.agent_pid], "-", remote if log_dir else None)
             self.agent_pid = None
             if text is not None:
                 self._keep_log(text, log_dir)
@@ -432,27 +431,26 @@ class SshNode:
         except OSError as exc:
             log.warning("%s: could not keep the agent log in %s: %s", self.where, log_dir, exc)
 
-    def kill_agent(self, pid):
-        """Stop the agent ``pid`` (only if it is a meshperf agent); True if one was running."""
-        return self._stop(pid)[0]
+    def stop_agents(self, pids, everything=False):
+        """Stop the agents ``pids`` (only this node's meshperf agents) and find this user's others here, in one
+        command; with ``everything``, stop those too.  Returns (PIDs stopped, other agents' PIDs)."""
+        stopped, others, _ = self._agents(pids, "all" if everything else "find")
+        return stopped, others
 
-    def _stop(self, pid, remote_log=None):
-        """Stop the agent ``pid`` (only a meshperf agent); with ``remote_log``, the same command prints that log
-        and deletes it.  Returns (it was running, the log's text or None)."""
-        argv = [self.python(), "-I", "-S", "-c", STOP_SCRIPT, str(int(pid)), self.node.name]
+    def _agents(self, pids, mode, remote_log=None):
+        """commands.AGENTS_SCRIPT; returns (PIDs stopped, other agents' PIDs, the log's text or None)."""
+        import json
+        argv = [self.python(), "-I", "-S", "-c", AGENTS_SCRIPT, self.node.name, ",".join(str(int(p)) for p in pids),
+                mode] + ([remote_log] if remote_log else [])
         try:
-            result = self.run(argv + ([remote_log] if remote_log else []), timeout_s=30, check=False)
-        except TransportError as exc:
-            log.warning("%s: stopping the agent: %s", self.where, exc)
-            return False, None
-        state, _, rest = result.stdout.partition("\n")
+            result = self.run(argv, timeout_s=30, check=False)
+            head, _, rest = result.stdout.partition("\n")
+            found = json.loads(head) if result.exited == 0 else {}
+        except (TransportError, ValueError) as exc:
+            log.warning("%s: stopping agents: %s", self.where, exc)
+            return [], [], None
         fetched, _, text = rest.partition("\n")
-        return state.strip() == "stopped", text if result.exited == 0 and fetched == "log" else None
-
-    def agent_pids(self):
-        """PIDs of this node's meshperf agents run by this user (in this network namespace)."""
-        result = self.run([self.python(), "-I", "-S", "-c", FIND_AGENTS_SCRIPT, self.node.name], check=False)
-        return [int(p) for p in result.stdout.split()] if result.exited == 0 else []
+        return found.get("stopped", []), found.get("others", []), text if fetched == "log" else None
 
     def close(self):
         if self.conn is not None:
