@@ -135,14 +135,18 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
         start_at = time.time() + START_LEAD_S + START_LEAD_PER_FLOW_S * most
 
         def start_from(source, group):
-            for pair in group:
-                try:
-                    for server in servers[pair.id]:
-                        clients.setdefault(pair.id, []).append(start_client(
-                            pool.client(source), pair, params, pool.data_address(pair.dst.name), server["port"],
-                            pool.data_address(source), timeout_s, start_at=start_at + offsets[source]))
-                except MeasurementError as exc:
-                    fail(pair, str(exc))
+            try:
+                for pair in group:
+                    try:
+                        for server in servers[pair.id]:
+                            clients.setdefault(pair.id, []).append(start_client(
+                                pool.client(source), pair, params, pool.data_address(pair.dst.name),
+                                server["port"], pool.data_address(source), timeout_s,
+                                start_at=start_at + offsets[source]))
+                    except (MeasurementError, AgentError) as exc:
+                        fail(pair, reason(exc))
+            finally:
+                pool.close_thread()
 
         # One thread per source, so a large group's calls all arrive before the planned start.
         threads = [threading.Thread(target=start_from, args=item, daemon=True) for item in by_source.items()]

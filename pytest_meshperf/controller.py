@@ -64,6 +64,16 @@ class AgentPool:
                 self._all.append(clients[node])
         return clients[node]
 
+    def close_thread(self):
+        """Close this thread's connections (a short-lived thread's, before it ends)."""
+        clients = getattr(self._local, "clients", None) or {}
+        with self._lock:
+            for client in clients.values():
+                client.close()
+                if client in self._all:
+                    self._all.remove(client)
+        self._local.clients = {}
+
     def close(self):
         with self._lock:
             for client in self._all:

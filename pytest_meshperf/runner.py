@@ -199,6 +199,8 @@ def collect_server(agent, ident):
 
 
 def _load(module, client, server, timeout_s):
+    if client.get("spawn_error"):
+        raise MeasurementError("the %s client did not start: %s" % (client["tool"], client["spawn_error"]))
     if client["timed_out"]:
         raise MeasurementError("the %s client (pid %s) ran past its %.0f s limit and was killed"
                                % (client["tool"], client["pid"], timeout_s))

@@ -1,5 +1,6 @@
 """The node agent on its own: real agent processes, real iperf3, real sockets."""
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -177,9 +178,20 @@ def test_controller_gone_stops_everything(agent):
     assert alive([server]) == []
 
 
-def test_killed_agent_takes_its_tools_along(agent):
+@pytest.mark.parametrize("wrappers", ["setpriv", "without setpriv"])
+def test_killed_agent_takes_its_tools_along(agent, tmp_path, monkeypatch, wrappers):
+    if wrappers == "without setpriv":
+        # A PATH with iperf3 only: the agent falls back to setting PDEATHSIG and the core in the child.
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "iperf3").symlink_to(shutil.which("iperf3"))
+        monkeypatch.setenv("PATH", str(bin_dir))
     handle, client = agent()
-    server = _running_server(client)
+    cores = client.call("agent.info")["resources"]["cores"]
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11",
+                                           "timeout_s": 300, "cpu": cores[-1]})
+    server = psutil.Process(server["pid"])
+    assert server.name() == "iperf3" and server.cpu_affinity() == [cores[-1]]
     agent_process(handle).send_signal(signal.SIGKILL)
     wait_for(lambda: not alive([server]), 30, what="iperf3 to die with its agent (PR_SET_PDEATHSIG)")
 
