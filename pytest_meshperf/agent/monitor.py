@@ -143,10 +143,13 @@ class CpuMonitor:
         while not self._stop.wait(self.interval_s):
             with self._lock:
                 idle = not self._windows
+            if idle:  # nothing runs: read nothing (agents idle most of a run)
+                self._last = None
+                continue
             cores = read_cores()
             previous, self._last = self._last, cores
-            if idle or previous is None or len(previous) != len(cores):
-                continue  # no window to feed: skip the delta (the next one starts from here)
+            if previous is None or len(previous) != len(cores):
+                continue  # the first tick of a busy spell only sets the starting point
             busy = [_percent(b - b0, t - t0) for (b, _, t), (b0, _, t0) in zip(cores, previous)]
             softirq = [_percent(s - s0, t - t0) for (_, s, t), (_, s0, t0) in zip(cores, previous)]
             memory = memory_used()
