@@ -119,21 +119,34 @@ def iso(epoch: Optional[float]) -> Optional[str]:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-CPU_BOUND_FRACTION = 0.5   # a core saturated in at least this share of the samples: CPU-bound
+CPU_BOUND_PERCENT = 90.0   # a tool process (or its pinned core) this busy on average: CPU-bound
+STARVED_FRACTION = 0.5     # or a core saturated in this share of the samples ...
+STARVED_PROCESS_PERCENT = 25.0   # ... while the tool itself worked this hard (not a bitrate-capped flow)
 
 
 def cpu_bound_warnings(result: "Measurement") -> List[str]:
-    """Why this measurement may have measured a CPU rather than the network (from the agents' monitoring)."""
+    """Why this measurement may have measured a CPU rather than the network (from the agents' monitoring).
+
+    A side is CPU-bound when its tool process used at least 90% of a core over its life, when the
+    core it was pinned to was that busy, or when the node's cores were saturated most of the time while
+    its tool worked hard (then it competed for the CPU). A saturated core alone is not enough: on a
+    shared machine it may be somebody else's, next to a flow that a bitrate keeps idle."""
     warnings = []
     for end, name, node in (("src", "sender", result.src), ("dst", "receiver", result.dst)):
         load = result.node_load.get(end) or {}
-        fraction = load.get("saturated_fraction")
-        if fraction is not None and fraction >= CPU_BOUND_FRACTION:
-            warnings.append("%s %s was CPU-bound: core %s at %.0f%% on average (peak %.0f%%, softirq peak %.0f%%), "
-                            "a core saturated in %.0f%% of the samples; this measured the CPU, not the network"
-                            % (name, node, load.get("busiest_core"), load.get("busiest_core_mean_percent") or 0,
-                               load.get("core_busy_peak_percent") or 0, load.get("softirq_peak_percent") or 0,
-                               100 * fraction))
+        process = load.get("process_cpu_percent")
+        pinned = load.get("pinned_core")
+        means = load.get("core_busy_mean_percent") or []
+        pinned_busy = means[pinned] if pinned is not None and pinned < len(means) else None
+        starved = (load.get("saturated_fraction") or 0) >= STARVED_FRACTION and \
+            (process or 0) >= STARVED_PROCESS_PERCENT
+        if (process or 0) >= CPU_BOUND_PERCENT or (pinned_busy or 0) >= CPU_BOUND_PERCENT or starved:
+            what = "its %s used %.0f%% of a core" % (result.tool, process) if process is not None else \
+                "its %s's core" % result.tool
+            core = "core %s %.0f%% busy on average" % (pinned, pinned_busy) if pinned_busy is not None else \
+                "a core saturated in %.0f%% of the samples" % (100 * (load.get("saturated_fraction") or 0))
+            warnings.append("%s %s was CPU-bound (%s; %s, softirq peak %.0f%%): this measured the CPU, "
+                            "not the network" % (name, node, what, core, load.get("softirq_peak_percent") or 0))
     return warnings
 
 

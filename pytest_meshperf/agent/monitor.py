@@ -6,7 +6,12 @@ the window's summary (peaks per sample, and means over the whole window from
 the counters at its two ends) travels back with the process's result, so it
 costs no extra call.  A measurement "measured the CPU, not the network" when a
 core was saturated for most of it: ``saturated_fraction`` says how often.
+On nodes that share a machine (or with other load) a saturated core may be
+someone else's, so each window also follows its own tool process's CPU time
+(``process_cpu_percent``, of one core), which other load cannot inflate.
 """
+
+import os
 
 import threading
 import time
@@ -48,8 +53,23 @@ def _percent(part, whole):
     return round(100.0 * part / whole, 1) if whole > 0 else 0.0
 
 
+def process_cpu_s(pid):
+    """CPU seconds (user + system) the process has used so far, or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 class _Window:
-    def __init__(self, cores, now):
+    def __init__(self, cores, now, pid=None, cpu=None):
+        self.pid, self.cpu = pid, cpu
+        self.process = []                 # (monotonic, cpu seconds): first and latest reading
         self.opened = now
         self.first = cores
         self.samples = 0
@@ -59,8 +79,11 @@ class _Window:
         self.total_peak = 0.0
         self.memory_peak = None
 
-    def add(self, busy, softirq, memory):
+    def add(self, busy, softirq, memory, now):
         self.samples += 1
+        used = process_cpu_s(self.pid) if self.pid else None
+        if used is not None:
+            self.process = (self.process[:1] or [(now, used)]) + [(now, used)]
         hottest = max(range(len(busy)), key=busy.__getitem__) if busy else None
         if hottest is not None:
             if busy[hottest] >= SATURATED_PERCENT:
@@ -92,6 +115,12 @@ class _Window:
             "memory_used_peak_bytes": (self.memory_peak or {}).get("used_bytes"),
             "memory_used_peak_percent": (self.memory_peak or {}).get("used_percent"),
         }
+        summary["pinned_core"] = self.cpu
+        if len(self.process) == 2 and self.process[1][0] > self.process[0][0]:
+            (t0, c0), (t1, c1) = self.process
+            summary["process_cpu_percent"] = round(100.0 * (c1 - c0) / (t1 - t0), 1)
+        else:
+            summary["process_cpu_percent"] = None
         # Without a whole sample (a window shorter than the interval) the window's own mean decides.
         if self.samples:
             summary["saturated_fraction"] = round(self.saturated / self.samples, 3)
@@ -123,13 +152,14 @@ class CpuMonitor:
     def stop(self):
         self._stop.set()
 
-    def open(self, key):
+    def open(self, key, pid=None, cpu=None):
+        """Start a window for tool process ``key`` (``pid``: its process; ``cpu``: the core it is pinned to)."""
         if not self.available:
             return
         cores = read_cores()
         with self._lock:
             if len(self._windows) < MAX_WINDOWS:
-                self._windows[key] = _Window(cores, time.monotonic())
+                self._windows[key] = _Window(cores, time.monotonic(), pid, cpu)
 
     def close(self, key):
         """The window's summary, or None (no monitoring on this node, or no such window)."""
@@ -153,6 +183,8 @@ class CpuMonitor:
             busy = [_percent(b - b0, t - t0) for (b, _, t), (b0, _, t0) in zip(cores, previous)]
             softirq = [_percent(s - s0, t - t0) for (_, s, t), (_, s0, t0) in zip(cores, previous)]
             memory = memory_used()
+            now = time.monotonic()
             with self._lock:
-                for window in self._windows.values():
-                    window.add(busy, softirq, memory)
+                windows = list(self._windows.values())
+            for window in windows:
+                window.add(busy, softirq, memory, now)

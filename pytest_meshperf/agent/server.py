@@ -52,7 +52,7 @@ class Agent:
         self.ports = PortAllocator(*port_range)
         self.monitor = CpuMonitor().start()
         self.supervisor = Supervisor(state_dir, max_processes=max_processes,
-                                     on_start=lambda proc: self.monitor.open(proc.id),
+                                     on_start=lambda proc: self.monitor.open(proc.id, proc.pid, proc.cpu),
                                      on_end=lambda proc: self.monitor.close(proc.id))
         self.tools = self._probe_tools(tool_paths or {})
         self.cores = resources.usable_cores()
