@@ -11,7 +11,7 @@ from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  
 PROGRESS_KEY = pytest.StashKey()
 from .planning import SCHEDULES, plan_pairs
 from .reports.progress import Progress
-from .scheduling import make_scheduler
+from .scheduling import make_scheduler, source_of
 from .reports.terminal import write_summary
 from .session import MeshSession
 from .testspec import MARK, spec_for_item
@@ -137,7 +137,8 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_xdist_node_collection_finished(node, ids):
     """xdist controller: start the agents before the first mesh test is handed to a worker."""
     session = node.config.stash[SESSION_KEY]
-    mesh_ids = [test_id for test_id in ids if "->" in test_id]
+    names = [n.name for n in session.cluster.nodes]
+    mesh_ids = [test_id for test_id in ids if source_of(test_id, names)]
     if mesh_ids and PROGRESS_KEY not in node.config.stash:  # every worker collects the same tests
         node.config.stash[PROGRESS_KEY] = Progress(len(mesh_ids), node.config.option.meshperf_progress)
     if session.controller is None and mesh_ids:
