@@ -123,9 +123,10 @@ def test_pinned_loopback_flows_are_reported_cpu_bound(pytester, tmp_path):
     _, found = entries(tmp_path / "out")
     for src, _, entry in found:
         load = entry["node_load"]["src"]
-        assert load["samples"] >= 4 and load["saturated_fraction"] >= 0.5, load
-        assert entry["warnings"] and "sender %s was CPU-bound" % src in entry["warnings"][0]
-    result.stdout.fnmatch_lines(["*CPU-bound*node1->node2*sender node1 was CPU-bound*"])
+        assert load["samples"] >= 4 and load["pinned_core"] is not None and load["process_cpu_percent"] > 0, load
+        assert entry["warnings"] and "sender %s was CPU-bound (its iperf3 " % src in entry["warnings"][0]
+    result.stdout.fnmatch_lines(["CPU-bound or otherwise doubtful (2 of 2 measurements*",
+                                 "  node1->node2 test_tcp: sender node1 was CPU-bound (its iperf3 *"])
 
 
 def test_monitor_sees_a_saturated_core():

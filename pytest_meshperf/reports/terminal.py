@@ -9,6 +9,7 @@ from ..metrics import METRICS, format_value
 MAIN_METRICS = ("throughput_bps", "latency_p50_us", "transaction_rate")
 FAILED_MARK = " !"
 ERROR_CELL = "ERROR"
+MAX_WARNINGS_SHOWN = 10
 
 
 def main_metric(rows):
@@ -36,8 +37,9 @@ def matrices(node_names, rows):
             if row.status == "failed":
                 text += FAILED_MARK
             cells[(row.src, row.dst)] = text
-        sources = [n for n in node_names if any(r.src == n for r in test_rows)]
-        dests = [n for n in node_names if any(r.dst == n for r in test_rows)]
+        present_src, present_dst = {r.src for r in test_rows}, {r.dst for r in test_rows}
+        sources = [n for n in node_names if n in present_src]   # sets: one scan of the rows, not one per node
+        dests = [n for n in node_names if n in present_dst]
         width = max([len(n) for n in dests] + [len(c) for c in cells.values()] + [5])
         head = max(len(n) for n in sources) if sources else 4
         lines = [" " * head + "  " + "  ".join(n.rjust(width) for n in dests)]
@@ -51,6 +53,14 @@ def summary_lines(node_names, rows, counts, mesh_path, cwd=None) -> List[str]:
     out = []
     for key, metric, lines in matrices(node_names, rows):
         out += ["", "%s: %s" % (key, METRICS[metric].label if metric in METRICS else "no metric")] + lines
+    warned = [row for row in rows if row.warnings]
+    if warned:
+        out += ["", "CPU-bound or otherwise doubtful (%d of %d measurements; see warnings in mesh.json):"
+                % (len(warned), len(rows))]
+        for row in warned[:MAX_WARNINGS_SHOWN]:
+            out += ["  %s->%s %s: %s" % (row.src, row.dst, row.name, "; ".join(row.warnings))]
+        if len(warned) > MAX_WARNINGS_SHOWN:
+            out.append("  ... and %d more" % (len(warned) - MAX_WARNINGS_SHOWN))
     out += ["", "%d measurements: %d passed, %d failed (marked%s), %d errors (%s)" % (
         sum(counts.values()), counts.get("passed", 0), counts.get("failed", 0), FAILED_MARK,
         counts.get("error", 0), ERROR_CELL)]
