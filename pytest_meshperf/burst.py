@@ -116,7 +116,7 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
     pairs = [p for p in pairs if results[p.id].status != STATUS_ERROR]
     servers = {}   # pair id -> [server process]
     clients = {}   # pair id -> [client process]
-    done = {}      # pair id -> [(client result, server result)]
+    done = {}      # pair id -> [client result], every client of the pair ended
     try:
         for pair in pairs:
             dst = pool.client(pair.dst.name)
