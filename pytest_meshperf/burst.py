@@ -28,7 +28,8 @@ from .errors import AgentError, MeasurementError
 from .rpc import clock_offset
 from .measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings, judge, record_of
 from .runner import (LEASE_MARGIN_S, LEASE_WAIT_S, SERVER_GRACE_S, client_timeout_s, collect_server,
-                     instance_from, reason, start_client, start_server, stop_process, wait_client)
+                     instance_from, reason, release_leases, start_client, start_server, stop_process, take_leases,
+                     wait_client)
 from .tools import get_tool
 
 GROUP_DIR = "groups"
@@ -63,40 +64,21 @@ def run_group(pool, pairs, params, schedule, test, nodeids, holder) -> Dict[str,
             fail(pair, reason(exc))
     if live:
         try:
-            lease = _cluster_lease(pool, timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S, holder)
-        except MeasurementError as exc:
+            lease = take_leases(pool, [(pool.coordinator(), "cluster")], timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S,
+                                holder)
+        except (MeasurementError, AgentError) as exc:
             for pair in live:
-                fail(pair, str(exc))
+                fail(pair, reason(exc))
             live = []
     if live:
         try:
             _run(module, pool, live, params, schedule, timeout_s, results, fail)
         finally:
-            try:
-                pool.client(lease[0]).call("lease.release", {"id": lease[1]})
-            except AgentError:
-                pass  # the lease ends with the connection or its TTL anyway
+            release_leases(pool, lease)
     finished = time.time()
     for result in results.values():
         result.finished = finished
     return results
-
-
-def _cluster_lease(pool, ttl_s, holder):
-    node = pool.coordinator()
-    deadline, delay = time.monotonic() + LEASE_WAIT_S, 0.01
-    while True:
-        try:
-            answer = pool.client(node).call("lease.acquire", {"role": "cluster", "holder": holder, "ttl_s": ttl_s})
-        except AgentError as exc:
-            raise MeasurementError(reason(exc))
-        if answer["granted"]:
-            return node, answer["id"]
-        if time.monotonic() > deadline:
-            raise MeasurementError("%s could not run alone for %.0f s: busy with %s" % (
-                node, LEASE_WAIT_S, ", ".join(h["holder"] for h in answer["holders"]) or "?"))
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
 
 
 def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):

@@ -61,8 +61,8 @@ def run_measurement(pool, pair, params, schedule="rounds", holder=""):
         raise MeasurementError(reason(exc))
     timeout_s = client_timeout_s(module, params)
     wanted = 0 if params.instances == 1 else (MAX_INSTANCES if params.instances == "auto" else params.instances)
-    leases = take_leases(pool, pair, schedule, timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S, holder or pair.id,
-                         cores=wanted)
+    leases = take_leases(pool, pair_leases(pool, pair, schedule), timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S,
+                         holder or pair.id, cores=wanted)
     try:
         return _measure(module, src, dst, pool, pair, params, timeout_s, instance_pins(params.instances, leases))
     finally:
@@ -92,11 +92,17 @@ class HeldLease:
     cores: List[int]
 
 
-def take_leases(pool, pair, schedule, ttl_s, holder, wait_s=None, cores=0):
-    """Hold-none-while-waiting: take every lease or none, back off, retry; bounded by ``wait_s``."""
+def pair_leases(pool, pair, schedule):
+    """The (node, role) leases one measurement of ``pair`` holds."""
     wanted = [(pair.src.name, "send"), (pair.dst.name, "recv")]
     if schedule == "sequential":
         wanted.insert(0, (pool.coordinator(), "cluster"))
+    return wanted
+
+
+def take_leases(pool, wanted, ttl_s, holder, wait_s=None, cores=0):
+    """Hold-none-while-waiting: take every (node, role) lease of ``wanted`` or none, back off, retry;
+    bounded by ``wait_s``.  Send and receive leases also reserve up to ``cores`` cores each."""
     wait_s = LEASE_WAIT_S if wait_s is None else wait_s
     deadline, delay, busy = time.monotonic() + wait_s, 0.01, None
     while True:
