@@ -9,10 +9,11 @@ import dataclasses
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
 from .errors import ParameterError, ThresholdError
-from .tools import TOOLS
+from .tools import TOOLS, get_tool
+from .tools.args import ArgError, as_list
 from .units import parse_quantity
 
 _SIZE = re.compile(r"^[0-9]{1,12}[KMG]?$")
@@ -34,13 +35,20 @@ class Params:
     zerocopy: bool = False
     connect_timeout_ms: Optional[int] = None
     instances: Any = 1          # tool processes per pair, each pinned to its own core; or "auto"
+    # netperf
+    test: str = "send"          # OMNI direction: send, recv, rr
+    request_size: Optional[int] = None    # rr: bytes per request (netperf -r)
+    response_size: Optional[int] = None
+    selectors: Tuple[str, ...] = ()       # output selectors besides meshperf's own
+    # native arguments passed through: before netperf's `--` (all of iperf3's), after it
+    args: Tuple[str, ...] = ()
+    test_args: Tuple[str, ...] = ()
 
     def tool_params(self):
-        """The canonical parameters the agent's tool module takes (per process)."""
-        values = dataclasses.asdict(self)
-        values.pop("tool")
-        values.pop("instances")
-        return values
+        """The canonical parameters the agent's tool module takes (per process): its own fields only."""
+        accepted = get_tool(self.tool).CLIENT_PARAMS
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items() if key in accepted}
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -136,6 +144,39 @@ def _connect_timeout(key, value, origin):
     return int(round(_seconds(key, value, origin) * 1000))
 
 
+def _test(key, value, origin):
+    tests = get_tool("netperf").TESTS
+    if value not in tests:
+        raise ParameterError("%s: test=%r: expected one of %s (netperf OMNI direction; rr is request/response)"
+                             % (origin, value, ", ".join(tests)))
+    return value
+
+
+def _bytes(key, value, origin):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 30:
+        raise ParameterError("%s: %s=%r: expected a size in bytes from 1 to %d" % (origin, key, value, 1 << 30))
+    return value
+
+
+def _selectors(key, value, origin):
+    text = value if isinstance(value, str) else ",".join(value) if isinstance(value, (list, tuple)) and \
+        all(isinstance(v, str) for v in value) else None
+    if text is None:
+        raise ParameterError("%s: selectors=%r: expected netperf output selectors such as 'P99_LATENCY,"
+                             "THROUGHPUT_CONFID' or a list of them" % (origin, value))
+    try:
+        return tuple(get_tool("netperf").selector_list(text))
+    except ArgError as exc:
+        raise ParameterError("%s: selectors: %s" % (origin, exc))
+
+
+def _args(key, value, origin):
+    try:
+        return (origin, tuple(as_list(value)))   # interpreted by merge_params, once the tool is known
+    except ArgError as exc:
+        raise ParameterError("%s: %s=%r: %s" % (origin, key, value, exc))
+
+
 # user key -> (Params field, parser)
 KEYS = {
     "tool": ("tool", _tool),
@@ -152,12 +193,26 @@ KEYS = {
     "zerocopy": ("zerocopy", _bool),
     "connect_timeout": ("connect_timeout_ms", _connect_timeout),
     "instances": ("instances", _instances),
+    "test": ("test", _test),
+    "request_size": ("request_size", _bytes),
+    "response_size": ("response_size", _bytes),
+    "selectors": ("selectors", _selectors),
+    "args": ("args", _args),
 }
+_MESHPERF_FIELDS = ("tool", "instances", "args", "test_args")   # not the tool's, apply to every tool
+GLOBAL_ORIGIN = "command line"   # its parameters apply to every test: those a test's tool lacks are ignored
+
+
+class Layer(dict):
+    """One layer's parsed parameters, and where they came from (for messages)."""
+    origin = ""
+
 
 
 def parse_params(values: Mapping[str, Any], origin: str):
     """User keys -> {Params field: canonical value}; unknown keys are a ParameterError with a suggestion."""
-    parsed = {}
+    parsed = Layer()
+    parsed.origin = origin
     for key, value in values.items():
         if key not in KEYS:
             close = difflib.get_close_matches(key, list(KEYS), n=1)
@@ -169,10 +224,45 @@ def parse_params(values: Mapping[str, Any], origin: str):
 
 
 def merge_params(*layers: Mapping[str, Any]) -> Params:
-    """Parsed layers (from parse_params), lowest precedence first."""
-    merged = {}
+    """Parsed layers (from parse_params), lowest precedence first.
+
+    Native arguments (``args``) are read by the tool the layers choose: what maps onto meshperf's
+    parameters (netperf ``-l``, ``-d``; iperf3 ``-t``) takes that layer's place, the rest is passed
+    through, and an argument meshperf owns is a ParameterError naming it.  A parameter the tool does
+    not take is an error too, unless it came from the command line (which applies to every test)."""
+    tool = Params.tool
     for layer in layers:
-        merged.update(layer)
+        tool = layer.get("tool", tool)
+    module = get_tool(tool)
+    merged, passed, test_passed = {}, [], []
+    for layer in layers:
+        origin = getattr(layer, "origin", "")
+        for field, value in layer.items():
+            if field in _MESHPERF_FIELDS or field in module.CLIENT_PARAMS:
+                continue
+            if origin == GLOBAL_ORIGIN:
+                continue
+            key = next(k for k, (f, _) in KEYS.items() if f == field)
+            users = sorted(name for name, other in TOOLS.items() if field in other.CLIENT_PARAMS)
+            raise ParameterError("%s: %s=%r is a parameter of %s only; this test measures with %s" % (
+                origin, key, value, " and ".join(users) or "no tool", tool))
+        values = {f: v for f, v in layer.items() if f != "args" and (origin != GLOBAL_ORIGIN or f in _MESHPERF_FIELDS
+                                                                     or f in module.CLIENT_PARAMS)}
+        merged.update(values)
+        if "args" in layer:
+            where, tokens = layer["args"]
+            try:
+                mapped, global_args, test_args = module.native_params(list(tokens))
+            except ArgError as exc:
+                raise ParameterError("%s: %s args %r: %s" % (where, tool, " ".join(tokens), exc))
+            selectors = mapped.pop("selectors", [])
+            merged.update(mapped)
+            if selectors:
+                merged["selectors"] = tuple(merged.get("selectors", ())) + tuple(
+                    s for s in selectors if s not in merged.get("selectors", ()))
+            passed += global_args
+            test_passed += test_args
+    merged["args"], merged["test_args"] = tuple(passed), tuple(test_passed)
     params = Params(**merged)
     if params.reverse and params.bidir:
         raise ParameterError("reverse and bidir exclude each other: choose one")

@@ -251,7 +251,8 @@ def ssh_options_from(opt, base_dir):
                       known_hosts=path(getattr(opt, "meshperf_known_hosts", None)),
                       ssh_config=path(getattr(opt, "meshperf_ssh_config", None)),
                       connect_timeout_s=getattr(opt, "meshperf_connect_timeout", 10.0),
-                      tool_paths={"iperf3": opt.meshperf_iperf3} if getattr(opt, "meshperf_iperf3", None) else {},
+                      tool_paths={name: getattr(opt, "meshperf_" + name) for name in ("iperf3", "netperf")
+                                  if getattr(opt, "meshperf_" + name, None)},
                       local_tools={"iperf3": local_iperf3} if local_iperf3 else {})
 
 
@@ -269,7 +270,8 @@ def _option_values(opt):
     values = {}
     for key, attr in (("duration", "meshperf_duration"), ("parallel", "meshperf_parallel"),
                       ("omit", "meshperf_omit"), ("bitrate", "meshperf_bitrate"),
-                      ("instances", "meshperf_instances")):
+                      ("instances", "meshperf_instances"), ("tool", "meshperf_tool"),
+                      ("args", "meshperf_tool_args")):
         value = getattr(opt, attr, None)
         if value is not None:
             values[key] = value
