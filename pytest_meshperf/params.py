@@ -172,7 +172,8 @@ def _selectors(key, value, origin):
 
 def _args(key, value, origin):
     try:
-        return (origin, tuple(as_list(value)))   # interpreted by merge_params, once the tool is known
+        where = "--mesh-tool-args" if origin == GLOBAL_ORIGIN else origin
+        return (where, tuple(as_list(value)))   # interpreted by merge_params, once the tool is known
     except ArgError as exc:
         raise ParameterError("%s: %s=%r: %s" % (origin, key, value, exc))
 

@@ -103,7 +103,8 @@ class MeshSession:
 
     # -- run directory ---------------------------------------------------------
     def run_meta(self):
-        params = {k: v for k, v in self.option_params.items()}
+        # --mesh-tool-args as the tokens given (the layer keeps its origin beside them for messages).
+        params = {k: list(v[1]) if k == "args" else v for k, v in self.option_params.items()}
         return {"id": self.run_dir.run_id, "started": iso(self.started), "finished": None, "interrupted": True,
                 "exit_status": None, "parameters": {"cluster": self.cluster.spec, "schedule": str(self.schedule),
                                                    "options": params,

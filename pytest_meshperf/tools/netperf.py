@@ -22,7 +22,8 @@ NAME = "netperf"
 DEFAULT_BINARY = "netperf"
 SERVER_BINARY = "netserver"
 SHARED_SERVER = True
-INSTALL_HINT = "Debian: apt-get install netperf, from the non-free component (see scripts/setup)"
+INSTALL_HINT = "Debian ships it in the non-free component: add non-free to the node's apt source, then apt-get " \
+    "install netperf"
 
 TESTS = ("send", "recv", "rr")
 # What meshperf asks for on every run; a user's selectors (-o, or selectors=) are added to these.

@@ -134,14 +134,15 @@ class LocalNode:
                  "hostname": os.uname().nodename, "rtt_s": 0.0, "tools": {}}
         for name in TOOLS:
             module, started = get_tool(name), time.time()
-            path = shutil.which(module.DEFAULT_BINARY)
+            given = getattr(self.node, name, None)   # the inventory's path, as the agent would use it
+            path = shutil.which(given or module.DEFAULT_BINARY)
             version = None
             if path:
                 out = subprocess.run(module.version_argv(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      timeout=10, stdin=subprocess.DEVNULL)
                 version = module.parse_version(out.stdout.decode("utf-8", "replace"))
             facts["tools"][name] = {"path": path, "version": version, "error": None if version else (
-                "%s not found; install it (%s)" % (name, module.INSTALL_HINT))}
+                "%s not found; install it (%s)" % (given or name, module.INSTALL_HINT))}
             facts["rtt_s"] = round(time.time() - started, 4)
         return facts
 
