@@ -205,15 +205,28 @@ GLOBAL_ORIGIN = "command line"   # its parameters apply to every test: those a t
 
 
 class Layer(dict):
-    """One layer's parsed parameters, and where they came from (for messages)."""
-    origin = ""
+    """One layer's parsed parameters, and where they came from (for messages): the layer's origin, and
+    per field where it differs (a profile's fields each have their file:line)."""
+
+    def __init__(self, origin=""):
+        super().__init__()
+        self.origin = origin
+        self.origins = {}
+
+    def add(self, other):
+        """Take ``other``'s fields (a later line of the same profile), with their origins."""
+        for field, value in other.items():
+            self[field] = value
+            self.origins[field] = getattr(other, "origins", {}).get(field, getattr(other, "origin", ""))
+
+    def origin_of(self, field):
+        return self.origins.get(field, self.origin)
 
 
 
 def parse_params(values: Mapping[str, Any], origin: str):
     """User keys -> {Params field: canonical value}; unknown keys are a ParameterError with a suggestion."""
-    parsed = Layer()
-    parsed.origin = origin
+    parsed = Layer(origin)
     for key, value in values.items():
         if key not in KEYS:
             close = difflib.get_close_matches(key, list(KEYS), n=1)
@@ -221,6 +234,7 @@ def parse_params(values: Mapping[str, Any], origin: str):
             raise ParameterError("%s: unknown parameter %r; %s" % (origin, key, hint))
         field, parser = KEYS[key]
         parsed[field] = parser(key, value, origin)
+        parsed.origins[field] = origin
     return parsed
 
 
@@ -245,8 +259,9 @@ def merge_params(*layers: Mapping[str, Any]) -> Params:
                 continue
             key = next(k for k, (f, _) in KEYS.items() if f == field)
             users = sorted(name for name, other in TOOLS.items() if field in other.CLIENT_PARAMS)
+            where = layer.origin_of(field) if isinstance(layer, Layer) else origin
             raise ParameterError("%s: %s=%r is a parameter of %s only; this test measures with %s" % (
-                origin, key, value, " and ".join(users) or "no tool", tool))
+                where, key, value, " and ".join(users) or "no tool", tool))
         values = {f: v for f, v in layer.items() if f != "args" and (origin != GLOBAL_ORIGIN or f in _MESHPERF_FIELDS
                                                                      or f in module.CLIENT_PARAMS)}
         merged.update(values)

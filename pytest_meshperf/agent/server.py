@@ -74,7 +74,7 @@ class Agent:
         for name in TOOLS:
             module = get_tool(name)
             given = tool_paths.get(name)
-            binary = (shutil.which(given) or given) if given else shutil.which(module.DEFAULT_BINARY)
+            binary = shutil.which(given or module.DEFAULT_BINARY)
             entry = {"path": binary, "version": None, "error": None}
             if not binary:
                 entry["error"] = "%s not found%s; install it (%s)" % (

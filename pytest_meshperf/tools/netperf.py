@@ -283,8 +283,8 @@ def metrics_from_json(data):
     """Metric-name -> value (names per pytest_meshperf.metrics) from load_output's result.
 
     A send test's THROUGHPUT is the receiver's figure (netperf reports what arrived) in THROUGHPUT_UNITS;
-    an rr test's THROUGHPUT is its transaction rate (Trans/s), so it gives no bit rate.  Latencies are
-    measured for both; CPU utilisation netperf could not measure (-1) is left out."""
+    an rr test's THROUGHPUT is its transaction rate (Trans/s), so it gives no bit rate, but transaction
+    rate and round-trip latencies.  CPU utilisation netperf could not measure (-1) is left out."""
     values = data["selectors"]
     metrics = {}
     units = values.get("THROUGHPUT_UNITS", "")
@@ -293,13 +293,16 @@ def metrics_from_json(data):
         metrics["throughput_bps"] = throughput * _UNITS_BPS[units]
     elif throughput is not None and units != "Trans/s":
         raise ToolFailure("netperf reported THROUGHPUT in units meshperf does not know: %r" % units)
-    rate = _number(values, "TRANSACTION_RATE")
-    if rate is not None and units == "Trans/s":
-        metrics["transaction_rate"] = rate
-    for name, metric in _LATENCY.items():
-        value = _number(values, name)
-        if value is not None and value >= 0:
-            metrics[metric] = value
+    if units == "Trans/s":
+        # Only a request/response test has transactions and round-trip latencies: for send, netperf
+        # prints TRANSACTION_RATE=1 and the time of one send call as "latency" (kept in raw, not metrics).
+        rate = _number(values, "TRANSACTION_RATE")
+        if rate is not None:
+            metrics["transaction_rate"] = rate
+        for name, metric in _LATENCY.items():
+            value = _number(values, name)
+            if value is not None and value >= 0:
+                metrics[metric] = value
     for name, metric in (("LOCAL_CPU_UTIL", "cpu_local_percent"), ("REMOTE_CPU_UTIL", "cpu_remote_percent")):
         value = _number(values, name)
         if value is not None and value >= 0:
