@@ -51,7 +51,9 @@ class Params:
                 for key, value in dataclasses.asdict(self).items() if key in accepted}
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """JSON-ready: tuples as lists."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
 
 
 def _seconds(key, value, origin):
