@@ -77,8 +77,8 @@ class Agent:
             binary = shutil.which(given or module.DEFAULT_BINARY)
             entry = {"path": binary, "version": None, "error": None}
             if not binary:
-                entry["error"] = "%s not found%s; install it (%s)" % (
-                    given or name, "" if given else " on PATH", module.INSTALL_HINT)
+                entry["error"] = "%s not found on the node%s; install it (%s)" % (
+                    given or name, "" if given else " (PATH)", module.INSTALL_HINT)
             else:
                 try:
                     out = subprocess.run(module.version_argv(binary), stdin=subprocess.DEVNULL,
