@@ -137,6 +137,8 @@ def test_latency_suite_on_the_embedded_cluster(pytester, mesh_out):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", "local:2", "--mesh-out",
                                            str(mesh_out), "--mesh-duration", "1")
     result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_latency.py::test_tcp_latency: p50 latency", "*node1 *-*us",
+                                 "*test_latency.py::test_tcp_latency: p99 latency", "*node1 *-*us"])
     entries = latency_entries(mesh_out / "latest" / "mesh.json")
     assert_latency_recorded(entries, {("node1", "node2"), ("node2", "node1")})
     # One netserver per node, shared by every measurement to it; none outlives the run.
