@@ -45,6 +45,10 @@ def test_send_output_gives_throughput_in_bits_per_second_and_no_latency():
     udp = netperf.load_output(recorded("udp-send-1s.out"))
     assert netperf.metrics_from_json(udp)["throughput_bps"] == 295.38e6
     assert udp["selectors"]["THROUGHPUT_CONFID"] == "-1.000"   # a user's own selector, kept
+    counted = netperf.metrics_from_json(netperf.load_output(recorded("udp-send-counts-1s.out")))
+    assert counted["packets"] == 166876 and counted["lost_packets"] == 166876 - 156087
+    assert counted["lost_percent"] == pytest.approx(100.0 * (166876 - 156087) / 166876)
+    assert "transaction_rate" not in counted and counted["throughput_bps"] == 1748.01e6
 
 
 def test_no_netserver_is_a_tool_failure_with_netperfs_words():

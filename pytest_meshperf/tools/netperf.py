@@ -29,6 +29,8 @@ TESTS = ("send", "recv", "rr")
 # What meshperf asks for on every run; a user's selectors (-o, or selectors=) are added to these.
 DEFAULT_SELECTORS = ("THROUGHPUT", "THROUGHPUT_UNITS", "TRANSACTION_RATE", "MEAN_LATENCY", "P50_LATENCY",
                      "P90_LATENCY", "P99_LATENCY", "LOCAL_CPU_UTIL", "REMOTE_CPU_UTIL")
+# A UDP send also counts datagrams on both ends: loss, as iperf3 reports it for UDP.
+UDP_SEND_SELECTORS = ("PROTOCOL", "DIRECTION", "LOCAL_SEND_CALLS", "REMOTE_RECV_CALLS")
 # netperf 2.7.0's own list: the output of `netperf -t omni -H HOST -- -k '?'`.
 KNOWN_SELECTORS = frozenset("""
 OUTPUT_NONE SOCKET_TYPE PROTOCOL DIRECTION ELAPSED_TIME THROUGHPUT THROUGHPUT_UNITS LSS_SIZE_REQ LSS_SIZE
@@ -201,6 +203,8 @@ def _check_params(params):
 
 def selectors(params):
     chosen = list(DEFAULT_SELECTORS)
+    if params.get("udp") and params.get("test", "send") == "send":
+        chosen += UDP_SEND_SELECTORS
     for name in params.get("selectors", []):
         if name not in chosen:
             chosen.append(name)
@@ -284,7 +288,8 @@ def metrics_from_json(data):
 
     A send test's THROUGHPUT is the receiver's figure (netperf reports what arrived) in THROUGHPUT_UNITS;
     an rr test's THROUGHPUT is its transaction rate (Trans/s), so it gives no bit rate, but transaction
-    rate and round-trip latencies.  CPU utilisation netperf could not measure (-1) is left out."""
+    rate and round-trip latencies.  A UDP send counts datagrams sent and received: packets, lost_packets,
+    lost_percent.  CPU utilisation netperf could not measure (-1) is left out."""
     values = data["selectors"]
     metrics = {}
     units = values.get("THROUGHPUT_UNITS", "")
@@ -303,6 +308,12 @@ def metrics_from_json(data):
             value = _number(values, name)
             if value is not None and value >= 0:
                 metrics[metric] = value
+    sent, received = _number(values, "LOCAL_SEND_CALLS"), _number(values, "REMOTE_RECV_CALLS")
+    if values.get("PROTOCOL") == "UDP" and values.get("DIRECTION") == "Send" and sent:
+        # One send call is one datagram; what the receiver did not read was lost.
+        metrics["packets"] = sent
+        metrics["lost_packets"] = max(0.0, sent - (received or 0.0))
+        metrics["lost_percent"] = 100.0 * metrics["lost_packets"] / sent
     for name, metric in (("LOCAL_CPU_UTIL", "cpu_local_percent"), ("REMOTE_CPU_UTIL", "cpu_remote_percent")):
         value = _number(values, name)
         if value is not None and value >= 0:
