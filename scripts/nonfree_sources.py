@@ -8,7 +8,8 @@ configuration is never changed and no registry host is written in this repositor
 
 Reads deb822 files (/etc/apt/sources.list.d/*.sources) and one-line lists
 (/etc/apt/sources.list, /etc/apt/sources.list.d/*.list).
-Usage: nonfree_sources.py DEB822_OUT   (writes DEB822_OUT; exit 1 if no Debian entry was found)
+Usage: nonfree_sources.py DEB822_OUT [APT_DIR]   (writes DEB822_OUT; APT_DIR defaults to /etc/apt;
+exit 1 if no enabled 'deb ... main' entry was found)
 """
 
 import glob
@@ -89,13 +90,14 @@ def from_one_line(text):
 
 
 def main(argv):
-    if len(argv) != 2:
-        sys.exit("usage: nonfree_sources.py DEB822_OUT")
+    if len(argv) not in (2, 3):
+        sys.exit("usage: nonfree_sources.py DEB822_OUT [APT_DIR]")
+    apt = argv[2] if len(argv) == 3 else APT
     entries = []
-    for path in sorted(glob.glob(APT + "/sources.list.d/*.sources")):
+    for path in sorted(glob.glob(apt + "/sources.list.d/*.sources")):
         with open(path) as handle:
             entries += from_deb822(handle.read())
-    for path in [APT + "/sources.list"] + sorted(glob.glob(APT + "/sources.list.d/*.list")):
+    for path in [apt + "/sources.list"] + sorted(glob.glob(apt + "/sources.list.d/*.list")):
         try:
             with open(path) as handle:
                 entries += from_one_line(handle.read())
@@ -103,7 +105,7 @@ def main(argv):
             pass
     if not entries:
         sys.exit("nonfree_sources.py: no enabled 'deb ... main' entry in %s/sources.list or %s/sources.list.d/; "
-                 "add Debian's non-free component by hand and install netperf" % (APT, APT))
+                 "add Debian's non-free component by hand and install netperf" % (apt, apt))
     with open(argv[1], "w") as handle:
         handle.write("\n\n".join(entries) + "\n")
 
