@@ -23,16 +23,16 @@ SPEC_KEYS = ("client", "server", "client_address", "server_address", "success", 
 MESHPERF_KEYS = ("test", "instance", "status", "error")
 
 
-def export_path(value: Optional[str], base_dir: str) -> Optional[str]:
+def export_path(value: Optional[str], base_dir: str, option: str = "--mesh-export") -> Optional[str]:
     """``--mesh-export``'s absolute path, checked before anything is measured; UsageError with the fix."""
     if not value:
         return None
     path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
     if os.path.isdir(path):
-        raise UsageError("--mesh-export %s: is a directory; give the path of the JSON file to write" % value)
+        raise UsageError("%s %s: is a directory; give the path of the JSON file to write" % (option, value))
     if not os.path.isdir(os.path.dirname(path)):
-        raise UsageError("--mesh-export %s: the directory %s does not exist; create it or give another path"
-                         % (value, os.path.dirname(path)))
+        raise UsageError("%s %s: the directory %s does not exist; create it or give another path"
+                         % (option, value, os.path.dirname(path)))
     return path
 
 
