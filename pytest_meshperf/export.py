@@ -80,13 +80,12 @@ def _seconds(start, end):
     return round((parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds(), 3)
 
 
-def write_export(mesh_path: Optional[str], path: str) -> int:
-    """Write the export of ``mesh_path`` (None: a run that measured nothing, an empty list) to ``path``
-    atomically; returns the number of entries."""
-    mesh = {"cluster": {"nodes": {}}, "sources": {}}
-    if mesh_path:
-        with open(mesh_path, encoding="utf-8") as handle:
-            mesh = json.load(handle)
+def write_export(mesh_path: str, path: str) -> int:
+    """Write the export of the mesh.json at ``mesh_path`` to ``path`` atomically; returns the number of entries.
+
+    mesh.json is read whole (about its size in memory); the entries are written one at a time."""
+    with open(mesh_path, encoding="utf-8") as handle:
+        mesh = json.load(handle)
     tmp = "%s.tmp-%d" % (path, os.getpid())
     count = 0
     try:

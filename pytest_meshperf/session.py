@@ -237,8 +237,8 @@ class MeshSession:
             self.controller.stop()
         if self.created:
             self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
-        if self.export_path:
-            write_export(self.assembled.path if self.assembled else None, self.export_path)
+        if self.export_path and self.assembled is not None:   # like mesh.json: only a run that measured
+            write_export(self.assembled.path, self.export_path)
         return self.assembled
 
 
