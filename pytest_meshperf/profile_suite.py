@@ -44,6 +44,7 @@ class ProfileModule(pytest.Module):
     def test_name(self) -> str:
         return os.path.splitext(self.path.name)[0]
 
+    # _getobj is where pytest.Module imports its file (pytest 7.4 to 9): here the module is built instead.
     def _getobj(self):
         module = types.ModuleType("meshperf_profile_%s" % self.test_name,
                                   load_profile(str(self.path)).description or None)
