@@ -3,7 +3,7 @@
 Measuring is pytest's job (``pytest --cluster hosts.yaml suites/`` checks,
 deploys, starts, measures and stops by itself).  These sub-commands do the
 steps by hand, following netperf-orchestrate's workflow: check, deploy, start,
-status, stop; and work with results: summary, assemble.  The operations live in
+status, stop; and work with results: summary, assemble, export.  The operations live in
 ``operations.py``; this module parses arguments and formats output.
 """
 
@@ -17,6 +17,7 @@ from . import __version__, operations
 from .errors import UsageError
 from .inventory import HOST_KEY_CHECKS, load_cluster
 from .reports.terminal import summary_lines
+from .export import export_path, write_export
 from .results import RunDir, assemble, load_rows, resolve
 from .session import is_testbed_spec, ssh_options_from
 
@@ -49,6 +50,16 @@ def cmd_assemble(args):
     print("%s: %d measurements (%d passed, %d failed, %d errors)" % (
         assembled.path, len(assembled.rows), assembled.counts.get("passed", 0), assembled.counts.get("failed", 0),
         assembled.counts.get("error", 0)))
+    return 0
+
+
+def cmd_export(args):
+    try:
+        mesh_path = resolve(args.result)
+    except FileNotFoundError:
+        return _fail("%s: no mesh.json there; give a mesh.json, a run directory or a results folder" % args.result)
+    count = write_export(mesh_path, export_path(args.file, os.getcwd(), "meshperf export"))
+    print("%s: %d entries (from %s)" % (args.file, count, mesh_path))
     return 0
 
 
@@ -184,6 +195,13 @@ def build_parser():
                                          "the pytest process was killed before it could write them.")
     rebuild.add_argument("run_dir", help="the run directory, <mesh-out>/<run-id>")
     rebuild.set_defaults(func=cmd_assemble)
+    export = sub.add_parser("export", help="write a run's measurements in netperf-orchestrate's --export format",
+                            description="Write a run's measurements as a flat JSON list (client, server, "
+                                        "client_address, server_address, success, exit_code, elapsed_time, stdout, "
+                                        "command, then test, instance, status, error), as --mesh-export does.")
+    export.add_argument("result", help="mesh.json, run directory, or results folder (its latest run)")
+    export.add_argument("file", help="the JSON file to write")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -9,6 +9,7 @@ from .inventory import HOST_KEY_CHECKS
 from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
 
 PROGRESS_KEY = pytest.StashKey()
+from . import profile_suite
 from .planning import SCHEDULES, plan_pairs
 from .reports.progress import Progress
 from .scheduling import make_scheduler, source_of
@@ -23,6 +24,16 @@ def pytest_addoption(parser):
                     help="cluster to measure: a hosts.yaml path; local:N for N nodes on this machine's "
                          "loopback (default: local:3); netns:N for N real sshd hosts in network namespaces, built "
                          "for the run (root only; e.g. netns:4,rate=200mbit)")
+    group.addoption("--matrix", dest="meshperf_matrix", nargs=2, metavar=("CLIENTS", "SERVERS"),
+                    help="cluster from two text files of hosts (one address or ssh_config alias per line): every "
+                         "client against every server; instead of --cluster")
+    group.addoption("--mesh-profile", dest="meshperf_profile", metavar="NAME|PATH",
+                    help="profile (tool, parameters, thresholds): NAME is suites/profiles/NAME.yaml under the "
+                         "rootdir, or a .yaml path; with no test path it runs on its own, one test per pair; with "
+                         "test paths it is the lowest layer of every mesh test")
+    group.addoption("--mesh-export", dest="meshperf_export", metavar="FILE",
+                    help="also write the measurements as a flat JSON list (client, server, *_address, success, "
+                         "exit_code, elapsed_time, stdout, command), netperf-orchestrate's --export format")
     group.addoption("--mesh-out", dest="meshperf_out", metavar="DIR",
                     help="where run directories (mesh.json, mesh.csv) go (default: meshperf-results)")
     group.addoption("--mesh-threshold", dest="meshperf_threshold", action="append", metavar="EXPR",
@@ -82,11 +93,20 @@ def pytest_configure(config):
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ProgressHooks(config), "meshperf-progress")
     try:
-        config.stash[SESSION_KEY] = MeshSession(config)
+        config.stash[SESSION_KEY] = session = MeshSession(config)
     except UsageError as exc:
         raise pytest.UsageError(str(exc))
     except MeshperfError as exc:  # e.g. the netns testbed could not be built
         raise pytest.UsageError(str(exc))
+    if session.profile is not None and profile_suite.alone(config):
+        profile_suite.run_profile_alone(config, session.profile_path)
+
+
+def pytest_collect_file(file_path, parent):
+    session = parent.config.stash.get(SESSION_KEY, None)
+    if session is not None and session.profile is not None and profile_suite.alone(parent.config):
+        return profile_suite.collect_file(file_path, parent, session.profile_path)
+    return None
 
 
 def pytest_generate_tests(metafunc):
@@ -106,7 +126,7 @@ def pytest_collection_modifyitems(session, config, items):
         if "mesh_pair" in getattr(item, "fixturenames", ()) or item.get_closest_marker(MARK):
             mesh_items += "mesh_pair" in getattr(item, "fixturenames", ())
             try:
-                item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir)
+                item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir, config.stash[SESSION_KEY].profile)
             except UsageError as exc:
                 raise pytest.UsageError(str(exc))
     if config.stash[SESSION_KEY].schedule.grouped:
