@@ -4,18 +4,18 @@ import os
 
 import pytest
 
-from .errors import MeasurementError, MeshperfError, UsageError
-from .inventory import HOST_KEY_CHECKS
-from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
-
-PROGRESS_KEY = pytest.StashKey()
 from . import profile_suite
-from .planning import SCHEDULES, plan_pairs
+from .errors import MeasurementError, MeshperfError, UsageError
+from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
+from .inventory import HOST_KEY_CHECKS
+from .planning import SCHEDULES, link_selected, plan_pairs
 from .reports.progress import Progress
-from .scheduling import make_scheduler, source_of
 from .reports.terminal import write_summary
+from .scheduling import make_scheduler, source_of
 from .session import MeshSession
 from .testspec import MARK, spec_for_item
+
+PROGRESS_KEY = pytest.StashKey()
 
 
 def pytest_addoption(parser):
@@ -58,6 +58,9 @@ def pytest_addoption(parser):
                          "measurement at a time in the whole cluster), burst (every pair of a test at once, from "
                          "one synchronized start: the whole fabric loaded) or incast:NODE (every other node sends "
                          "to NODE at once)")
+    group.addoption("--mesh-links", dest="meshperf_links", action="append", metavar="SRC->DST",
+                    help="measure only these links: node names or shell globs, comma-separated or repeated, e.g. "
+                         "'node1->*' or '*->node3' (pytest's -k cannot say '->')")
     group.addoption("--mesh-progress", dest="meshperf_progress", type=float, default=10.0, metavar="SECONDS",
                     help="write a progress line (pairs done, failures, elapsed, ETA) at most every SECONDS "
                          "(default 10; 0: after every measurement; -1: never)")
@@ -116,10 +119,24 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("mesh_pair", pairs, ids=[pair.id for pair in pairs])
 
 
+def _select_links(config, session, items):
+    """--mesh-links: deselect the pair tests of other links, as -k would."""
+    if not session.links:
+        return
+    kept, dropped = [], []
+    for item in items:
+        pair = getattr(item, "callspec", None) and item.callspec.params.get("mesh_pair")
+        (kept if pair is None or link_selected(pair, session.links) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: a burst group is the pairs that will run
 def pytest_collection_modifyitems(session, config, items):
     if SESSION_KEY not in config.stash:
         return
+    _select_links(config, config.stash[SESSION_KEY], items)
     invocation_dir = str(config.invocation_params.dir)
     mesh_items = 0
     for item in items:

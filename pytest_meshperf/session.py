@@ -27,7 +27,7 @@ from .inventory import load_cluster
 from .matrix import load_matrix
 from .burst import GroupRunner
 from .params import parse_params
-from .planning import parse_schedule
+from .planning import parse_links, parse_schedule
 from .profiles import find_profile, load_profile
 from .results import RunDir, assemble, iso, new_run_id
 from .thresholds import parse_threshold
@@ -66,6 +66,7 @@ class MeshSession:
             self.cluster = load_cluster(self.cluster_spec, base_dir)
         try:
             self.schedule = parse_schedule(opt.meshperf_schedule, self.cluster)
+            self.links = parse_links(opt.meshperf_links, self.cluster)
         except UsageError:
             self.close()  # a testbed built for this run goes with it
             raise

@@ -49,6 +49,17 @@ def test_full_mesh_on_embedded_cluster(pytester, mesh_out):
     assert mesh["cluster"]["nodes"]["node1"]["tools"]["iperf3"]["version"].startswith("3.")
 
 
+def test_mesh_links_measures_only_the_links_named(pytester, mesh_out):
+    """pytest's -k cannot say 'node1->'; --mesh-links can, with globs on each side."""
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=1))
+    result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "-v", "--mesh-links", "node1->*",
+                                           "--mesh-links", "*->node1,node3->node2")
+    result.assert_outcomes(passed=5, deselected=1)
+    got = {(src, dst) for src, dst, _, _ in entries(load_mesh(mesh_out))}
+    assert got == {("node1", "node2"), ("node1", "node3"), ("node2", "node1"), ("node3", "node1"),
+                   ("node3", "node2")}
+
+
 def test_threshold_failure_is_readable_and_recorded(pytester, mesh_out):
     pytester.makepyfile(test_mesh=TCP_TEST.format(duration=1))
     result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "--cluster", "local:2",

@@ -38,6 +38,9 @@ def assert_usage_error(result, *fragments):
     (["--mesh-schedule", "bursty"], ["--mesh-schedule 'bursty'", "rounds, sequential, burst, incast:NODE"]),
     (["--mesh-schedule", "incast"], ["incast", "name the receiving node", "incast:node1"]),
     (["--mesh-schedule", "incast:node9"], ["incast:node9", "no node 'node9'", "node1, node2, node3"]),
+    (["--mesh-links", "node1"], ["--mesh-links 'node1'", "SRC->DST", "node1->*"]),
+    (["--mesh-links", "node1->*,nod3->node1"], ["--mesh-links 'nod3->node1'", "'nod3' matches no node",
+                                                "node1, node2, node3"]),
 ])
 def test_bad_options(pytester, args, fragments):
     pytester.makepyfile(MESH_TEST.format(mark="duration=1"))
