@@ -39,6 +39,10 @@ def generate(nodes=100, seed=7, raw=False):
     """(mesh document, expected) where expected maps (src, dst) to "passed", "failed", "error" or None."""
     rng = random.Random(seed)
     recorded, template = _template()
+    (recorded_instance,) = template["instances"]
+    recorded_raw = recorded_instance["raw"] if raw else {}
+    template["instances"] = [dict(recorded_instance, raw={}, server=dict(recorded_instance["server"], raw=None))]
+    template_json = json.dumps(template)
     names = ["node%d" % i for i in range(1, nodes + 1)]
     sick, dead, slow = names[nodes * 37 // 100], names[nodes * 63 // 100], (names[11 % nodes], names[nodes * 8 // 10])
     pairs = [(a, b) for a in names for b in names if a != b]
@@ -62,7 +66,7 @@ def generate(nodes=100, seed=7, raw=False):
         if (src, dst) in unmeasured:
             expected[(src, dst)] = None
             continue
-        entry = copy.deepcopy(template)
+        entry = json.loads(template_json)   # a fresh copy, faster than deepcopy for 9,900 entries
         entry.update(nodeid="%s[%s->%s]" % (TEST_KEY, src, dst), name="test_tcp_throughput", round=index % nodes + 1)
         entry["params"] = dict(entry["params"], duration_s=10)
         if dst == dead or (src, dst) in scattered:
@@ -86,7 +90,7 @@ def generate(nodes=100, seed=7, raw=False):
             instance.update(pid=10000 + index, client_port=40000 + index % 20000, server_port=port, metrics=metrics,
                             command="/usr/bin/iperf3 -c %s -p %d -J -t 10 -B %s" % (
                                 cluster["nodes"][dst]["data_address"], port, cluster["nodes"][src]["data_address"]),
-                            raw=instance["raw"] if raw else {})
+                            raw=recorded_raw)
             instance["server"] = dict(instance["server"], pid=20000 + index, port=port,
                                       command="/usr/bin/iperf3 -s -1 -J -p %d -B %s" % (
                                           port, cluster["nodes"][dst]["data_address"]), raw=None)
@@ -95,7 +99,6 @@ def generate(nodes=100, seed=7, raw=False):
             entry["warnings"] = [] if src != sick else [
                 "sender %s was CPU-bound (its iperf3 used 99%% of a core; a core saturated in 100%% of the samples, "
                 "softirq peak 61%%): this measured the CPU, not the network" % src]
-            entry["node_load"] = copy.deepcopy(template["node_load"])
             entry["node_load"]["src"]["process_cpu_percent"] = 99.0 if src == sick else round(rng.uniform(40, 70), 1)
             expected[(src, dst)] = entry["status"]
         mesh["sources"].setdefault(src, {"destinations": {}})["destinations"].setdefault(dst, {"tests": {}})[
