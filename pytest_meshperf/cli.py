@@ -13,10 +13,12 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 from . import __version__, operations
 from .errors import UsageError
 from .inventory import HOST_KEY_CHECKS, load_cluster
+from .metrics import resolve_metric
 from .reports import browser
 from .reports import html as html_report
 from .reports.terminal import summary_lines
@@ -48,11 +50,16 @@ def cmd_summary(args):
 
 def cmd_report(args):
     mesh_path = _mesh_path(args.result)
+    if args.metric:
+        try:
+            args.metric = resolve_metric(args.metric).name
+        except UsageError as exc:
+            raise UsageError("--metric: %s" % exc)
     try:
         mesh = html_report.load_mesh(mesh_path)
     except (OSError, ValueError) as exc:
         raise UsageError("%s: not a readable mesh.json (%s)" % (mesh_path, exc))
-    page = html_report.build_report(mesh, os.path.abspath(mesh_path))
+    page = html_report.build_report(mesh, mesh_path)
     if args.png and not args.output:   # only the picture was asked for: the page is a temporary file
         with tempfile.TemporaryDirectory(prefix="meshperf-report-") as tmp:
             return _screenshot(args, _write(os.path.join(tmp, html_report.REPORT_FILE), page))
@@ -73,8 +80,10 @@ def _write(path, page):
 
 
 def _screenshot(args, html_path):
+    fragment = "&".join("%s=%s" % (name, urllib.parse.quote(value, safe=">-"))
+                        for name, value in (("pin", args.pin), ("view", args.view), ("metric", args.metric)) if value)
     png, (width, height) = browser.full_page_screenshot(html_path, args.png, args.png_width, args.png_height,
-                                                        "pin=" + args.pin if args.pin else "")
+                                                        fragment)
     print("screenshot: %s (%dx%d)" % (png, width, height))
     return 0
 
@@ -246,6 +255,12 @@ def build_parser():
     report.add_argument("--png-height", type=int, metavar="PIXELS",
                         help="screenshot height (default: the whole page, up to %d)" % browser.MAX_PNG_HEIGHT)
     report.add_argument("--pin", metavar="SRC->DST", help="screenshot with this pair's details open")
+    report.add_argument("--view", choices=("value", "median", "asymmetry"),
+                        help="screenshot with the heatmaps showing values (default), each pair against the test's "
+                             "median, or a->b against b->a")
+    report.add_argument("--metric", metavar="NAME",
+                        help="screenshot with the heatmaps coloured by this metric where they have it, e.g. "
+                             "retransmits (default: throughput, else latency, else transaction rate)")
     report.set_defaults(func=cmd_report)
     rebuild = sub.add_parser("assemble", help="rebuild mesh.json and mesh.csv of a run from its journal",
                              description="Rebuild a run's mesh.json and mesh.csv from its journal, e.g. after "

@@ -67,7 +67,9 @@ def generate(nodes=100, seed=7, raw=False):
             expected[(src, dst)] = None
             continue
         entry = json.loads(template_json)   # a fresh copy, faster than deepcopy for 9,900 entries
-        entry.update(nodeid="%s[%s->%s]" % (TEST_KEY, src, dst), name="test_tcp_throughput", round=index % nodes + 1)
+        start_s = 12.4 * (index % nodes)   # rounds of disjoint pairs, 10 s each and the set-up
+        entry.update(nodeid="%s[%s->%s]" % (TEST_KEY, src, dst), name="test_tcp_throughput", round=index % nodes + 1,
+                     started=_at(start_s), finished=_at(start_s + 10.4))
         entry["params"] = dict(entry["params"], duration_s=10)
         if dst == dead or (src, dst) in scattered:
             entry.update(status="error", metrics={}, instances=[], node_load={}, warnings=[], tool_version=None,
@@ -104,6 +106,11 @@ def generate(nodes=100, seed=7, raw=False):
         mesh["sources"].setdefault(src, {"destinations": {}})["destinations"].setdefault(dst, {"tests": {}})[
             "tests"][TEST_KEY] = entry
     return mesh, expected
+
+
+def _at(seconds):
+    minutes, rest = divmod(seconds, 60)
+    return "2026-11-22T%02d:%02d:%09.6fZ" % (10 + minutes // 60, minutes % 60, rest)
 
 
 def _thresholds(entry):

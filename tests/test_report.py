@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from meshcheck import consistency_errors, schema_errors
+from meshcheck import consistency_errors, iter_entries, schema_errors
 from meshgen import generate
 
 from pytest_meshperf.metrics import format_value
@@ -125,6 +125,17 @@ def test_recorded_three_node_run(chromium, tmp_path):
     assert states[("node2", "node1")] == "error" and dom.heatmaps["t0"][("node2", "node1")]["text"] == "error"
     assert states[("node1", "node3")] == states[("node2", "node3")] == "failed"
     assert dom.heatmaps["t1"][("node3", "node2")]["state"] == "none"   # skipped in the recording
+    # The other views, chosen by the address (as a link or `meshperf report --view` would): a->b against b->a.
+    asym = rendered(out, fragment="view=asymmetry").heatmaps["t0"]
+    bps = {(src, dst): entry["metrics"].get("throughput_bps") for src, dst, key, entry in iter_entries(mesh)
+           if key == TCP}
+    for (src, dst), cell in asym.items():
+        if cell["state"] in ("passed", "failed") and bps.get((dst, src)):
+            a, b = bps[(src, dst)], bps[(dst, src)]
+            share = round((a - b) / max(a, b) * 1000) / 10
+            assert cell["text"].rstrip(" !") == "%s%g%%" % ("+" if share > 0 else "\u2212" if share < 0 else "\u00b1",
+                                                            abs(share)), (src, dst, cell)
+    assert asym[("node1", "node2")]["text"] == "no b\u2192a"   # node2->node1 is an error: nothing to compare
     text = " ".join(dom.text)
     assert "unable to set TCP_CONGESTION" in text and "throughput 25.75 Gbit/s < 1000 Tbit/s" in text
     assert "Per node (3 nodes)" in text and "CPU peak sending" in text

@@ -25,7 +25,8 @@ REPORT_FILE = "report.html"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # mesh.json's times (results.iso)
 MAX_LISTED = 1000          # failures, errors and warnings listed in full; the rest are counted (mesh.json has all)
 MAX_INSTANCES_SHOWN = 8    # per cell's details; --mesh-instances auto can start dozens
-AUTO_REPORT_MAX_MEASUREMENTS = 100_000   # above, the automatic report is skipped (meshperf report still works)
+AUTO_REPORT_MAX_MEASUREMENTS = 40_000   # about 200 nodes: above, the automatic report is skipped (a 20 MB page
+                                        # and ~1 GB to build it); meshperf report still makes it
 NODES_OPEN_UP_TO = 12      # node tables start unfolded for small clusters
 PARAM_TEXT = (("duration_s", "duration %s s"), ("omit_s", "omit %s s"), ("parallel", "%s streams"),
               ("bitrate_bps", None), ("udp", "UDP"), ("reverse", "reverse (-R)"), ("bidir", "bidirectional"),
@@ -40,13 +41,19 @@ class ReportOutcome:
     problem: Optional[str] = None
 
 
+def _without_raw(pairs):
+    return {key: value for key, value in pairs if key != "raw"}
+
+
 def load_mesh(mesh_path: str) -> dict:
+    """A mesh.json without the tools' raw output (most of its bytes), each dropped as soon as it is parsed."""
     with open(mesh_path, encoding="utf-8") as handle:
-        return json.load(handle)
+        return json.load(handle, object_pairs_hook=_without_raw)
 
 
 def label(metric: str, value: float) -> str:
-    return format_value(metric, value) if metric in METRICS else format_number(value)
+    known = METRICS.get(metric)   # a Metric, not its name: no name lookup per cell
+    return format_value(known, value) if known else format_number(value)
 
 
 def metric_label(metric: str) -> str:

@@ -59,13 +59,13 @@
     var self = this, hm = this.hm;
     var bar = el("div", "hm-bar");
     if (this.scales.length) {
-      var metric = el("select", "hm-metric");
+      var metric = this.metricSelect = el("select", "hm-metric");
       metric.setAttribute("aria-label", "metric");
       this.scales.forEach(function (s, i) { var o = el("option", null, s.label); o.value = i; metric.appendChild(o); });
       metric.addEventListener("change", function () { self.scale = self.scales[+metric.value]; self.paint(); });
       bar.appendChild(el("label", null, "colour by ")).appendChild(metric);
       if (hm.views.length > 1) {
-        var view = el("select", "hm-view");
+        var view = this.viewSelect = el("select", "hm-view");
         view.setAttribute("aria-label", "view");
         hm.views.forEach(function (v) { var o = el("option", null, VIEWS[v] || v); o.value = v; view.appendChild(o); });
         view.addEventListener("change", function () { self.view = view.value; self.paint(); });
@@ -134,6 +134,13 @@
       if (!td) return;
       self.pin(self.pinned === td ? null : td);
     });
+  };
+
+  Heatmap.prototype.choose = function (metric, view) {
+    var i = this.scales.map(function (s) { return s.key; }).indexOf(metric);
+    if (i >= 0) { this.scale = this.scales[i]; this.metricSelect.value = i; }
+    if (view && this.hm.views.indexOf(view) >= 0 && this.viewSelect) { this.view = view; this.viewSelect.value = view; }
+    if (i >= 0 || view) this.paint();
   };
 
   Heatmap.prototype.pin = function (td) {
@@ -288,8 +295,15 @@
       var container = document.querySelector('.heatmap[data-heatmap="' + CSS.escape(hm.key) + '"]');
       if (container) drawn.push(new Heatmap(hm, container));
     });
-    // #pin=SRC->DST keeps that pair's details open in the first heatmap that has it (links, screenshots).
-    var wanted = decodeURIComponent((location.hash.match(/^#pin=(.*)$/) || [])[1] || "");
+    // The address's #fragment chooses for links and screenshots: view=median|asymmetry, metric=KEY (in every
+    // heatmap that has it), pin=SRC->DST (that pair's details kept open in the first heatmap that has it).
+    var asked = {};
+    location.hash.replace(/^#/, "").split("&").forEach(function (part) {
+      var at = part.indexOf("=");
+      if (at > 0) asked[part.slice(0, at)] = decodeURIComponent(part.slice(at + 1));
+    });
+    drawn.forEach(function (h) { h.choose(asked.metric, asked.view); });
+    var wanted = asked.pin;
     if (wanted) {
       for (var i = 0; i < drawn.length; i++) {
         var hit = drawn[i].tds.filter(function (td) { return td.dataset.src + "->" + td.dataset.dst === wanted; })[0];
