@@ -62,21 +62,17 @@ def cmd_report(args):
     page = html_report.build_report(mesh, mesh_path)
     if args.png and not args.output:   # only the picture was asked for: the page is a temporary file
         with tempfile.TemporaryDirectory(prefix="meshperf-report-") as tmp:
-            return _screenshot(args, _write(os.path.join(tmp, html_report.REPORT_FILE), page))
-    out = _write(args.output or os.path.join(os.path.dirname(os.path.abspath(mesh_path)), html_report.REPORT_FILE),
-                 page)
+            return _screenshot(args, _save(page, os.path.join(tmp, html_report.REPORT_FILE)))
+    out = _save(page, args.output or html_report.beside(mesh_path))
     print("report: %s" % out)
     return _screenshot(args, out) if args.png else 0
 
 
-def _write(path, page):
+def _save(page, path):
     try:
-        with open(path + ".tmp", "w", encoding="utf-8") as handle:
-            handle.write(page)
-        os.replace(path + ".tmp", path)
+        return html_report.save_page(page, path)
     except OSError as exc:
         raise UsageError("-o %s: cannot write the report: %s" % (path, exc.strerror or exc))
-    return path
 
 
 def _screenshot(args, html_path):

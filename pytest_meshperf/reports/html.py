@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Dict, List, Optional
 
 from ..metrics import METRICS, format_value
-from ..results import entry_messages, iter_entries, resolve
+from ..results import entry_messages, iter_entries
 from ..units import format_number
 from .heatmap import Cell, Heatmap, Scale, esc, render_page
 from .terminal import MAIN_METRICS
@@ -193,7 +193,7 @@ def main_metric(entries) -> Optional[str]:
     return ordered[0] if ordered else None
 
 
-def test_heatmap(index: int, key: str, entries, sources, destinations) -> Heatmap:
+def heatmap_of_test(index: int, key: str, entries, sources, destinations) -> Heatmap:
     cells = [mesh_cell(src, dst, key, entry) for src, dst, entry in entries]
     rows = sources + [n for n in OrderedDict.fromkeys(c.src for c in cells) if n not in sources]
     cols = destinations + [n for n in OrderedDict.fromkeys(c.dst for c in cells) if n not in destinations]
@@ -330,7 +330,7 @@ def nodes_block(entries, metric: Optional[str], nodes: List[str]) -> str:
                 ", CPU peaks" if has_load else "", "".join("<th>%s</th>" % esc(h) for h in head), "".join(rows)))
 
 
-def test_header(index: int, key: str, entries) -> str:
+def section_head(index: int, key: str, entries) -> str:
     statuses = [entry.get("status") for _, _, entry in entries]
     tools = sorted({"%s %s" % (e.get("tool") or "?", e.get("tool_version") or "") for _, _, e in entries
                     if e.get("status") != "error"})
@@ -399,8 +399,8 @@ def build_report(mesh: dict, source_name: str = "") -> str:
     sources, destinations = _nodes(mesh, ("client", "both")), _nodes(mesh, ("server", "both"))
     blocks = [summary_block(mesh, tests, source_name)]
     for index, (key, entries) in enumerate(tests.items()):
-        heatmap = test_heatmap(index, key, entries, sources, destinations)
-        blocks += [test_header(index, key, entries), heatmap,
+        heatmap = heatmap_of_test(index, key, entries, sources, destinations)
+        blocks += [section_head(index, key, entries), heatmap,
                    nodes_block(entries, main_metric(entries), list(OrderedDict.fromkeys(heatmap.sources
                                                                                         + heatmap.destinations))),
                    "</section>"]
@@ -413,15 +413,21 @@ def build_report(mesh: dict, source_name: str = "") -> str:
     return render_page("meshperf %s" % ((mesh.get("run") or {}).get("id") or "report"), blocks)
 
 
-def write_report(mesh_path: str, out_path: Optional[str] = None) -> str:
-    """Render ``mesh_path`` (a mesh.json) into ``out_path`` (default: report.html beside it); returns the path."""
-    out_path = out_path or os.path.join(os.path.dirname(os.path.abspath(mesh_path)), REPORT_FILE)
-    page = build_report(load_mesh(mesh_path), os.path.abspath(mesh_path))
+def save_page(page: str, out_path: str) -> str:
     tmp = out_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(page)
     os.replace(tmp, out_path)   # never a half-written report
     return out_path
+
+
+def beside(mesh_path: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(mesh_path)), REPORT_FILE)
+
+
+def write_report(mesh_path: str, out_path: Optional[str] = None) -> str:
+    """Render ``mesh_path`` (a mesh.json) into ``out_path`` (default: report.html beside it); returns the path."""
+    return save_page(build_report(load_mesh(mesh_path), os.path.abspath(mesh_path)), out_path or beside(mesh_path))
 
 
 def report_after_run(assembled) -> ReportOutcome:
@@ -436,4 +442,5 @@ def report_after_run(assembled) -> ReportOutcome:
                              % (type(exc).__name__, exc, assembled.path))
 
 
-__all__ = ["REPORT_FILE", "ReportOutcome", "build_report", "report_after_run", "resolve", "write_report"]
+__all__ = ["REPORT_FILE", "ReportOutcome", "build_report", "load_mesh", "report_after_run", "save_page",
+           "write_report"]
