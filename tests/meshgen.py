@@ -15,7 +15,7 @@ import os
 import random
 import sys
 
-from pytest_meshperf.metrics import format_value
+from pytest_meshperf.metrics import METRICS, format_value
 
 RECORDED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "report", "mesh-3-nodes.json")
 TEST_KEY = "suites/test_tcp.py::test_tcp_throughput"
@@ -126,9 +126,9 @@ def _judged(threshold, metrics):
     shown = format_value(threshold["metric"], measured)
     limit = format_value(threshold["metric"], threshold["value"])
     op = threshold["op"] if passed else {">=": "<", "<=": ">"}[threshold["op"]]
+    name = METRICS[threshold["metric"]].label
     return dict(threshold, measured=measured, passed=passed,
-                message="%s %s %s %s (%s)" % ("throughput" if threshold["metric"] == "throughput_bps" else "retransmits",
-                                              shown, op, limit, threshold["origin"]))
+                message="%s %s %s %s (%s)" % (name, shown, op, limit, threshold["origin"]))
 
 
 def main(argv):

@@ -198,11 +198,12 @@ def test_script_json_cannot_close_its_script_tag():
 def test_heatmap_page_for_other_cells(chromium, tmp_path):
     """The matrix drawing takes any cells: here per-link deltas, as a comparison of two runs would give."""
     nodes = ["a", "b", "c"]
-    cells = [Cell("a", "b", "worse", {"delta": -31.0}, {"delta": "-31%"}, [("Compared", [("before", "9.4 Gbit/s", "")])]),
+    cells = [Cell("a", "b", "worse", {"delta": -31.0}, {"delta": "-31%"},
+                  [("Compared", [("before", "9.4 Gbit/s", "")])]),
              Cell("b", "a", "better", {"delta": 4.0}, {"delta": "+4%"}),
              Cell("c", "a", "error", {}, {}, [("Result", [("error", "gone in the new run", "bad")])])]
-    page = render_page("deltas", ["<h1>Deltas</h1>", Heatmap("d", "throughput change", nodes, nodes,
-                                                             [Scale("delta", "change", True)], cells, views=("value",))])
+    deltas = Heatmap("d", "throughput change", nodes, nodes, [Scale("delta", "change", True)], cells, views=("value",))
+    page = render_page("deltas", ["<h1>Deltas</h1>", deltas])
     path = tmp_path / "deltas.html"
     path.write_text(page)
     dom = rendered(path)
