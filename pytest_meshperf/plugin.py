@@ -64,6 +64,9 @@ def pytest_addoption(parser):
     group.addoption("--mesh-progress", dest="meshperf_progress", type=float, default=10.0, metavar="SECONDS",
                     help="write a progress line (pairs done, failures, elapsed, ETA) at most every SECONDS "
                          "(default 10; 0: after every measurement; -1: never)")
+    group.addoption("--mesh-report", dest="meshperf_report", choices=("yes", "no"), default="yes",
+                    help="write report.html (heatmaps, per-node view, failures) beside mesh.json after the run: "
+                         "yes (default) or no")
     group.addoption("--mesh-unreachable", dest="meshperf_unreachable", choices=("error", "skip"), default="error",
                     help="what a pair with an unreachable node becomes: error (default) or skip")
     ssh = parser.getgroup("meshperf-ssh", "meshperf: remote nodes over SSH")
@@ -250,4 +253,5 @@ def pytest_unconfigure(config):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     mesh = config.stash.get(SESSION_KEY, None)
     if mesh is not None and mesh.assembled is not None:
-        write_summary(terminalreporter, [n.name for n in mesh.cluster.nodes], mesh.assembled, os.getcwd())
+        write_summary(terminalreporter, [n.name for n in mesh.cluster.nodes], mesh.assembled, os.getcwd(),
+                      mesh.report)

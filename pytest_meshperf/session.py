@@ -29,6 +29,7 @@ from .burst import GroupRunner
 from .params import parse_params
 from .planning import parse_links, parse_schedule
 from .profiles import find_profile, load_profile
+from .reports.html import ReportOutcome, report_after_run
 from .results import RunDir, assemble, iso, new_run_id
 from .thresholds import parse_threshold
 from .export import export_path, write_export
@@ -89,6 +90,8 @@ class MeshSession:
         self._journal = None
         self.created = False
         self.assembled = None
+        self.write_report = getattr(opt, "meshperf_report", "yes") != "no"
+        self.report: Optional[ReportOutcome] = None
         self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer) \
             if self.schedule.grouped else None
 
@@ -240,6 +243,8 @@ class MeshSession:
             self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
         if self.export_path and self.assembled is not None:   # like mesh.json: only a run that measured
             write_export(self.assembled.path, self.export_path)
+        if self.write_report and self.assembled is not None:   # after the results are safe; never raises
+            self.report = report_after_run(self.assembled)
         return self.assembled
 
 

@@ -157,6 +157,7 @@ def test_sigint_leaves_valid_result_and_no_processes(pytester, mesh_out):
     assert 2 <= len(measured) < 6
     exported = json.loads((pytester.path / "export.json").read_text())   # written after the interrupt too
     assert [(e["client"], e["server"]) for e in exported] == [(src, dst) for src, dst, _, _ in entries(mesh)]
+    assert (mesh_out / "latest" / "report.html").stat().st_size > 0   # the report is written after Ctrl-C too
     assert alive(seen) == [], "left behind: %s" % alive(seen)
     assert [p for p in descendants(proc.pid)] == []
 
