@@ -203,7 +203,7 @@ KEYS = {
     "args": ("args", _args),
 }
 _MESHPERF_FIELDS = ("tool", "instances", "args", "test_args")   # not the tool's, apply to every tool
-GLOBAL_ORIGIN = "command line"   # its parameters apply to every test: those a test's tool lacks are ignored
+GLOBAL_ORIGIN = "command line"   # parse_params's origin for the command line's layer (applies everywhere)
 
 
 class Layer(dict):
@@ -214,6 +214,16 @@ class Layer(dict):
         super().__init__()
         self.origin = origin
         self.origins = {}
+        # Applies to every test of the run (the command line, --mesh-profile): fields a test's tool
+        # does not take are left out for that test instead of being an error.
+        self.everywhere = origin == GLOBAL_ORIGIN
+
+    def for_every_test(self):
+        """A copy that applies to every test (profiles are cached: the original stays as it is)."""
+        copy = Layer(self.origin)
+        copy.add(self)
+        copy.everywhere = True
+        return copy
 
     def add(self, other):
         """Take ``other``'s fields (a later line of the same profile), with their origins."""
@@ -253,18 +263,18 @@ def merge_params(*layers: Mapping[str, Any]) -> Params:
     module = get_tool(tool)
     merged, passed, test_passed = {}, [], []
     for layer in layers:
-        origin = getattr(layer, "origin", "")
+        origin, everywhere = getattr(layer, "origin", ""), getattr(layer, "everywhere", False)
         for field, value in layer.items():
             if field in _MESHPERF_FIELDS or field in module.CLIENT_PARAMS:
                 continue
-            if origin == GLOBAL_ORIGIN:
+            if everywhere:
                 continue
             key = next(k for k, (f, _) in KEYS.items() if f == field)
             users = sorted(name for name, other in TOOLS.items() if field in other.CLIENT_PARAMS)
             where = layer.origin_of(field) if isinstance(layer, Layer) else origin
             raise ParameterError("%s: %s=%r is a parameter of %s only; this test measures with %s" % (
                 where, key, value, " and ".join(users) or "no tool", tool))
-        values = {f: v for f, v in layer.items() if f != "args" and (origin != GLOBAL_ORIGIN or f in _MESHPERF_FIELDS
+        values = {f: v for f, v in layer.items() if f != "args" and (not everywhere or f in _MESHPERF_FIELDS
                                                                      or f in module.CLIENT_PARAMS)}
         merged.update(values)
         if "args" in layer:
