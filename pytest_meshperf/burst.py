@@ -151,7 +151,7 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
             for client in clients.get(pair.id, [])[src_done:]:
                 stop_process(pool.client(pair.src.name), client["id"])
         by_id = {pair.id: pair for pair in pairs}
-        collected = {pair_id: [collect_server(pool.client(by_id[pair_id].dst.name), s["id"]) for s in procs]
+        collected = {pair_id: [collect_server(pool.client(by_id[pair_id].dst.name), s) for s in procs]
                      for pair_id, procs in servers.items()}
     starts = {pair_id: [c["started"] - offsets[results[pair_id].src] for c in finished if c.get("started")]
               for pair_id, finished in done.items()}

@@ -25,6 +25,7 @@ from .reports.terminal import summary_lines
 from .export import export_path, write_export
 from .results import RunDir, assemble, load_rows, resolve
 from .session import is_testbed_spec, ssh_options_from
+from .tools import TOOLS
 
 OK, FAIL = "\u2713", "\u2717"
 
@@ -133,7 +134,7 @@ def _print_hosts(results, width=None):
 def cmd_check(args):
     cluster, options = _cluster_and_options(args)
     print("Checking %d hosts..." % len(cluster.nodes), flush=True)
-    results = operations.check(cluster, options)
+    results = operations.check(cluster, options, required=args.tool or ())
     _print_hosts(results)
     spread = operations.clock_spread_s(results)
     online = sum(r.ok for r in results)
@@ -204,6 +205,8 @@ def build_parser():
     group.add_argument("--iperf3", dest="meshperf_iperf3", metavar="PATH", help="iperf3 path on the nodes")
     group.add_argument("--local-iperf3", dest="meshperf_local_iperf3", metavar="PATH",
                        help="upload this iperf3 binary to the nodes (deploy, start)")
+    group.add_argument("--netperf", dest="meshperf_netperf", metavar="PATH",
+                       help="netperf path on the nodes (its netserver: the one beside it, else on PATH)")
     group.add_argument("--mesh-remote-dir", dest="meshperf_remote_dir", metavar="DIR",
                        help="directory on the nodes for the agent, tools and logs (default: .meshperf in the home)")
 
@@ -222,6 +225,11 @@ def build_parser():
              "With --all, also every other meshperf agent of this user on the hosts.")):
         command = sub.add_parser(name, parents=[cluster_args], help=text, description=text + ". " + extra)
         command.set_defaults(func=func)
+        if name == "check":
+            command.add_argument("--tool", action="append", choices=sorted(TOOLS), metavar="TOOL",
+                                 help="a tool the hosts must have (repeatable: iperf3, netperf); without it a "
+                                      "host fails only when no tool works, and a missing one is shown with its "
+                                      "install hint")
         if name == "start":
             command.add_argument("--lease", type=float, default=operations.DEFAULT_CLI_LEASE_S, metavar="SECONDS",
                                  help="agents stop by themselves after this long without contact (default: 3600)")

@@ -67,9 +67,11 @@ def _address(nodes, name):
 
 
 def _stdout(raw):
-    """The tool's output as text: kept text as it is, parsed JSON (iperf3 -J) serialized again."""
+    """The tool's output as text: kept text as it is, netperf's stdout, parsed JSON (iperf3 -J) serialized again."""
     if raw is None:
         return ""
+    if isinstance(raw, dict) and "selectors" in raw and isinstance(raw.get("stdout"), str):
+        return raw["stdout"]   # netperf: its own output, as netperf-orchestrate exported it
     return raw if isinstance(raw, str) else json.dumps(raw, indent=2)
 
 

@@ -84,8 +84,9 @@ def measure(request, mesh_pair):
     """Callable that measures this test's pair: ``measure(**overrides) -> Measurement``.
 
     Parameters merge, lowest precedence first: the mark's ``profile=`` file,
-    ``@pytest.mark.meshperf(...)`` (tool, duration, parallel, reverse, bidir, udp,
-    bitrate, omit, window, length, congestion, zerocopy, thresholds), the
+    ``@pytest.mark.meshperf(...)`` (tool, duration, udp, length, instances, args;
+    iperf3: parallel, reverse, bidir, bitrate, omit, window, congestion, zerocopy;
+    netperf: test, request_size, response_size, selectors; thresholds), the
     overrides, and the command-line options (``--mesh-duration`` ...).  The
     measurement is journaled, its metrics become JUnit properties, and its
     thresholds are asserted: a violated threshold fails the test; a measurement

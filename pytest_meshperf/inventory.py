@@ -75,6 +75,7 @@ HOST_KEYS = (
     "host_key_check",
     "python",
     "iperf3",
+    "netperf",
     "max_send",
     "max_recv",
     "max_processes",
@@ -88,7 +89,7 @@ HOST_KEY_CHECKS = ("yes", "accept-new", "off")
 REQUIRED_HOST_KEYS = ("name", "address")
 #: Keys for which an explicit ``null`` means "not set".
 OPTIONAL_HOST_KEYS = ("data_address", "ssh_user", "ssh_port", "ssh_key", "ssh_jump", "host_key_check", "python",
-                      "iperf3", "max_send", "max_recv", "max_processes", "ports", "labels")
+                      "iperf3", "netperf", "max_send", "max_recv", "max_processes", "ports", "labels")
 #: Top-level keys of a hosts.yaml file.
 TOP_KEYS = ("defaults", "hosts")
 
@@ -356,6 +357,7 @@ _VALUE_CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "host_key_check": _check_host_key_check,
     "python": _check_program,
     "iperf3": _check_program,
+    "netperf": _check_program,
     "max_send": lambda value: _check_limit(value, "max_send"),
     "max_recv": lambda value: _check_limit(value, "max_recv"),
     "max_processes": _check_max_processes,
@@ -438,6 +440,7 @@ class Node:
     host_key_check: str | None = None
     python: str | None = None
     iperf3: str | None = None
+    netperf: str | None = None   # its netserver: the one beside it, else on PATH
     max_send: int | None = None
     max_recv: int | None = None
     max_processes: int | None = None
@@ -497,6 +500,7 @@ class Node:
             "host_key_check": self.host_key_check,
             "python": self.python,
             "iperf3": self.iperf3,
+            "netperf": self.netperf,
             "max_send": self.max_send,
             "max_recv": self.max_recv,
             "max_processes": self.max_processes,

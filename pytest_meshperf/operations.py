@@ -65,11 +65,17 @@ def _short(message, node):
 
 
 # -- check -------------------------------------------------------------------------
-def check(cluster, options) -> List[HostResult]:
+def check(cluster, options, required=()) -> List[HostResult]:
+    """Every host's facts.  A host fails when a ``required`` tool is missing there, or when no tool works
+    at all; a missing tool nobody requires is reported (with its install hint) without failing the host:
+    a cluster measured with iperf3 only needs no netperf."""
     def action(node, remote):
         remote.connect()
         facts = remote.check(clock=True)
-        problems = [t["error"] for t in facts["tools"].values() if t["error"]]
+        errors = {name: t["error"] for name, t in facts["tools"].items() if t["error"]}
+        usable = len(errors) < len(facts["tools"])
+        problems = [errors[name] for name in required if name in errors] if usable else list(errors.values())
+        notes = [] if problems else ["%s missing: %s" % (name, error) for name, error in errors.items()]
         tools = ", ".join("%s %s" % (name, t["version"]) for name, t in facts["tools"].items() if t["version"])
         parts = ["python %s" % facts["python"]] + ([tools] if tools else [])
         if not is_local(node):
@@ -79,7 +85,8 @@ def check(cluster, options) -> List[HostResult]:
                           "off": "HOST KEY NOT CHECKED"}[facts["host_key_check"]])
         else:
             parts.append("local")
-        return HostResult(node, not problems, "; ".join(problems) if problems else ", ".join(parts), facts)
+        return HostResult(node, not problems, "; ".join(problems) if problems else "; ".join([", ".join(parts)]
+                                                                                              + notes), facts)
     return for_each(cluster, options, action)
 
 

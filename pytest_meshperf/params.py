@@ -9,10 +9,11 @@ import dataclasses
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
 from .errors import ParameterError, ThresholdError
-from .tools import TOOLS
+from .tools import TOOLS, get_tool
+from .tools.args import ArgError, as_list
 from .units import parse_quantity
 
 _SIZE = re.compile(r"^[0-9]{1,12}[KMG]?$")
@@ -34,16 +35,25 @@ class Params:
     zerocopy: bool = False
     connect_timeout_ms: Optional[int] = None
     instances: Any = 1          # tool processes per pair, each pinned to its own core; or "auto"
+    # netperf
+    test: str = "send"          # OMNI direction: send, recv, rr
+    request_size: Optional[int] = None    # rr: bytes per request (netperf -r)
+    response_size: Optional[int] = None
+    selectors: Tuple[str, ...] = ()       # output selectors besides meshperf's own
+    # native arguments passed through: before netperf's `--` (all of iperf3's), after it
+    args: Tuple[str, ...] = ()
+    test_args: Tuple[str, ...] = ()
 
     def tool_params(self):
-        """The canonical parameters the agent's tool module takes (per process)."""
-        values = dataclasses.asdict(self)
-        values.pop("tool")
-        values.pop("instances")
-        return values
+        """The canonical parameters the agent's tool module takes (per process): its own fields only."""
+        accepted = get_tool(self.tool).CLIENT_PARAMS
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items() if key in accepted}
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """JSON-ready: tuples as lists."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
 
 
 def _seconds(key, value, origin):
@@ -136,6 +146,40 @@ def _connect_timeout(key, value, origin):
     return int(round(_seconds(key, value, origin) * 1000))
 
 
+def _test(key, value, origin):
+    tests = get_tool("netperf").TESTS
+    if value not in tests:
+        raise ParameterError("%s: test=%r: expected one of %s (netperf OMNI direction; rr is request/response)"
+                             % (origin, value, ", ".join(tests)))
+    return value
+
+
+def _bytes(key, value, origin):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 30:
+        raise ParameterError("%s: %s=%r: expected a size in bytes from 1 to %d" % (origin, key, value, 1 << 30))
+    return value
+
+
+def _selectors(key, value, origin):
+    text = value if isinstance(value, str) else ",".join(value) if isinstance(value, (list, tuple)) and \
+        all(isinstance(v, str) for v in value) else None
+    if text is None:
+        raise ParameterError("%s: selectors=%r: expected netperf output selectors such as 'P99_LATENCY,"
+                             "THROUGHPUT_CONFID' or a list of them" % (origin, value))
+    try:
+        return tuple(get_tool("netperf").selector_list(text))
+    except ArgError as exc:
+        raise ParameterError("%s: selectors: %s" % (origin, exc))
+
+
+def _args(key, value, origin):
+    try:
+        where = "--mesh-tool-args" if origin == GLOBAL_ORIGIN else origin
+        return (where, tuple(as_list(value)))   # interpreted by merge_params, once the tool is known
+    except ArgError as exc:
+        raise ParameterError("%s: %s=%r: %s" % (origin, key, value, exc))
+
+
 # user key -> (Params field, parser)
 KEYS = {
     "tool": ("tool", _tool),
@@ -152,12 +196,49 @@ KEYS = {
     "zerocopy": ("zerocopy", _bool),
     "connect_timeout": ("connect_timeout_ms", _connect_timeout),
     "instances": ("instances", _instances),
+    "test": ("test", _test),
+    "request_size": ("request_size", _bytes),
+    "response_size": ("response_size", _bytes),
+    "selectors": ("selectors", _selectors),
+    "args": ("args", _args),
 }
+_MESHPERF_FIELDS = ("tool", "instances", "args", "test_args")   # not the tool's, apply to every tool
+GLOBAL_ORIGIN = "command line"   # parse_params's origin for the command line's layer (applies everywhere)
+
+
+class Layer(dict):
+    """One layer's parsed parameters, and where they came from (for messages): the layer's origin, and
+    per field where it differs (a profile's fields each have their file:line)."""
+
+    def __init__(self, origin=""):
+        super().__init__()
+        self.origin = origin
+        self.origins = {}
+        # Applies to every test of the run (the command line, --mesh-profile): fields a test's tool
+        # does not take are left out for that test instead of being an error.
+        self.everywhere = origin == GLOBAL_ORIGIN
+
+    def for_every_test(self):
+        """A copy that applies to every test (profiles are cached: the original stays as it is)."""
+        copy = Layer(self.origin)
+        copy.add(self)
+        copy.everywhere = True
+        return copy
+
+    def add(self, other):
+        """Take ``other``'s fields (a later line of the same profile), with their origins."""
+        for field, value in other.items():
+            self[field] = value
+            self.origins[field] = getattr(other, "origins", {}).get(field, getattr(other, "origin", ""))
+
+    def origin_of(self, field):
+        return self.origins.get(field, self.origin)
+
 
 
 def parse_params(values: Mapping[str, Any], origin: str):
     """User keys -> {Params field: canonical value}; unknown keys are a ParameterError with a suggestion."""
-    parsed = {}
+    parsed = Layer(origin)
     for key, value in values.items():
         if key not in KEYS:
             close = difflib.get_close_matches(key, list(KEYS), n=1)
@@ -165,14 +246,51 @@ def parse_params(values: Mapping[str, Any], origin: str):
             raise ParameterError("%s: unknown parameter %r; %s" % (origin, key, hint))
         field, parser = KEYS[key]
         parsed[field] = parser(key, value, origin)
+        parsed.origins[field] = origin
     return parsed
 
 
 def merge_params(*layers: Mapping[str, Any]) -> Params:
-    """Parsed layers (from parse_params), lowest precedence first."""
-    merged = {}
+    """Parsed layers (from parse_params), lowest precedence first.
+
+    Native arguments (``args``) are read by the tool the layers choose: what maps onto meshperf's
+    parameters (netperf ``-l``, ``-d``; iperf3 ``-t``) takes that layer's place, the rest is passed
+    through, and an argument meshperf owns is a ParameterError naming it.  A parameter the tool does
+    not take is an error too, unless it came from the command line (which applies to every test)."""
+    tool = Params.tool
     for layer in layers:
-        merged.update(layer)
+        tool = layer.get("tool", tool)
+    module = get_tool(tool)
+    merged, passed, test_passed = {}, [], []
+    for layer in layers:
+        origin, everywhere = getattr(layer, "origin", ""), getattr(layer, "everywhere", False)
+        for field, value in layer.items():
+            if field in _MESHPERF_FIELDS or field in module.CLIENT_PARAMS:
+                continue
+            if everywhere:
+                continue
+            key = next(k for k, (f, _) in KEYS.items() if f == field)
+            users = sorted(name for name, other in TOOLS.items() if field in other.CLIENT_PARAMS)
+            where = layer.origin_of(field) if isinstance(layer, Layer) else origin
+            raise ParameterError("%s: %s=%r is a parameter of %s only; this test measures with %s" % (
+                where, key, value, " and ".join(users) or "no tool", tool))
+        values = {f: v for f, v in layer.items() if f != "args" and (not everywhere or f in _MESHPERF_FIELDS
+                                                                     or f in module.CLIENT_PARAMS)}
+        merged.update(values)
+        if "args" in layer:
+            where, tokens = layer["args"]
+            try:
+                mapped, global_args, test_args = module.native_params(list(tokens))
+            except ArgError as exc:
+                raise ParameterError("%s: %s args %r: %s" % (where, tool, " ".join(tokens), exc))
+            selectors = mapped.pop("selectors", [])
+            merged.update(mapped)
+            if selectors:
+                merged["selectors"] = tuple(merged.get("selectors", ())) + tuple(
+                    s for s in selectors if s not in merged.get("selectors", ()))
+            passed += global_args
+            test_passed += test_args
+    merged["args"], merged["test_args"] = tuple(passed), tuple(test_passed)
     params = Params(**merged)
     if params.reverse and params.bidir:
         raise ParameterError("reverse and bidir exclude each other: choose one")

@@ -39,6 +39,11 @@ def pytest_addoption(parser):
     group.addoption("--mesh-threshold", dest="meshperf_threshold", action="append", metavar="EXPR",
                     help="threshold applied to every test, e.g. 'throughput>=9Gbit/s', 'retransmits<=100', "
                          "'jitter<=1ms', 'loss<=0.1%%' (repeatable; overrides marks and profiles on the same bound)")
+    group.addoption("--mesh-tool", dest="meshperf_tool", metavar="iperf3|netperf",
+                    help="the tool of every test (overrides marks and profiles)")
+    group.addoption("--mesh-tool-args", dest="meshperf_tool_args", metavar="ARGS",
+                    help="native arguments for every test's tool, e.g. --mesh-tool-args='-d rr -o P99_LATENCY' "
+                         "(netperf) or '-Z -w 256K' (iperf3); what meshperf owns (-H, -p, -c, -J ...) is refused")
     group.addoption("--mesh-duration", dest="meshperf_duration", metavar="TIME",
                     help="measurement duration for every test in whole seconds, e.g. 10 or 30s (overrides marks)")
     group.addoption("--mesh-parallel", dest="meshperf_parallel", type=int, metavar="N",
@@ -83,6 +88,9 @@ def pytest_addoption(parser):
                   help="iperf3 path on every remote node (default: the inventory's iperf3, else iperf3 on PATH)")
     ssh.addoption("--local-iperf3", dest="meshperf_local_iperf3", metavar="PATH",
                   help="upload this iperf3 binary to every remote node and use it")
+    ssh.addoption("--netperf", dest="meshperf_netperf", metavar="PATH",
+                  help="netperf path on every remote node; its netserver is the one beside it, else on PATH "
+                       "(default: the inventory's netperf, else netperf on PATH)")
     ssh.addoption("--mesh-remote-dir", dest="meshperf_remote_dir", metavar="DIR",
                   help="directory on the nodes for the agent, uploaded tools and logs, relative to the home "
                        "directory or absolute (default: .meshperf)")
@@ -93,7 +101,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "meshperf(profile=None, thresholds=None, **params): parameters and thresholds of a mesh "
-                   "measurement (tool, duration, parallel, reverse, bidir, udp, bitrate, omit, ...)")
+                   "measurement (tool, duration, parallel, reverse, bidir, udp, bitrate, omit, test, args, ...)")
     if config.option.help or config.option.version:
         return
     if not hasattr(config, "workerinput"):
@@ -146,7 +154,8 @@ def pytest_collection_modifyitems(session, config, items):
         if "mesh_pair" in getattr(item, "fixturenames", ()) or item.get_closest_marker(MARK):
             mesh_items += "mesh_pair" in getattr(item, "fixturenames", ())
             try:
-                item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir, config.stash[SESSION_KEY].profile)
+                session = config.stash[SESSION_KEY]
+                item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir, session.profile, session.option_params)
             except UsageError as exc:
                 raise pytest.UsageError(str(exc))
     if config.stash[SESSION_KEY].schedule.grouped:

@@ -21,7 +21,7 @@ from typing import Any, Dict, Tuple
 import yaml
 
 from .errors import ParameterError
-from .params import parse_params
+from .params import Layer, parse_params
 from .thresholds import Threshold, parse_threshold
 
 _NON_PARAM_KEYS = ("description", "thresholds")
@@ -95,7 +95,7 @@ def _load(path, shown):
     if not isinstance(root, yaml.MappingNode):
         raise ParameterError("%s:%d: a profile must be a mapping of keys such as tool, duration, thresholds"
                              % (shown, root.start_mark.line + 1))
-    raw_params, description, thresholds = {}, "", []
+    raw_params, description, thresholds = Layer(shown), "", []
     for key_node, value_node in root.value:
         key = key_node.value
         line = key_node.start_mark.line + 1
@@ -105,7 +105,7 @@ def _load(path, shown):
             thresholds = _thresholds(value_node, shown)
         else:
             value = yaml.safe_load(yaml.serialize(value_node))
-            raw_params.update(parse_params({key: value}, "%s:%d" % (shown, line)))
+            raw_params.add(parse_params({key: value}, "%s:%d" % (shown, line)))
     return Profile(path=shown, description=description, params=raw_params, thresholds=tuple(thresholds))
 
 

@@ -6,6 +6,7 @@ the server's own output is collected; both are bounded in time on the node.
 Anything that prevents a result raises MeasurementError with the tool's own words.
 """
 
+import shlex
 import time
 from dataclasses import dataclass
 from typing import List
@@ -14,7 +15,7 @@ from .errors import AgentError, MeasurementError
 from .measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings
 from .params import MAX_INSTANCES
 from .tools import get_tool
-from .tools.iperf3 import ToolFailure
+from .tools.errors import ToolFailure
 
 CONNECT_GRACE_S = 15.0     # client start-up, connection set-up and result exchange
 SERVER_GRACE_S = 10.0      # the server outlives its client by this much at most
@@ -151,7 +152,7 @@ def _measure(module, src, dst, pool, pair, params, timeout_s, pins):
     finally:
         for client in clients[len(client_results):]:
             stop_process(src, client["id"])
-        server_results = [collect_server(dst, server["id"]) for server in servers]
+        server_results = [collect_server(dst, server) for server in servers]
     instances = [instance_from(module, number, client, server, timeout_s)
                  for number, (client, server) in enumerate(zip(client_results, server_results), 1)]
     node_load = {"src": client_results[0].get("node_load"), "dst": (server_results[0] or {}).get("node_load")}
@@ -193,12 +194,15 @@ def stop_process(agent, ident):
         pass  # its deadline, or the agent's end, stops it anyway
 
 
-def collect_server(agent, ident):
-    """Give the one-off server a moment to write its JSON, then stop it whatever state it is in."""
+def collect_server(agent, server):
+    """Give the one-off server a moment to write its JSON, then stop it whatever state it is in.
+    A shared server (netserver) serves the next measurement too: left running, described as started."""
+    if server.get("shared"):
+        return dict(server, stdout="", exit_code=None, signal=None, stopped=False)
     try:
-        result = agent.wait_process(ident, 2.0)
+        result = agent.wait_process(server["id"], 2.0)
         if result is None:
-            result = agent.call("process.stop", {"id": ident})["result"]
+            result = agent.call("process.stop", {"id": server["id"]})["result"]
         return result
     except AgentError:
         return None
@@ -244,8 +248,14 @@ def instance_from(module, number, client, server, timeout_s) -> Instance:
         instance=number, pid=client["pid"], client_port=ports[0] if ports else None,
         server_port=server["port"] if server else None, start=client["started"], end=client["ended"],
         command=client["command"], metrics=metrics, raw=data, cpu=client.get("cpu"), exit_code=client.get("exit_code"),
-        server={"pid": server.get("pid"), "port": server.get("port"), "command": server.get("command"),
-                "cpu": server.get("cpu"), "exit_code": server.get("exit_code"), "raw": server_raw} if server else {})
+        server={"pid": server.get("pid"), "port": server.get("port"), "command": _command(server.get("command")),
+                "cpu": server.get("cpu"), "exit_code": server.get("exit_code"), "raw": server_raw,
+                **({"shared": True} if server.get("shared") else {})} if server else {})
+
+
+def _command(command):
+    """A command as one shell-quoted line (the agent returns a list for a shared server's start)."""
+    return " ".join(shlex.quote(a) for a in command) if isinstance(command, list) else command
 
 
 def reason(exc):

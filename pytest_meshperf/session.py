@@ -124,7 +124,8 @@ class MeshSession:
 
     # -- run directory ---------------------------------------------------------
     def run_meta(self):
-        params = {k: v for k, v in self.option_params.items()}
+        # --mesh-tool-args as the tokens given (the layer keeps its origin beside them for messages).
+        params = {k: list(v[1]) if k == "args" else v for k, v in self.option_params.items()}
         parameters = {"cluster": self.cluster.spec, "schedule": str(self.schedule), "options": params,
                       "thresholds": [t.expression for t in self.option_thresholds]}
         if self.profile:
@@ -278,7 +279,8 @@ def ssh_options_from(opt, base_dir):
                       known_hosts=path(getattr(opt, "meshperf_known_hosts", None)),
                       ssh_config=path(getattr(opt, "meshperf_ssh_config", None)),
                       connect_timeout_s=getattr(opt, "meshperf_connect_timeout", 10.0),
-                      tool_paths={"iperf3": opt.meshperf_iperf3} if getattr(opt, "meshperf_iperf3", None) else {},
+                      tool_paths={name: getattr(opt, "meshperf_" + name) for name in ("iperf3", "netperf")
+                                  if getattr(opt, "meshperf_" + name, None)},
                       local_tools={"iperf3": local_iperf3} if local_iperf3 else {})
 
 
@@ -296,7 +298,8 @@ def _option_values(opt):
     values = {}
     for key, attr in (("duration", "meshperf_duration"), ("parallel", "meshperf_parallel"),
                       ("omit", "meshperf_omit"), ("bitrate", "meshperf_bitrate"),
-                      ("instances", "meshperf_instances")):
+                      ("instances", "meshperf_instances"), ("tool", "meshperf_tool"),
+                      ("args", "meshperf_tool_args")):
         value = getattr(opt, attr, None)
         if value is not None:
             values[key] = value

@@ -48,9 +48,10 @@ def _other_params_id(item) -> str:
     return "[%s]" % ident
 
 
-def spec_for_item(item, invocation_dir, base_profile=None) -> TestSpec:
-    """``base_profile``: the run's --mesh-profile (a Profile), the lowest layer of every mesh test."""
-    param_layers = [base_profile.params] if base_profile else []
+def spec_for_item(item, invocation_dir, base_profile=None, option_params=None) -> TestSpec:
+    """``base_profile``: the run's --mesh-profile (a Profile), the lowest layer of every mesh test;
+    ``option_params``: the command line's layer, merged here only to validate the whole combination now."""
+    param_layers = [base_profile.params.for_every_test()] if base_profile else []
     threshold_layers = [base_profile.thresholds] if base_profile else []
     where = "%s::%s" % (os.path.basename(str(item.path)), item.originalname)
     # Farthest mark first (module pytestmark, class, function) so the closest wins.
@@ -70,7 +71,8 @@ def spec_for_item(item, invocation_dir, base_profile=None) -> TestSpec:
         param_layers.append(parse_params(kwargs, "%s: mark" % where))
         if thresholds is not None:
             threshold_layers.append(tuple(parse_thresholds(thresholds, "mark")))
-    merge_params(*param_layers)  # validates the combination (reverse with bidir, say) now
+    # Validates the combination now (reverse with bidir; a parameter or native argument the tool does not take).
+    merge_params(*param_layers, *([option_params] if option_params is not None else []))
     key = "%s::%s" % (item.parent.nodeid, item.originalname) if item.parent.nodeid else item.originalname
     key += _other_params_id(item)
     return TestSpec(name=item.originalname, key=key, param_layers=tuple(param_layers),

@@ -33,9 +33,17 @@ def descendants(pid):
         return []
 
 
+TOOL_NAMES = ("iperf3", "netperf", "netserver")
+
+
 def is_iperf3(proc):
+    return is_tool(proc, ("iperf3",))
+
+
+def is_tool(proc, names=TOOL_NAMES):
+    """A measurement tool process: iperf3, netperf or netserver (and netserver's per-test children)."""
     try:
-        return proc.name() == "iperf3"
+        return proc.name() in names
     except psutil.Error:
         return False
 
@@ -59,9 +67,14 @@ def wait_for(predicate, timeout_s, interval_s=0.05, what="condition"):
 
 def find_iperf3(pid, role_flag):
     """The first iperf3 below ``pid`` whose command line has ``role_flag`` ('-c' client, '-s' server)."""
+    return find_tool(pid, "iperf3", role_flag)
+
+
+def find_tool(pid, name, flag=None):
+    """The first ``name`` process below ``pid`` (whose command line has ``flag``, if given)."""
     for proc in descendants(pid):
         try:
-            if is_iperf3(proc) and role_flag in proc.cmdline():
+            if is_tool(proc, (name,)) and (flag is None or flag in proc.cmdline()):
                 return proc
         except psutil.Error:
             continue

@@ -148,7 +148,7 @@ def test_bad_requests_get_error_codes(agent, request_, code):
 
 def test_missing_tool_is_reported(agent):
     _, client = agent(extra=("--tool", "iperf3=/nonexistent/iperf3"))
-    assert "does not run" in client.call("agent.info")["tools"]["iperf3"]["error"]
+    assert "/nonexistent/iperf3 not found on the node; install it" in client.call("agent.info")["tools"]["iperf3"]["error"]
     with pytest.raises(RemoteError) as info:
         client.call("process.start", {"tool": "iperf3", "role": "server", "timeout_s": 5})
     assert info.value.code == "tool_missing"

@@ -5,7 +5,7 @@ JSON line of facts: python version and interpreter, each ``--tool``'s path and `
 hostname, clock, and which expected files are missing or differ.  Then, if the node can run the agent and
 every expected file is in place, it creates the log directory and runs the agent in this same process
 (its ready line follows).  Otherwise it exits with ``NEEDS_UPLOAD`` (upload the files, then try again)
-or ``CANNOT_RUN`` (python too old, a tool missing: the facts say which).
+or ``CANNOT_RUN`` (python too old, no tool usable: the facts say why).
 
 ``--probe`` prints the facts only.  ``meshperf check`` and ``deploy`` send this file's source as
 ``python3 -I -S -c SOURCE --probe ...``, so a node needs no bundle to be checked.
@@ -26,6 +26,9 @@ import sys
 import time
 
 MIN_PYTHON = (3, 9)
+# How each tool prints its version (tools/*.version_argv): this file also runs as bare source (-c), without
+# the package to import them from.
+VERSION_ARGS = {"netperf": ["-V"]}
 NEEDS_UPLOAD = 3
 CANNOT_RUN = 4
 VERSION_TIMEOUT_S = 10
@@ -59,12 +62,12 @@ def sha256_of(path):
         return "missing"
 
 
-def probe_tool(path):
+def probe_tool(name, path):
     found = shutil.which(path)
     out = ""
     if found:
         try:  # stdin is the controller's channel (the secret): the tool gets none of it
-            out = subprocess.run([found, "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            out = subprocess.run([found] + VERSION_ARGS.get(name, ["--version"]), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, timeout=VERSION_TIMEOUT_S).stdout.decode("utf-8", "replace")
         except Exception as exc:  # a tool that does not run is a fact to report, not a crash
             out = "error: %s" % exc
@@ -74,18 +77,18 @@ def probe_tool(path):
 def facts(tools, expect):
     data = {"meshperf_boot": 1, "python": list(sys.version_info[:3]), "executable": sys.executable,
             "hostname": socket.gethostname(),
-            "tools": dict((name, probe_tool(path)) for name, path in tools),
+            "tools": dict((name, probe_tool(name, path)) for name, path in tools),
             "deploy": [path for path, digest in expect if sha256_of(path) != digest]}
     data["time"] = time.time()  # last: the controller compares it with when the line arrives
     return data
 
 
 def tools_usable(data):
+    """At least one tool works: a node without netperf still measures with iperf3 (and the agent tells a
+    netperf test why it cannot run there)."""
     from pytest_meshperf.tools import get_tool
-    for name, info in data["tools"].items():
-        if not info["path"] or get_tool(name).parse_version(info["version_output"]) is None:
-            return False
-    return True
+    return any(info["path"] and get_tool(name).parse_version(info["version_output"]) is not None
+               for name, info in data["tools"].items())
 
 
 def lib_dir(bundle_path, digest):

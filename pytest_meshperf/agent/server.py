@@ -30,6 +30,7 @@ HANDSHAKE_TIMEOUT_S = 30.0
 START_ATTEMPTS = 3
 MAX_WAIT_S = 30.0
 MAX_START_DELAY_S = 60.0     # how far ahead a timed start (a burst) may be scheduled
+MAX_SERVER_LIFE_S = 86400.0 + 600   # a shared server's deadline: it ends with the agent (lease) long before
 
 
 class RpcError(Exception):
@@ -51,9 +52,14 @@ class Agent:
         self.last_contact = time.monotonic()
         self.ports = PortAllocator(*port_range)
         self.monitor = CpuMonitor().start()
+        # A shared server (netserver) lives as long as the agent: no monitoring window (it would keep the
+        # sampler running all the time, and its forked children do the work, not it).
         self.supervisor = Supervisor(state_dir, max_processes=max_processes,
-                                     on_start=lambda proc: self.monitor.open(proc.id, proc.pid, proc.cpu),
-                                     on_end=lambda proc: self.monitor.close(proc.id))
+                                     on_start=lambda proc: None if proc.shared else self.monitor.open(
+                                         proc.id, proc.pid, proc.cpu),
+                                     on_end=lambda proc: None if proc.shared else self.monitor.close(proc.id))
+        self._shared = {}                  # (tool, bind) -> its running shared server
+        self._shared_lock = threading.Lock()
         self.tools = self._probe_tools(tool_paths or {})
         self.cores = resources.usable_cores()
         self.leases = Leases({"send": max_send, "recv": max_recv}, cores=self.cores)
@@ -68,10 +74,11 @@ class Agent:
         for name in TOOLS:
             module = get_tool(name)
             given = tool_paths.get(name)
-            binary = (shutil.which(given) or given) if given else shutil.which(module.DEFAULT_BINARY)
+            binary = shutil.which(given or module.DEFAULT_BINARY)
             entry = {"path": binary, "version": None, "error": None}
             if not binary:
-                entry["error"] = "%s not found on PATH" % name
+                entry["error"] = "%s not found on the node%s; install it (%s)" % (
+                    given or name, "" if given else " (PATH)", module.INSTALL_HINT)
             else:
                 try:
                     out = subprocess.run(module.version_argv(binary), stdin=subprocess.DEVNULL,
@@ -83,6 +90,14 @@ class Agent:
                             binary, name, text.strip()[:80])
                 except (OSError, subprocess.SubprocessError) as exc:
                     entry["error"] = "%s does not run: %s" % (binary, exc)
+            server = getattr(module, "SERVER_BINARY", None)
+            if server and not entry["error"]:
+                # The server binary beside the client (a --tool path), else on PATH.
+                beside = os.path.join(os.path.dirname(binary), server)
+                entry["server_path"] = beside if os.access(beside, os.X_OK) else shutil.which(server)
+                if not entry["server_path"]:
+                    entry["error"] = "%s not found beside %s nor on PATH; install it (%s)" % (
+                        server, binary, module.INSTALL_HINT)
             found[name] = entry
         return found
 
@@ -155,9 +170,10 @@ class Agent:
             return self._start(tool, role, argv, timeout_s, None, cpu, start_in_s).summary() | {"command": argv}
         raise RpcError("bad_request", "role must be server or client")
 
-    def _start(self, tool, role, argv, timeout_s, port, cpu=None, start_in_s=None):
+    def _start(self, tool, role, argv, timeout_s, port, cpu=None, start_in_s=None, shared=False):
         try:
-            return self.supervisor.start(tool, role, argv, timeout_s, port=port, cpu=cpu, start_in_s=start_in_s)
+            return self.supervisor.start(tool, role, argv, timeout_s, port=port, cpu=cpu, start_in_s=start_in_s,
+                                         shared=shared)
         except TooManyProcesses:
             raise RpcError("too_many_processes", "node %s runs its maximum of %d tool processes"
                            % (self.node, self.supervisor.max_processes))
@@ -165,13 +181,38 @@ class Agent:
             raise RpcError("tool_failed_to_start", "node %s: %s: %s" % (self.node, argv[0], exc))
 
     def _start_server(self, module, binary, bind, timeout_s, cpu=None):
+        if getattr(module, "SHARED_SERVER", False):
+            return self._shared_server(module, bind)
+        return self._listening_server(module, binary, bind, timeout_s, cpu)
+
+    def _shared_server(self, module, bind):
+        """The node's one server of ``module`` for ``bind`` (netserver takes concurrent clients), started on
+        first use and again if it died; it lives until the agent stops (stop_all).  Not pinned to a core."""
+        with self._shared_lock:
+            proc = self._shared.get((module.NAME, bind))
+            if proc is not None and proc.done.is_set():
+                result = self.supervisor.wait(proc.id, 0)
+                log.warning("shared %s server pid %s on port %s had ended (exit %s, signal %s): starting another; "
+                            "its output: %s", module.NAME, proc.pid, proc.port, result["exit_code"], result["signal"],
+                            (result["stdout"] + result["stderr"]).strip()[-300:])
+                self.ports.release(proc.port)
+                proc = None
+            if proc is None:
+                binary = self.tools[module.NAME]["server_path"]
+                proc = self.supervisor.get(self._listening_server(module, binary, bind, MAX_SERVER_LIFE_S, None,
+                                                                  shared=True)["id"])
+                self._shared[(module.NAME, bind)] = proc
+            return proc.summary() | {"command": proc.argv, "shared": True}
+
+    def _listening_server(self, module, binary, bind, timeout_s, cpu=None, shared=False):
         last_error = "no attempt made"
         for _ in range(START_ATTEMPTS):
             port = self.ports.allocate(bind)
             if port is None:
                 raise RpcError("no_free_port", "node %s: no free port in %d-%d"
                                % (self.node, self.ports.low, self.ports.high))
-            proc = self._start(module.NAME, "server", module.server_argv(binary, port, bind), timeout_s, port, cpu)
+            proc = self._start(module.NAME, "server", module.server_argv(binary, port, bind), timeout_s, port, cpu,
+                               shared=shared)
             deadline = time.monotonic() + READY_TIMEOUT_S
             while time.monotonic() < deadline and not proc.done.is_set():
                 if pid_is_listening(proc.pid, port):

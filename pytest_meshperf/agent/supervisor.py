@@ -65,8 +65,9 @@ def _wrappers():
 
 
 class ManagedProcess:
-    def __init__(self, ident, tool, role, argv, timeout_s, port, out_path, err_path, cpu=None):
+    def __init__(self, ident, tool, role, argv, timeout_s, port, out_path, err_path, cpu=None, shared=False):
         self.id = ident
+        self.shared = shared      # a long-lived server every measurement uses (netserver)
         self.cpu = cpu
         self.tool = tool
         self.role = role
@@ -93,7 +94,7 @@ class ManagedProcess:
 
     def summary(self):
         return {"id": self.id, "tool": self.tool, "role": self.role, "pid": self.pid, "port": self.port,
-                "cpu": self.cpu, "started": self.started, "running": not self.done.is_set(),
+                "cpu": self.cpu, "shared": self.shared, "started": self.started, "running": not self.done.is_set(),
                 "deadline_in_s": None if self.deadline is None else round(self.deadline - time.monotonic(), 3)}
 
     def result(self):
@@ -139,7 +140,7 @@ class Supervisor:
         self._reaper.start()
 
     # -- starting -----------------------------------------------------------
-    def start(self, tool, role, argv, timeout_s, port=None, cpu=None, start_in_s=None):
+    def start(self, tool, role, argv, timeout_s, port=None, cpu=None, start_in_s=None, shared=False):
         """Start a tool process now, or ``start_in_s`` seconds from now (then return at once, pid unknown yet)."""
         with self._lock:
             running = sum(1 for p in self._procs.values() if not p.done.is_set())
@@ -148,7 +149,7 @@ class Supervisor:
             ident = "p%d" % next(self._ids)
             base = os.path.join(self.state_dir, ident)
             proc = ManagedProcess(ident, tool, role, list(argv), float(timeout_s), port, base + ".out",
-                                  base + ".err", cpu=cpu)
+                                  base + ".err", cpu=cpu, shared=shared)
             self._procs[ident] = proc
         future = Future()
         due = time.monotonic() + max(0.0, start_in_s or 0.0)

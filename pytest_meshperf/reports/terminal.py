@@ -7,6 +7,8 @@ from typing import List
 from ..metrics import METRICS, format_value
 
 MAIN_METRICS = ("throughput_bps", "latency_p50_us", "transaction_rate")
+# A latency test is judged by its tail as much as by its median: its p99 gets a matrix too.
+ALSO_SHOWN = {"latency_p50_us": ("latency_p99_us",)}
 FAILED_MARK = " !"
 ERROR_CELL = "ERROR"
 MAX_WARNINGS_SHOWN = 10
@@ -19,34 +21,44 @@ def main_metric(rows):
     return None
 
 
+def shown_metrics(rows):
+    """The main metric, then the companions of it that were measured."""
+    metric = main_metric(rows)
+    return [metric] + [m for m in ALSO_SHOWN.get(metric, ()) if any(m in row.metrics for row in rows)]
+
+
 def matrices(node_names, rows):
-    """Yields (test key, metric, lines) for each test in the run."""
+    """Yields (test key, metric, lines) for each test in the run (a latency test twice: p50 and p99)."""
     by_test = OrderedDict()
     for row in rows:
         by_test.setdefault(row.test, []).append(row)
     for test, test_rows in by_test.items():
-        metric = main_metric(test_rows)
-        cells = {}
-        for row in test_rows:
-            if row.status == "error":
-                text = ERROR_CELL
-            elif metric in row.metrics:
-                text = format_value(metric, row.metrics[metric])
-            else:
-                text = "?"
-            if row.status == "failed":
-                text += FAILED_MARK
-            cells[(row.src, row.dst)] = text
-        present_src, present_dst = {r.src for r in test_rows}, {r.dst for r in test_rows}
-        sources = [n for n in node_names if n in present_src]   # sets: one scan of the rows, not one per node
-        dests = [n for n in node_names if n in present_dst]
-        width = max([len(n) for n in dests] + [len(c) for c in cells.values()] + [5])
-        head = max(len(n) for n in sources) if sources else 4
-        lines = [" " * head + "  " + "  ".join(n.rjust(width) for n in dests)]
-        for src in sources:
-            line = [cells.get((src, dst), "-" if src == dst else "") for dst in dests]
-            lines.append(src.ljust(head) + "  " + "  ".join(c.rjust(width) for c in line))
-        yield test, metric, lines
+        for metric in shown_metrics(test_rows):
+            yield test, metric, matrix_lines(node_names, test_rows, metric)
+
+
+def matrix_lines(node_names, test_rows, metric):
+    cells = {}
+    for row in test_rows:
+        if row.status == "error":
+            text = ERROR_CELL
+        elif metric in row.metrics:
+            text = format_value(metric, row.metrics[metric])
+        else:
+            text = "?"
+        if row.status == "failed":
+            text += FAILED_MARK
+        cells[(row.src, row.dst)] = text
+    present_src, present_dst = {r.src for r in test_rows}, {r.dst for r in test_rows}
+    sources = [n for n in node_names if n in present_src]   # sets: one scan of the rows, not one per node
+    dests = [n for n in node_names if n in present_dst]
+    width = max([len(n) for n in dests] + [len(c) for c in cells.values()] + [5])
+    head = max(len(n) for n in sources) if sources else 4
+    lines = [" " * head + "  " + "  ".join(n.rjust(width) for n in dests)]
+    for src in sources:
+        line = [cells.get((src, dst), "-" if src == dst else "") for dst in dests]
+        lines.append(src.ljust(head) + "  " + "  ".join(c.rjust(width) for c in line))
+    return lines
 
 
 def _shown(path, cwd):

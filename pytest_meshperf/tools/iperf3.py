@@ -13,8 +13,13 @@ Facts this relies on (iperf3 3.12 to 3.21):
 import json
 import re
 
+from .args import ArgError, as_list, flatten, options
+from .errors import ToolFailure
+
 NAME = "iperf3"
 DEFAULT_BINARY = "iperf3"
+SHARED_SERVER = False
+INSTALL_HINT = "Debian: apt-get install iperf3"
 
 # Client parameters the agent accepts, with their JSON types.  The controller
 # (pytest_meshperf/params.py) parses user input into these canonical values.
@@ -32,6 +37,7 @@ CLIENT_PARAMS = {
     "zerocopy": bool,
     "connect_timeout_ms": (int, type(None)),
     "cpu_affinity": (str, type(None)),
+    "args": list,
 }
 _SIZE = re.compile(r"^[0-9]{1,12}[KMG]?$")
 _CONGESTION = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -64,6 +70,47 @@ def _check_params(params):
         raise ValueError("congestion must be an algorithm name such as cubic")
     if params.get("cpu_affinity") is not None and not _AFFINITY.match(params["cpu_affinity"]):
         raise ValueError("cpu_affinity must look like 2 or 2,3")
+    if not all(isinstance(a, str) for a in params.get("args", [])):
+        raise ValueError("args must be strings")
+
+
+# Native options meshperf owns, with why; -t and -O map onto duration and omit.
+_OWNED = {
+    "-c": "meshperf sets the target (the destination's data address)", "--client": "-c",
+    "-s": "meshperf starts the server on the destination", "--server": "-s",
+    "-p": "meshperf's agent allocates the server port", "--port": "-p",
+    "-J": "meshperf always reads iperf3's JSON", "--json": "-J", "--json-stream": "-J",
+    "-B": "meshperf binds both ends to their node's data address", "--bind": "-B",
+    "--cport": "meshperf leaves the client port to the kernel (ports are recorded)",
+    "-1": "meshperf starts one-off servers itself", "--one-off": "-1",
+    "-D": "the agent supervises iperf3 in the foreground", "--daemon": "-D",
+    "-I": "the agent tracks its processes itself", "--pidfile": "-I",
+    "--logfile": "meshperf reads iperf3's output from standard output",
+    "-n": "meshperf bounds measurements in time: use duration", "--bytes": "-n",
+    "-k": "meshperf bounds measurements in time: use duration", "--blockcount": "-k",
+    "-V": "extra text breaks the JSON meshperf reads", "--verbose": "-V",
+    "-v": "not a measurement", "--version": "-v", "-h": "not a measurement", "--help": "-h",
+    "--get-server-output": "meshperf collects the server's own JSON itself",
+}
+_WHOLE_SECONDS = re.compile(r"^[0-9]{1,5}$")
+
+
+def native_params(args):
+    """Native iperf3 arguments -> ({meshperf parameter: value}, args passed through, []); ArgError names an
+    argument meshperf owns.  ``-t`` maps onto duration and ``-O`` onto omit (meshperf sizes its time limits
+    from them); anything else is passed through to the client."""
+    mapped, passed = {}, []
+    for option, value, section in options(as_list(args)):
+        why = _OWNED.get(option)
+        if why is not None:
+            raise ArgError("%s: %s" % (option, _OWNED.get(why, why)))
+        if option in ("-t", "--time", "-O", "--omit"):
+            if value is None or not _WHOLE_SECONDS.match(value):
+                raise ArgError("%s %s: give whole seconds" % (option, value or ""))
+            mapped["duration_s" if option in ("-t", "--time") else "omit_s"] = int(value)
+        else:
+            passed.append((option, value))
+    return mapped, flatten(passed), []
 
 
 def server_argv(binary, port, bind=None):
@@ -105,7 +152,10 @@ def client_argv(binary, target, port, params, bind=None):
         argv += ["--connect-timeout", str(params["connect_timeout_ms"])]
     if params.get("cpu_affinity"):
         argv += ["-A", params["cpu_affinity"]]
-    return argv
+    passed = params.get("args", [])
+    if passed and native_params(passed)[1] != passed:  # the agent checks again what reaches the command line
+        raise ValueError("args must be plain pass-through arguments")
+    return argv + passed
 
 
 def expected_runtime_s(params):
@@ -125,10 +175,6 @@ def parse_version(text):
     """'iperf 3.12 (cJSON 1.7.15)' -> '3.12'."""
     match = re.search(r"iperf\s+(\d+\.\d+(?:\.\d+)?\S*)", text or "")
     return match.group(1) if match else None
-
-
-class ToolFailure(Exception):
-    """The tool ran but reported an error; the message is the tool's own."""
 
 
 def load_output(stdout):

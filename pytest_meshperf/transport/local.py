@@ -45,8 +45,9 @@ def start_agent(node, secret, log_dir, lease_s=60.0, extra_args=()):
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     extra_args = tuple(limit_args(node)) + tuple(extra_args)
-    if getattr(node, "iperf3", None):
-        extra_args = ("--tool", "iperf3=%s" % node.iperf3) + extra_args
+    for tool in ("iperf3", "netperf"):
+        if getattr(node, tool, None):
+            extra_args = ("--tool", "%s=%s" % (tool, getattr(node, tool))) + extra_args
     try:
         proc = subprocess.Popen(agent_argv(node, log_path, lease_s, extra_args), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
@@ -128,19 +129,20 @@ class LocalNode:
     def check(self, clock=False, prepare=False):
         import shutil
         import time
-        from ..tools import get_tool
+        from ..tools import TOOLS, get_tool
         facts = {"host_key_check": None, "python": "%d.%d.%d" % sys.version_info[:3], "clock_offset_s": None,
                  "hostname": os.uname().nodename, "rtt_s": 0.0, "tools": {}}
-        for name in ("iperf3",):
+        for name in TOOLS:
             module, started = get_tool(name), time.time()
-            path = shutil.which(module.DEFAULT_BINARY)
+            given = getattr(self.node, name, None)   # the inventory's path, as the agent would use it
+            path = shutil.which(given or module.DEFAULT_BINARY)
             version = None
             if path:
                 out = subprocess.run(module.version_argv(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      timeout=10, stdin=subprocess.DEVNULL)
                 version = module.parse_version(out.stdout.decode("utf-8", "replace"))
             facts["tools"][name] = {"path": path, "version": version, "error": None if version else (
-                "%s not found; install it (Debian: apt-get install %s)" % (name, name))}
+                "%s not found; install it (%s)" % (given or name, module.INSTALL_HINT))}
             facts["rtt_s"] = round(time.time() - started, 4)
         return facts
 

@@ -238,7 +238,8 @@ class SshNode:
     def check(self, clock=False):
         """What a node offers: python3 version, tool versions (and with ``clock``, its clock offset), from one
         remote command.  Raises TransportError."""
-        data, started, arrived = self._probe(tools=[("iperf3", self.tool_path("iperf3"))])
+        from ..tools import TOOLS
+        data, started, arrived = self._probe(tools=[(name, self.tool_path(name)) for name in TOOLS])
         return self._facts(data, started, arrived, clock)
 
     def _facts(self, data, started, arrived, clock):
@@ -259,10 +260,11 @@ class SshNode:
         facts["tools"] = {}
         for name, info in data["tools"].items():
             version = get_tool(name).parse_version(info["version_output"]) if info["path"] else None
+            upload = " or upload one with --local-%s" % name if name == "iperf3" else ""
             facts["tools"][name] = {"path": info["path"], "version": version,
                                     "error": None if version else (
-                                        "%s not found on the node; install it (Debian: apt-get install %s) or "
-                                        "upload one with --local-%s" % (self.tool_path(name), name, name)
+                                        "%s not found on the node; install it (%s)%s" % (
+                                            self.tool_path(name), get_tool(name).INSTALL_HINT, upload)
                                         if not info["path"] else "%s does not look like %s" % (info["path"], name))}
         return facts
 
@@ -331,7 +333,8 @@ class SshNode:
         argv += ["--node", self.node.name, "--listen", "127.0.0.1", "--lease", "%g" % lease_s, "--daemon",
                  "--log", log_path]
         local = {item[0]: item[3] for item in items[1:]}
-        for tool in ("iperf3",):
+        from ..tools import TOOLS
+        for tool in TOOLS:
             argv += ["--tool", "%s=%s" % (tool, local.get(tool) or self.tool_path(tool))]
         argv += list(limit_args(self.node))
         deployed = self._upload(items, set())

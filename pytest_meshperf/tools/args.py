@@ -1,0 +1,69 @@
+"""Native tool arguments (``args=["-d", "rr"]``, ``--mesh-tool-args``): split into options with their values.
+
+Each tool module decides what an option means (mapped onto meshperf's parameters, passed through, or
+refused because meshperf owns it); this module only finds the options.  An option takes the next token
+as its value unless that token is itself an option (starts with ``-`` and is not a negative number).
+"""
+
+import re
+import shlex
+
+MAX_ARGS = 64
+_NEGATIVE = re.compile(r"^-[0-9]")
+
+
+class ArgError(ValueError):
+    """A native argument meshperf cannot accept; the message names it and says why."""
+
+
+def as_list(value):
+    """A mark's ``args="-d rr -l 5"`` (split like a shell, never run by one) or ``args=["-d", "rr"]``."""
+    if isinstance(value, str):
+        try:
+            tokens = shlex.split(value)
+        except ValueError as exc:
+            raise ArgError("cannot split %r: %s" % (value, exc))
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        tokens = list(value)
+    else:
+        raise ArgError("expected a string such as '-d rr -l 5' or a list of strings, not %r" % (value,))
+    if len(tokens) > MAX_ARGS:
+        raise ArgError("%d arguments; at most %d" % (len(tokens), MAX_ARGS))
+    return tokens
+
+
+def is_option(token):
+    return token.startswith("-") and token != "-" and not _NEGATIVE.match(token)
+
+
+def options(tokens):
+    """[(option, value or None, section)]: section is 0 before a literal ``--`` and 1 after it (or None
+    when there is none).  ``--opt=value`` is split.  A stray value with no option is an ArgError."""
+    out, section, i = [], None, 0
+    tokens = list(tokens)
+    if "--" in tokens:
+        section = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "--":
+            section, i = 1, i + 1
+            continue
+        if not is_option(token):
+            raise ArgError("%r: a value without an option before it" % token)
+        value = None
+        if token.startswith("--") and "=" in token:
+            token, value = token.split("=", 1)
+        elif i + 1 < len(tokens) and tokens[i + 1] != "--" and not is_option(tokens[i + 1]):
+            value, i = tokens[i + 1], i + 1
+        out.append((token, value, section))
+        i += 1
+    return out
+
+
+def flatten(pairs):
+    argv = []
+    for option, value in pairs:
+        argv.append(option)
+        if value is not None:
+            argv.append(value)
+    return argv

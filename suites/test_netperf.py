@@ -1,0 +1,8 @@
+"""TCP throughput over every directed link, measured with netperf (OMNI send)."""
+
+import pytest
+
+
+@pytest.mark.meshperf(profile="profiles/throughput.yaml")
+def test_netperf_throughput(mesh_pair, measure):
+    measure()
