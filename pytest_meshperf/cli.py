@@ -14,8 +14,10 @@ import threading
 import time
 
 from . import __version__, operations
+from .compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_tolerance
 from .errors import UsageError
 from .inventory import HOST_KEY_CHECKS, load_cluster
+from .reports.comparison import comparison_lines
 from .reports.terminal import summary_lines
 from .results import RunDir, assemble, load_rows, resolve
 from .session import is_testbed_spec, ssh_options_from
@@ -50,6 +52,14 @@ def cmd_assemble(args):
         assembled.path, len(assembled.rows), assembled.counts.get("passed", 0), assembled.counts.get("failed", 0),
         assembled.counts.get("error", 0)))
     return 0
+
+
+def cmd_compare(args):
+    tolerance = parse_tolerance(args.max_regression, "--max-regression") if args.max_regression is not None \
+        else DEFAULT_TOLERANCE
+    comparison = compare_results(args.old, args.new, tolerance, parse_metrics(args.metric, "--metric"))
+    print("\n".join(comparison_lines(comparison)))
+    return 1 if comparison.failed else 0
 
 
 def _cluster_and_options(args):
@@ -179,6 +189,22 @@ def build_parser():
                          help="mesh.json, run directory, or results folder (its latest run); "
                               "default: meshperf-results")
     summary.set_defaults(func=cmd_summary)
+    compare = sub.add_parser(
+        "compare", help="per-link changes between two runs; exit status 1 on a regression",
+        description="Compare two runs link by link (test, source, destination) and metric, worst first. Exit "
+                    "status 1 when a metric of a link got worse by more than --max-regression (direction-aware: "
+                    "lower throughput, higher latency, jitter or loss is worse) or a link that measured before "
+                    "now errors; a link missing from either run is listed, not failed.")
+    compare.add_argument("old", metavar="OLD", help="the baseline: mesh.json, run directory or results folder")
+    compare.add_argument("new", metavar="NEW", help="the run to judge: mesh.json, run directory or results folder")
+    compare.add_argument("--max-regression", metavar="PERCENT",
+                         help="how much worse a metric may get, e.g. 10%% (default: %g%%)"
+                              % (100 * DEFAULT_TOLERANCE))
+    compare.add_argument("--metric", action="append", metavar="METRIC",
+                         help="compare this metric (name or alias, repeatable or comma-separated; default: each "
+                              "test's main metrics: throughput, reverse throughput, transaction rate, p50 and p99 "
+                              "latency, loss, jitter)")
+    compare.set_defaults(func=cmd_compare)
     rebuild = sub.add_parser("assemble", help="rebuild mesh.json and mesh.csv of a run from its journal",
                              description="Rebuild a run's mesh.json and mesh.csv from its journal, e.g. after "
                                          "the pytest process was killed before it could write them.")

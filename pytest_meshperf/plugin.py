@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from .baseline import MissingPairs
 from .errors import MeasurementError, MeshperfError, UsageError
 from .inventory import HOST_KEY_CHECKS
 from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
@@ -50,6 +51,16 @@ def pytest_addoption(parser):
     group.addoption("--mesh-progress", dest="meshperf_progress", type=float, default=10.0, metavar="SECONDS",
                     help="write a progress line (pairs done, failures, elapsed, ETA) at most every SECONDS "
                          "(default 10; 0: after every measurement; -1: never)")
+    group.addoption("--mesh-baseline", dest="meshperf_baseline", metavar="OLD",
+                    help="compare every pair test with this earlier run (a mesh.json, a run directory or a results "
+                         "folder): a metric worse than --mesh-max-regression fails the test; a pair the baseline "
+                         "lacks is listed, not failed")
+    group.addoption("--mesh-max-regression", dest="meshperf_max_regression", metavar="PERCENT",
+                    help="how much worse than the baseline a metric may get, e.g. 10%% (default: 10%%); lower "
+                         "throughput and higher latency, jitter or loss are worse")
+    group.addoption("--mesh-regression-metric", dest="meshperf_regression_metric", action="append",
+                    metavar="METRIC", help="compare this metric with the baseline (repeatable; default: each "
+                                           "test's main metrics: throughput, transaction rate, latency, loss, jitter)")
     group.addoption("--mesh-unreachable", dest="meshperf_unreachable", choices=("error", "skip"), default="error",
                     help="what a pair with an unreachable node becomes: error (default) or skip")
     ssh = parser.getgroup("meshperf-ssh", "meshperf: remote nodes over SSH")
@@ -166,9 +177,11 @@ class ProgressHooks:
 
     def __init__(self, config):
         self.config = config
+        self.missing = MissingPairs()
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report):
+        self.missing.observe(report)
         progress = self.config.stash.get(PROGRESS_KEY, None)
         if progress is None or "->" not in report.nodeid:
             return
@@ -214,3 +227,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     mesh = config.stash.get(SESSION_KEY, None)
     if mesh is not None and mesh.assembled is not None:
         write_summary(terminalreporter, [n.name for n in mesh.cluster.nodes], mesh.assembled, os.getcwd())
+    hooks = config.pluginmanager.get_plugin("meshperf-progress")
+    line = hooks.missing.summary_line(mesh.baseline) if hooks is not None and mesh is not None and \
+        mesh.baseline is not None else None
+    if line:
+        terminalreporter.write_line(line)

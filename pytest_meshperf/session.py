@@ -24,6 +24,7 @@ from . import __version__
 from .controller import AgentPool, Controller, new_secret
 from .errors import AgentError, UsageError
 from .inventory import load_cluster
+from .baseline import load_baseline
 from .burst import GroupRunner
 from .params import parse_params
 from .planning import parse_schedule
@@ -43,6 +44,9 @@ class MeshSession:
         self.option_params = parse_params(_option_values(opt), "command line")
         self.option_thresholds = [parse_threshold(expr, "--mesh-threshold") for expr in opt.meshperf_threshold or []]
         self.ssh_options = ssh_options_from(opt, base_dir)
+        self.baseline = load_baseline(getattr(opt, "meshperf_baseline", None),
+                                      getattr(opt, "meshperf_max_regression", None),
+                                      getattr(opt, "meshperf_regression_metric", None), base_dir)
         self.skip_unreachable = opt.meshperf_unreachable == "skip"
         workerinput = getattr(config, "workerinput", None)
         self.testbed = None
@@ -78,7 +82,7 @@ class MeshSession:
         self._journal = None
         self.created = False
         self.assembled = None
-        self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer) \
+        self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer, self.baseline) \
             if self.schedule.grouped else None
 
     def _build_testbed(self, base_dir):
@@ -107,7 +111,8 @@ class MeshSession:
         return {"id": self.run_dir.run_id, "started": iso(self.started), "finished": None, "interrupted": True,
                 "exit_status": None, "parameters": {"cluster": self.cluster.spec, "schedule": str(self.schedule),
                                                    "options": params,
-                                                   "thresholds": [t.expression for t in self.option_thresholds]},
+                                                   "thresholds": [t.expression for t in self.option_thresholds],
+                                                   "baseline": self.baseline.meta() if self.baseline else None},
                 "command_line": [_program()] + list(self.config.invocation_params.args),
                 "meshperf_version": __version__}
 
