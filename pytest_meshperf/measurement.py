@@ -157,7 +157,7 @@ def judge(result: "Measurement", thresholds, baseline=None) -> List[str]:
     recorded as not evaluated."""
     if result.status == STATUS_ERROR:
         result.thresholds = [{**t.to_dict(), "measured": None, "passed": None,
-                              "message": "not evaluated: no measurement"} for t in thresholds]
+                              "message": "not evaluated: no measurement"} for t in thresholds if not t.deferred]
         if baseline is not None:
             baseline.check(result)   # records what the baseline had; judges nothing
         return []

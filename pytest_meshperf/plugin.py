@@ -5,6 +5,7 @@ import os
 import pytest
 
 from .baseline import MissingPairs
+from .checks import add_check_items, is_check_id
 from .errors import MeasurementError, MeshperfError, UsageError
 from .inventory import HOST_KEY_CHECKS
 from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
@@ -122,6 +123,8 @@ def pytest_collection_modifyitems(session, config, items):
                 raise pytest.UsageError(str(exc))
     if config.stash[SESSION_KEY].schedule.grouped:
         assign_groups(items)
+    if mesh_items:
+        add_check_items(items, config.stash[SESSION_KEY], SPEC_KEY)   # after every measurement item
     if not hasattr(config, "workerinput") and mesh_items:
         config.stash[PROGRESS_KEY] = Progress(mesh_items, config.option.meshperf_progress)
 
@@ -183,7 +186,7 @@ class ProgressHooks:
     def pytest_runtest_logreport(self, report):
         self.missing.observe(report)
         progress = self.config.stash.get(PROGRESS_KEY, None)
-        if progress is None or "->" not in report.nodeid:
+        if progress is None or "->" not in report.nodeid or is_check_id(report.nodeid):
             return
         if report.when == "call" or (report.when == "setup" and not report.passed):
             errored = getattr(report, "meshperf_error", False) or (report.when == "setup" and report.failed)

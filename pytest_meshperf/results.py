@@ -200,6 +200,8 @@ _READ_GAP_BYTES = 64 * 1024           # lines this close in a file are read with
 def _csv_rows(record, metrics, error):
     """mesh.csv's rows of a record, from the instance column on (the columns before are run id, src, dst,
     test and status), as csv.writer writes them."""
+    if record.get("kind") == "check":   # a check's verdict (checks.py) measured nothing
+        return []
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     rows = []
@@ -232,6 +234,17 @@ def _index_entry(line, offset, record):
                   "csv": _csv_rows(record, metrics, error)}
         return line[:head.end()] + json.dumps(fields, separators=(",", ":"))[1:].encode("ascii") + b"\n"
     except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def record_head(line: bytes):
+    """(src, dst, test) of a journal line as Journal.append writes it, without parsing the rest; or None."""
+    head = _HEAD.match(line)
+    if head is None:
+        return None
+    try:
+        return tuple(json.loads(part) for part in head.groups())
+    except ValueError:
         return None
 
 
@@ -603,7 +616,7 @@ class _MeshWriter:
             messages.insert(0, error)
         self._row(src, dst, test, tail.get("name", test), status, metrics, messages, tail.get("warnings") or [])
         fields = (self.run_id, src, dst, test, status)
-        for inst in instances or [None]:
+        for inst in (instances or [None]) if tail.get("kind") != "check" else ():
             get = (inst or {}).get
             inst_metrics = get("metrics", metrics)
             self.csv.writerow([*fields, get("instance"), get("pid"), get("client_port"), get("server_port"),
