@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .checks import is_check_key
 from .errors import UsageError
 from .metrics import METRICS, resolve_metric
 from .results import load_rows, resolve
@@ -237,7 +238,8 @@ def load_entries(path: str, what: str):
     """(test, src, dst) -> results.Row of a mesh.json; a one-line UsageError naming ``what`` if it is not one."""
     try:
         _, rows, _ = load_rows(path)
-        return {(row.test, row.src, row.dst): row for row in rows}
+        # check entries (checks.py) judge measurements and measure nothing: not links to compare
+        return {(row.test, row.src, row.dst): row for row in rows if not is_check_key(row.test)}
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
         raise UsageError("%s %s: not a meshperf mesh.json (%s: %s)" % (what, path, type(exc).__name__, exc)) \
             from None
