@@ -144,3 +144,20 @@ def test_only_one_skipped_asymmetry_makes_a_skipped_check(pytester, mesh_out):
     result.stdout.fnmatch_lines(["*not evaluated: the reverse pair node2->node1 is not selected in this run*"])
     mesh = validate_mesh_file(str(mesh_out / "latest" / "mesh.json"))
     assert [e["status"] for e in check_entries(mesh).values()] == ["skipped"]
+
+
+def test_a_pair_test_that_measured_nothing_makes_the_checks_error_at_once(pytester, mesh_out):
+    pytester.makepyfile(test_mesh="""
+import pytest
+
+@pytest.mark.meshperf(duration=1, thresholds=["throughput>=0.5*median"])
+def test_tcp(mesh_pair, measure):
+    if mesh_pair.id == "node2->node1":
+        pytest.skip("not this one")
+    measure()
+""")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", "local:2", "--mesh-out",
+                                           str(mesh_out))
+    result.assert_outcomes(passed=1, skipped=1, errors=2)
+    result.stdout.fnmatch_lines(["*node1->node2: pairs of test_mesh.py::test_tcp that ran without a measurement: "
+                                 "node2->node1 (did their tests call measure()?)*"])
