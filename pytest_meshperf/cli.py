@@ -3,33 +3,43 @@
 Measuring is pytest's job (``pytest --cluster hosts.yaml suites/`` checks,
 deploys, starts, measures and stops by itself).  These sub-commands do the
 steps by hand, following netperf-orchestrate's workflow: check, deploy, start,
-status, stop; and work with results: summary, assemble.  The operations live in
+status, stop; and work with results: summary, report, assemble, export.  The operations live in
 ``operations.py``; this module parses arguments and formats output.
 """
 
 import argparse
 import os
 import sys
+import tempfile
 import threading
 import time
+import urllib.parse
 
 from . import __version__, operations
 from .compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_tolerance
 from .errors import UsageError
 from .inventory import HOST_KEY_CHECKS, load_cluster
 from .reports.comparison import comparison_lines
+from .metrics import resolve_metric
+from .reports import browser
+from .reports import html as html_report
 from .reports.terminal import summary_lines
+from .export import export_path, write_export
 from .results import RunDir, assemble, load_rows, resolve
 from .session import is_testbed_spec, ssh_options_from
 
 OK, FAIL = "\u2713", "\u2717"
 
 
-def cmd_summary(args):
+def _mesh_path(result):
     try:
-        mesh_path = resolve(args.result)
+        return resolve(result)
     except FileNotFoundError:
-        return _fail("%s: no mesh.json there; give a mesh.json, a run directory or a results folder" % args.result)
+        raise UsageError("%s: no mesh.json there; give a mesh.json, a run directory or a results folder" % result)
+
+
+def cmd_summary(args):
+    mesh_path = _mesh_path(args.result)
     nodes, rows, counts = load_rows(mesh_path)
     print("\n".join(summary_lines(nodes, rows, counts, mesh_path, os.getcwd())).lstrip("\n"))
     problems = [(row, message) for row in rows for message in row.messages]
@@ -38,6 +48,42 @@ def cmd_summary(args):
         for row, message in problems:
             print("  %s %s->%s: %s" % (row.status.upper(), row.src, row.dst, message))
     return 1 if counts.get("failed") or counts.get("error") else 0
+
+
+def cmd_report(args):
+    mesh_path = _mesh_path(args.result)
+    if args.metric:
+        try:
+            args.metric = resolve_metric(args.metric).name
+        except UsageError as exc:
+            raise UsageError("--metric: %s" % exc)
+    try:
+        mesh = html_report.load_mesh(mesh_path)
+    except (OSError, ValueError) as exc:
+        raise UsageError("%s: not a readable mesh.json (%s)" % (mesh_path, exc))
+    page = html_report.build_report(mesh, mesh_path)
+    if args.png and not args.output:   # only the picture was asked for: the page is a temporary file
+        with tempfile.TemporaryDirectory(prefix="meshperf-report-") as tmp:
+            return _screenshot(args, _save(page, os.path.join(tmp, html_report.REPORT_FILE)))
+    out = _save(page, args.output or html_report.beside(mesh_path))
+    print("report: %s" % out)
+    return _screenshot(args, out) if args.png else 0
+
+
+def _save(page, path):
+    try:
+        return html_report.save_page(page, path)
+    except OSError as exc:
+        raise UsageError("-o %s: cannot write the report: %s" % (path, exc.strerror or exc))
+
+
+def _screenshot(args, html_path):
+    fragment = "&".join("%s=%s" % (name, urllib.parse.quote(value, safe=">-"))
+                        for name, value in (("pin", args.pin), ("view", args.view), ("metric", args.metric)) if value)
+    png, (width, height) = browser.full_page_screenshot(html_path, args.png, args.png_width, args.png_height,
+                                                        fragment)
+    print("screenshot: %s (%dx%d)" % (png, width, height))
+    return 0
 
 
 def cmd_assemble(args):
@@ -60,6 +106,14 @@ def cmd_compare(args):
     comparison = compare_results(args.old, args.new, tolerance, parse_metrics(args.metric, "--metric"))
     print("\n".join(comparison_lines(comparison)))
     return 1 if comparison.failed else 0
+def cmd_export(args):
+    try:
+        mesh_path = resolve(args.result)
+    except FileNotFoundError:
+        return _fail("%s: no mesh.json there; give a mesh.json, a run directory or a results folder" % args.result)
+    count = write_export(mesh_path, export_path(args.file, os.getcwd(), "meshperf export"))
+    print("%s: %d entries (from %s)" % (args.file, count, mesh_path))
+    return 0
 
 
 def _cluster_and_options(args):
@@ -205,11 +259,41 @@ def build_parser():
                               "test's main metrics: throughput, reverse throughput, transaction rate, p50 and p99 "
                               "latency, loss, jitter)")
     compare.set_defaults(func=cmd_compare)
+    report = sub.add_parser("report", help="write a run's HTML report (heatmaps, per-node view, failures)",
+                            description="Write a run's mesh as one self-contained HTML page: the run summary, a "
+                                        "heatmap per test (rows source, columns destination; choose the metric; "
+                                        "hover or click a cell for its details), per-node medians and CPU peaks, "
+                                        "the failures and errors. pytest writes it beside mesh.json after every "
+                                        "run. --png takes a screenshot with headless Chromium.")
+    report.add_argument("result", nargs="?", default="meshperf-results",
+                        help="mesh.json, run directory, or results folder (its latest run); default: meshperf-results")
+    report.add_argument("-o", "--output", metavar="FILE",
+                        help="where the HTML goes (default: report.html beside mesh.json; with --png alone: none)")
+    report.add_argument("--png", metavar="FILE", help="also save a screenshot of the report (needs chromium)")
+    report.add_argument("--png-width", type=int, metavar="PIXELS",
+                        help="screenshot width (default: as wide as the widest heatmap and its details need)")
+    report.add_argument("--png-height", type=int, metavar="PIXELS",
+                        help="screenshot height (default: the whole page, up to %d)" % browser.MAX_PNG_HEIGHT)
+    report.add_argument("--pin", metavar="SRC->DST", help="screenshot with this pair's details open")
+    report.add_argument("--view", choices=("value", "median", "asymmetry"),
+                        help="screenshot with the heatmaps showing values (default), each pair against the test's "
+                             "median, or a->b against b->a")
+    report.add_argument("--metric", metavar="NAME",
+                        help="screenshot with the heatmaps coloured by this metric where they have it, e.g. "
+                             "retransmits (default: throughput, else latency, else transaction rate)")
+    report.set_defaults(func=cmd_report)
     rebuild = sub.add_parser("assemble", help="rebuild mesh.json and mesh.csv of a run from its journal",
                              description="Rebuild a run's mesh.json and mesh.csv from its journal, e.g. after "
                                          "the pytest process was killed before it could write them.")
     rebuild.add_argument("run_dir", help="the run directory, <mesh-out>/<run-id>")
     rebuild.set_defaults(func=cmd_assemble)
+    export = sub.add_parser("export", help="write a run's measurements in netperf-orchestrate's --export format",
+                            description="Write a run's measurements as a flat JSON list (client, server, "
+                                        "client_address, server_address, success, exit_code, elapsed_time, stdout, "
+                                        "command, then test, instance, status, error), as --mesh-export does.")
+    export.add_argument("result", help="mesh.json, run directory, or results folder (its latest run)")
+    export.add_argument("file", help="the JSON file to write")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

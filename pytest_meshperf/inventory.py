@@ -205,6 +205,11 @@ def _check_address(value: Any) -> _Problem:
     return None
 
 
+def address_problem(value: Any) -> _Problem:
+    """(problem, fix) when ``value`` is not a usable address or ssh_config alias, else None (for matrix.py)."""
+    return _check_address(value)
+
+
 def _check_role(value: Any) -> _Problem:
     roles = ", ".join(ROLES)
     if value in ROLES:
@@ -504,7 +509,7 @@ class Node:
 class Cluster:
     """The nodes of one run and where they came from."""
 
-    kind: str  # "local", "file" or "netns" (a testbed the run builds; later: "matrix")
+    kind: str  # "local", "file", "netns" (a testbed the run builds) or "matrix" (--matrix address lists)
     spec: str  # the --cluster string as given (DEFAULT_CLUSTER when none was)
     nodes: tuple[Node, ...]
     source: str | None = None  # absolute path of the inventory file, if any

@@ -45,6 +45,7 @@ class Instance:
     raw: Any                         # the client's complete tool output (iperf3 JSON)
     server: Dict[str, Any] = field(default_factory=dict)   # server pid, port, command, core, raw output
     cpu: Optional[int] = None        # the core the client was pinned to (None: not pinned)
+    exit_code: Optional[int] = None  # the client's exit status (None: killed by a signal, or not known)
 
 
 @dataclass

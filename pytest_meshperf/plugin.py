@@ -4,19 +4,20 @@ import os
 
 import pytest
 
-from .baseline import MissingPairs
+from . import profile_suite
+from .baseline import MissingPairs, add_options as add_baseline_options
 from .checks import add_check_items, is_check_id
 from .errors import MeasurementError, MeshperfError, UsageError
-from .inventory import HOST_KEY_CHECKS
 from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
-
-PROGRESS_KEY = pytest.StashKey()
-from .planning import SCHEDULES, plan_pairs
+from .inventory import HOST_KEY_CHECKS
+from .planning import SCHEDULES, link_selected, plan_pairs
 from .reports.progress import Progress
-from .scheduling import make_scheduler, source_of
 from .reports.terminal import write_summary
+from .scheduling import make_scheduler, source_of
 from .session import MeshSession
 from .testspec import MARK, spec_for_item
+
+PROGRESS_KEY = pytest.StashKey()
 
 
 def pytest_addoption(parser):
@@ -25,6 +26,16 @@ def pytest_addoption(parser):
                     help="cluster to measure: a hosts.yaml path; local:N for N nodes on this machine's "
                          "loopback (default: local:3); netns:N for N real sshd hosts in network namespaces, built "
                          "for the run (root only; e.g. netns:4,rate=200mbit)")
+    group.addoption("--matrix", dest="meshperf_matrix", nargs=2, metavar=("CLIENTS", "SERVERS"),
+                    help="cluster from two text files of hosts (one address or ssh_config alias per line): every "
+                         "client against every server; instead of --cluster")
+    group.addoption("--mesh-profile", dest="meshperf_profile", metavar="NAME|PATH",
+                    help="profile (tool, parameters, thresholds): NAME is suites/profiles/NAME.yaml under the "
+                         "rootdir, or a .yaml path; with no test path it runs on its own, one test per pair; with "
+                         "test paths it is the lowest layer of every mesh test")
+    group.addoption("--mesh-export", dest="meshperf_export", metavar="FILE",
+                    help="also write the measurements as a flat JSON list (client, server, *_address, success, "
+                         "exit_code, elapsed_time, stdout, command), netperf-orchestrate's --export format")
     group.addoption("--mesh-out", dest="meshperf_out", metavar="DIR",
                     help="where run directories (mesh.json, mesh.csv) go (default: meshperf-results)")
     group.addoption("--mesh-threshold", dest="meshperf_threshold", action="append", metavar="EXPR",
@@ -49,19 +60,16 @@ def pytest_addoption(parser):
                          "measurement at a time in the whole cluster), burst (every pair of a test at once, from "
                          "one synchronized start: the whole fabric loaded) or incast:NODE (every other node sends "
                          "to NODE at once)")
+    group.addoption("--mesh-links", dest="meshperf_links", action="append", metavar="SRC->DST",
+                    help="measure only these links: node names or shell globs, comma-separated or repeated, e.g. "
+                         "'node1->*' or '*->node3' (pytest's -k cannot say '->')")
     group.addoption("--mesh-progress", dest="meshperf_progress", type=float, default=10.0, metavar="SECONDS",
                     help="write a progress line (pairs done, failures, elapsed, ETA) at most every SECONDS "
                          "(default 10; 0: after every measurement; -1: never)")
-    group.addoption("--mesh-baseline", dest="meshperf_baseline", metavar="OLD",
-                    help="compare every pair test with this earlier run (a mesh.json, a run directory or a results "
-                         "folder): a metric worse than --mesh-max-regression fails the test; a pair the baseline "
-                         "lacks is listed, not failed")
-    group.addoption("--mesh-max-regression", dest="meshperf_max_regression", metavar="PERCENT",
-                    help="how much worse than the baseline a metric may get, e.g. 10%% (default: 10%%); lower "
-                         "throughput and higher latency, jitter or loss are worse")
-    group.addoption("--mesh-regression-metric", dest="meshperf_regression_metric", action="append",
-                    metavar="METRIC", help="compare this metric with the baseline (repeatable; default: each "
-                                           "test's main metrics: throughput, transaction rate, latency, loss, jitter)")
+    add_baseline_options(group)
+    group.addoption("--mesh-report", dest="meshperf_report", choices=("yes", "no"), default="yes",
+                    help="write report.html (heatmaps, per-node view, failures) beside mesh.json after the run: "
+                         "yes (default) or no")
     group.addoption("--mesh-unreachable", dest="meshperf_unreachable", choices=("error", "skip"), default="error",
                     help="what a pair with an unreachable node becomes: error (default) or skip")
     ssh = parser.getgroup("meshperf-ssh", "meshperf: remote nodes over SSH")
@@ -94,11 +102,20 @@ def pytest_configure(config):
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ProgressHooks(config), "meshperf-progress")
     try:
-        config.stash[SESSION_KEY] = MeshSession(config)
+        config.stash[SESSION_KEY] = session = MeshSession(config)
     except UsageError as exc:
         raise pytest.UsageError(str(exc))
     except MeshperfError as exc:  # e.g. the netns testbed could not be built
         raise pytest.UsageError(str(exc))
+    if session.profile is not None and profile_suite.alone(config):
+        profile_suite.run_profile_alone(config, session.profile_path)
+
+
+def pytest_collect_file(file_path, parent):
+    session = parent.config.stash.get(SESSION_KEY, None)
+    if session is not None and session.profile is not None and profile_suite.alone(parent.config):
+        return profile_suite.collect_file(file_path, parent, session.profile_path)
+    return None
 
 
 def pytest_generate_tests(metafunc):
@@ -108,17 +125,31 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("mesh_pair", pairs, ids=[pair.id for pair in pairs])
 
 
+def _select_links(config, session, items):
+    """--mesh-links: deselect the pair tests of other links, as -k would."""
+    if not session.links:
+        return
+    kept, dropped = [], []
+    for item in items:
+        pair = getattr(item, "callspec", None) and item.callspec.params.get("mesh_pair")
+        (kept if pair is None or link_selected(pair, session.links) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: a burst group is the pairs that will run
 def pytest_collection_modifyitems(session, config, items):
     if SESSION_KEY not in config.stash:
         return
+    _select_links(config, config.stash[SESSION_KEY], items)
     invocation_dir = str(config.invocation_params.dir)
     mesh_items = 0
     for item in items:
         if "mesh_pair" in getattr(item, "fixturenames", ()) or item.get_closest_marker(MARK):
             mesh_items += "mesh_pair" in getattr(item, "fixturenames", ())
             try:
-                item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir)
+                item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir, config.stash[SESSION_KEY].profile)
             except UsageError as exc:
                 raise pytest.UsageError(str(exc))
     if config.stash[SESSION_KEY].schedule.grouped:
@@ -229,7 +260,8 @@ def pytest_unconfigure(config):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     mesh = config.stash.get(SESSION_KEY, None)
     if mesh is not None and mesh.assembled is not None:
-        write_summary(terminalreporter, [n.name for n in mesh.cluster.nodes], mesh.assembled, os.getcwd())
+        write_summary(terminalreporter, [n.name for n in mesh.cluster.nodes], mesh.assembled, os.getcwd(),
+                      mesh.report)
     hooks = config.pluginmanager.get_plugin("meshperf-progress")
     line = hooks.missing.summary_line(mesh.baseline) if hooks is not None and mesh is not None and \
         mesh.baseline is not None else None

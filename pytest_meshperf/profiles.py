@@ -9,7 +9,9 @@
       - retransmits <= 10000
 
 A test uses one with ``@pytest.mark.meshperf(profile="tcp.yaml")`` (the path is
-relative to the test module).  Every threshold remembers ``file:line``.
+relative to the test module); ``--mesh-profile NAME|PATH`` names one for the whole
+run (``find_profile``: NAME is ``suites/profiles/NAME.yaml``).  Every threshold
+remembers ``file:line``.
 """
 
 import os
@@ -23,6 +25,7 @@ from .params import parse_params
 from .thresholds import Threshold, parse_threshold
 
 _NON_PARAM_KEYS = ("description", "thresholds")
+PROFILE_DIR = os.path.join("suites", "profiles")   # where --mesh-profile NAME looks, under each search root
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,35 @@ def load_profile(path, shown=None) -> Profile:
     if key not in _cache:
         _cache[key] = _load(path, shown)
     return _cache[key]
+
+
+def find_profile(value, search_roots, base_dir):
+    """``--mesh-profile``'s value -> (absolute path, path as shown); ParameterError naming what was searched.
+
+    A value with a '/' or a .yaml/.yml ending is a file (relative to ``base_dir``); anything else is a
+    NAME, looked up as ``suites/profiles/NAME.yaml`` under each of ``search_roots`` in turn.
+    """
+    if "/" in value or os.sep in value or value.endswith((".yaml", ".yml")):
+        path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
+        if not os.path.isfile(path):
+            raise ParameterError("--mesh-profile %s: no such file (%s); give a profile NAME or the path of a "
+                                 "profile .yaml file" % (value, path))
+        return path, value
+    searched, found = [], []
+    for root in dict.fromkeys(os.path.abspath(str(r)) for r in search_roots):   # each root once, in order
+        folder = os.path.join(root, PROFILE_DIR)
+        path = os.path.join(folder, value + ".yaml")
+        if os.path.isfile(path):
+            shown = os.path.relpath(path, base_dir)
+            return path, path if shown.startswith("..") else shown
+        searched.append(folder)
+        try:
+            found += [name[:-5] for name in sorted(os.listdir(folder)) if name.endswith(".yaml")]
+        except OSError:
+            pass
+    raise ParameterError("--mesh-profile %s: no profile of that name; searched %s (profiles there: %s); give one "
+                         "of those names or the path of a profile .yaml file"
+                         % (value, ", ".join(searched), ", ".join(dict.fromkeys(found)) or "none"))
 
 
 def _load(path, shown):

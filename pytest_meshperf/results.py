@@ -732,18 +732,31 @@ def resolve(path: str) -> str:
     raise FileNotFoundError(path)
 
 
+def iter_entries(mesh: Dict[str, Any], checks: bool = False):
+    """(source, destination, test key, entry) of every measurement in a loaded mesh.json, in its order; with
+    ``checks``, the verdicts of check items (``"kind": "check"``, checks.py) too."""
+    for src, source in mesh.get("sources", {}).items():
+        for dst, destination in source.get("destinations", {}).items():
+            for key, entry in destination.get("tests", {}).items():
+                if checks or entry.get("kind") != "check":
+                    yield src, dst, key, entry
+
+
+def entry_messages(entry: Dict[str, Any]) -> List[str]:
+    """What went wrong in an entry: its error, then the messages of the thresholds it failed."""
+    messages = [t["message"] for t in entry.get("thresholds", []) if t.get("passed") is False]
+    if entry.get("error"):
+        messages.insert(0, entry["error"])
+    return messages
+
+
 def load_rows(mesh_path: str):
     """(node names, rows, counts) of a mesh.json, for summaries and reports."""
     with open(mesh_path, encoding="utf-8") as handle:
         mesh = json.load(handle)
     rows, counts = [], {"passed": 0, "failed": 0, "error": 0}
-    for src, source in mesh.get("sources", {}).items():
-        for dst, destination in source.get("destinations", {}).items():
-            for key, entry in destination.get("tests", {}).items():
-                messages = [t["message"] for t in entry.get("thresholds", []) if t.get("passed") is False]
-                if entry.get("error"):
-                    messages.insert(0, entry["error"])
-                rows.append(Row(src, dst, key, entry.get("name", key), entry["status"], entry.get("metrics", {}),
-                                messages, entry.get("warnings") or []))
-                counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    for src, dst, key, entry in iter_entries(mesh, checks=True):
+        rows.append(Row(src, dst, key, entry.get("name", key), entry["status"], entry.get("metrics", {}),
+                        entry_messages(entry), entry.get("warnings") or []))
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     return list(mesh.get("cluster", {}).get("nodes", {})), rows, counts

@@ -243,7 +243,7 @@ def instance_from(module, number, client, server, timeout_s) -> Instance:
     return Instance(
         instance=number, pid=client["pid"], client_port=ports[0] if ports else None,
         server_port=server["port"] if server else None, start=client["started"], end=client["ended"],
-        command=client["command"], metrics=metrics, raw=data, cpu=client.get("cpu"),
+        command=client["command"], metrics=metrics, raw=data, cpu=client.get("cpu"), exit_code=client.get("exit_code"),
         server={"pid": server.get("pid"), "port": server.get("port"), "command": server.get("command"),
                 "cpu": server.get("cpu"), "exit_code": server.get("exit_code"), "raw": server_raw} if server else {})
 

@@ -25,11 +25,15 @@ from .controller import AgentPool, Controller, new_secret
 from .errors import AgentError, UsageError
 from .inventory import load_cluster
 from .baseline import load_baseline
+from .matrix import load_matrix
 from .burst import GroupRunner
 from .params import parse_params
-from .planning import parse_schedule
+from .planning import parse_links, parse_schedule
+from .profiles import find_profile, load_profile
+from .reports.html import ReportOutcome, report_after_run
 from .results import RunDir, assemble, iso, new_run_id
 from .thresholds import parse_threshold
+from .export import export_path, write_export
 
 ENDPOINTS_FILE = "agents.json"
 ENDPOINTS_WAIT_S = 120.0
@@ -48,9 +52,16 @@ class MeshSession:
                                       getattr(opt, "meshperf_max_regression", None),
                                       getattr(opt, "meshperf_regression_metric", None), base_dir)
         self.skip_unreachable = opt.meshperf_unreachable == "skip"
+        self.profile_path, self.profile = self._profile(opt.meshperf_profile, base_dir)
+        self.export_path = export_path(opt.meshperf_export, base_dir)
         workerinput = getattr(config, "workerinput", None)
         self.testbed = None
-        if is_testbed_spec(self.cluster_spec):
+        if opt.meshperf_matrix:
+            if opt.meshperf_cluster:
+                raise UsageError("--matrix %s and --cluster %s both name the cluster; give one of them"
+                                 % (" ".join(opt.meshperf_matrix), opt.meshperf_cluster))
+            self.cluster = load_matrix(*opt.meshperf_matrix, base_dir=base_dir)
+        elif is_testbed_spec(self.cluster_spec):
             # A cluster this run builds (and tears down): the controller builds it, workers use its inventory.
             hosts = workerinput["meshperf"]["testbed"] if workerinput else self._build_testbed(base_dir)
             self.cluster = dataclasses.replace(load_cluster(hosts["hosts_yaml"]), kind="netns",
@@ -60,6 +71,7 @@ class MeshSession:
             self.cluster = load_cluster(self.cluster_spec, base_dir)
         try:
             self.schedule = parse_schedule(opt.meshperf_schedule, self.cluster)
+            self.links = parse_links(opt.meshperf_links, self.cluster)
         except UsageError:
             self.close()  # a testbed built for this run goes with it
             raise
@@ -82,6 +94,8 @@ class MeshSession:
         self._journal = None
         self.created = False
         self.assembled = None
+        self.write_report = getattr(opt, "meshperf_report", "yes") != "no"
+        self.report: Optional[ReportOutcome] = None
         self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer, self.baseline) \
             if self.schedule.grouped else None
 
@@ -94,6 +108,13 @@ class MeshSession:
         workdir = tempfile.mkdtemp(prefix="meshperf-netns-")
         self.testbed = NetnsTestbed(spec, workdir).up()
         return self.testbed_paths()
+
+    def _profile(self, value, base_dir):
+        """--mesh-profile: (absolute path, Profile), or (None, None); a bad name or file is a usage error."""
+        if not value:
+            return None, None
+        path, shown = find_profile(value, [self.config.rootpath, base_dir], base_dir)
+        return path, load_profile(path, shown)
 
     def testbed_paths(self):
         return {"hosts_yaml": self.testbed.hosts_yaml, "known_hosts": self.testbed.known_hosts}
@@ -108,11 +129,13 @@ class MeshSession:
     # -- run directory ---------------------------------------------------------
     def run_meta(self):
         params = {k: v for k, v in self.option_params.items()}
+        parameters = {"cluster": self.cluster.spec, "schedule": str(self.schedule), "options": params,
+                      "thresholds": [t.expression for t in self.option_thresholds],
+                      "baseline": self.baseline.meta() if self.baseline else None}
+        if self.profile:
+            parameters["profile"] = self.profile.path
         return {"id": self.run_dir.run_id, "started": iso(self.started), "finished": None, "interrupted": True,
-                "exit_status": None, "parameters": {"cluster": self.cluster.spec, "schedule": str(self.schedule),
-                                                   "options": params,
-                                                   "thresholds": [t.expression for t in self.option_thresholds],
-                                                   "baseline": self.baseline.meta() if self.baseline else None},
+                "exit_status": None, "parameters": parameters,
                 "command_line": [_program()] + list(self.config.invocation_params.args),
                 "meshperf_version": __version__}
 
@@ -223,6 +246,10 @@ class MeshSession:
             self.controller.stop()
         if self.created:
             self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
+        if self.export_path and self.assembled is not None:   # like mesh.json: only a run that measured
+            write_export(self.assembled.path, self.export_path)
+        if self.write_report and self.assembled is not None:   # after the results are safe; never raises
+            self.report = report_after_run(self.assembled)
         return self.assembled
 
 

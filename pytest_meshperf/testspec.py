@@ -2,7 +2,8 @@
 
 Resolved once per test item at collection time, so a bad mark, profile or
 threshold is a usage error before anything is measured.  Precedence, lowest
-first: profile file, mark, ``measure(**overrides)``, command-line options.
+first: the run's --mesh-profile, profile file, mark, ``measure(**overrides)``,
+command-line options.
 """
 
 import os
@@ -53,8 +54,10 @@ def _other_params_id(item) -> str:
     return "[%s]" % ident
 
 
-def spec_for_item(item, invocation_dir) -> TestSpec:
-    param_layers, threshold_layers = [], []
+def spec_for_item(item, invocation_dir, base_profile=None) -> TestSpec:
+    """``base_profile``: the run's --mesh-profile (a Profile), the lowest layer of every mesh test."""
+    param_layers = [base_profile.params] if base_profile else []
+    threshold_layers = [base_profile.thresholds] if base_profile else []
     where = "%s::%s" % (os.path.basename(str(item.path)), item.originalname)
     # Farthest mark first (module pytestmark, class, function) so the closest wins.
     for mark in reversed(list(item.iter_markers(MARK))):

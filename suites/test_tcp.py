@@ -3,6 +3,6 @@
 import pytest
 
 
-@pytest.mark.meshperf(profile="tcp.yaml")
+@pytest.mark.meshperf(profile="profiles/tcp.yaml")
 def test_tcp_throughput(mesh_pair, measure):
     measure()

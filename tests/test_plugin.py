@@ -49,6 +49,17 @@ def test_full_mesh_on_embedded_cluster(pytester, mesh_out):
     assert mesh["cluster"]["nodes"]["node1"]["tools"]["iperf3"]["version"].startswith("3.")
 
 
+def test_mesh_links_measures_only_the_links_named(pytester, mesh_out):
+    """pytest's -k cannot say 'node1->'; --mesh-links can, with globs on each side."""
+    pytester.makepyfile(test_mesh=TCP_TEST.format(duration=1))
+    result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "-v", "--mesh-links", "node1->*",
+                                           "--mesh-links", "*->node1,node3->node2")
+    result.assert_outcomes(passed=5, deselected=1)
+    got = {(src, dst) for src, dst, _, _ in entries(load_mesh(mesh_out))}
+    assert got == {("node1", "node2"), ("node1", "node3"), ("node2", "node1"), ("node3", "node1"),
+                   ("node3", "node2")}
+
+
 def test_threshold_failure_is_readable_and_recorded(pytester, mesh_out):
     pytester.makepyfile(test_mesh=TCP_TEST.format(duration=1))
     result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "--cluster", "local:2",
@@ -85,10 +96,11 @@ def test_junit_has_one_testcase_per_pair_with_metric_properties(pytester, mesh_o
         assert "retransmits" in props and props["meshperf_status"] == "passed"
 
 
-def _inner_run(pytester, mesh_out, duration, cluster="local:2"):
+def _inner_run(pytester, mesh_out, duration, cluster="local:2", *extra):
     pytester.makepyfile(test_mesh=TCP_TEST.format(duration=duration))
     xml_path = pytester.path / "mesh.xml"
-    return inner_pytest(pytester, "--cluster", cluster, "--mesh-out", mesh_out, "--junitxml", xml_path), xml_path
+    return inner_pytest(pytester, "--cluster", cluster, "--mesh-out", mesh_out, "--junitxml", xml_path,
+                        *extra), xml_path
 
 
 def _junit_outcomes(xml_path):
@@ -129,7 +141,7 @@ def test_killed_tool_process_makes_that_pair_an_error(pytester, mesh_out, role_f
 
 
 def test_sigint_leaves_valid_result_and_no_processes(pytester, mesh_out):
-    run, _ = _inner_run(pytester, mesh_out, duration=1, cluster="local:3")
+    run, _ = _inner_run(pytester, mesh_out, 1, "local:3", "--mesh-export", "export.json")
     with run as proc:
         wait_for(lambda: len(journal_records(mesh_out)) >= 2, 90, what="two finished measurements")
         seen = [p for p in descendants(proc.pid) if is_iperf3(p) or is_agent(p)]
@@ -143,6 +155,9 @@ def test_sigint_leaves_valid_result_and_no_processes(pytester, mesh_out):
     measured = {(src, dst) for src, dst, _, _ in entries(mesh)}
     assert measured == {(r["src"], r["dst"]) for r in journaled}
     assert 2 <= len(measured) < 6
+    exported = json.loads((pytester.path / "export.json").read_text())   # written after the interrupt too
+    assert [(e["client"], e["server"]) for e in exported] == [(src, dst) for src, dst, _, _ in entries(mesh)]
+    assert (mesh_out / "latest" / "report.html").stat().st_size > 0   # the report is written after Ctrl-C too
     assert alive(seen) == [], "left behind: %s" % alive(seen)
     assert [p for p in descendants(proc.pid)] == []
 

@@ -67,7 +67,8 @@ def processes_on(tb, names=("iperf3",), agent=True):
 
 
 def test_tcp_suite_over_ssh_with_verified_host_keys(pytester, tmp_path):
-    for name in ("test_tcp.py", "tcp.yaml"):
+    (pytester.path / "profiles").mkdir()
+    for name in ("test_tcp.py", "profiles/tcp.yaml"):
         shutil.copy(SUITES / name, pytester.path / name)
     with netns_testbed(tmp_path / "tb", nodes=4) as tb:
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", tb.hosts_yaml,

@@ -38,6 +38,9 @@ def assert_usage_error(result, *fragments):
     (["--mesh-schedule", "bursty"], ["--mesh-schedule 'bursty'", "rounds, sequential, burst, incast:NODE"]),
     (["--mesh-schedule", "incast"], ["incast", "name the receiving node", "incast:node1"]),
     (["--mesh-schedule", "incast:node9"], ["incast:node9", "no node 'node9'", "node1, node2, node3"]),
+    (["--mesh-links", "node1"], ["--mesh-links 'node1'", "SRC->DST", "node1->*"]),
+    (["--mesh-links", "node1->*,nod3->node1"], ["--mesh-links 'nod3->node1'", "'nod3' matches no node",
+                                                "node1, node2, node3"]),
 ])
 def test_bad_options(pytester, args, fragments):
     pytester.makepyfile(MESH_TEST.format(mark="duration=1"))
@@ -93,7 +96,8 @@ def test_collect_only_starts_nothing_and_writes_nothing(pytester, mesh_out):
 
 
 def test_shipped_suites_pass_on_the_embedded_cluster(pytester, mesh_out):
-    for name in ("test_tcp.py", "test_udp.py", "tcp.yaml", "udp.yaml"):
+    (pytester.path / "profiles").mkdir()
+    for name in ("test_tcp.py", "test_udp.py", "profiles/tcp.yaml", "profiles/udp.yaml"):
         shutil.copy(SUITES / name, pytester.path / name)
     result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "--mesh-duration", "1")
     result.assert_outcomes(passed=12)

@@ -65,6 +65,12 @@ def _check_lines(checks) -> List[str]:
     return out
 
 
+def _shown(path, cwd):
+    if cwd and os.path.abspath(path).startswith(os.path.abspath(cwd) + os.sep):
+        return os.path.relpath(path, cwd)
+    return path
+
+
 def summary_lines(node_names, rows, counts, mesh_path, cwd=None) -> List[str]:
     checks = [row for row in rows if is_check_key(row.test)]
     if checks:   # the matrices and counts are the measurements'
@@ -85,14 +91,17 @@ def summary_lines(node_names, rows, counts, mesh_path, cwd=None) -> List[str]:
     out += ["", "%d measurements: %d passed, %d failed (marked%s), %d errors (%s)" % (
         sum(counts.values()), counts.get("passed", 0), counts.get("failed", 0), FAILED_MARK,
         counts.get("error", 0), ERROR_CELL)]
-    path = mesh_path
-    if cwd and os.path.abspath(mesh_path).startswith(os.path.abspath(cwd) + os.sep):
-        path = os.path.relpath(mesh_path, cwd)
+    path = _shown(mesh_path, cwd)
     out.append("results: %s  (csv: %s)" % (path, os.path.join(os.path.dirname(path), "mesh.csv")))
     return out
 
 
-def write_summary(tr, node_names, assembled, cwd):
+def write_summary(tr, node_names, assembled, cwd, report=None):
+    """The matrices, counts and paths; ``report``: the automatic HTML report's outcome (html.ReportOutcome)."""
     tr.write_sep("=", "meshperf mesh (rows: source, columns: destination)")
     for line in summary_lines(node_names, assembled.rows, assembled.counts, assembled.path, cwd):
         tr.write_line(line)
+    if report is not None and report.path:
+        tr.write_line("report: %s" % _shown(report.path, cwd))
+    elif report is not None:
+        tr.write_line("meshperf: report %s" % report.problem, yellow=True)

@@ -1,0 +1,153 @@
+"""Self-contained HTML pages of node-by-node heatmaps: a matrix of cells, each a value, its label, a state
+and details, whatever the cells mean (a run's metrics, or per-link deltas between two runs).
+
+Python decides every text a cell shows (labels are formatted here, with ``metrics.format_value``); the
+page's inline JavaScript (``report.js``) draws the matrices from data embedded as JSON, colours them,
+and shows a cell's details on hover or click.  The page loads nothing: no network, no CDN.
+"""
+
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+# States drawn distinctly: "failed" (outline and "!"), "error" (hatched, "error", never a value), "none"
+# (a pair not measured: blank).  Any other state (e.g. "passed") is drawn by its value's colour alone.
+STATE_FAILED, STATE_ERROR = "failed", "error"
+
+DetailRow = Tuple[str, str, str]       # (name, value, style: "" | "ok" | "bad" | "warn" | "na" | "mono")
+Section = Tuple[str, Sequence[DetailRow]]  # (title, rows)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One thing a heatmap can be coloured by (a metric): the chooser lists the scales cells have values for."""
+    key: str                 # e.g. "throughput_bps"
+    label: str               # e.g. "throughput"
+    higher_is_better: bool   # colours are direction-aware: the bad end is always the same colour
+
+
+@dataclass
+class Cell:
+    src: str
+    dst: str
+    state: str                                               # "passed", "failed", "error", or another word
+    values: Dict[str, float] = field(default_factory=dict)   # scale key -> value (absent: none for that scale)
+    labels: Dict[str, str] = field(default_factory=dict)     # scale key -> the text shown for that value
+    detail: Sequence[Section] = ()                           # shown on hover or click
+    marks: Sequence[str] = ()                                # short words shown on the cell's line in details
+
+
+@dataclass
+class Heatmap:
+    """A matrix: rows are sources, columns destinations; a pair without a cell is drawn as not measured."""
+    key: str                     # unique in the page (an HTML id is derived from it)
+    title: str
+    sources: List[str]
+    destinations: List[str]
+    scales: List[Scale]          # the first is shown first
+    cells: List[Cell]
+    views: Tuple[str, ...] = ("value", "median", "asymmetry")   # the JS views offered (see report.js)
+
+
+Block = Union[str, Heatmap]      # a page is trusted HTML (already escaped) and heatmaps, in order
+
+
+def esc(text) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def _compact(value: float) -> Optional[float]:
+    """Six significant digits: the colour and the median need no more, and 9,900 cells stay small."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float("%.6g" % value)
+
+
+class _Strings:
+    """Interns repeated detail texts ("client port", "passed", a test's command prefix) as indices."""
+
+    def __init__(self):
+        self.index: Dict[str, int] = {}
+        self.table: List[str] = []
+
+    def __call__(self, text: str) -> int:
+        if text.__class__ is not str:   # a hand-edited mesh.json may hold anything
+            text = "" if text is None else str(text)
+        at = self.index.get(text)
+        if at is None:
+            at = self.index[text] = len(self.table)
+            self.table.append(text)
+        return at
+
+
+def _payload(heatmap: Heatmap, strings: _Strings) -> dict:
+    rows = {name: i for i, name in enumerate(heatmap.sources)}
+    cols = {name: i for i, name in enumerate(heatmap.destinations)}
+    keys = [scale.key for scale in heatmap.scales]
+    cells = []
+    for cell in heatmap.cells:
+        if cell.src not in rows or cell.dst not in cols:
+            raise ValueError("cell %s->%s: not a row and column of heatmap %r" % (cell.src, cell.dst, heatmap.key))
+        cells.append([
+            rows[cell.src], cols[cell.dst], strings(cell.state),
+            [_compact(cell.values[k]) if k in cell.values else None for k in keys],
+            [strings(cell.labels[k]) if k in cell.labels else -1 for k in keys],
+            [[strings(title), [[strings(n), strings(v), strings(s)] for n, v, s in section]]
+             for title, section in cell.detail],
+            [strings(mark) for mark in cell.marks],
+        ])
+    return {"key": heatmap.key, "title": heatmap.title, "rows": heatmap.sources, "cols": heatmap.destinations,
+            "scales": [{"key": s.key, "label": s.label, "hib": s.higher_is_better} for s in heatmap.scales],
+            "views": list(heatmap.views), "cells": cells}
+
+
+def script_json(data) -> str:
+    """JSON safe inside <script type="application/json">: no '<' (so no '</script>' or '<!--'), no '&'."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def heatmap_anchor(heatmap: Heatmap) -> str:
+    """The container a heatmap is drawn into; put it where the matrix belongs in the page."""
+    return '<div class="heatmap" data-heatmap="%s"></div>' % esc(heatmap.key)
+
+
+def _asset(name: str) -> str:
+    with open(os.path.join(_HERE, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def render_page(title: str, blocks: Sequence[Block]) -> str:
+    """One self-contained HTML document: ``blocks`` in order, each heatmap drawn where it stands."""
+    strings = _Strings()
+    heatmaps, body = [], []
+    for block in blocks:
+        if isinstance(block, Heatmap):
+            heatmaps.append(_payload(block, strings))
+            body.append(heatmap_anchor(block))
+        else:
+            body.append(block)
+    if len({h["key"] for h in heatmaps}) != len(heatmaps):
+        raise ValueError("heatmap keys must be unique in a page")
+    data = {"strings": strings.table, "heatmaps": heatmaps}
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # No fetches of any kind: everything the page needs is in this file.
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">",
+        "<title>%s</title>" % esc(title),
+        "<style>\n%s</style>" % _asset("report.css"),
+        "</head><body>",
+        *body,
+        '<script type="application/json" id="meshperf-data">%s</script>' % script_json(data),
+        "<script>\n%s</script>" % _asset("report.js"),
+        "</body></html>",
+        "",
+    ])

@@ -1,0 +1,446 @@
+"""The HTML mesh report: a run's mesh.json as one self-contained page.
+
+The run summary, one heatmap per test (rows source, columns destination; every metric of the test to
+choose from), per-node medians and CPU peaks, and the failures and errors with their messages.  The
+matrices themselves are drawn by ``heatmap.py``; this module only knows what a mesh.json says.
+"""
+
+import json
+import math
+import os
+import shlex
+import statistics
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Dict, List, Optional
+
+from ..metrics import METRICS, format_value
+from ..results import entry_messages, iter_entries
+from ..units import format_number
+from .heatmap import Cell, Heatmap, Scale, esc, render_page
+from .terminal import MAIN_METRICS
+
+REPORT_FILE = "report.html"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # mesh.json's times (results.iso)
+MAX_LISTED = 1000          # failures, errors and warnings listed in full; the rest are counted (mesh.json has all)
+MAX_INSTANCES_SHOWN = 8    # per cell's details; --mesh-instances auto can start dozens
+AUTO_REPORT_MAX_MEASUREMENTS = 40_000   # about 200 nodes: above, the automatic report is skipped (a 20 MB page
+                                        # and ~1 GB to build it); meshperf report still makes it
+NODES_OPEN_UP_TO = 12      # node tables start unfolded for small clusters
+PARAM_TEXT = (("duration_s", "duration %s s"), ("omit_s", "omit %s s"), ("parallel", "%s streams"),
+              ("bitrate_bps", None), ("udp", "UDP"), ("reverse", "reverse (-R)"), ("bidir", "bidirectional"),
+              ("window", "window %s"), ("length", "length %s"), ("congestion", "congestion %s"),
+              ("zerocopy", "zero copy"), ("instances", "%s instances"))
+
+
+@dataclass
+class ReportOutcome:
+    """What the automatic report after a pytest run did: its path, or why there is none (one line)."""
+    path: Optional[str] = None
+    problem: Optional[str] = None
+
+
+def _without_raw(pairs):
+    return {key: value for key, value in pairs if key != "raw"}
+
+
+def load_mesh(mesh_path: str) -> dict:
+    """A mesh.json without the tools' raw output (most of its bytes), each dropped as soon as it is parsed."""
+    with open(mesh_path, encoding="utf-8") as handle:
+        return json.load(handle, object_pairs_hook=_without_raw)
+
+
+def label(metric: str, value: float) -> str:
+    known = METRICS.get(metric)   # a Metric, not its name: no name lookup per cell
+    return format_value(known, value) if known else format_number(value)
+
+
+def metric_label(metric: str) -> str:
+    return METRICS[metric].label if metric in METRICS else metric
+
+
+def _metric_order(names):
+    known = [name for name in METRICS if name in names]
+    return known + sorted(name for name in names if name not in METRICS)
+
+
+def _numbers(metrics: dict) -> Dict[str, float]:
+    return {k: float(v) for k, v in (metrics or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def params_text(params: dict) -> str:
+    parts = []
+    for key, text in PARAM_TEXT:
+        value = (params or {}).get(key)
+        if value in (None, False, 0) or (key in ("parallel", "instances") and value == 1):
+            continue
+        if key == "bitrate_bps":
+            parts.append("bitrate " + format_value("throughput_bps", value))
+        else:
+            parts.append(text % value if "%s" in text else text)
+    return ", ".join(parts)
+
+
+def _load_text(load: dict) -> str:
+    parts = []
+    if load.get("core_busy_peak_percent") is not None:
+        parts.append("busiest core peak %s%%" % format_number(load["core_busy_peak_percent"], 3))
+    if load.get("process_cpu_percent") is not None:
+        parts.append("tool %s%% of a core" % format_number(load["process_cpu_percent"], 3))
+    if load.get("softirq_peak_percent") is not None:
+        parts.append("softirq peak %s%%" % format_number(load["softirq_peak_percent"], 3))
+    if load.get("pinned_core") is not None:
+        parts.append("pinned to core %s" % load["pinned_core"])
+    return ", ".join(parts)
+
+
+def _instance_rows(instance: dict, src: str, dst: str, several: bool):
+    server = instance.get("server") or {}
+    rows = [("ports", "client %s \u2192 server %s" % (instance.get("client_port") or "?",
+                                                       instance.get("server_port") or server.get("port") or "?"), ""),
+            ("pids", "%s on %s, %s on %s" % (instance.get("pid") or "?", src, server.get("pid") or "?", dst), "")]
+    if instance.get("cpu") is not None or server.get("cpu") is not None:
+        rows.append(("cores", "client %s, server %s" % (instance.get("cpu"), server.get("cpu")), ""))
+    if several:
+        rows += [(metric_label(k), label(k, v), "") for k, v in _numbers(instance.get("metrics")).items()]
+    rows.append(("command", instance.get("command") or "", "mono"))
+    if server.get("command"):
+        rows.append(("server", server["command"], "mono"))
+    if server.get("exit_code") not in (None, 0):
+        rows.append(("server exit", str(server["exit_code"]), "bad"))
+    return rows
+
+
+def cell_detail(src: str, dst: str, key: str, entry: dict, labels: Dict[str, str]):
+    """The sections shown for one measurement: result, metrics, thresholds, instances, load, warnings."""
+    status = entry.get("status", "?")
+    result = [("status", status, {"passed": "ok", "failed": "bad", "error": "bad"}.get(status, ""))]
+    if entry.get("error"):
+        result.append(("error", entry["error"], "bad"))
+    tool = entry.get("tool") or "?"
+    result.append(("tool", tool + (" " + entry["tool_version"] if entry.get("tool_version") else ""), ""))
+    params = params_text(entry.get("params") or {})
+    if params:
+        result.append(("parameters", params, ""))
+    result.append(("when", _when(entry), ""))
+    if entry.get("round") is not None:
+        result.append(("round", str(entry["round"]), ""))
+    group = entry.get("group") or {}
+    if group.get("skew_s") is not None:
+        result.append(("start skew", "%s s (%s)" % (format_number(group["skew_s"], 3), group.get("schedule")), ""))
+    result.append(("test", key, "mono"))
+    sections = [("Result", result)]
+    if labels:
+        sections.append(("Metrics", [(metric_label(k), labels[k], "") for k in _metric_order(labels)]))
+    thresholds = entry.get("thresholds") or []
+    if thresholds:
+        verdicts = {True: ("held", "ok"), False: ("FAILED", "bad"), None: ("not applicable", "na")}
+        sections.append(("Thresholds", [
+            (t.get("expression", "?"), "%s: %s" % (verdicts[t.get("passed")][0], t.get("message", "")),
+             verdicts[t.get("passed")][1]) for t in thresholds]))
+    instances = entry.get("instances") or []
+    for instance in instances[:MAX_INSTANCES_SHOWN]:
+        title = "Instance %s" % instance.get("instance", "") if len(instances) > 1 else "Processes"
+        sections.append((title, _instance_rows(instance, src, dst, len(instances) > 1)))
+    if len(instances) > MAX_INSTANCES_SHOWN:
+        sections.append(("More instances", [("", "%d more in mesh.json" % (len(instances) - MAX_INSTANCES_SHOWN),
+                                             "na")]))
+    load = entry.get("node_load") or {}
+    loads = [(side, _load_text(load.get(which) or {})) for side, which in (("sender " + src, "src"),
+                                                                            ("receiver " + dst, "dst"))]
+    if any(text for _, text in loads):
+        sections.append(("CPU while measuring", [(side, text, "") for side, text in loads if text]))
+    if entry.get("warnings"):
+        sections.append(("Warnings", [("", warning, "warn") for warning in entry["warnings"]]))
+    return sections
+
+
+def mesh_cell(src: str, dst: str, key: str, entry: dict) -> Cell:
+    metrics = _numbers(entry.get("metrics")) if entry.get("status") != "error" else {}
+    labels = {k: label(k, v) for k, v in metrics.items()}
+    marks = []
+    if entry.get("status") == "failed":
+        marks.append("threshold failed")
+    if entry.get("warnings"):
+        marks.append("CPU-bound" if any("CPU-bound" in w for w in entry["warnings"]) else "warning")
+    return Cell(src, dst, entry.get("status", "error"), values=metrics, labels=labels,
+                detail=cell_detail(src, dst, key, entry, labels), marks=marks)
+
+
+def _nodes(mesh: dict, sides):
+    """Cluster nodes that can play ``sides`` (roles), in inventory order."""
+    return [name for name, node in (mesh.get("cluster") or {}).get("nodes", {}).items()
+            if (node or {}).get("role", "both") in sides]
+
+
+def _tests(mesh: dict):
+    tests = OrderedDict()
+    for src, dst, key, entry in iter_entries(mesh):
+        tests.setdefault(key, []).append((src, dst, entry))
+    return tests
+
+
+def main_metric(entries) -> Optional[str]:
+    present = set()
+    for _, _, entry in entries:
+        present.update(_numbers(entry.get("metrics")))
+    for name in MAIN_METRICS:
+        if name in present:
+            return name
+    ordered = _metric_order(present)
+    return ordered[0] if ordered else None
+
+
+def heatmap_of_test(index: int, key: str, entries, sources, destinations) -> Heatmap:
+    cells = [mesh_cell(src, dst, key, entry) for src, dst, entry in entries]
+    rows = sources + [n for n in OrderedDict.fromkeys(c.src for c in cells) if n not in sources]
+    cols = destinations + [n for n in OrderedDict.fromkeys(c.dst for c in cells) if n not in destinations]
+    present = set()
+    for cell in cells:
+        present.update(cell.values)
+    first = main_metric(entries)
+    order = _metric_order(present)
+    if first in order:
+        order.remove(first)
+        order.insert(0, first)
+    scales = [Scale(m, metric_label(m), METRICS[m].higher_is_better if m in METRICS else True) for m in order]
+    return Heatmap("t%d" % index, key, rows, cols, scales, cells)
+
+
+# -- page blocks (trusted HTML: every value passes through esc) ------------------------------------------
+
+def _dl(items) -> str:
+    return '<dl class="run">%s</dl>' % "".join("<dt>%s</dt><dd>%s</dd>" % (esc(k), v) for k, v in items)
+
+
+def _seconds(record: dict, start: str, end: str) -> Optional[float]:
+    try:
+        first, last = (datetime.strptime(record[k], TIME_FORMAT) for k in (start, end))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (last - first).total_seconds()
+
+
+def _duration(run: dict) -> str:
+    seconds = _seconds(run, "started", "finished")
+    return "" if seconds is None else " (%s s)" % format_number(seconds, 3)
+
+
+def _when(entry: dict) -> str:
+    """The start to the second, and how long measure() took: full times are in mesh.json."""
+    seconds = _seconds(entry, "started", "finished")
+    started = (entry.get("started") or "?")[:19].replace("T", " ")
+    return started + ("" if seconds is None else " UTC, %s s" % format_number(seconds, 3))
+
+
+def summary_block(mesh: dict, tests, source_name: str) -> str:
+    run, cluster = mesh.get("run") or {}, mesh.get("cluster") or {}
+    nodes = cluster.get("nodes") or {}
+    params = run.get("parameters") or {}
+    counts = {"passed": 0, "failed": 0, "error": 0}
+    measured = possible = 0
+    senders, receivers = len(_nodes(mesh, ("client", "both"))), len(_nodes(mesh, ("server", "both")))
+    both = len(_nodes(mesh, ("both",)))
+    for entries in tests.values():
+        for _, _, entry in entries:
+            counts[entry.get("status")] = counts.get(entry.get("status"), 0) + 1
+        measured += len(entries)
+        possible += senders * receivers - both
+    missing = max(0, possible - measured)
+    out = ['<header><h1>meshperf report<span class="run">%s</span></h1>' % esc(run.get("id", "")),
+           '<p class="sub">%s</p>' % esc(source_name)]
+    if run.get("interrupted"):
+        out.append('<p class="banner">This run was interrupted (or rebuilt from its journal): it holds the '
+                   'measurements that finished.</p>')
+    unreachable = [(name, node["unreachable"]) for name, node in nodes.items() if (node or {}).get("unreachable")]
+    for name, reason in unreachable:
+        out.append('<p class="banner">Node <b>%s</b> could not be used: %s</p>' % (esc(name), esc(reason)))
+    out.append('<div class="counts">')
+    for name, text in (("measurements", "measurements"), ("passed", "passed"), ("failed", "failed"),
+                       ("error", "errors"), ("missing", "not measured")):
+        value = measured if name == "measurements" else missing if name == "missing" else counts.get(name, 0)
+        out.append('<div class="count %s" data-count="%s"><b>%d</b>%s</div>' % (name, name, value, text))
+    out.append("</div>")
+    options = params.get("options") or {}
+    items = [("when", esc(run.get("started", "?")) + " \u2192 " + esc(run.get("finished", "?"))
+              + esc(_duration(run))),
+             ("cluster", "%s <code>%s</code>, %d nodes%s" % (esc(cluster.get("kind", "?")),
+                                                            esc(cluster.get("spec", params.get("cluster", ""))),
+                                                            len(nodes), (" from <code>%s</code>" %
+                                                                         esc(cluster["source"]))
+                                                            if cluster.get("source") else "")),
+             ("schedule", esc(params.get("schedule", "?"))),
+             ("options", esc(params_text(options) or "none")),
+             ("thresholds", esc(", ".join(params.get("thresholds") or []) or "none on the command line")),
+             ("command", "<code>%s</code>" % esc(shlex.join(str(a) for a in run.get("command_line") or []))),
+             ("exit status", esc(run.get("exit_status"))),
+             ("meshperf", esc(run.get("meshperf_version") or mesh.get("meshperf_version") or "?"))]
+    out.append(_dl(items))
+    if len(tests) > 1:
+        out.append('<nav class="tests">Tests: %s</nav>' % " ".join(
+            '<a href="#test-%d">%s</a>' % (i, esc(key)) for i, key in enumerate(tests)))
+    out.append("</header>")
+    return "\n".join(out)
+
+
+def _peak(values):
+    values = [v for v in values if isinstance(v, (int, float))]
+    return "%s%%" % format_number(max(values), 3) if values else ""
+
+
+def nodes_block(entries, metric: Optional[str], nodes: List[str]) -> str:
+    """Per node: medians of the test's main metric sent and received, failures, errors and CPU peaks."""
+    out_values, in_values, bad, load = {}, {}, {}, {}
+    for src, dst, entry in entries:
+        status = entry.get("status")
+        value = _numbers(entry.get("metrics")).get(metric) if metric and status != "error" else None
+        for node, side, values in ((src, "src", out_values), (dst, "dst", in_values)):
+            if value is not None:
+                values.setdefault(node, []).append(value)
+            if status in ("failed", "error"):
+                bad.setdefault(node, {"failed": 0, "error": 0})[status] += 1
+            node_load = (entry.get("node_load") or {}).get(side) or {}
+            for figure in ("core_busy_peak_percent", "process_cpu_percent"):
+                load.setdefault((node, side, figure), []).append(node_load.get(figure))
+    has_load = any(v is not None for values in load.values() for v in values)
+    name = metric_label(metric) if metric else "value"
+    head = ["node", "sent: median %s" % name, "received: median %s" % name, "failed", "errors"]
+    if has_load:
+        head += ["CPU peak sending (core / tool)", "CPU peak receiving (core / tool)"]
+    rows = []
+    for node in nodes:
+        cells = []
+        for values in (out_values, in_values):
+            got = values.get(node) or []
+            cells.append("%s <small>(%d)</small>" % (esc(label(metric, statistics.median(got))), len(got))
+                         if got else "\u2013")
+        counts = bad.get(node, {"failed": 0, "error": 0})
+        cells += [str(counts["failed"]), str(counts["error"])]
+        if has_load:
+            for side in ("src", "dst"):
+                core, tool = (_peak(load.get((node, side, f), [])) for f in ("core_busy_peak_percent",
+                                                                               "process_cpu_percent"))
+                cells.append("%s / %s" % (core or "\u2013", tool or "\u2013") if core or tool else "\u2013")
+        rows.append("<tr><td>%s</td>%s</tr>" % (esc(node), "".join('<td class="num">%s</td>' % c for c in cells)))
+    return ('<details class="nodes"%s><summary>Per node (%d nodes): medians of %s, failures, errors%s</summary>'
+            '<table class="list"><thead><tr>%s</tr></thead><tbody>%s</tbody></table></details>' % (
+                " open" if len(nodes) <= NODES_OPEN_UP_TO else "", len(nodes), esc(name),
+                ", CPU peaks" if has_load else "", "".join("<th>%s</th>" % esc(h) for h in head), "".join(rows)))
+
+
+def section_head(index: int, key: str, entries) -> str:
+    statuses = [entry.get("status") for _, _, entry in entries]
+    tools = sorted({"%s %s" % (e.get("tool") or "?", e.get("tool_version") or "") for _, _, e in entries
+                    if e.get("status") != "error"})
+    params = params_text((entries[0][2].get("params") or {})) if entries else ""
+    return ('<section id="test-%d"><h2><code>%s</code></h2><p class="sub">%d pairs: %d passed, %d failed, '
+            '%d errors \u00b7 %s%s</p>' % (index, esc(key), len(entries), statuses.count("passed"),
+                                           statuses.count("failed"), statuses.count("error"),
+                                           esc(", ".join(t.strip() for t in tools) or "no tool output"),
+                                           (" \u00b7 " + esc(params)) if params else ""))
+
+
+def problems_block(tests) -> str:
+    problems, warnings = [], []
+    for key, entries in tests.items():
+        for src, dst, entry in entries:
+            if entry.get("status") in ("failed", "error"):
+                problems.append((entry["status"], src, dst, key, entry_messages(entry)))
+            for warning in entry.get("warnings") or []:
+                warnings.append((src, dst, key, warning))
+    problems.sort(key=lambda p: p[0] != "error")   # errors first: nothing was measured there
+    out = ['<section id="problems"><h2>Failures and errors (%d)</h2>' % len(problems)]
+    if not problems:
+        out.append('<p class="sub">Every measurement was made and met its thresholds.</p>')
+    else:
+        out.append('<div class="%s"><table class="list problems"><thead>' % ("scroll" if len(problems) > 25 else ""))
+        out.append('<tr><th>status</th><th>pair</th><th>test</th><th>message</th></tr></thead><tbody>')
+        for status, src, dst, key, messages in problems[:MAX_LISTED]:
+            out.append('<tr data-status="%s"><td class="status-%s">%s</td><td>%s \u2192 %s</td><td><code>%s'
+                       '</code></td><td class="msg">%s</td></tr>' % (
+                           status, status, status.upper(), esc(src), esc(dst), esc(key),
+                           "<br>".join(esc(m) for m in messages) or "\u2013"))
+        out.append("</tbody></table></div>")
+        if len(problems) > MAX_LISTED:
+            out.append('<p class="sub">... and %d more: <code>meshperf summary</code> lists them all.</p>'
+                       % (len(problems) - MAX_LISTED))
+    if warnings:
+        out.append('<details><summary>Warnings (%d): figures that may mislead, e.g. a CPU-bound end</summary>'
+                   '<table class="list"><tbody>' % len(warnings))
+        out += ['<tr><td>%s \u2192 %s</td><td><code>%s</code></td><td class="msg">%s</td></tr>' % (
+            esc(src), esc(dst), esc(key), esc(warning)) for src, dst, key, warning in warnings[:MAX_LISTED]]
+        out.append("</tbody></table></details>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def cluster_block(mesh: dict) -> str:
+    nodes = (mesh.get("cluster") or {}).get("nodes") or {}
+    rows = []
+    for name, node in nodes.items():
+        node = node or {}
+        tools = ", ".join("%s %s" % (tool, (info or {}).get("version") or (info or {}).get("error") or "?")
+                          for tool, info in (node.get("tools") or {}).items())
+        labels = ", ".join("%s=%s" % kv for kv in (node.get("labels") or {}).items())
+        rows.append("<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % tuple(
+            esc(v) for v in (name, node.get("address"), node.get("data_address"), node.get("role"), tools or "\u2013",
+                             node.get("unreachable") or labels)))
+    return ('<section id="cluster"><details%s><summary>Cluster: %d nodes</summary><table class="list"><thead><tr>'
+            '<th>node</th><th>address</th><th>data address</th><th>role</th><th>tools</th><th>labels / problem</th>'
+            '</tr></thead><tbody>%s</tbody></table></details></section>' % (
+                " open" if len(nodes) <= NODES_OPEN_UP_TO else "", len(nodes), "".join(rows)))
+
+
+def build_report(mesh: dict, source_name: str = "") -> str:
+    """The whole report page of a loaded mesh.json."""
+    tests = _tests(mesh)
+    sources, destinations = _nodes(mesh, ("client", "both")), _nodes(mesh, ("server", "both"))
+    blocks = [summary_block(mesh, tests, source_name)]
+    for index, (key, entries) in enumerate(tests.items()):
+        heatmap = heatmap_of_test(index, key, entries, sources, destinations)
+        blocks += [section_head(index, key, entries), heatmap,
+                   nodes_block(entries, main_metric(entries), list(OrderedDict.fromkeys(heatmap.sources
+                                                                                        + heatmap.destinations))),
+                   "</section>"]
+    if not tests:
+        blocks.append('<p class="sub">This run holds no measurements.</p>')
+    blocks += [problems_block(tests), cluster_block(mesh),
+               '<footer>meshperf %s \u00b7 rows: source (client), columns: destination (server) \u00b7 colours: '
+               'per test and metric, blue is good and red bad whichever way the metric runs</footer>'
+               % esc(mesh.get("meshperf_version", ""))]
+    return render_page("meshperf %s" % ((mesh.get("run") or {}).get("id") or "report"), blocks)
+
+
+def save_page(page: str, out_path: str) -> str:
+    tmp = out_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    os.replace(tmp, out_path)   # never a half-written report
+    return out_path
+
+
+def beside(mesh_path: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(mesh_path)), REPORT_FILE)
+
+
+def write_report(mesh_path: str, out_path: Optional[str] = None) -> str:
+    """Render ``mesh_path`` (a mesh.json) into ``out_path`` (default: report.html beside it); returns the path."""
+    return save_page(build_report(load_mesh(mesh_path), os.path.abspath(mesh_path)), out_path or beside(mesh_path))
+
+
+def report_after_run(assembled) -> ReportOutcome:
+    """The automatic report.html beside a run's mesh.json; a failure is one line, never an exception."""
+    if len(assembled.rows) > AUTO_REPORT_MAX_MEASUREMENTS:
+        return ReportOutcome(problem="not written for %d measurements (over %d); make it with: meshperf report %s"
+                             % (len(assembled.rows), AUTO_REPORT_MAX_MEASUREMENTS, assembled.path))
+    try:
+        return ReportOutcome(path=write_report(assembled.path))
+    except Exception as exc:   # the results are safe in mesh.json: a report must not cost the run
+        return ReportOutcome(problem="not written: %s: %s (mesh.json is complete; retry with: meshperf report %s)"
+                             % (type(exc).__name__, exc, assembled.path))
+
+
+__all__ = ["REPORT_FILE", "ReportOutcome", "build_report", "load_mesh", "report_after_run", "save_page",
+           "write_report"]
