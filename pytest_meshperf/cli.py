@@ -252,8 +252,7 @@ def build_parser():
     compare.add_argument("old", metavar="OLD", help="the baseline: mesh.json, run directory or results folder")
     compare.add_argument("new", metavar="NEW", help="the run to judge: mesh.json, run directory or results folder")
     compare.add_argument("--max-regression", metavar="PERCENT",
-                         help="how much worse a metric may get, e.g. 10%% (default: %g%%)"
-                              % (100 * DEFAULT_TOLERANCE))
+                         help="how much worse a metric may get, e.g. 5%% (default: 10%%)")
     compare.add_argument("--metric", action="append", metavar="METRIC",
                          help="compare this metric (name or alias, repeatable or comma-separated; default: each "
                               "test's main metrics: throughput, reverse throughput, transaction rate, p50 and p99 "
