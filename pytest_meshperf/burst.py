@@ -189,8 +189,9 @@ def measurement_from_dict(data) -> Measurement:
 class GroupRunner:
     """Per run and process: runs a test's group once (across xdist workers) and hands out the shares."""
 
-    def __init__(self, run_path, get_pool, schedule, writer):
+    def __init__(self, run_path, get_pool, schedule, writer, baseline=None):
         self.dir = os.path.join(run_path, GROUP_DIR)
+        self.baseline = baseline   # baseline.Baseline: judged with the thresholds
         self.get_pool = get_pool
         self.schedule = schedule
         self.writer = writer
@@ -212,7 +213,7 @@ class GroupRunner:
             result.status, result.error = STATUS_ERROR, (
                 "%s runs every pair of a test at once with one set of parameters and thresholds; this pair asked "
                 "for others than its group (measure() overrides that differ per pair?)" % self.schedule)
-            judge(result, thresholds)
+            judge(result, thresholds, self.baseline)
             record(record_of(result, name))
             return result
         data = group["measurements"].get(pair.id)
@@ -230,7 +231,7 @@ class GroupRunner:
                     return json.load(handle)
             measured = run_group(self.get_pool(), members, params, self.schedule, test, nodeids, holder)
             for result in measured.values():
-                judge(result, thresholds)
+                judge(result, thresholds, self.baseline)
                 record(record_of(result, name))   # every pair on disk at once, before any pair test reports
             group = {"test": test, "asked": wanted, "writer": self.writer,
                      "measurements": {pid: dataclasses.asdict(m) for pid, m in measured.items()}}

@@ -16,8 +16,10 @@ import time
 import urllib.parse
 
 from . import __version__, operations
+from .compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_tolerance
 from .errors import UsageError
 from .inventory import HOST_KEY_CHECKS, load_cluster
+from .reports.comparison import comparison_lines
 from .metrics import resolve_metric
 from .reports import browser
 from .reports import html as html_report
@@ -99,6 +101,12 @@ def cmd_assemble(args):
     return 0
 
 
+def cmd_compare(args):
+    tolerance = parse_tolerance(args.max_regression, "--max-regression") if args.max_regression is not None \
+        else DEFAULT_TOLERANCE
+    comparison = compare_results(args.old, args.new, tolerance, parse_metrics(args.metric, "--metric"))
+    print("\n".join(comparison_lines(comparison)))
+    return 1 if comparison.failed else 0
 def cmd_export(args):
     try:
         mesh_path = resolve(args.result)
@@ -243,6 +251,21 @@ def build_parser():
                          help="mesh.json, run directory, or results folder (its latest run); "
                               "default: meshperf-results")
     summary.set_defaults(func=cmd_summary)
+    compare = sub.add_parser(
+        "compare", help="per-link changes between two runs; exit status 1 on a regression",
+        description="Compare two runs link by link (test, source, destination) and metric, worst first. Exit "
+                    "status 1 when a metric of a link got worse by more than --max-regression (direction-aware: "
+                    "lower throughput, higher latency, jitter or loss is worse) or a link that measured before "
+                    "now errors; a link missing from either run is listed, not failed.")
+    compare.add_argument("old", metavar="OLD", help="the baseline: mesh.json, run directory or results folder")
+    compare.add_argument("new", metavar="NEW", help="the run to judge: mesh.json, run directory or results folder")
+    compare.add_argument("--max-regression", metavar="PERCENT",
+                         help="how much worse a metric may get, e.g. 5%% (default: 10%%)")
+    compare.add_argument("--metric", action="append", metavar="METRIC",
+                         help="compare this metric (name or alias, repeatable or comma-separated; default: each "
+                              "test's main metrics: throughput, reverse throughput, transaction rate, p50 and p99 "
+                              "latency, loss, jitter)")
+    compare.set_defaults(func=cmd_compare)
     report = sub.add_parser("report", help="write a run's HTML report (heatmaps, per-node view, failures)",
                             description="Write a run's mesh as one self-contained HTML page: the run summary, a "
                                         "heatmap per test (rows source, columns destination; choose the metric; "

@@ -2,6 +2,7 @@
 
 import pytest
 
+from .baseline import MISSING, PROPERTY as BASELINE_PROPERTY
 from .errors import MeasurementError
 from .measurement import STATUS_ERROR, Measurement, judge, record_of
 from .runner import measure_pair
@@ -65,11 +66,13 @@ class Measure:
             failed = [t["message"] for t in result.thresholds if t["passed"] is False]
         else:
             result = measure_pair(session.pool, pair, params, key, item.nodeid, session.schedule.kind, holder)
-            failed = judge(result, thresholds)
+            failed = judge(result, thresholds, session.baseline)
             session.record(record_of(result, self._spec.name))     # on disk before anything else happens
         for name, value in sorted(result.metrics.items()):
             item.user_properties.append((name, value))
         item.user_properties.append(("meshperf_status", result.status))
+        if result.baseline is not None:
+            item.user_properties.append((BASELINE_PROPERTY, "found" if result.baseline["found"] else MISSING))
         for warning in result.warnings:
             item.user_properties.append(("meshperf_warning", warning))
         if result.status == STATUS_ERROR:

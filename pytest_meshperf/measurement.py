@@ -68,6 +68,7 @@ class Measurement:
     node_load: Dict[str, Any] = field(default_factory=dict)   # "src"/"dst": the node's CPU and memory meanwhile
     warnings: List[str] = field(default_factory=list)         # e.g. a CPU-bound sender: trust the figure less
     group: Optional[Dict[str, Any]] = None                    # burst/incast: the flows started together, skew
+    baseline: Optional[Dict[str, Any]] = None                 # --mesh-baseline: found, its values, the verdicts
 
     @property
     def pair(self) -> str:
@@ -151,16 +152,21 @@ def cpu_bound_warnings(result: "Measurement") -> List[str]:
     return warnings
 
 
-def judge(result: "Measurement", thresholds) -> List[str]:
-    """Check ``thresholds`` against a measurement, record every verdict in it, set its status;
-    returns the failure messages.  An errored measurement's thresholds are recorded as not evaluated."""
+def judge(result: "Measurement", thresholds, baseline=None) -> List[str]:
+    """Check ``thresholds`` (and the ``baseline`` gate, baseline.py) against a measurement, record every
+    verdict in it, set its status; returns the failure messages.  An errored measurement's thresholds are
+    recorded as not evaluated."""
     if result.status == STATUS_ERROR:
         result.thresholds = [{**t.to_dict(), "measured": None, "passed": None,
-                              "message": "not evaluated: no measurement"} for t in thresholds]
+                              "message": "not evaluated: no measurement"} for t in thresholds if not t.deferred]
+        if baseline is not None:
+            baseline.check(result)   # records what the baseline had; judges nothing
         return []
     verdicts = check_all(thresholds, result.metrics)
     result.thresholds = [v.to_dict() for v in verdicts]
     failed = [v.message for v in verdicts if v.passed is False]
+    if baseline is not None:
+        failed += baseline.check(result)
     result.status = STATUS_FAILED if failed else STATUS_PASSED
     return failed
 

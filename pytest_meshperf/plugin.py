@@ -5,6 +5,8 @@ import os
 import pytest
 
 from . import profile_suite
+from .baseline import MissingPairs, add_options as add_baseline_options
+from .checks import add_check_items, is_check_id
 from .errors import MeasurementError, MeshperfError, UsageError
 from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
 from .inventory import HOST_KEY_CHECKS
@@ -69,6 +71,7 @@ def pytest_addoption(parser):
     group.addoption("--mesh-progress", dest="meshperf_progress", type=float, default=10.0, metavar="SECONDS",
                     help="write a progress line (pairs done, failures, elapsed, ETA) at most every SECONDS "
                          "(default 10; 0: after every measurement; -1: never)")
+    add_baseline_options(group)
     group.addoption("--mesh-report", dest="meshperf_report", choices=("yes", "no"), default="yes",
                     help="write report.html (heatmaps, per-node view, failures) beside mesh.json after the run: "
                          "yes (default) or no")
@@ -160,6 +163,8 @@ def pytest_collection_modifyitems(session, config, items):
                 raise pytest.UsageError(str(exc))
     if config.stash[SESSION_KEY].schedule.grouped:
         assign_groups(items)
+    if mesh_items:
+        add_check_items(items, config.stash[SESSION_KEY], SPEC_KEY)   # after every measurement item
     if not hasattr(config, "workerinput") and mesh_items:
         config.stash[PROGRESS_KEY] = Progress(mesh_items, config.option.meshperf_progress)
 
@@ -215,11 +220,13 @@ class ProgressHooks:
 
     def __init__(self, config):
         self.config = config
+        self.missing = MissingPairs()
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report):
+        self.missing.observe(report)
         progress = self.config.stash.get(PROGRESS_KEY, None)
-        if progress is None or "->" not in report.nodeid:
+        if progress is None or "->" not in report.nodeid or is_check_id(report.nodeid):
             return
         if report.when == "call" or (report.when == "setup" and not report.passed):
             errored = getattr(report, "meshperf_error", False) or (report.when == "setup" and report.failed)
@@ -264,3 +271,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if mesh is not None and mesh.assembled is not None:
         write_summary(terminalreporter, [n.name for n in mesh.cluster.nodes], mesh.assembled, os.getcwd(),
                       mesh.report)
+    hooks = config.pluginmanager.get_plugin("meshperf-progress")
+    line = hooks.missing.summary_line(mesh.baseline) if hooks is not None and mesh is not None and \
+        mesh.baseline is not None else None
+    if line:
+        terminalreporter.write_line(line)

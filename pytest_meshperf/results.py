@@ -200,6 +200,8 @@ _READ_GAP_BYTES = 64 * 1024           # lines this close in a file are read with
 def _csv_rows(record, metrics, error):
     """mesh.csv's rows of a record, from the instance column on (the columns before are run id, src, dst,
     test and status), as csv.writer writes them."""
+    if record.get("kind") == "check":   # a check's verdict (checks.py) measured nothing
+        return []
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     rows = []
@@ -232,6 +234,17 @@ def _index_entry(line, offset, record):
                   "csv": _csv_rows(record, metrics, error)}
         return line[:head.end()] + json.dumps(fields, separators=(",", ":"))[1:].encode("ascii") + b"\n"
     except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def record_head(line: bytes):
+    """(src, dst, test) of a journal line as Journal.append writes it, without parsing the rest; or None."""
+    head = _HEAD.match(line)
+    if head is None:
+        return None
+    try:
+        return tuple(json.loads(part) for part in head.groups())
+    except ValueError:
         return None
 
 
@@ -603,7 +616,7 @@ class _MeshWriter:
             messages.insert(0, error)
         self._row(src, dst, test, tail.get("name", test), status, metrics, messages, tail.get("warnings") or [])
         fields = (self.run_id, src, dst, test, status)
-        for inst in instances or [None]:
+        for inst in (instances or [None]) if tail.get("kind") != "check" else ():
             get = (inst or {}).get
             inst_metrics = get("metrics", metrics)
             self.csv.writerow([*fields, get("instance"), get("pid"), get("client_port"), get("server_port"),
@@ -719,12 +732,14 @@ def resolve(path: str) -> str:
     raise FileNotFoundError(path)
 
 
-def iter_entries(mesh: Dict[str, Any]):
-    """(source, destination, test key, entry) of every measurement in a loaded mesh.json, in its order."""
+def iter_entries(mesh: Dict[str, Any], checks: bool = False):
+    """(source, destination, test key, entry) of every measurement in a loaded mesh.json, in its order; with
+    ``checks``, the verdicts of check items (``"kind": "check"``, checks.py) too."""
     for src, source in mesh.get("sources", {}).items():
         for dst, destination in source.get("destinations", {}).items():
             for key, entry in destination.get("tests", {}).items():
-                yield src, dst, key, entry
+                if checks or entry.get("kind") != "check":
+                    yield src, dst, key, entry
 
 
 def entry_messages(entry: Dict[str, Any]) -> List[str]:
@@ -740,7 +755,7 @@ def load_rows(mesh_path: str):
     with open(mesh_path, encoding="utf-8") as handle:
         mesh = json.load(handle)
     rows, counts = [], {"passed": 0, "failed": 0, "error": 0}
-    for src, dst, key, entry in iter_entries(mesh):
+    for src, dst, key, entry in iter_entries(mesh, checks=True):
         rows.append(Row(src, dst, key, entry.get("name", key), entry["status"], entry.get("metrics", {}),
                         entry_messages(entry), entry.get("warnings") or []))
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1

@@ -9,11 +9,16 @@ side by side send from different nodes, and in each round to different
 receivers: with as many workers as nodes a full mesh takes about N-1 durations.
 It is xdist's ``load`` scheduler in everything else (batch sizes, a crashed
 worker's tests going back to the queue); only which pending tests a worker
-gets differs.  Tests that are not pair tests go in collection order.
+gets differs.  Tests that are not pair tests go in collection order.  Check items (checks.py)
+wait for the measurements of their test: none is handed out while a
+measurement is still to be handed out, so a check never sits in a worker's
+queue in front of a measurement it waits for.
 """
 
 import re
 from typing import Iterable, Optional
+
+from .checks import is_check_id
 
 _BRACKET = re.compile(r"\[(.*)\]$")
 
@@ -21,7 +26,7 @@ _BRACKET = re.compile(r"\[(.*)\]$")
 def source_of(nodeid: str, names: Iterable[str]) -> Optional[str]:
     """The source node of a pair test's id (``…::test_tcp[node1->node2]``, other params around it), or None."""
     match = _BRACKET.search(nodeid)
-    if not match or "->" not in match.group(1):
+    if not match or "->" not in match.group(1) or is_check_id(nodeid):
         return None
     names = set(names)
     before = match.group(1).split("->", 1)[0]
@@ -40,11 +45,13 @@ def make_scheduler(config, log, names):
         def __init__(self, config, log=None):
             super().__init__(config, log)
             self._sources = None     # item index -> its source node (None: not a pair test)
+            self._checks = None      # item index -> a check item (held back while measurements are pending)
             self._owner = {}         # worker -> the source it takes pairs from
 
         def _send_tests(self, node, num):
             if self._sources is None:
                 self._sources = [source_of(nodeid, names) for nodeid in self.collection]
+                self._checks = [is_check_id(nodeid) for nodeid in self.collection]
             chosen = self._pick(node, num)
             if chosen:
                 taken = set(chosen)
@@ -54,6 +61,23 @@ def make_scheduler(config, log, names):
 
         def _pick(self, node, num):
             chosen = []
+            held = [i for i in self.pending if self._checks[i]]
+            if len(held) == len(self.pending):
+                return self._pick_from_pending(node, num, chosen)
+            # Checks only once every measurement is handed out.  The worker that takes the last
+            # measurements gets checks behind them at once: a worker runs an item only when it has the
+            # next one (or is shut down), so a last measurement alone in its queue would wait for the
+            # checks that wait for it.
+            self.pending[:] = [i for i in self.pending if not self._checks[i]]
+            try:
+                chosen = self._pick_from_pending(node, num, chosen)
+                if not [i for i in self.pending if i not in chosen]:
+                    chosen += held[:max(num, 2) - len(chosen)]
+                return chosen
+            finally:
+                self.pending.extend(held)
+
+        def _pick_from_pending(self, node, num, chosen):
             source = self._owner.get(node)
             while len(chosen) < num:
                 if source is not None:

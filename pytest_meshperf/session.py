@@ -24,6 +24,7 @@ from . import __version__
 from .controller import AgentPool, Controller, new_secret
 from .errors import AgentError, UsageError
 from .inventory import load_cluster
+from .baseline import load_baseline
 from .matrix import load_matrix
 from .burst import GroupRunner
 from .params import parse_params
@@ -47,6 +48,9 @@ class MeshSession:
         self.option_params = parse_params(_option_values(opt), "command line")
         self.option_thresholds = [parse_threshold(expr, "--mesh-threshold") for expr in opt.meshperf_threshold or []]
         self.ssh_options = ssh_options_from(opt, base_dir)
+        self.baseline = load_baseline(getattr(opt, "meshperf_baseline", None),
+                                      getattr(opt, "meshperf_max_regression", None),
+                                      getattr(opt, "meshperf_regression_metric", None), base_dir)
         self.skip_unreachable = opt.meshperf_unreachable == "skip"
         self.profile_path, self.profile = self._profile(opt.meshperf_profile, base_dir)
         self.export_path = export_path(opt.meshperf_export, base_dir)
@@ -92,7 +96,7 @@ class MeshSession:
         self.assembled = None
         self.write_report = getattr(opt, "meshperf_report", "yes") != "no"
         self.report: Optional[ReportOutcome] = None
-        self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer) \
+        self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer, self.baseline) \
             if self.schedule.grouped else None
 
     def _build_testbed(self, base_dir):
@@ -127,7 +131,8 @@ class MeshSession:
         # --mesh-tool-args as the tokens given (the layer keeps its origin beside them for messages).
         params = {k: list(v[1]) if k == "args" else v for k, v in self.option_params.items()}
         parameters = {"cluster": self.cluster.spec, "schedule": str(self.schedule), "options": params,
-                      "thresholds": [t.expression for t in self.option_thresholds]}
+                      "thresholds": [t.expression for t in self.option_thresholds],
+                      "baseline": self.baseline.meta() if self.baseline else None}
         if self.profile:
             parameters["profile"] = self.profile.path
         return {"id": self.run_dir.run_id, "started": iso(self.started), "finished": None, "interrupted": True,

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
-from .errors import ParameterError
+from .errors import ParameterError, ThresholdError
 from .params import Params, merge_params, parse_params
 from .profiles import load_profile
 from .thresholds import Threshold, merge_thresholds, parse_thresholds
@@ -31,7 +31,13 @@ class TestSpec:
         layers = list(self.param_layers) + [parse_params(overrides, "measure()"), option_params]
         thresholds = list(self.threshold_layers)
         if override_thresholds is not None:
-            thresholds.append(tuple(parse_thresholds(override_thresholds, "measure()")))
+            overrides_parsed = tuple(parse_thresholds(override_thresholds, "measure()"))
+            for t in overrides_parsed:
+                if t.deferred:
+                    raise ThresholdError("measure() %r: relative and asymmetry thresholds are judged by check "
+                                         "items planned at collection; put it in the mark, a profile or "
+                                         "--mesh-threshold" % t.expression)
+            thresholds.append(overrides_parsed)
         thresholds.append(tuple(option_thresholds))
         return merge_params(*layers), merge_thresholds(*thresholds)
 

@@ -10,10 +10,19 @@ measure is *not applicable* (``passed is None``), not a failure.
 Every error is a :class:`~pytest_meshperf.errors.ThresholdError` whose message
 is one line: ``<origin> '<expression>': <problem>; <fix>``.
 
-Adding relative thresholds (``throughput>=0.8*median``) later: only
-:func:`parse_threshold_value` parses values, so it is the one place to
-recognize the new form; ``Threshold`` would gain an optional reference field
-resolved before :meth:`Threshold.check`.
+Two forms compare a pair with other pairs of the same test (``reference``):
+
+* relative: ``METRIC OP K*median`` (``throughput>=0.8*median``,
+  ``p99_latency<=2*median``): the pair's value against K times the median of
+  the test's measured pairs in this run;
+* asymmetry: ``asymmetry OP PERCENT`` (``asymmetry<=20%``) for the test's main
+  metric (throughput, else p50 latency, else transaction rate), or
+  ``asymmetry(METRIC) OP PERCENT`` (``asymmetry(p99_latency)<=30%``):
+  ``|a->b - b->a| / max(a->b, b->a)`` in %.
+
+They are *deferred*: the pair test cannot judge them alone, so the plugin's
+check items do (``checks.py``), once every pair of the test is journaled.
+:func:`parse_threshold_value` is the only place that parses values.
 """
 
 from __future__ import annotations
@@ -55,6 +64,11 @@ _OP_FIXES = {"=": "==", "===": "==", "=>": ">=", "=<": "<=", ">>=": ">=", "<<=":
 _EQ_REL_TOL = 1e-9  # "==" compares with math.isclose(rel_tol=1e-9)
 _GENERIC_EXAMPLE = "throughput>=9Gbit/s"
 _NAME_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_\-]*)")
+MEDIAN, ASYMMETRY = "median", "asymmetry"
+_RELATIVE_RE = re.compile(r"^\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?median\s*$", re.IGNORECASE)
+_ASYMMETRY_RE = re.compile(r"^\s*asymmetry\s*(?:\(\s*([^()]*?)\s*\))?\s*$", re.IGNORECASE)
+#: A main metric, for ``asymmetry`` without one named: the first of these the pair measured.
+MAIN_METRICS = ("throughput_bps", "latency_p50_us", "transaction_rate")
 
 
 def _one_line(text: str) -> str:
@@ -63,15 +77,23 @@ def _one_line(text: str) -> str:
 
 @dataclass(frozen=True)
 class Threshold:
-    metric: str  # canonical metric name
+    metric: str  # canonical metric name; "" for asymmetry of the test's main metric
     op: str  # one of OPS
-    value: float  # in the metric's canonical unit
+    value: float  # in the metric's canonical unit; K of K*median; asymmetry in %
     unit: str  # unit as the user wrote it (normalized spelling), "" when bare
     expression: str  # as written, stripped
     origin: str  # "--mesh-threshold", "mark", "suites/tcp.yaml:4", "measure()"
+    reference: str | None = None  # None: absolute; MEDIAN or ASYMMETRY: judged by a check item
+
+    @property
+    def deferred(self) -> bool:
+        """Judged against other pairs (check items, checks.py), not by the pair test itself."""
+        return self.reference is not None
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
+        if self.reference not in (None, MEDIAN, ASYMMETRY):
+            raise ValueError(f"Threshold.reference must be None, {MEDIAN!r} or {ASYMMETRY!r}")
+        if self.metric not in METRICS and not (self.reference == ASYMMETRY and self.metric == ""):
             raise ValueError(
                 f"Threshold.metric must be a canonical metric name, not {self.metric!r}"
             )
@@ -111,7 +133,7 @@ class Threshold:
         return ThresholdResult(self, measured, passed, message)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "expression": self.expression,
             "metric": self.metric,
             "op": self.op,
@@ -119,6 +141,9 @@ class Threshold:
             "unit": self.unit,
             "origin": self.origin,
         }
+        if self.reference is not None:
+            data["reference"] = self.reference
+        return data
 
 
 @dataclass(frozen=True)
@@ -171,13 +196,25 @@ def _example(metric: Metric, name: str | None = None) -> str:
     return f"{name or metric.name}{op}{example_value(metric.kind, metric.unit)}"
 
 
-def parse_threshold_value(metric: Metric, text: str) -> tuple[float, str]:
-    """Parse the VALUE part of a threshold on ``metric``: ``(canonical value, unit)``.
+def parse_threshold_value(
+    metric: Metric | None, text: str
+) -> tuple[float, str, str | None]:
+    """Parse the VALUE part of a threshold on ``metric``: ``(value, unit, reference)``.
 
-    The single place where threshold values are interpreted (extension point
-    for relative values).  Raises :class:`~pytest_meshperf.units.QuantityError`.
+    The single place where threshold values are interpreted.  A quantity
+    gives ``(canonical value, unit, None)``; ``K*median`` (or ``median``)
+    gives ``(K, "", "median")``; with ``metric`` None (an asymmetry) the value
+    is a percentage: ``(20.0, "%", "asymmetry")``.  Raises
+    :class:`~pytest_meshperf.units.QuantityError`.
     """
-    return parse_quantity(text, metric.kind, metric.unit, label=metric.label)
+    if metric is None:
+        value, unit = parse_quantity(text, "percent", "%", label="asymmetry")
+        return value, unit, ASYMMETRY
+    relative = _RELATIVE_RE.match(text)
+    if relative:
+        return float(relative.group(1) or 1.0), "", MEDIAN
+    value, unit = parse_quantity(text, metric.kind, metric.unit, label=metric.label)
+    return value, unit, None
 
 
 def parse_threshold(expr: str, origin: str) -> Threshold:
@@ -218,11 +255,13 @@ def parse_threshold(expr: str, origin: str) -> Threshold:
     name, op, value_text = text[:start].strip(), text[start:end], text[end:].strip()
     if not name:
         raise fail(f"missing metric name; write it like {_GENERIC_EXAMPLE}")
+    asymmetry = _ASYMMETRY_RE.match(name)
     try:
-        metric = resolve_metric(name)
+        metric = resolve_metric(asymmetry.group(1) if asymmetry and asymmetry.group(1) else name) \
+            if not asymmetry or asymmetry.group(1) else None
     except ThresholdError as err:
         raise fail(str(err)) from None
-    example = _example(metric, name)
+    example = _example(metric, name) if not asymmetry else f"{name}<=20%"
     if op not in OPS:
         fix = _OP_FIXES.get(op)
         if fix:
@@ -233,11 +272,15 @@ def parse_threshold(expr: str, origin: str) -> Threshold:
     if not value_text:
         raise fail(f"missing value after {op!r}; write it like {example}")
     try:
-        value, unit = parse_threshold_value(metric, value_text)
+        value, unit, reference = parse_threshold_value(None if asymmetry else metric, value_text)
     except QuantityError as err:
         hint = err.hint if err.kind_mismatch else f"write it like {example}"
+        if not asymmetry and ("median" in value_text.lower() or "*" in value_text):
+            hint = f"a relative threshold is K*median, e.g. {name}{op}0.8*median"
         raise fail(f"{err.problem}; {hint}") from None
-    return Threshold(metric.name, op, value, unit, text, origin)
+    if asymmetry:
+        return Threshold(metric.name if metric else "", op, value, unit, text, origin, ASYMMETRY)
+    return Threshold(metric.name, op, value, unit, text, origin, reference)
 
 
 class _Located(str):
@@ -423,6 +466,7 @@ def merge_thresholds(*layers: Iterable[Threshold]) -> list[Threshold]:
                 for i, (old_level, old) in enumerate(entries)
                 if old_level < level
                 and old.metric == new.metric
+                and old.reference == new.reference  # a relative bound does not replace an absolute one
                 and _SIDES[old.op] & _SIDES[new.op]
             ]
             if not victims:
@@ -437,5 +481,5 @@ def merge_thresholds(*layers: Iterable[Threshold]) -> list[Threshold]:
 def check_all(
     thresholds: Iterable[Threshold], metrics: Mapping[str, float]
 ) -> list[ThresholdResult]:
-    """Check every threshold against ``metrics``, in order."""
-    return [threshold.check(metrics) for threshold in thresholds]
+    """Check every absolute threshold against ``metrics``, in order (deferred ones are the check items')."""
+    return [threshold.check(metrics) for threshold in thresholds if not threshold.deferred]

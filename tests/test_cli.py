@@ -29,11 +29,12 @@ def test_bad_cluster_is_one_line_usage_error(tmp_path):
     assert result.stderr.count("\n") == 1 and "no such file" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["check", "deploy", "start", "status", "stop", "summary", "report", "assemble"])
+@pytest.mark.parametrize("command", ["check", "deploy", "start", "status", "stop", "summary", "report", "assemble",
+                                     "compare"])
 def test_every_command_has_complete_help(command):
     result = meshperf(command, "--help")
     assert result.returncode == 0 and result.stdout.startswith("usage: meshperf %s" % command)
-    if command not in ("summary", "report", "assemble"):
+    if command not in ("summary", "report", "assemble", "compare"):
         for option in ("--cluster", "-v", "--ssh-host-keys", "--ssh-known-hosts", "--ssh-config", "--iperf3",
                        "--local-iperf3"):
             assert option in result.stdout

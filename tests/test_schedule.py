@@ -50,7 +50,8 @@ def test_rounds_respect_roles():
     ("t.py::test_tcp[a-rack-a->b]", "rack-a"),     # the longest tail that is a node's name
     ("t.py::test_other[x-y]", None),
     ("t.py::test_tcp[ghost->node1]", None),
-], ids=["plain", "param-before", "dashed-names", "longest-tail", "not-a-pair", "unknown-node"])
+    ("t.py::test_tcp[node1->node2:mesh]", None),   # a check item (checks.py) measures nothing
+], ids=["plain", "param-before", "dashed-names", "longest-tail", "not-a-pair", "unknown-node", "check-item"])
 def test_source_of_a_pair_test(nodeid, source):
     assert source_of(nodeid, ["node1", "node2", "rack-a", "rack-b", "a", "b"]) == source
 

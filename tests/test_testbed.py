@@ -74,6 +74,7 @@ GOOD_SPECS = [
     ("netns:4,rate.node2=200mbit", 4, {"node2": "200mbit"}),
     ("netns:3, rate=1gbit, rate.node3=500kbit", 3, {"node1": "1gbit", "node2": "1gbit", "node3": "500kbit"}),
     ("netns:2,rate.node1=1.5gbit,rate.node2=100mbps", 2, {"node1": "1.5gbit", "node2": "100mbps"}),
+    ("netns:3,rate=200mbit,rate.node1->node2=100mbit", 3, {"node1": "200mbit", "node2": "200mbit", "node3": "200mbit"}),
 ]
 
 
@@ -84,6 +85,12 @@ def test_parse_spec_accepts(text, nodes, rates):
     assert dict(spec.rates) == rates
     assert spec.names == [f"node{i}" for i in range(1, nodes + 1)]
     assert parse_spec(str(spec)) == spec  # str() gives a spec back
+
+
+def test_parse_spec_link_rates():
+    spec = parse_spec("netns:3,rate.node3->node1=50mbit, rate.node1 -> node2=100mbit")
+    assert dict(spec.link_rates) == {"node1->node2": "100mbit", "node3->node1": "50mbit"}
+    assert dict(spec.rates) == {}
 
 
 BAD_SPECS = [
@@ -106,6 +113,9 @@ BAD_SPECS = [
     ("netns:4,rate.=1mbit", "no node ''"),
     ("netns:4,rate=1mbit,rate=2mbit", "given twice"),
     ("netns:4,delay=10ms", "unknown option 'delay'"),
+    ("netns:3,rate.node1->node4=1mbit", "no node 'node4'"),
+    ("netns:3,rate.node2->node2=1mbit", "a link joins two different nodes"),
+    ("netns:3,rate.node1->node2=fast", "not a number with a tc unit"),
 ]
 
 
@@ -264,6 +274,28 @@ def test_shaping_is_exact_enough_to_assert(testbed):
     assert dict(tb.rates) == {}
     with pytest.raises(TestbedError, match="cannot shape node2: rate 'fast'"):
         tb.shape("node2", "fast")
+
+
+@needs_netns
+def test_one_link_is_shaped_within_its_nodes_rate(testbed):
+    # node2 sends at 200mbit as a whole, and to node3 at 100mbit: htb classes by destination address.
+    tb = testbed
+    tb.shape("node2", "200mbit")
+    tb.shape_link("node2", "node3", "100mbit")
+    try:
+        qdisc = tb.exec("node2", ["tc", "class", "show", "dev", "eth0"], capture_output=True, text=True).stdout
+        assert "htb" in qdisc and "rate 100Mbit" in qdisc, qdisc
+        assert dict(tb.link_rates) == {"node2->node3": "100mbit"} and dict(tb.rates) == {"node2": "200mbit"}
+        to_node3 = iperf3_rate(tb, "node2", "node3", seconds=2)
+        to_node1 = iperf3_rate(tb, "node2", "node1", seconds=2)
+        assert 0.85 * 100e6 <= to_node3 <= 1.0 * 100e6, f"{to_node3 / 1e6:.1f} Mbit/s through a 100mbit link"
+        assert 0.85 * 200e6 <= to_node1 <= 1.0 * 200e6, f"{to_node1 / 1e6:.1f} Mbit/s through node2's 200mbit"
+    finally:
+        tb.unshape("node2")
+    qdisc = tb.exec("node2", ["tc", "qdisc", "show", "dev", "eth0"], capture_output=True, text=True).stdout
+    assert "htb" not in qdisc and dict(tb.link_rates) == {}
+    with pytest.raises(TestbedError, match="cannot shape node2->node2: a link joins two different nodes"):
+        tb.shape_link("node2", "node2", "1mbit")
 
 
 @needs_netns

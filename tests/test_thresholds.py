@@ -599,3 +599,43 @@ def test_load_missing_file(tmp_path):
 ])
 def test_far_off_rates_are_scaled_on_their_own(expr, measured_bps, message):
     assert parse_threshold(expr, "cli").check({"throughput_bps": measured_bps}).message == message
+
+
+# -- relative and asymmetry thresholds (judged by check items, tests/test_checks.py) ------------------
+
+@pytest.mark.parametrize("expr, metric, op, value, unit, reference", [
+    ("throughput>=0.8*median", "throughput_bps", ">=", 0.8, "", "median"),
+    ("p99_latency <= 2 * median", "latency_p99_us", "<=", 2.0, "", "median"),
+    ("throughput >= median", "throughput_bps", ">=", 1.0, "", "median"),
+    ("asymmetry<=20%", "", "<=", 20.0, "%", "asymmetry"),
+    ("asymmetry(p99_latency) <= 30%", "latency_p99_us", "<=", 30.0, "%", "asymmetry"),
+    ("Asymmetry( throughput )<5%", "throughput_bps", "<", 5.0, "%", "asymmetry"),
+])
+def test_parse_deferred_thresholds(expr, metric, op, value, unit, reference):
+    th = t(expr)
+    assert (th.metric, th.op, th.value, th.unit, th.reference) == (metric, op, pytest.approx(value), unit, reference)
+    assert th.deferred and th.to_dict()["reference"] == reference
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("throughput>=0.8*mean", "--mesh-threshold 'throughput>=0.8*mean': cannot parse value '0.8*mean'; "
+                             "a relative threshold is K*median, e.g. throughput>=0.8*median"),
+    ("throughput>=-1*median", "--mesh-threshold 'throughput>=-1*median': cannot parse value '-1*median'; "
+                              "a relative threshold is K*median, e.g. throughput>=0.8*median"),
+    ("asymmetry<=fast", "--mesh-threshold 'asymmetry<=fast': cannot parse value 'fast'; write it like asymmetry<=20%"),
+    ("asymmetry<=20ms", "--mesh-threshold 'asymmetry<=20ms': unit 'ms' is a time; asymmetry takes a percentage "
+                        "such as 0.1%"),
+    ("asymmetry(thruput)<=20%", "--mesh-threshold 'asymmetry(thruput)<=20%': unknown metric 'thruput'; "
+                                "did you mean 'throughput'?"),
+])
+def test_deferred_threshold_errors(expr, message):
+    with pytest.raises(ThresholdError) as info:
+        t(expr)
+    assert str(info.value) == message
+
+
+def test_deferred_thresholds_are_not_judged_by_the_pair_and_do_not_replace_absolute_ones():
+    absolute, relative = t("throughput>=100Mbit/s", "mark"), t("throughput>=0.8*median")
+    assert [v.threshold for v in check_all([absolute, relative], {"throughput_bps": 1e9})] == [absolute]
+    assert merge_thresholds([absolute], [relative]) == [absolute, relative]
+    assert merge_thresholds([relative], [t("throughput>=0.9*median", "mark")]) == [t("throughput>=0.9*median", "mark")]

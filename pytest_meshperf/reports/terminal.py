@@ -4,6 +4,7 @@ import os
 from collections import OrderedDict
 from typing import List
 
+from ..checks import is_check_key
 from ..metrics import METRICS, format_value
 
 MAIN_METRICS = ("throughput_bps", "latency_p50_us", "transaction_rate")
@@ -61,6 +62,21 @@ def matrix_lines(node_names, test_rows, metric):
     return lines
 
 
+def _check_lines(checks) -> List[str]:
+    """Relative and asymmetry checks (checks.py): their counts, and what failed or errored."""
+    if not checks:
+        return []
+    by_status = {}
+    for row in checks:
+        by_status[row.status] = by_status.get(row.status, 0) + 1
+    out = ["", "mesh checks (relative, asymmetry): %s" % ", ".join(
+        "%d %s" % (n, status) for status, n in sorted(by_status.items()))]
+    for row in checks:
+        if row.status in ("failed", "error"):
+            out += ["  %s %s->%s %s: %s" % (row.status.upper(), row.src, row.dst, row.name, "; ".join(row.messages))]
+    return out
+
+
 def _shown(path, cwd):
     if cwd and os.path.abspath(path).startswith(os.path.abspath(cwd) + os.sep):
         return os.path.relpath(path, cwd)
@@ -68,6 +84,10 @@ def _shown(path, cwd):
 
 
 def summary_lines(node_names, rows, counts, mesh_path, cwd=None) -> List[str]:
+    checks = [row for row in rows if is_check_key(row.test)]
+    if checks:   # the matrices and counts are the measurements'
+        rows = [row for row in rows if not is_check_key(row.test)]
+        counts = {status: sum(row.status == status for row in rows) for status in ("passed", "failed", "error")}
     out = []
     for key, metric, lines in matrices(node_names, rows):
         out += ["", "%s: %s" % (key, METRICS[metric].label if metric in METRICS else "no metric")] + lines
@@ -79,6 +99,7 @@ def summary_lines(node_names, rows, counts, mesh_path, cwd=None) -> List[str]:
             out += ["  %s->%s %s: %s" % (row.src, row.dst, row.name, "; ".join(row.warnings))]
         if len(warned) > MAX_WARNINGS_SHOWN:
             out.append("  ... and %d more" % (len(warned) - MAX_WARNINGS_SHOWN))
+    out += _check_lines(checks)
     out += ["", "%d measurements: %d passed, %d failed (marked%s), %d errors (%s)" % (
         sum(counts.values()), counts.get("passed", 0), counts.get("failed", 0), FAILED_MARK,
         counts.get("error", 0), ERROR_CELL)]

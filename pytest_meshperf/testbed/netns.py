@@ -24,8 +24,9 @@ ed25519 key only.  The workdir receives::
     nodeI/          sshd_config, host key, sshd.log of node I
 
 Nodes are network views, not machines: they share the file system and the PID
-space with the machine.  Links can be shaped with ``tbf`` on a node's
-``eth0`` (egress); ``tc netem`` is not available on these kernels.
+space with the machine.  A node's egress (its ``eth0``) can be shaped, as a
+whole and per destination (``shaping.py``: tbf, or htb with per-link
+classes); ``tc netem`` is not available on these kernels.
 
 ``down()`` kills every process inside the testbed's namespaces (sshd, sessions,
 anything started with :meth:`NetnsTestbed.exec`/:meth:`NetnsTestbed.popen`),
@@ -63,6 +64,7 @@ import yaml
 
 from ..errors import InventoryError, MeshperfError, UsageError
 from ..inventory import Labels
+from .shaping import shaping_commands
 
 __all__ = [
     "MAX_NODES",
@@ -87,8 +89,6 @@ MAX_NODES = 64
 TESTBED_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 HOST_OCTET = 254  # the root namespace's address in the testbed /24
 SSH_PORT = 22
-TBF_BURST = "256kb"
-TBF_LATENCY = "20ms"
 
 # bounds of every wait (seconds unless told)
 CMD_TIMEOUT = 30.0  # one ip / tc / ssh-keygen command
@@ -105,7 +105,8 @@ EXEC_TIMEOUT = 300.0  # default timeout of exec() (pass timeout=None for none)
 
 SPEC_FORMS = (
     "accepted forms: netns:N, netns:N,rate=200mbit (every node), "
-    f"netns:N,rate.nodeK=200mbit (one node), with {MIN_NODES} <= N <= {MAX_NODES}"
+    "netns:N,rate.nodeK=200mbit (one node), netns:N,rate.nodeI->nodeJ=100mbit (one link), "
+    f"with {MIN_NODES} <= N <= {MAX_NODES}"
 )
 _RATE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)")
 _RATE_UNITS = "bit, kbit, mbit, gbit, tbit, bps, kbps, mbps, gbps, tbps"
@@ -150,12 +151,14 @@ def _check_rate(rate: Any) -> str | None:
 
 @dataclass(frozen=True)
 class TestbedSpec:
-    """What to build: ``nodes`` namespaced hosts, some shaped (tbf egress rate)."""
+    """What to build: ``nodes`` namespaced hosts, some shaped: a node's egress
+    (``rates``: node -> tc rate) and single links (``link_rates``: ``"node1->node2"`` -> tc rate)."""
 
     __test__ = False
 
     nodes: int
     rates: Mapping[str, str] = field(default_factory=dict)
+    link_rates: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         spec = f"netns:{self.nodes}"
@@ -172,8 +175,18 @@ class TestbedSpec:
             if problem:
                 raise _spec_error(spec, problem)
             rates[name] = rate
+        links: dict[str, str] = {}
+        for link, rate in dict(self.link_rates or {}).items():
+            src, arrow, dst = str(link).partition("->")
+            if not arrow or src not in names or dst not in names or src == dst:
+                raise _spec_error(spec, f"link {link!r} is not nodeI->nodeJ of two nodes node1..node{self.nodes}")
+            problem = _check_rate(rate)
+            if problem:
+                raise _spec_error(spec, problem)
+            links[link] = rate
         # node order, read-only and hashable
         object.__setattr__(self, "rates", Labels((n, rates[n]) for n in names if n in rates))
+        object.__setattr__(self, "link_rates", Labels((k, links[k]) for k in sorted(links, key=_link_order)))
 
     @property
     def names(self) -> list[str]:
@@ -186,14 +199,21 @@ class TestbedSpec:
             parts.append(f"rate={values.pop()}")
         else:
             parts.extend(f"rate.{n}={r}" for n, r in self.rates.items())
+        parts.extend(f"rate.{link}={r}" for link, r in self.link_rates.items())
         return ",".join(parts)
+
+
+def _link_order(link: str) -> tuple[int, int]:
+    src, _, dst = link.partition("->")
+    return int(src[len("node"):]), int(dst[len("node"):])
 
 
 def parse_spec(text: str) -> TestbedSpec:
     """``netns:N[,rate=R][,rate.nodeK=R]...`` -> :class:`TestbedSpec`.
 
     ``rate=R`` shapes every node, ``rate.nodeK=R`` one node (it wins over
-    ``rate=``).  Rates are tc rates (``200mbit``, ``1gbit``, ``500kbit``).
+    ``rate=``), ``rate.nodeI->nodeJ=R`` the one link from nodeI to nodeJ
+    (within nodeI's rate).  Rates are tc rates (``200mbit``, ``1gbit``, ``500kbit``).
     Raises a one-line :class:`~pytest_meshperf.errors.InventoryError`.
     """
     if not isinstance(text, str):
@@ -214,6 +234,7 @@ def parse_spec(text: str) -> TestbedSpec:
     names = _node_names(n)
     default_rate: str | None = None
     node_rates: dict[str, str] = {}
+    link_rates: dict[str, str] = {}
     seen: set[str] = set()
     for option in options:
         option = option.strip()
@@ -231,6 +252,17 @@ def parse_spec(text: str) -> TestbedSpec:
             if problem:
                 raise _spec_error(text, problem)
             default_rate = value
+        elif key.startswith("rate.") and "->" in key:
+            link = key[len("rate."):]
+            src, _, dst = (part.strip() for part in link.partition("->"))
+            for name in (src, dst):
+                if name not in names:
+                    raise _spec_error(text, f"{key!r}: no node {name!r} (nodes are node1..node{n})")
+            if src == dst:
+                raise _spec_error(text, f"{key!r}: a link joins two different nodes")
+            if problem:
+                raise _spec_error(text, problem)
+            link_rates[f"{src}->{dst}"] = value
         elif key.startswith("rate."):
             name = key[len("rate."):]
             if name not in names:
@@ -241,7 +273,7 @@ def parse_spec(text: str) -> TestbedSpec:
         else:
             raise _spec_error(text, f"unknown option {key!r}")
     rates = {name: node_rates.get(name, default_rate) for name in names}
-    return TestbedSpec(nodes=n, rates={k: v for k, v in rates.items() if v})
+    return TestbedSpec(nodes=n, rates={k: v for k, v in rates.items() if v}, link_rates=link_rates)
 
 
 # --------------------------------------------------------------------------
@@ -432,6 +464,7 @@ class NetnsTestbed:
         self._by_name: dict[str, TestbedNode] = {}
         self._sshd: dict[str, subprocess.Popen] = {}
         self._rates: dict[str, str] = {}
+        self._link_rates: dict[tuple[str, str], str] = {}
         self._atexit_registered = False
         self._is_up = False
         self._tools: dict[str, str] = {}
@@ -458,8 +491,13 @@ class NetnsTestbed:
 
     @property
     def rates(self) -> Mapping[str, str]:
-        """Current tbf rate of every shaped node."""
+        """Current egress rate of every shaped node."""
         return MappingProxyType(dict(self._rates))
+
+    @property
+    def link_rates(self) -> Mapping[str, str]:
+        """Current rate of every shaped link, by ``"node1->node2"``."""
+        return MappingProxyType({f"{s}->{d}": r for (s, d), r in self._link_rates.items()})
 
     def _need_tag(self) -> str:
         if self.tag is None:
@@ -601,6 +639,7 @@ class NetnsTestbed:
         self.tag = self.subnet = self.host_address = None  # a second up() after down(): all new
         self.nodes, self._by_name = [], {}
         self._rates.clear()
+        self._link_rates.clear()
         os.makedirs(self.workdir, exist_ok=True)
         names = self.spec.names
         for name in names:
@@ -661,7 +700,12 @@ class NetnsTestbed:
         )
         t = self._step("switch", t)
         for name, rate in self.spec.rates.items():
-            self.shape(name, rate)
+            self._rates[name] = rate
+        for link, rate in self.spec.link_rates.items():
+            src, _, dst = link.partition("->")
+            self._link_rates[(src, dst)] = rate
+        for name in {*self._rates, *(src for src, _ in self._link_rates)}:
+            self._apply_shaping(self.node(name))
         t = self._step("shaping", t)
         self._write_ssh_files()
         self._start_sshds([n.name for n in self.nodes])
@@ -955,25 +999,44 @@ class NetnsTestbed:
     # -- shaping ------------------------------------------------------------------
 
     def shape(self, node: NodeRef, rate: str) -> None:
-        """Limit the node's egress (eth0) to ``rate`` with tbf (burst 256kb, latency 20ms)."""
+        """Limit the node's egress (eth0) to ``rate``: tbf (burst 256kb, latency 20ms), or htb with link rates."""
         n = self.node(node)
         problem = _check_rate(rate)
         if problem:
             raise TestbedError(f"netns testbed {self.tag}: cannot shape {n.name}: {problem}")
-        self._run(
-            [self._tools["tc"], "-n", n.netns, "qdisc", "replace", "dev", "eth0", "root",
-             "tbf", "rate", rate, "burst", TBF_BURST, "latency", TBF_LATENCY],
-            f"shaping {n.name} to {rate}",
-        )  # fmt: skip
         self._rates[n.name] = rate
+        self._apply_shaping(n)
+
+    def shape_link(self, src: NodeRef, dst: NodeRef, rate: str) -> None:
+        """Limit what ``src`` sends to ``dst`` to ``rate`` (htb on src's eth0, within src's own rate)."""
+        s, d = self.node(src), self.node(dst)
+        problem = _check_rate(rate)
+        if problem or s.name == d.name:
+            problem = problem or "a link joins two different nodes"
+            raise TestbedError(f"netns testbed {self.tag}: cannot shape {s.name}->{d.name}: {problem}")
+        self._link_rates[(s.name, d.name)] = rate
+        self._apply_shaping(s)
+
+    def _apply_shaping(self, n: TestbedNode) -> None:
+        links = {self.node(d).address: r for (s, d), r in self._link_rates.items() if s == n.name}
+        commands = shaping_commands(self._tools["tc"], n.netns, self._rates.get(n.name), links)
+        if links:  # filters and classes are added, not replaced: start from an empty root
+            self._delete_root_qdisc(n)
+        for argv in commands:
+            self._run(argv, f"shaping {n.name} ({' '.join(argv[3:])})")
 
     def unshape(self, node: NodeRef) -> None:
-        """Remove the node's egress shaping (no-op when unshaped)."""
+        """Remove the node's egress shaping, its links' too (no-op when unshaped)."""
         n = self.node(node)
+        self._delete_root_qdisc(n)
+        self._rates.pop(n.name, None)
+        for link in [link for link in self._link_rates if link[0] == n.name]:
+            del self._link_rates[link]
+
+    def _delete_root_qdisc(self, n: TestbedNode) -> None:
         proc = self._run([self._tools["tc"], "-n", n.netns, "qdisc", "del", "dev", "eth0", "root"], f"unshaping {n.name}", check=False)
         if proc.returncode != 0 and "No such file" not in proc.stderr and "Cannot delete qdisc with handle of zero" not in proc.stderr:
             raise TestbedError(f"netns testbed {self.tag}: unshaping {n.name} failed: {_first_line(proc.stderr)}")
-        self._rates.pop(n.name, None)
 
     # -- down -----------------------------------------------------------------------
 

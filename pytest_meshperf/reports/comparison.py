@@ -1,0 +1,46 @@
+"""A Comparison (compare.py) as text: one table row per link and metric, worst first, then the counts."""
+
+from typing import List
+
+from ..compare import Comparison, MetricChange, STATUSES
+from ..metrics import METRICS, format_value
+
+HEADERS = ("status", "link", "test", "metric", "old", "new", "change")
+MAX_ERROR_CHARS = 80
+
+
+def _value(change: MetricChange, value) -> str:
+    if value is None or change.metric is None:
+        return "-"
+    return format_value(change.metric, value) if change.metric in METRICS else "%g" % value
+
+
+def _change(change: MetricChange) -> str:
+    if change.change is not None:
+        return "%+.1f%%" % (100.0 * change.change)
+    error = change.new_error or change.old_error
+    return error[:MAX_ERROR_CHARS] if error else ""
+
+
+def _test_name(test: str) -> str:
+    return test.rsplit("::", 1)[-1]
+
+
+def comparison_lines(comparison: Comparison) -> List[str]:
+    rows = [HEADERS] + [(c.status.replace("_", " "), c.link, _test_name(c.test),
+                         METRICS[c.metric].label if c.metric in METRICS else (c.metric or "-"),
+                         _value(c, c.old), _value(c, c.new), _change(c)) for c in comparison.changes]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS) - 1)]
+    out = ["meshperf compare: %s -> %s (worse by more than %g%% is a regression)"
+           % (comparison.old_path, comparison.new_path, 100.0 * comparison.tolerance), ""]
+    for row in rows:
+        out.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    counts = comparison.counts
+    out += ["", "%d compared: %s" % (len(comparison.changes), ", ".join(
+        "%d %s" % (counts[s], s.replace("_", " ")) for s in STATUSES if counts[s] or s in ("regressed", "ok")))]
+    links = sorted({(c.test, c.link) for c in comparison.changes if c.status in ("regressed", "error_in_new")})
+    if links:
+        out.append("FAILED: %d link%s regressed or now error: %s" % (
+            len(links), "" if len(links) == 1 else "s", ", ".join("%s %s" % (link, _test_name(test))
+                                                                   for test, link in links)))
+    return out
