@@ -272,7 +272,8 @@ def build_parser():
         description="Compare two runs link by link (test, source, destination) and metric, worst first. Exit "
                     "status 1 when a metric of a link got worse by more than --max-regression (direction-aware: "
                     "lower throughput, higher latency, jitter or loss is worse) or a link that measured before "
-                    "now errors; a link missing from either run is listed, not failed.")
+                    "now errors; a link missing from either run is listed, not failed. --html also writes it as a "
+                    "page of per-link change heatmaps, --png a screenshot of that page.")
     compare.add_argument("old", metavar="OLD", help="the baseline: mesh.json, run directory or results folder")
     compare.add_argument("new", metavar="NEW", help="the run to judge: mesh.json, run directory or results folder")
     compare.add_argument("--max-regression", metavar="PERCENT",
