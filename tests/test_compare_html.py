@@ -5,8 +5,6 @@ made is in tests/data/README.md): node1->node2 slowed to half, node2->node3 an e
 """
 
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -15,7 +13,7 @@ from pytest_meshperf.reports import browser
 from pytest_meshperf.reports.comparison_html import comparison_page
 from pytest_meshperf.reports.heatmap import Cell, Heatmap, Scale, render_page
 from test_compare import BASELINE, SLOW_LINK
-from test_report import ReportDom, assert_self_contained, chromium, png_size  # noqa: F401 (chromium: a fixture)
+from test_report import ReportDom, assert_self_contained, chromium, meshperf, png_size  # noqa: F401 (a fixture)
 
 NODES = ("node1", "node2", "node3")
 PAIRS = {(a, b) for a in NODES for b in NODES if a != b}
@@ -89,11 +87,6 @@ def test_change_colour_follows_the_metric_direction(chromium, tmp_path, change, 
     path.write_text(render_page("d", [hm]))
     red, _, blue = rgb(ReportDom(browser.dump_dom(str(path))).heatmaps["d"][("a", "b")])
     assert (red > 2 * blue) if bad else (blue > 2 * red)
-
-
-def meshperf(*args):
-    return subprocess.run([sys.executable, "-m", "pytest_meshperf.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=180, stdin=subprocess.DEVNULL)
 
 
 def test_compare_html_and_png_keep_the_exit_status(chromium, tmp_path):
