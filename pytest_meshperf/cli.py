@@ -20,6 +20,7 @@ from .compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_to
 from .errors import UsageError
 from .inventory import HOST_KEY_CHECKS, load_cluster
 from .reports.comparison import comparison_lines
+from .reports.comparison_html import comparison_page
 from .metrics import resolve_metric
 from .reports import browser
 from .reports import html as html_report
@@ -63,26 +64,39 @@ def cmd_report(args):
     except (OSError, ValueError) as exc:
         raise UsageError("%s: not a readable mesh.json (%s)" % (mesh_path, exc))
     page = html_report.build_report(mesh, mesh_path)
-    if args.png and not args.output:   # only the picture was asked for: the page is a temporary file
+    return _publish(args, page, args.output or (None if args.png else html_report.beside(mesh_path)), "-o",
+                    _fragment(pin=args.pin, view=args.view, metric=args.metric))
+
+
+def _fragment(**asked):
+    """report.js's #pin=SRC->DST&view=...&metric=...: what a screenshot shows."""
+    return "&".join("%s=%s" % (name, urllib.parse.quote(value, safe=">-")) for name, value in asked.items() if value)
+
+
+def _publish(args, page, out_path, option, fragment=""):
+    """Write ``page`` to ``out_path`` (None: only --png was asked for, the page is a temporary file) and take
+    the --png screenshot (``fragment``: report.js's #pin=...&view=...); returns 0."""
+    folder = os.path.dirname(os.path.abspath(args.png)) if args.png else None
+    if folder and not os.path.isdir(folder):   # found before Chromium starts, not as "wrote no screenshot"
+        raise UsageError("--png %s: cannot write the screenshot: no directory %s" % (args.png, folder))
+    if not out_path:
         with tempfile.TemporaryDirectory(prefix="meshperf-report-") as tmp:
-            return _screenshot(args, _save(page, os.path.join(tmp, html_report.REPORT_FILE)))
-    out = _save(page, args.output or html_report.beside(mesh_path))
+            return _screenshot(args, _save(page, os.path.join(tmp, html_report.REPORT_FILE), option), fragment)
+    out = _save(page, out_path, option)
     print("report: %s" % out)
-    return _screenshot(args, out) if args.png else 0
+    return _screenshot(args, out, fragment) if args.png else 0
 
 
-def _save(page, path):
+def _save(page, path, option):
     try:
         return html_report.save_page(page, path)
     except OSError as exc:
-        raise UsageError("-o %s: cannot write the report: %s" % (path, exc.strerror or exc))
+        raise UsageError("%s %s: cannot write the report: %s" % (option, path, exc.strerror or exc))
 
 
-def _screenshot(args, html_path):
-    fragment = "&".join("%s=%s" % (name, urllib.parse.quote(value, safe=">-"))
-                        for name, value in (("pin", args.pin), ("view", args.view), ("metric", args.metric)) if value)
-    png, (width, height) = browser.full_page_screenshot(html_path, args.png, args.png_width, args.png_height,
-                                                        fragment)
+def _screenshot(args, html_path, fragment):
+    png, (width, height) = browser.full_page_screenshot(html_path, args.png, getattr(args, "png_width", None),
+                                                        getattr(args, "png_height", None), fragment)
     print("screenshot: %s (%dx%d)" % (png, width, height))
     return 0
 
@@ -106,6 +120,8 @@ def cmd_compare(args):
         else DEFAULT_TOLERANCE
     comparison = compare_results(args.old, args.new, tolerance, parse_metrics(args.metric, "--metric"))
     print("\n".join(comparison_lines(comparison)))
+    if args.html or args.png:
+        _publish(args, comparison_page(comparison), args.html, "--html", _fragment(pin=args.pin))
     return 1 if comparison.failed else 0
 def cmd_export(args):
     try:
@@ -256,7 +272,8 @@ def build_parser():
         description="Compare two runs link by link (test, source, destination) and metric, worst first. Exit "
                     "status 1 when a metric of a link got worse by more than --max-regression (direction-aware: "
                     "lower throughput, higher latency, jitter or loss is worse) or a link that measured before "
-                    "now errors; a link missing from either run is listed, not failed.")
+                    "now errors; a link missing from either run is listed, not failed. --html also writes it as a "
+                    "page of per-link change heatmaps, --png a screenshot of that page.")
     compare.add_argument("old", metavar="OLD", help="the baseline: mesh.json, run directory or results folder")
     compare.add_argument("new", metavar="NEW", help="the run to judge: mesh.json, run directory or results folder")
     compare.add_argument("--max-regression", metavar="PERCENT",
@@ -265,6 +282,12 @@ def build_parser():
                          help="compare this metric (name or alias, repeatable or comma-separated; default: each "
                               "test's main metrics: throughput, reverse throughput, transaction rate, p50 and p99 "
                               "latency, loss, jitter)")
+    compare.add_argument("--html", metavar="FILE",
+                         help="also write the comparison as one self-contained HTML page: both runs, the "
+                              "regressions, a heatmap of each test's per-link changes")
+    compare.add_argument("--png", metavar="FILE",
+                         help="also save a screenshot of that page (needs chromium; without --html no page is kept)")
+    compare.add_argument("--pin", metavar="SRC->DST", help="screenshot with this link's details open")
     compare.set_defaults(func=cmd_compare)
     report = sub.add_parser("report", help="write a run's HTML report (heatmaps, per-node view, failures)",
                             description="Write a run's mesh as one self-contained HTML page: the run summary, a "

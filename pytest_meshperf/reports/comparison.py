@@ -9,27 +9,27 @@ HEADERS = ("status", "link", "test", "metric", "old", "new", "change")
 MAX_ERROR_CHARS = 80
 
 
-def _value(change: MetricChange, value) -> str:
+def value_text(change: MetricChange, value) -> str:
     if value is None or change.metric is None:
         return "-"
     return format_value(change.metric, value) if change.metric in METRICS else "%g" % value
 
 
-def _change(change: MetricChange) -> str:
+def change_text(change: MetricChange) -> str:
     if change.change is not None:
         return "%+.1f%%" % (100.0 * change.change)
     error = change.new_error or change.old_error
     return error[:MAX_ERROR_CHARS] if error else ""
 
 
-def _test_name(test: str) -> str:
+def short_name(test: str) -> str:
     return test.rsplit("::", 1)[-1]
 
 
 def comparison_lines(comparison: Comparison) -> List[str]:
-    rows = [HEADERS] + [(c.status.replace("_", " "), c.link, _test_name(c.test),
+    rows = [HEADERS] + [(c.status.replace("_", " "), c.link, short_name(c.test),
                          METRICS[c.metric].label if c.metric in METRICS else (c.metric or "-"),
-                         _value(c, c.old), _value(c, c.new), _change(c)) for c in comparison.changes]
+                         value_text(c, c.old), value_text(c, c.new), change_text(c)) for c in comparison.changes]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS) - 1)]
     out = ["meshperf compare: %s -> %s (worse by more than %g%% is a regression)"
            % (comparison.old_path, comparison.new_path, 100.0 * comparison.tolerance), ""]
@@ -41,6 +41,6 @@ def comparison_lines(comparison: Comparison) -> List[str]:
     links = sorted({(c.test, c.link) for c in comparison.changes if c.status in ("regressed", "error_in_new")})
     if links:
         out.append("FAILED: %d link%s regressed or now error: %s" % (
-            len(links), "" if len(links) == 1 else "s", ", ".join("%s %s" % (link, _test_name(test))
+            len(links), "" if len(links) == 1 else "s", ", ".join("%s %s" % (link, short_name(test))
                                                                    for test, link in links)))
     return out

@@ -19,6 +19,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 # (a pair not measured: blank).  Any other state (e.g. "passed") is drawn by its value's colour alone.
 STATE_FAILED, STATE_ERROR = "failed", "error"
 
+# How a state looks (report.css): "failed" outlined with "!", "error" hatched and never a value, "missing"
+# dashed and never a value, "none" blank; a state not listed in a heatmap's ``states`` is drawn by its colour.
+LOOKS = ("failed", "error", "missing", "none")
+
 DetailRow = Tuple[str, str, str]       # (name, value, style: "" | "ok" | "bad" | "warn" | "na" | "mono")
 Section = Tuple[str, Sequence[DetailRow]]  # (title, rows)
 
@@ -29,6 +33,22 @@ class Scale:
     key: str                 # e.g. "throughput_bps"
     label: str               # e.g. "throughput"
     higher_is_better: bool   # colours are direction-aware: the bad end is always the same colour
+
+
+@dataclass(frozen=True)
+class State:
+    """A cell state drawn beyond colour, and what the legend and the details call it."""
+    name: str                # the Cell.state it is for; "none": pairs without a cell
+    look: str                # one of LOOKS
+    legend: str              # e.g. "threshold failed"
+    text: str = ""           # on a large cell without a value (e.g. "error"); for "none": the details' words
+
+
+#: The mesh report's states (the default of every heatmap).
+MESH_STATES = (State(STATE_FAILED, "failed", "threshold failed"),
+               State(STATE_ERROR, "error", "error, no measurement", "error"),
+               State("none", "none", "not measured", "This pair has no measurement in this run (deselected, "
+                                                     "skipped, or not reached before the run ended)."))
 
 
 @dataclass
@@ -51,7 +71,8 @@ class Heatmap:
     destinations: List[str]
     scales: List[Scale]          # the first is shown first
     cells: List[Cell]
-    views: Tuple[str, ...] = ("value", "median", "asymmetry")   # the JS views offered (see report.js)
+    views: Tuple[str, ...] = ("value", "median", "asymmetry")   # the JS views offered, the first shown (report.js)
+    states: Tuple[State, ...] = MESH_STATES                      # in legend order
 
 
 Block = Union[str, Heatmap]      # a page is trusted HTML (already escaped) and heatmaps, in order
@@ -89,6 +110,9 @@ def _payload(heatmap: Heatmap, strings: _Strings) -> dict:
     rows = {name: i for i, name in enumerate(heatmap.sources)}
     cols = {name: i for i, name in enumerate(heatmap.destinations)}
     keys = [scale.key for scale in heatmap.scales]
+    for state in heatmap.states:
+        if state.look not in LOOKS:
+            raise ValueError("state %r: look %r is not one of %s" % (state.name, state.look, ", ".join(LOOKS)))
     cells = []
     for cell in heatmap.cells:
         if cell.src not in rows or cell.dst not in cols:
@@ -103,7 +127,8 @@ def _payload(heatmap: Heatmap, strings: _Strings) -> dict:
         ])
     return {"key": heatmap.key, "title": heatmap.title, "rows": heatmap.sources, "cols": heatmap.destinations,
             "scales": [{"key": s.key, "label": s.label, "hib": s.higher_is_better} for s in heatmap.scales],
-            "views": list(heatmap.views), "cells": cells}
+            "views": list(heatmap.views), "cells": cells,
+            "states": [{"name": s.name, "look": s.look, "legend": s.legend, "text": s.text} for s in heatmap.states]}
 
 
 def script_json(data) -> str:

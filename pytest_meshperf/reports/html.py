@@ -169,7 +169,7 @@ def mesh_cell(src: str, dst: str, key: str, entry: dict) -> Cell:
                 detail=cell_detail(src, dst, key, entry, labels), marks=marks)
 
 
-def _nodes(mesh: dict, sides):
+def cluster_nodes(mesh: dict, sides):
     """Cluster nodes that can play ``sides`` (roles), in inventory order."""
     return [name for name, node in (mesh.get("cluster") or {}).get("nodes", {}).items()
             if (node or {}).get("role", "both") in sides]
@@ -235,14 +235,33 @@ def _when(entry: dict) -> str:
     return started + ("" if seconds is None else " UTC, %s s" % format_number(seconds, 3))
 
 
+def count_boxes(counts) -> str:
+    """The row of big numbers: (name, count, words) each; ``name`` is a CSS class and ``data-count``."""
+    return '<div class="counts">%s</div>' % "".join(
+        '<div class="count %s" data-count="%s"><b>%d</b>%s</div>' % (esc(name), esc(name), value, esc(text))
+        for name, value, text in counts)
+
+
+def when_html(run: dict) -> str:
+    return esc(run.get("started", "?")) + " \u2192 " + esc(run.get("finished", "?")) + esc(_duration(run))
+
+
+def cluster_html(mesh: dict) -> str:
+    run, cluster = mesh.get("run") or {}, mesh.get("cluster") or {}
+    spec = cluster.get("spec", (run.get("parameters") or {}).get("cluster", ""))
+    source = " from <code>%s</code>" % esc(cluster["source"]) if cluster.get("source") else ""
+    return "%s <code>%s</code>, %d nodes%s" % (esc(cluster.get("kind", "?")), esc(spec),
+                                              len(cluster.get("nodes") or {}), source)
+
+
 def summary_block(mesh: dict, tests, source_name: str) -> str:
     run, cluster = mesh.get("run") or {}, mesh.get("cluster") or {}
     nodes = cluster.get("nodes") or {}
     params = run.get("parameters") or {}
     counts = {"passed": 0, "failed": 0, "error": 0}
     measured = possible = 0
-    senders, receivers = len(_nodes(mesh, ("client", "both"))), len(_nodes(mesh, ("server", "both")))
-    both = len(_nodes(mesh, ("both",)))
+    senders, receivers = len(cluster_nodes(mesh, ("client", "both"))), len(cluster_nodes(mesh, ("server", "both")))
+    both = len(cluster_nodes(mesh, ("both",)))
     for entries in tests.values():
         for _, _, entry in entries:
             counts[entry.get("status")] = counts.get(entry.get("status"), 0) + 1
@@ -257,20 +276,11 @@ def summary_block(mesh: dict, tests, source_name: str) -> str:
     unreachable = [(name, node["unreachable"]) for name, node in nodes.items() if (node or {}).get("unreachable")]
     for name, reason in unreachable:
         out.append('<p class="banner">Node <b>%s</b> could not be used: %s</p>' % (esc(name), esc(reason)))
-    out.append('<div class="counts">')
-    for name, text in (("measurements", "measurements"), ("passed", "passed"), ("failed", "failed"),
-                       ("error", "errors"), ("missing", "not measured")):
-        value = measured if name == "measurements" else missing if name == "missing" else counts.get(name, 0)
-        out.append('<div class="count %s" data-count="%s"><b>%d</b>%s</div>' % (name, name, value, text))
-    out.append("</div>")
+    out.append(count_boxes([("measurements", measured, "measurements"), ("passed", counts.get("passed", 0), "passed"),
+                            ("failed", counts.get("failed", 0), "failed"), ("error", counts.get("error", 0), "errors"),
+                            ("missing", missing, "not measured")]))
     options = params.get("options") or {}
-    items = [("when", esc(run.get("started", "?")) + " \u2192 " + esc(run.get("finished", "?"))
-              + esc(_duration(run))),
-             ("cluster", "%s <code>%s</code>, %d nodes%s" % (esc(cluster.get("kind", "?")),
-                                                            esc(cluster.get("spec", params.get("cluster", ""))),
-                                                            len(nodes), (" from <code>%s</code>" %
-                                                                         esc(cluster["source"]))
-                                                            if cluster.get("source") else "")),
+    items = [("when", when_html(run)), ("cluster", cluster_html(mesh)),
              ("schedule", esc(params.get("schedule", "?"))),
              ("options", esc(params_text(options) or "none")),
              ("thresholds", esc(", ".join(params.get("thresholds") or []) or "none on the command line")),
@@ -396,7 +406,7 @@ def cluster_block(mesh: dict) -> str:
 def build_report(mesh: dict, source_name: str = "") -> str:
     """The whole report page of a loaded mesh.json."""
     tests = _tests(mesh)
-    sources, destinations = _nodes(mesh, ("client", "both")), _nodes(mesh, ("server", "both"))
+    sources, destinations = cluster_nodes(mesh, ("client", "both")), cluster_nodes(mesh, ("server", "both"))
     blocks = [summary_block(mesh, tests, source_name)]
     for index, (key, entries) in enumerate(tests.items()):
         heatmap = heatmap_of_test(index, key, entries, sources, destinations)

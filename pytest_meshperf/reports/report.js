@@ -11,8 +11,10 @@
   var VIEWS = {
     value: "value",
     median: "against the median",
-    asymmetry: "a\u2192b against b\u2192a"
+    asymmetry: "a\u2192b against b\u2192a",
+    change: "change"
   };
+  var CHANGE_REACH = 0.1;   // the change view: at least this much worse (10%) is full red
 
   function mix(a, b, t) {
     return [0, 1, 2].map(function (i) { return Math.round(a[i] + (b[i] - a[i]) * t); });
@@ -49,7 +51,10 @@
     this.scales = hm.scales.map(function (s, i) { return {key: s.key, label: s.label, hib: s.hib, index: i}; })
       .filter(function (s) { return hm.cells.some(function (c) { return c[3][s.index] !== null; }); });
     this.scale = this.scales[0] || null;
-    this.view = "value";
+    // States drawn beyond colour (heatmap.py's State): name -> {look, legend, text}.
+    this.states = {};
+    (hm.states || []).forEach(function (s) { self.states[s.name] = s; });
+    this.view = hm.views[0] || "value";
     this.pinned = null;
     this.build(container);
     this.paint();
@@ -155,10 +160,15 @@
     if (this.lit) this.lit.forEach(function (th) { th.classList.add("hl"); });
   };
 
+  Heatmap.prototype.look = function (state) {
+    var known = this.states[state];
+    return known ? known.look : state === "none" ? "none" : "value";
+  };
+
   Heatmap.prototype.values = function () {
     // The values of the chosen scale, of every cell that has one (an error has none: never a zero).
-    var i = this.scale.index, out = [];
-    this.hm.cells.forEach(function (c) { if (c[3][i] !== null && S[c[2]] !== "error") out.push(c[3][i]); });
+    var self = this, i = this.scale.index, out = [];
+    this.hm.cells.forEach(function (c) { if (c[3][i] !== null && self.look(S[c[2]]) !== "error") out.push(c[3][i]); });
     return out;
   };
 
@@ -168,22 +178,24 @@
     var big = values.reduce(function (m, v) { return Math.max(m, Math.abs(v)); }, 0);
     var best = values.length ? (scale.hib ? Math.max.apply(null, values) : Math.min.apply(null, values)) : null;
     var median = lowerMedian(values);
+    var reach = Math.max(big, CHANGE_REACH);
     var worstCell = null, bestCell = null, medianCell = null, worstT = 2, bestT = -1;
     this.tds.forEach(function (td) {
       var cell = self.byPos[+td.dataset.r * self.ncols + +td.dataset.c];
-      var state = td.dataset.state, text = "", t = null, tip = null;
-      td.className = "c st-" + (state === "failed" || state === "error" || state === "none" ? state : "ok");
+      var state = td.dataset.state, look = self.look(state), info = self.states[state] || {};
+      var text = "", t = null, tip = null;
+      td.className = "c st-" + (look === "value" ? "ok" : look);
       td.style.background = "";
       td.style.color = "";
       var v = cell && scale ? cell[3][scale.index] : null;
       var label = cell && scale && cell[4][scale.index] >= 0 ? S[cell[4][scale.index]] : null;
-      if (state === "error" || state === "none" || !cell) {
-        text = state === "error" ? (self.size === "large" ? "error" : "\u00d7") : "";
-        tip = state === "error" ? "error: no measurement" : "not measured";
+      if (look === "error" || look === "none" || !cell) {
+        text = look === "error" ? (self.size === "large" ? info.text || "error" : "\u00d7") : "";
+        tip = info.legend || "not measured";
       } else if (v === null) {
-        td.classList.add("na");
-        text = self.size === "large" ? "n/a" : "";
-        tip = "no " + (scale ? scale.label : "value");
+        if (look === "value") td.classList.add("na");
+        text = self.size === "large" ? info.text || "n/a" : "";
+        tip = info.legend || "no " + (scale ? scale.label : "value");
       } else if (self.view === "median") {
         var ref = Math.abs(median) || big;
         var shortfall = scale.hib ? median - v : v - median;
@@ -204,6 +216,11 @@
           text = pct(asym);
           tip = label + " against " + S[back[4][scale.index]] + " the other way (" + text + ")";
         }
+      } else if (self.view === "change") {
+        // v is a relative change: coloured around "no change", worse (by the scale's direction) always red
+        t = 0.5 - 0.5 * Math.max(-1, Math.min(1, (scale.hib ? -v : v) / reach));
+        text = label;
+        tip = label;
       } else {
         t = big ? 1 - Math.abs(v - best) / big : 1;
         text = label;
@@ -218,16 +235,17 @@
         td.style.color = isDark(c) ? "#fff" : "#111";
       }
       if (self.view === "median" && v === median && !medianCell) medianCell = cell;
-      if (self.size !== "large") text = state === "error" ? "\u00d7" : "";
-      if (state === "failed") text = self.size === "large" ? (text ? text + " !" : "!") : "!";
+      if (self.size !== "large") text = look === "error" ? "\u00d7" : "";
+      if (look === "failed") text = self.size === "large" ? (text ? text + " !" : "!") : "!";
       td.textContent = text;
-      td.title = td.dataset.src + " \u2192 " + td.dataset.dst + ": " + tip + (state === "failed" ? " (threshold failed)" : "");
+      td.title = td.dataset.src + " \u2192 " + td.dataset.dst + ": " + tip +
+        (look === "failed" ? " (" + (info.legend || state) + ")" : "");
     });
-    this.paintLegend(worstCell, bestCell, medianCell);
+    this.paintLegend(worstCell, bestCell, medianCell, reach);
     if (this.pinned) this.show(this.pinned);
   };
 
-  Heatmap.prototype.paintLegend = function (worstCell, bestCell, medianCell) {
+  Heatmap.prototype.paintLegend = function (worstCell, bestCell, medianCell, reach) {
     var legend = this.legend, scale = this.scale;
     legend.textContent = "";
     if (!scale) { legend.appendChild(el("span", "hm-note", "no values to colour by")); return; }
@@ -236,6 +254,10 @@
     if (this.view === "median") {
       left = "100% worse than the median";
       right = "at or better than the median" + (medianCell ? " (" + S[medianCell[4][i]] + ")" : "");
+    } else if (this.view === "change") {
+      var most = Math.round(reach * 1000) / 10 + "% or more";
+      left = "worse by " + most;
+      right = "better by " + most;
     } else if (this.view === "asymmetry") {
       left = "one way 100% off the other";
       right = "both ways equal";
@@ -247,12 +269,10 @@
     legend.appendChild(el("span", "hm-ramp"));
     legend.appendChild(el("span", "hm-end", right));
     var key = el("span", "hm-key");
-    key.appendChild(el("span", "k st-failed", "!"));
-    key.appendChild(document.createTextNode(" threshold failed "));
-    key.appendChild(el("span", "k st-error", "\u00d7"));
-    key.appendChild(document.createTextNode(" error, no measurement "));
-    key.appendChild(el("span", "k st-none", ""));
-    key.appendChild(document.createTextNode(" not measured"));
+    (this.hm.states || []).forEach(function (s) {
+      key.appendChild(el("span", "k st-" + s.look, s.look === "failed" ? "!" : s.look === "error" ? "\u00d7" : ""));
+      key.appendChild(document.createTextNode(" " + s.legend + " "));
+    });
     legend.appendChild(key);
   };
 
@@ -267,12 +287,12 @@
     panel.textContent = "";
     var title = el("h3", null, td.dataset.src + " \u2192 " + td.dataset.dst);
     panel.appendChild(title);
-    panel.appendChild(el("div", "badge st-" + td.dataset.state, td.dataset.state === "none" ? "not measured"
-                                                                                             : td.dataset.state));
+    var state = td.dataset.state, info = this.states[state] || {};
+    panel.appendChild(el("div", "badge st-" + this.look(state), state === "none" ? info.legend || "not measured"
+                                                                                 : state.replace(/_/g, " ")));
     if (this.pinned === td) panel.appendChild(el("span", "pin-note", " pinned (click again to release)"));
     if (!cell) {
-      panel.appendChild(el("p", "hint", "This pair has no measurement in this run (deselected, skipped, or not " +
-                                        "reached before the run ended)."));
+      panel.appendChild(el("p", "hint", info.text || "This pair has no measurement."));
       return;
     }
     cell[6].forEach(function (m) { panel.appendChild(el("span", "mark", S[m])); });
