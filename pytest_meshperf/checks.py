@@ -34,7 +34,7 @@ from .errors import MeasurementError
 from .measurement import iso
 from .metrics import METRICS, format_value
 from .results import JOURNAL_DIR, record_head
-from .thresholds import ASYMMETRY, MAIN_METRICS, MEDIAN, Threshold, _compare, _NEGATED
+from .thresholds import ASYMMETRY, MAIN_METRICS, MEDIAN, NEGATED, Threshold, holds
 
 CHECK_SUFFIX = ":mesh"
 CHECK_KIND = "check"
@@ -178,9 +178,9 @@ def judge_median(t: Threshold, pair_id: str, entries: Dict[str, Entry]) -> Verdi
                         "message": "%s not measured by this test (%s)" % (info.label, t.origin)}, "passed")
     median = statistics.median(values)
     limit = t.value * median
-    passed = _compare(measured, t.op, limit)
+    passed = holds(measured, t.op, limit)
     message = "%s %s %s %g x median %s = %s (median of %d measured pair%s; %s)" % (
-        info.label, _fmt(t.metric, measured), t.op if passed else _NEGATED[t.op], t.value, _fmt(t.metric, median),
+        info.label, _fmt(t.metric, measured), t.op if passed else NEGATED[t.op], t.value, _fmt(t.metric, median),
         _fmt(t.metric, limit), len(values), "" if len(values) == 1 else "s", t.origin)
     return Verdict({**t.to_dict(), "measured": measured, "passed": passed, "median": median, "limit": limit,
                     "pairs": len(values), "message": message}, "passed" if passed else "failed",
@@ -205,9 +205,9 @@ def judge_asymmetry(t: Threshold, pair, entries: Dict[str, Entry], selected) -> 
         return Verdict({**base, "message": "%s not measured by both %s and %s (%s)" % (
             METRICS[metric].label if metric else "a main metric", pair.id, reverse, t.origin)}, "passed")
     asymmetry = 100.0 * abs(a - b) / max(a, b) if max(a, b) > 0 else 0.0
-    passed = _compare(asymmetry, t.op, t.value)
+    passed = holds(asymmetry, t.op, t.value)
     message = "asymmetry of %s %.1f%% %s %g%%: %s %s, %s %s (%s)" % (
-        METRICS[metric].label, asymmetry, t.op if passed else _NEGATED[t.op], t.value, pair.id, _fmt(metric, a),
+        METRICS[metric].label, asymmetry, t.op if passed else NEGATED[t.op], t.value, pair.id, _fmt(metric, a),
         reverse, _fmt(metric, b), t.origin)
     return Verdict({**base, "value_pair": a, "value_reverse": b, "measured": asymmetry, "passed": passed,
                     "message": message}, "passed" if passed else "failed", [("asymmetry_" + metric, asymmetry)])

@@ -39,10 +39,12 @@ from .metrics import METRICS, Metric, format_value, resolve_metric
 from .units import QuantityError, example_value, parse_quantity
 
 __all__ = [
+    "NEGATED",
     "OPS",
     "Threshold",
     "ThresholdResult",
     "check_all",
+    "holds",
     "load_threshold_file",
     "merge_thresholds",
     "parse_threshold",
@@ -52,7 +54,7 @@ __all__ = [
 
 OPS = (">=", "<=", ">", "<", "==")
 _OP_CHARS = "<>=!"
-_NEGATED = {">=": "<", "<=": ">", ">": "<=", "<": ">=", "==": "!="}
+NEGATED = {">=": "<", "<=": ">", ">": "<=", "<": ">=", "==": "!="}
 _SIDES = {
     ">=": frozenset({"lower"}),
     ">": frozenset({"lower"}),
@@ -122,8 +124,8 @@ class Threshold:
                 self, measured, False,
                 f"{info.label} measured NaN, not {self.op} {limit} ({self.origin})",
             )  # fmt: skip
-        passed = _compare(measured, self.op, self.value)
-        shown_op = self.op if passed else _NEGATED[self.op]
+        passed = holds(measured, self.op, self.value)
+        shown_op = self.op if passed else NEGATED[self.op]
         shown_measured, shown_limit = _format_pair(
             info, measured, self.value, self.unit, shown_op
         )
@@ -162,7 +164,8 @@ class ThresholdResult:
         return data
 
 
-def _compare(measured: float, op: str, limit: float) -> bool:
+def holds(measured: float, op: str, limit: float) -> bool:
+    """``measured OP limit``: the one comparison every threshold kind uses (checks.py too)."""
     if op == ">=":
         return measured >= limit
     if op == "<=":
