@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Dict, List
 
-from .errors import AgentError, MeasurementError
+from .errors import AgentError, ClientRun, MeasurementError
 from .rpc import clock_offset
 from .measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings, judge, record_of
 from .runner import (LEASE_MARGIN_S, LEASE_WAIT_S, SERVER_GRACE_S, client_timeout_s, collect_server,
@@ -51,9 +51,10 @@ def run_group(pool, pairs, params, schedule, test, nodeids, holder) -> Dict[str,
                                     tool=params.tool, params=params.to_dict(), round=pair.round, started=started)
                for pair in pairs}
 
-    def fail(pair, message):
+    def fail(pair, message, client=None):
         if results[pair.id].status != STATUS_ERROR:
             results[pair.id].status, results[pair.id].error = STATUS_ERROR, message
+            results[pair.id].client = client
 
     live = []
     for pair in pairs:
@@ -166,7 +167,7 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
             result.instances = [instance_from(module, number, client, server, timeout_s)
                                 for number, (client, server) in enumerate(zip(done[pair.id], collected[pair.id]), 1)]
         except MeasurementError as exc:
-            fail(pair, str(exc))
+            fail(pair, str(exc), exc.client)
             continue
         result.tool_version = module.tool_version(result.instances[0].raw)
         result.metrics = combine_metrics([inst.metrics for inst in result.instances])
@@ -183,6 +184,7 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
 def measurement_from_dict(data) -> Measurement:
     data = dict(data)
     data["instances"] = [Instance(**inst) for inst in data["instances"]]
+    data["client"] = ClientRun(**data["client"]) if data.get("client") else None
     return Measurement(**data)
 
 

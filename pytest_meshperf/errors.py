@@ -4,7 +4,14 @@ A ``UsageError`` is a user mistake (bad inventory, bad threshold, bad option):
 the plugin turns it into pytest's usage-error exit (4) with its one-line message
 and no traceback.  A ``MeasurementError`` is a measurement that could not be
 made; the plugin reports the test as an error, never as a threshold failure.
+When its tool client ran, it carries what the client did (``ClientRun``), so
+the result file and the export keep the failed command, its exit and output.
 """
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+OUTPUT_TAIL_CHARS = 64 * 1024   # of a failed client's stdout and stderr, the end is kept (the error is there)
 
 
 class MeshperfError(Exception):
@@ -27,8 +34,37 @@ class ParameterError(UsageError):
     """A measurement parameter (mark, option, profile) is invalid."""
 
 
+@dataclass
+class ClientRun:
+    """What a tool client that ran and failed did: its command line (no secrets: tool arguments only),
+    how it ended, the last OUTPUT_TAIL_CHARS of its stdout and stderr, its start and end (epoch s)."""
+    command: str
+    pid: Optional[int]
+    exit_code: Optional[int]      # None: killed by a signal
+    signal: Optional[int]
+    timed_out: bool               # killed at its time limit
+    stdout: str
+    stderr: str
+    started: Optional[float]
+    ended: Optional[float]
+
+    @classmethod
+    def from_process(cls, proc: Dict[str, Any]) -> "ClientRun":
+        """From an agent's process result (supervisor.py ``result()``)."""
+        return cls(command=proc.get("command") or "", pid=proc.get("pid"), exit_code=proc.get("exit_code"),
+                   signal=proc.get("signal"), timed_out=bool(proc.get("timed_out")),
+                   stdout=(proc.get("stdout") or "")[-OUTPUT_TAIL_CHARS:],
+                   stderr=(proc.get("stderr") or "")[-OUTPUT_TAIL_CHARS:],
+                   started=proc.get("started"), ended=proc.get("ended"))
+
+
 class MeasurementError(MeshperfError):
-    """A measurement could not be made: tool error, refused connection, time-out."""
+    """A measurement could not be made: tool error, refused connection, time-out.
+    ``client``: what the tool client did, when one ran (None: the error came before any client ran)."""
+
+    def __init__(self, message: str, client: Optional[ClientRun] = None):
+        super().__init__(message)
+        self.client = client
 
 
 class AgentError(MeshperfError):

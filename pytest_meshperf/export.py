@@ -8,7 +8,8 @@ One entry per tool instance of every measurement (one per pair and test with the
 default single instance), in mesh.json's order, built from an assembled mesh.json;
 the spec's keys first, then meshperf's own (test, instance, status, error).  A
 measurement that produced no result has one entry with success false and the reason
-in ``error``.  Written to a temporary file, fsynced and renamed: never half written.
+in ``error``; if its client ran (the entry's ``client``), with that client's command,
+exit code, elapsed time and stdout (its last 64 KiB), as the spec's users debug a failed link.  Written to a temporary file, fsynced and renamed: never half written.
 """
 
 import datetime
@@ -52,7 +53,11 @@ def export_entries(mesh: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
 
 def _entry(pair, test, entry, instance):
     measured = instance is not None and entry["status"] != "error"
-    if instance is None:  # no result: nothing the tool printed is kept, the reason is in error
+    client = entry.get("client")
+    if instance is None and client:   # an error after the client ran: what it ran, how it ended, what it printed
+        elapsed, exit_code, stdout, command = (_seconds(client["started"], client["ended"]), client["exit_code"],
+                                               client["stdout"], client["command"])
+    elif instance is None:  # an error before any client ran: no command, no output; the reason is in error
         elapsed, exit_code, stdout, command = _seconds(entry["started"], entry["finished"]), None, "", ""
     else:
         elapsed = _seconds(instance["start"], instance["end"])

@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
+from .errors import ClientRun
 from .thresholds import check_all
 
 STATUS_PASSED = "passed"
@@ -69,6 +70,7 @@ class Measurement:
     warnings: List[str] = field(default_factory=list)         # e.g. a CPU-bound sender: trust the figure less
     group: Optional[Dict[str, Any]] = None                    # burst/incast: the flows started together, skew
     baseline: Optional[Dict[str, Any]] = None                 # --mesh-baseline: found, its values, the verdicts
+    client: Optional[ClientRun] = None                        # status error after a client ran: what it did
 
     @property
     def pair(self) -> str:
@@ -97,6 +99,8 @@ class Measurement:
         record["metrics"] = finite(record["metrics"])
         if record["group"]:
             record["group"]["start_at"] = iso(record["group"]["start_at"])
+        if record["client"]:
+            record["client"]["started"], record["client"]["ended"] = iso(self.client.started), iso(self.client.ended)
         for inst in record["instances"]:
             inst["start"], inst["end"] = iso(inst["start"]), iso(inst["end"])
             inst["metrics"] = finite(inst["metrics"])

@@ -3,7 +3,8 @@
 Sequence (docs/architecture.md): the destination's agent starts a one-off tool
 server on a port it allocates; the source's agent runs the client against it;
 the server's own output is collected; both are bounded in time on the node.
-Anything that prevents a result raises MeasurementError with the tool's own words.
+Anything that prevents a result raises MeasurementError with the tool's own words,
+and with what the client did (ClientRun) when one ran.
 """
 
 import shlex
@@ -11,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import List
 
-from .errors import AgentError, MeasurementError
+from .errors import AgentError, ClientRun, MeasurementError
 from .measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings
 from .params import MAX_INSTANCES
 from .tools import get_tool
@@ -41,7 +42,7 @@ def measure_pair(get_pool, pair, params, test, nodeid, schedule="rounds", holder
         result.metrics = combine_metrics([inst.metrics for inst in result.instances])
         result.warnings = cpu_bound_warnings(result)
     except (MeasurementError, AgentError) as exc:
-        result.status, result.error = STATUS_ERROR, str(exc)
+        result.status, result.error, result.client = STATUS_ERROR, str(exc), getattr(exc, "client", None)
     result.finished = time.time()
     return result
 
@@ -209,20 +210,21 @@ def collect_server(agent, server):
 
 
 def _load(module, client, server, timeout_s):
-    if client.get("spawn_error"):
+    if client.get("spawn_error"):   # nothing ran: the reason is all there is
         raise MeasurementError("the %s client did not start: %s" % (client["tool"], client["spawn_error"]))
+    ran = ClientRun.from_process(client)
     if client["timed_out"]:
         raise MeasurementError("the %s client (pid %s) ran past its %.0f s limit and was killed"
-                               % (client["tool"], client["pid"], timeout_s))
+                               % (client["tool"], client["pid"], timeout_s), ran)
     if client["signal"] is not None:
         raise MeasurementError("the %s client (pid %s) was killed by signal %d%s"
-                               % (client["tool"], client["pid"], client["signal"], _server_note(server)))
+                               % (client["tool"], client["pid"], client["signal"], _server_note(server)), ran)
     try:
         return module.load_output(client["stdout"])
     except ToolFailure as exc:
         stderr = client["stderr"].strip()
         raise MeasurementError("%s%s%s" % (exc, " (stderr: %s)" % stderr[-300:] if stderr else "",
-                                           _server_note(server)))
+                                           _server_note(server)), ran)
 
 
 def _server_note(server):
@@ -236,7 +238,7 @@ def instance_from(module, number, client, server, timeout_s) -> Instance:
     try:
         metrics = module.metrics_from_json(data)
     except ToolFailure as exc:
-        raise MeasurementError(str(exc))
+        raise MeasurementError(str(exc), ClientRun.from_process(client))
     ports = module.client_ports(data)
     server_raw = None
     if server and server.get("stdout"):

@@ -163,3 +163,24 @@ def test_inventory_limits_reach_the_agents(pytester, tmp_path):
     capped = run_mesh(pytester, tmp_path / "capped", "--cluster", hosts, "--mesh-instances", "3", duration=1)
     capped.assert_outcomes(errors=2)
     capped.stdout.fnmatch_lines(["*runs its maximum of 2 tool processes*"])
+    # No client ran (its server could not start): nothing of a client is recorded.
+    assert all(e["status"] == "error" and e["client"] is None for _, _, e in entries(tmp_path / "capped")[1])
+
+
+def test_burst_error_keeps_what_the_client_did(pytester, tmp_path):
+    # iperf3 runs and rejects the congestion algorithm in every flow of the group.
+    pytester.makepyfile(test_mesh="""
+        import pytest
+
+        @pytest.mark.meshperf(duration=1, congestion="nosuchcc")
+        def test_cc(mesh_pair, measure):
+            measure()
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--mesh-out", str(tmp_path / "out"),
+                                           "--cluster", "local:2", "--mesh-schedule", "burst")
+    result.assert_outcomes(errors=2)
+    _, found = entries(tmp_path / "out")
+    for src, dst, entry in found:
+        client = entry["client"]
+        assert "TCP_CONGESTION" in entry["error"] and "-C nosuchcc" in client["command"], entry
+        assert "TCP_CONGESTION" in client["stdout"] and isinstance(client["exit_code"], int)

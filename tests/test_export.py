@@ -10,6 +10,7 @@ from jsonschema import Draft202012Validator
 
 from meshcheck import iter_entries, validate_mesh_file
 from pytest_meshperf.export import MESHPERF_KEYS, SPEC_KEYS
+from pytest_meshperf.reports.html import cell_detail
 from test_usage import assert_usage_error
 
 TESTS = """
@@ -63,9 +64,21 @@ def test_export_has_the_spec_structure_and_matches_mesh_json(pytester, mesh_out)
         measured = mesh["sources"][src]["destinations"][dst]["tests"][test]
         assert entry["status"] == measured["status"] and entry["error"] == measured["error"]
         if inst is None:
+            # iperf3 ran and rejected the congestion algorithm: mesh.json keeps what the client did,
+            # and the export has its command, exit code, time and output, as netperf-orchestrate's would.
+            client = measured["client"]
             assert test.endswith("test_error") and entry["success"] is False and entry["instance"] is None
-            assert "congestion" in entry["error"].lower() and entry["exit_code"] is None
-            assert entry["stdout"] == "" and entry["command"] == ""
+            assert "congestion" in entry["error"].lower()
+            assert "-C bogus" in client["command"] and client["pid"] > 0 and client["signal"] is None
+            assert isinstance(client["exit_code"], int) and not client["timed_out"]
+            assert "TCP_CONGESTION" in json.loads(client["stdout"])["error"]
+            assert entry["command"] == client["command"] and entry["exit_code"] == client["exit_code"]
+            assert entry["stdout"] == client["stdout"]
+            assert abs(entry["elapsed_time"] - seconds(client["started"], client["ended"])) < 0.001
+            # The report shows it in the cell's details.
+            rows = dict(cell_detail(src, dst, test, measured, {}))["Failed client"]
+            assert ("command", client["command"], "mono") in rows and rows[1][0] == "ended"
+            assert any(name == "stdout" and "TCP_CONGESTION" in text for name, text, _ in rows)
         else:
             assert entry["success"] is True and entry["instance"] == inst["instance"]
             assert entry["exit_code"] == inst["exit_code"] == 0

@@ -25,6 +25,7 @@ REPORT_FILE = "report.html"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # mesh.json's times (results.iso)
 MAX_LISTED = 1000          # failures, errors and warnings listed in full; the rest are counted (mesh.json has all)
 MAX_INSTANCES_SHOWN = 8    # per cell's details; --mesh-instances auto can start dozens
+OUTPUT_SHOWN_CHARS = 1500  # of a failed client's stdout/stderr per cell's details; a report with many errors stays small
 AUTO_REPORT_MAX_MEASUREMENTS = 40_000   # about 200 nodes: above, the automatic report is skipped (a 20 MB page
                                         # and ~1 GB to build it); meshperf report still makes it
 NODES_OPEN_UP_TO = 12      # node tables start unfolded for small clusters
@@ -113,6 +114,20 @@ def _instance_rows(instance: dict, src: str, dst: str, several: bool):
     return rows
 
 
+def _client_rows(client: dict):
+    """An errored measurement's client (mesh.json ``client``): its command, how it ended, its output's end."""
+    ended = ("killed at its time limit" if client.get("timed_out") else
+             "killed by signal %s" % client["signal"] if client.get("signal") is not None else
+             "exit %s" % client.get("exit_code"))
+    rows = [("command", client.get("command") or "", "mono"), ("ended", ended, "bad")]
+    for stream in ("stdout", "stderr"):
+        text = (client.get(stream) or "").strip()
+        if text:   # the end says why; the whole (last 64 KiB) is in mesh.json
+            rows.append((stream, ("\u2026" if len(text) > OUTPUT_SHOWN_CHARS else "") + text[-OUTPUT_SHOWN_CHARS:],
+                         "mono"))
+    return rows
+
+
 def cell_detail(src: str, dst: str, key: str, entry: dict, labels: Dict[str, str]):
     """The sections shown for one measurement: result, metrics, thresholds, instances, load, warnings."""
     status = entry.get("status", "?")
@@ -147,6 +162,8 @@ def cell_detail(src: str, dst: str, key: str, entry: dict, labels: Dict[str, str
     if len(instances) > MAX_INSTANCES_SHOWN:
         sections.append(("More instances", [("", "%d more in mesh.json" % (len(instances) - MAX_INSTANCES_SHOWN),
                                              "na")]))
+    if entry.get("client"):
+        sections.append(("Failed client", _client_rows(entry["client"])))
     load = entry.get("node_load") or {}
     loads = [(side, _load_text(load.get(which) or {})) for side, which in (("sender " + src, "src"),
                                                                             ("receiver " + dst, "dst"))]
