@@ -271,6 +271,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if mesh is not None and mesh.assembled is not None:
         write_summary(terminalreporter, [n.name for n in mesh.cluster.nodes], mesh.assembled, os.getcwd(),
                       mesh.report)
+    if mesh is not None and mesh.export_line:
+        text, problem = mesh.export_line
+        terminalreporter.write_line(text, yellow=problem)
     hooks = config.pluginmanager.get_plugin("meshperf-progress")
     line = hooks.missing.summary_line(mesh.baseline) if hooks is not None and mesh is not None and \
         mesh.baseline is not None else None

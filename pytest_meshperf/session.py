@@ -54,6 +54,7 @@ class MeshSession:
         self.skip_unreachable = opt.meshperf_unreachable == "skip"
         self.profile_path, self.profile = self._profile(opt.meshperf_profile, base_dir)
         self.export_path = export_path(opt.meshperf_export, base_dir)
+        self.export_line = None   # (text, is_problem) once the export was written or failed
         workerinput = getattr(config, "workerinput", None)
         self.testbed = None
         if opt.meshperf_matrix:
@@ -108,6 +109,15 @@ class MeshSession:
         workdir = tempfile.mkdtemp(prefix="meshperf-netns-")
         self.testbed = NetnsTestbed(spec, workdir).up()
         return self.testbed_paths()
+
+    def _export(self, mesh_path):
+        """Write --mesh-export; one line for the summary.  A failure (a full disk) must not hide the results."""
+        try:
+            count = write_export(mesh_path, self.export_path)
+        except (OSError, ValueError) as exc:
+            return ("meshperf: cannot write the export %s: %s; mesh.json has every measurement "
+                    "(meshperf export %s FILE writes it again)" % (self.export_path, exc, mesh_path), True)
+        return "export: %s (%d entries)" % (self.export_path, count), False
 
     def _profile(self, value, base_dir):
         """--mesh-profile: (absolute path, Profile), or (None, None); a bad name or file is a usage error."""
@@ -248,7 +258,7 @@ class MeshSession:
         if self.created:
             self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
         if self.export_path and self.assembled is not None:   # like mesh.json: only a run that measured
-            write_export(self.assembled.path, self.export_path)
+            self.export_line = self._export(self.assembled.path)
         if self.write_report and self.assembled is not None:   # after the results are safe; never raises
             self.report = report_after_run(self.assembled)
         return self.assembled

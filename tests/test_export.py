@@ -47,6 +47,7 @@ def test_export_has_the_spec_structure_and_matches_mesh_json(pytester, mesh_out)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", "local:2", "--mesh-out",
                                            str(mesh_out), "--mesh-export", "out/export.json")
     result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(["export: */out/export.json (6 entries)"])
     mesh = validate_mesh_file(str(mesh_out / "latest" / "mesh.json"))
     exported = json.loads((pytester.path / "out" / "export.json").read_text())
     assert sorted(export_schema().iter_errors(exported), key=str) == []
@@ -91,3 +92,32 @@ def test_export_has_the_spec_structure_and_matches_mesh_json(pytester, mesh_out)
                           str(pytester.path / "again.json")], capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert json.loads((pytester.path / "again.json").read_text()) == exported
+
+
+BLOCKED = """
+import os
+import pytest
+
+@pytest.mark.meshperf(duration=1)
+def test_link(mesh_pair, measure):
+    measure()
+
+def test_zz_export_path_taken():
+    os.makedirs("out/export.json/taken")   # the export cannot replace a directory at session end
+"""
+
+
+def test_an_export_that_cannot_be_written_loses_nothing(pytester, mesh_out):
+    (pytester.path / "out").mkdir()
+    pytester.makepyfile(test_mesh=BLOCKED)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", "local:2", "--mesh-out",
+                                           str(mesh_out), "--mesh-export", "out/export.json")
+    result.assert_outcomes(passed=3)
+    assert result.ret == 0
+    text = result.stdout.str()
+    assert "Traceback" not in text and "INTERNALERROR" not in text
+    result.stdout.fnmatch_lines(["meshperf: cannot write the export */out/export.json: *; mesh.json has every "
+                                 "measurement (meshperf export *mesh.json FILE writes it again)"])
+    mesh = validate_mesh_file(str(mesh_out / "latest" / "mesh.json"))
+    assert len(list(iter_entries(mesh))) == 2
+    assert [p.name for p in (pytester.path / "out").iterdir()] == ["export.json"]   # no temporary file left
