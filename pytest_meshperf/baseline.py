@@ -68,6 +68,7 @@ class Baseline:
             record["metrics"][name] = {"baseline": before, "change": change, "worse_by": worse_by, "passed": passed}
             if not passed:
                 failures.append(self._message(name, float(before), float(after), change))
+                record["metrics"][name]["message"] = failures[-1]   # summaries and reports show it too
         return failures
 
     def _message(self, name, before, after, change) -> str:

@@ -743,8 +743,10 @@ def iter_entries(mesh: Dict[str, Any], checks: bool = False):
 
 
 def entry_messages(entry: Dict[str, Any]) -> List[str]:
-    """What went wrong in an entry: its error, then the messages of the thresholds it failed."""
+    """What went wrong in an entry: its error, the messages of the thresholds it failed, then its baseline's."""
     messages = [t["message"] for t in entry.get("thresholds", []) if t.get("passed") is False]
+    messages += [m["message"] for m in ((entry.get("baseline") or {}).get("metrics") or {}).values()
+                 if m.get("passed") is False and m.get("message")]
     if entry.get("error"):
         messages.insert(0, entry["error"])
     return messages

@@ -76,6 +76,11 @@ def test_one_slower_link_fails_exactly_its_test_against_a_real_baseline(pytester
         100 * slow_entry["baseline"]["metrics"]["throughput_bps"]["worse_by"]))
     assert 0.35 < slow_entry["baseline"]["metrics"]["throughput_bps"]["worse_by"] < 0.65
     assert 'name="meshperf_baseline" value="found"' in (tmp_path / "mesh.xml").read_text()
+    assert slow_entry["baseline"]["metrics"]["throughput_bps"]["message"] == message[len("node1->node2: "):]
+    # meshperf summary lists the baseline failure as it lists a threshold's.
+    summary = meshperf("summary", new / "latest")
+    assert summary.returncode == 1
+    assert "FAILED node1->node2: %s" % message[len("node1->node2: "):] in summary.stdout, summary.stdout
 
     # meshperf compare on the same two runs agrees, and fails CI.
     result = meshperf("compare", old / "latest", new / "latest", "--max-regression", "10%")
