@@ -18,7 +18,7 @@ import urllib.parse
 from . import __version__, operations
 from .compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_tolerance
 from .errors import UsageError
-from .inventory import HOST_KEY_CHECKS, load_cluster
+from .inventory import HOST_KEY_CHECKS, TOOL_BINARIES, load_cluster
 from .reports.comparison import comparison_lines
 from .reports.comparison_html import comparison_page
 from .metrics import resolve_metric
@@ -227,17 +227,19 @@ def build_parser():
     group.add_argument("--ssh-connect-timeout", dest="meshperf_connect_timeout", type=float, default=10.0,
                        metavar="SECONDS", help="SSH connect time-out (default: 10)")
     group.add_argument("--iperf3", dest="meshperf_iperf3", metavar="PATH", help="iperf3 path on the nodes")
-    group.add_argument("--local-iperf3", dest="meshperf_local_iperf3", metavar="PATH",
-                       help="upload this iperf3 binary to the nodes (deploy, start)")
-    group.add_argument("--netperf", dest="meshperf_netperf", metavar="PATH",
-                       help="netperf path on the nodes (its netserver: the one beside it, else on PATH)")
+    group.add_argument("--netperf", dest="meshperf_netperf", metavar="PATH", help="netperf path on the nodes")
+    group.add_argument("--netserver", dest="meshperf_netserver", metavar="PATH",
+                       help="netserver path on the nodes (default: the one beside netperf, else on PATH)")
+    for binary in TOOL_BINARIES:
+        group.add_argument("--local-" + binary, dest="meshperf_local_" + binary, metavar="PATH",
+                           help="upload this %s binary to the nodes (deploy, start)" % binary)
     group.add_argument("--mesh-remote-dir", dest="meshperf_remote_dir", metavar="DIR",
                        help="directory on the nodes for the agent, tools and logs (default: .meshperf in the home)")
 
     for name, func, text, extra in (
             ("check", cmd_check, "check every host: SSH, python3, tool versions, clock offset, host key",
              "Exit status 1 when any host failed."),
-            ("deploy", cmd_deploy, "ship the agent (and --local-iperf3) to every host; idempotent",
+            ("deploy", cmd_deploy, "ship the agent (and --local-iperf3/-netperf/-netserver) to every host; idempotent",
              "Copies the agent into <remote dir>/agent/<version>-<hash>/ on each host (--mesh-remote-dir, "
              "default ~/.meshperf). A second deploy of the same version transfers nothing."),
             ("start", cmd_start, "start an agent on every host (PIDs shown)",

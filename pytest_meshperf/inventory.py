@@ -76,6 +76,7 @@ HOST_KEYS = (
     "python",
     "iperf3",
     "netperf",
+    "netserver",
     "max_send",
     "max_recv",
     "max_processes",
@@ -85,11 +86,14 @@ HOST_KEYS = (
 #: Values of ``host_key_check``: verify against known_hosts (default), add unknown
 #: keys (never changed ones) as OpenSSH's accept-new does, or no check (throwaway labs).
 HOST_KEY_CHECKS = ("yes", "accept-new", "off")
+#: Keys naming a binary the node's agent runs: --BINARY names it on every node, --local-BINARY uploads one.
+TOOL_BINARIES = ("iperf3", "netperf", "netserver")
 #: Keys every host must give itself (not allowed in ``defaults:``).
 REQUIRED_HOST_KEYS = ("name", "address")
 #: Keys for which an explicit ``null`` means "not set".
 OPTIONAL_HOST_KEYS = ("data_address", "ssh_user", "ssh_port", "ssh_key", "ssh_jump", "host_key_check", "python",
-                      "iperf3", "netperf", "max_send", "max_recv", "max_processes", "ports", "labels")
+                      "iperf3", "netperf", "netserver", "max_send", "max_recv", "max_processes", "ports",
+                      "labels")
 #: Top-level keys of a hosts.yaml file.
 TOP_KEYS = ("defaults", "hosts")
 
@@ -358,6 +362,7 @@ _VALUE_CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "python": _check_program,
     "iperf3": _check_program,
     "netperf": _check_program,
+    "netserver": _check_program,
     "max_send": lambda value: _check_limit(value, "max_send"),
     "max_recv": lambda value: _check_limit(value, "max_recv"),
     "max_processes": _check_max_processes,
@@ -440,7 +445,8 @@ class Node:
     host_key_check: str | None = None
     python: str | None = None
     iperf3: str | None = None
-    netperf: str | None = None   # its netserver: the one beside it, else on PATH
+    netperf: str | None = None
+    netserver: str | None = None   # None: the one beside netperf, else on PATH
     max_send: int | None = None
     max_recv: int | None = None
     max_processes: int | None = None
@@ -501,6 +507,7 @@ class Node:
             "python": self.python,
             "iperf3": self.iperf3,
             "netperf": self.netperf,
+            "netserver": self.netserver,
             "max_send": self.max_send,
             "max_recv": self.max_recv,
             "max_processes": self.max_processes,

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 from .controller import new_secret
 from .errors import AgentError
 from .rpc import AgentClient
+from .tools import get_tool
 from .transport import is_local
 from .transport.local import LocalNode
 from .transport.ssh import SshNode, SshOptions
@@ -76,7 +77,7 @@ def check(cluster, options, required=()) -> List[HostResult]:
         usable = len(errors) < len(facts["tools"])
         problems = [errors[name] for name in required if name in errors] if usable else list(errors.values())
         notes = [] if problems else ["%s missing: %s" % (name, error) for name, error in errors.items()]
-        tools = ", ".join("%s %s" % (name, t["version"]) for name, t in facts["tools"].items() if t["version"])
+        tools = describe_tools(facts["tools"])
         parts = ["python %s" % facts["python"]] + ([tools] if tools else [])
         if not is_local(node):
             if facts["clock_offset_s"] is not None:
@@ -88,6 +89,18 @@ def check(cluster, options, required=()) -> List[HostResult]:
         return HostResult(node, not problems, "; ".join(problems) if problems else "; ".join([", ".join(parts)]
                                                                                               + notes), facts)
     return for_each(cluster, options, action)
+
+
+def describe_tools(tools) -> str:
+    """The binaries a node uses: 'iperf3 3.12 /usr/bin/iperf3, netperf 2.7.0 /usr/bin/netperf (netserver 2.7.0
+    /usr/bin/netserver)'; a tool not found is left out (its error says why)."""
+    shown = []
+    for name, t in tools.items():
+        if t.get("version"):
+            server = " (%s %s %s)" % (get_tool(name).SERVER_BINARY, t.get("server_version") or "?", t["server_path"]) \
+                if t.get("server_path") else ""
+            shown.append("%s %s %s%s" % (name, t["version"], t["path"], server))
+    return ", ".join(shown)
 
 
 def clock_spread_s(results: List[HostResult]) -> Optional[float]:
@@ -190,8 +203,10 @@ def describe_health(health) -> str:
     tools = ", ".join("%s %s pid %s port %s" % (p["tool"], p["role"], p["pid"], p["port"] or "-") for p in procs)
     usage, load = health.get("agent_usage", {}), health.get("load", {})
     rss = usage.get("rss_bytes")
+    binaries = describe_tools(health.get("tools") or {})
     parts = ["Running (PID %s)" % health["pid"], "up %s" % _duration(health.get("uptime_s", 0)),
              "%d tool processes%s" % (len(procs), " (%s)" % tools if tools else ""),
+             *([binaries] if binaries else []),
              "node CPU %s%%" % ("?" if load.get("cpu_percent") is None else "%.0f" % load["cpu_percent"]),
              "agent CPU %.2f s" % usage.get("cpu_seconds", 0),
              "RSS %s" % ("%.1f MB" % (rss / 1e6) if rss else "?"),

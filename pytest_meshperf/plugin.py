@@ -9,7 +9,7 @@ from .baseline import MissingPairs, add_options as add_baseline_options
 from .checks import add_check_items, is_check_id
 from .errors import MeasurementError, MeshperfError, UsageError
 from .fixtures import SESSION_KEY, SPEC_KEY, assign_groups, measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
-from .inventory import HOST_KEY_CHECKS
+from .inventory import HOST_KEY_CHECKS, TOOL_BINARIES
 from .planning import SCHEDULES, link_selected, plan_pairs
 from .reports.progress import Progress
 from .reports.terminal import write_summary
@@ -89,11 +89,14 @@ def pytest_addoption(parser):
                   metavar="SECONDS", help="SSH connect, banner and authentication time-out (default: 10)")
     ssh.addoption("--iperf3", dest="meshperf_iperf3", metavar="PATH",
                   help="iperf3 path on every remote node (default: the inventory's iperf3, else iperf3 on PATH)")
-    ssh.addoption("--local-iperf3", dest="meshperf_local_iperf3", metavar="PATH",
-                  help="upload this iperf3 binary to every remote node and use it")
     ssh.addoption("--netperf", dest="meshperf_netperf", metavar="PATH",
-                  help="netperf path on every remote node; its netserver is the one beside it, else on PATH "
-                       "(default: the inventory's netperf, else netperf on PATH)")
+                  help="netperf path on every remote node (default: the inventory's netperf, else netperf on PATH)")
+    ssh.addoption("--netserver", dest="meshperf_netserver", metavar="PATH",
+                  help="netserver path on every remote node (default: the inventory's netserver, else the one "
+                       "beside netperf, else netserver on PATH)")
+    for binary in TOOL_BINARIES:
+        ssh.addoption("--local-" + binary, dest="meshperf_local_" + binary, metavar="PATH",
+                      help="upload this %s binary to every remote node and use it" % binary)
     ssh.addoption("--mesh-remote-dir", dest="meshperf_remote_dir", metavar="DIR",
                   help="directory on the nodes for the agent, uploaded tools and logs, relative to the home "
                        "directory or absolute (default: .meshperf)")

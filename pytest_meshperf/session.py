@@ -23,7 +23,7 @@ from typing import Optional
 from . import __version__
 from .controller import AgentPool, Controller, new_secret
 from .errors import AgentError, UsageError
-from .inventory import load_cluster
+from .inventory import TOOL_BINARIES, load_cluster
 from .baseline import load_baseline
 from .matrix import load_matrix
 from .burst import GroupRunner
@@ -169,7 +169,8 @@ class MeshSession:
                 entry["clock_offset_s"] = info.get("clock_offset_s")
                 if facts:
                     entry["ssh"] = {"host_key_check": facts.get("host_key_check"), "python": facts.get("python")}
-                entry["tools"] = {name: {"version": t.get("version"), "path": t.get("path"), "error": t.get("error")}
+                entry["tools"] = {name: {"version": t.get("version"), "path": t.get("path"), "error": t.get("error"),
+                                         **{key: t[key] for key in ("server_path", "server_version") if key in t}}
                                   for name, t in (info.get("tools") or {}).items()}
                 entry["resources"] = info.get("resources") or {}
                 if info.get("limits"):
@@ -275,10 +276,14 @@ def ssh_options_from(opt, base_dir):
     def path(value):
         return os.path.abspath(os.path.join(base_dir, os.path.expanduser(value))) if value else None
 
-    local_iperf3 = path(getattr(opt, "meshperf_local_iperf3", None))
-    if local_iperf3 and not os.path.isfile(local_iperf3):
-        raise UsageError("--local-iperf3 %s: no such file; give the path of an iperf3 binary to upload"
-                         % opt.meshperf_local_iperf3)
+    local_tools = {}
+    for binary in TOOL_BINARIES:
+        given = getattr(opt, "meshperf_local_" + binary, None)
+        if given and not os.path.isfile(path(given)):
+            raise UsageError("--local-%s %s: no such file; give the path of the %s binary on this machine to upload"
+                             % (binary, given, binary))
+        if given:
+            local_tools[binary] = path(given)
     for name in ("meshperf_known_hosts", "meshperf_ssh_config"):
         value = getattr(opt, name, None)
         if value and name == "meshperf_ssh_config" and not os.path.isfile(path(value)):
@@ -294,9 +299,9 @@ def ssh_options_from(opt, base_dir):
                       known_hosts=path(getattr(opt, "meshperf_known_hosts", None)),
                       ssh_config=path(getattr(opt, "meshperf_ssh_config", None)),
                       connect_timeout_s=getattr(opt, "meshperf_connect_timeout", 10.0),
-                      tool_paths={name: getattr(opt, "meshperf_" + name) for name in ("iperf3", "netperf")
+                      tool_paths={name: getattr(opt, "meshperf_" + name) for name in TOOL_BINARIES
                                   if getattr(opt, "meshperf_" + name, None)},
-                      local_tools={"iperf3": local_iperf3} if local_iperf3 else {})
+                      local_tools=local_tools)
 
 
 def _program():

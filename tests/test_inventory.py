@@ -271,6 +271,7 @@ def test_node_is_frozen_hashable_and_picklable():
         ({"name": "a", "address": "x", "role": "sever"}, "role"),
         ({"name": "a", "address": "x", "ssh_port": 0}, "ssh_port"),
         ({"name": "a", "address": "x", "ssh_user": "-x"}, "ssh_user"),
+        ({"name": "a", "address": "x", "netserver": "/opt/net server"}, "netserver"),
         ({"name": "a", "address": "x", "labels": {"k": 1}}, "labels"),
     ],
 )
@@ -374,6 +375,13 @@ BAD = [
         first_host("name: web1", "address: 10.0.1.10", "role: server", "role: client"),
         5,
         ("host 'web1'", "key 'role' is given twice (first at line 4)", "keep only one"),
+    ),
+    Bad(
+        "netserver-relative-path",
+        first_host("name: web1", "address: 10.0.1.10", "netserver: bin/netserver"),
+        4,
+        ("host 'web1'", "netserver", "'bin/netserver' is neither a program name nor an absolute path",
+         "give a program name or an absolute path on the node"),
     ),
     Bad(
         "missing-name",

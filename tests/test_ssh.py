@@ -9,6 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from meshcheck import validate_mesh_file
 from procs import wait_for
 from pytest_meshperf import bundle
 from pytest_meshperf.controller import Controller
@@ -150,6 +151,48 @@ def test_local_iperf3_is_uploaded_once_and_used(pytester, tmp_path):
         """)
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *common, "--mesh-out", str(tmp_path / "o"))
         result.assert_outcomes(passed=2)
+
+
+def test_local_netperf_and_netserver_are_uploaded_once_and_used_and_a_missing_netserver_is_named(pytester, tmp_path):
+    remote_bin = str(tmp_path / "remote" / "bin")
+    with netns_testbed(tmp_path / "tb", nodes=2) as tb:
+        common = ["--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts,
+                  "--mesh-remote-dir", str(tmp_path / "remote")]
+        upload = ["--local-netperf", "/usr/bin/netperf", "--local-netserver", "/usr/bin/netserver"]
+        first = meshperf("deploy", *common, *upload)
+        assert first.returncode == 0 and "netserver %s/netserver-" % remote_bin in first.stdout, first.stdout
+        second = meshperf("deploy", *common, *upload)
+        assert second.returncode == 0 and "bytes sent" not in second.stdout
+        assert second.stdout.count("up to date") == 6  # agent, netperf and netserver on both nodes
+        check = meshperf("check", *common, "--netserver", "/nonexistent")
+        assert check.returncode == 0, check.stdout  # iperf3 still works: not fatal unless --tool netperf
+        assert check.stdout.count("netperf missing: netserver /nonexistent not found on the node; install it") == 2
+        pytester.makepyfile("""
+            import pytest
+
+            @pytest.mark.meshperf(tool="netperf", test="rr", duration=1)
+            def test_rr(mesh_pair, measure):
+                measure()
+        """)
+        run = ["-p", "no:cacheprovider", *common]
+        result = pytester.runpytest_subprocess(*run, *upload, "--mesh-out", str(tmp_path / "o"))
+        result.assert_outcomes(passed=2)
+        mesh = validate_mesh_file(str(tmp_path / "o" / "latest" / "mesh.json"))
+        for node in mesh["cluster"]["nodes"].values():
+            netperf = node["tools"]["netperf"]
+            assert netperf["path"].startswith(remote_bin + "/netperf-")
+            assert netperf["server_path"].startswith(remote_bin + "/netserver-") and netperf["server_version"]
+        for source in mesh["sources"].values():
+            for destination in source["destinations"].values():
+                ((instance,),) = [entry["instances"] for entry in destination["tests"].values()]
+                assert instance["command"].startswith(remote_bin + "/netperf-")
+                assert instance["server"]["command"].startswith(remote_bin + "/netserver-")
+        # A netserver that is not there: every netperf pair errors, naming it; iperf3 would still run.
+        result = pytester.runpytest_subprocess(*run, "--netserver", "/nonexistent", "--mesh-out", str(tmp_path / "x"))
+        result.assert_outcomes(errors=2)
+        result.stdout.fnmatch_lines(["MeasurementError: node*->node*: cannot start the netperf server on node*: "
+                                     "node node*: netserver /nonexistent not found on the node; install it*"] * 2)
+        assert "Traceback" not in result.stdout.str()
 
 
 def test_run_secret_appears_in_no_process_list_log_or_result(tmp_path):

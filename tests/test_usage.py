@@ -41,6 +41,9 @@ def assert_usage_error(result, *fragments):
     (["--mesh-links", "node1"], ["--mesh-links 'node1'", "SRC->DST", "node1->*"]),
     (["--mesh-links", "node1->*,nod3->node1"], ["--mesh-links 'nod3->node1'", "'nod3' matches no node",
                                                 "node1, node2, node3"]),
+    (["--local-netserver", "no/netserver"], ["--local-netserver no/netserver", "no such file",
+                                              "netserver binary on this machine"]),
+    (["--local-netperf", "nope"], ["--local-netperf nope", "no such file"]),
 ])
 def test_bad_options(pytester, args, fragments):
     pytester.makepyfile(MESH_TEST.format(mark="duration=1"))

@@ -28,7 +28,10 @@ import time
 MIN_PYTHON = (3, 9)
 # How each tool prints its version (tools/*.version_argv): this file also runs as bare source (-c), without
 # the package to import them from.
-VERSION_ARGS = {"netperf": ["-V"]}
+VERSION_ARGS = {"netperf": ["-V"], "netserver": ["-V"]}
+# A client tool's server binary (tools/*.SERVER_BINARY), probed with its client: given by ``--tool
+# netserver=PATH``, else the one beside the client, else on PATH.
+SERVERS = {"netperf": "netserver"}
 NEEDS_UPLOAD = 3
 CANNOT_RUN = 4
 VERSION_TIMEOUT_S = 10
@@ -74,10 +77,31 @@ def probe_tool(name, path):
     return {"path": found, "version_output": out[:200]}
 
 
-def facts(tools, expect):
+def locate_server(client_path, server, given=None):
+    """The server binary runs of a client tool use: ``given`` (a name or path), else the one beside the client,
+    else ``server`` on PATH; None if there is none."""
+    if given:
+        return shutil.which(given)
+    beside = os.path.join(os.path.dirname(client_path), server)
+    return beside if os.access(beside, os.X_OK) else shutil.which(server)
+
+
+def probe_tools(tools, servers=False):
+    """Each client tool's path and version output; with ``servers``, also its server's (as ``server``, with
+    ``server_given``: the path asked for, if any)."""
+    given = dict(tools)
+    found = dict((name, probe_tool(name, path)) for name, path in tools if name not in SERVERS.values())
+    for client, server in SERVERS.items():
+        if servers and client in found and found[client]["path"]:
+            path = locate_server(found[client]["path"], server, given.get(server))
+            found[client]["server"] = probe_tool(server, path) if path else {"path": None, "version_output": ""}
+            found[client]["server_given"] = given.get(server)
+    return found
+
+
+def facts(tools, expect, servers=False):
     data = {"meshperf_boot": 1, "python": list(sys.version_info[:3]), "executable": sys.executable,
-            "hostname": socket.gethostname(),
-            "tools": dict((name, probe_tool(name, path)) for name, path in tools),
+            "hostname": socket.gethostname(), "tools": probe_tools(tools, servers),
             "deploy": [path for path, digest in expect if sha256_of(path) != digest]}
     data["time"] = time.time()  # last: the controller compares it with when the line arrives
     return data
@@ -125,7 +149,7 @@ def add_site_packages():
 def main(argv=None):
     expect, probe, agent_argv = split_args(sys.argv[1:] if argv is None else argv)
     tools = [value.partition("=")[::2] for value in option_values(agent_argv, "--tool")]
-    data = facts(tools, expect)
+    data = facts(tools, expect, servers=probe)  # a start skips the server: the agent probes it anyway
     sys.stdout.write(json.dumps(data) + "\n")
     sys.stdout.flush()  # before the agent forks: the line must not be written twice
     if probe:

@@ -17,6 +17,7 @@ import time
 from .. import __version__
 from ..tools import TOOLS, get_tool
 from . import protocol, resources
+from .boot import locate_server
 from .monitor import CpuMonitor
 from .leases import ROLES as LEASE_ROLES
 from .leases import Leases
@@ -70,6 +71,8 @@ class Agent:
     # -- tools ----------------------------------------------------------------
     @staticmethod
     def _probe_tools(tool_paths):
+        """Each tool's binary and version; a tool with a server (netserver) also its server's: the given
+        ``tool_paths[server]``, else the one beside the client, else on PATH."""
         found = {}
         for name in TOOLS:
             module = get_tool(name)
@@ -80,24 +83,16 @@ class Agent:
                 entry["error"] = "%s not found on the node%s; install it (%s)" % (
                     given or name, "" if given else " (PATH)", module.INSTALL_HINT)
             else:
-                try:
-                    out = subprocess.run(module.version_argv(binary), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
-                    text = out.stdout.decode("utf-8", "replace")
-                    entry["version"] = module.parse_version(text)
-                    if entry["version"] is None:
-                        entry["error"] = "%s does not look like %s (its --version said %r)" % (
-                            binary, name, text.strip()[:80])
-                except (OSError, subprocess.SubprocessError) as exc:
-                    entry["error"] = "%s does not run: %s" % (binary, exc)
+                entry["version"], entry["error"] = _version(module, name, binary)
             server = getattr(module, "SERVER_BINARY", None)
             if server and not entry["error"]:
-                # The server binary beside the client (a --tool path), else on PATH.
-                beside = os.path.join(os.path.dirname(binary), server)
-                entry["server_path"] = beside if os.access(beside, os.X_OK) else shutil.which(server)
+                given_server = tool_paths.get(server)
+                entry["server_path"] = locate_server(binary, server, given_server)
                 if not entry["server_path"]:
-                    entry["error"] = "%s not found beside %s nor on PATH; install it (%s)" % (
-                        server, binary, module.INSTALL_HINT)
+                    entry["error"] = "%s %s not found on the node; install it (%s)" % (
+                        server, given_server or "(beside %s nor on PATH)" % binary, module.INSTALL_HINT)
+                else:
+                    entry["server_version"], entry["error"] = _version(module, server, entry["server_path"])
             found[name] = entry
         return found
 
@@ -366,3 +361,17 @@ def _field(params, name, kinds):
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise RpcError("bad_request", "field %r is missing or has the wrong type" % name)
     return value
+
+
+def _version(module, name, binary):
+    """(version, None) or (None, why ``binary`` is not a usable ``name``)."""
+    try:
+        out = subprocess.run(module.version_argv(binary), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, "%s does not run: %s" % (binary, exc)
+    text = out.stdout.decode("utf-8", "replace")
+    version = module.parse_version(text)
+    if version is None:
+        return None, "%s does not look like %s (its --version said %r)" % (binary, name, text.strip()[:80])
+    return version, None

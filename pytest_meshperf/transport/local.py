@@ -13,7 +13,9 @@ import sys
 import time
 
 from ..agent import protocol
+from ..agent.boot import locate_server
 from ..errors import AgentError
+from ..inventory import TOOL_BINARIES
 from ..rpc import tcp_connector
 from . import AgentHandle
 
@@ -45,9 +47,9 @@ def start_agent(node, secret, log_dir, lease_s=60.0, extra_args=()):
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     extra_args = tuple(limit_args(node)) + tuple(extra_args)
-    for tool in ("iperf3", "netperf"):
-        if getattr(node, tool, None):
-            extra_args = ("--tool", "%s=%s" % (tool, getattr(node, tool))) + extra_args
+    for binary in TOOL_BINARIES:
+        if getattr(node, binary, None):
+            extra_args = ("--tool", "%s=%s" % (binary, getattr(node, binary))) + extra_args
     try:
         proc = subprocess.Popen(agent_argv(node, log_path, lease_s, extra_args), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
@@ -136,13 +138,17 @@ class LocalNode:
             module, started = get_tool(name), time.time()
             given = getattr(self.node, name, None)   # the inventory's path, as the agent would use it
             path = shutil.which(given or module.DEFAULT_BINARY)
-            version = None
-            if path:
-                out = subprocess.run(module.version_argv(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     timeout=10, stdin=subprocess.DEVNULL)
-                version = module.parse_version(out.stdout.decode("utf-8", "replace"))
-            facts["tools"][name] = {"path": path, "version": version, "error": None if version else (
-                "%s not found; install it (%s)" % (given or name, module.INSTALL_HINT))}
+            entry = {"path": path, "version": _version(module, path), "error": None}
+            server = getattr(module, "SERVER_BINARY", None)
+            if server and path:
+                entry["server_path"] = locate_server(path, server, getattr(self.node, server, None))
+                entry["server_version"] = _version(module, entry["server_path"])
+            if not entry["version"]:
+                entry["error"] = "%s not found; install it (%s)" % (given or name, module.INSTALL_HINT)
+            elif server and not entry["server_version"]:
+                entry["error"] = "%s %s not found; install it (%s)" % (
+                    server, getattr(self.node, server, None) or "(beside %s nor on PATH)" % path, module.INSTALL_HINT)
+            facts["tools"][name] = entry
             facts["rtt_s"] = round(time.time() - started, 4)
         return facts
 
@@ -190,3 +196,12 @@ class LocalNode:
         out = subprocess.run(["pgrep", "-u", str(os.getuid()), "-f", "pytest_meshperf.agent --node %s " % self.node.name],
                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         return [int(p) for p in out.stdout.split()]
+
+
+def _version(module, path):
+    """The tool's version as ``path`` reports it; None without a path or a version."""
+    if not path:
+        return None
+    out = subprocess.run(module.version_argv(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=10, stdin=subprocess.DEVNULL)
+    return module.parse_version(out.stdout.decode("utf-8", "replace"))

@@ -52,8 +52,8 @@ class SshOptions:
     known_hosts: Optional[str] = None         # None: ssh_config UserKnownHostsFile, then ~/.ssh/known_hosts
     ssh_config: Optional[str] = None          # None: ~/.ssh/config (as OpenSSH)
     connect_timeout_s: float = CONNECT_TIMEOUT_S
-    tool_paths: Dict[str, str] = field(default_factory=dict)    # tool -> path on every node (--iperf3)
-    local_tools: Dict[str, str] = field(default_factory=dict)   # tool -> local binary to upload (--local-iperf3)
+    tool_paths: Dict[str, str] = field(default_factory=dict)    # binary -> path on every node (--iperf3, --netserver)
+    local_tools: Dict[str, str] = field(default_factory=dict)   # binary -> local file to upload (--local-iperf3)
     echo: Optional[Callable[[str], None]] = None                # -v: show every remote command
     remote_dir: str = REMOTE_HOME_DIR                           # on each node; relative paths are in the home
 
@@ -239,12 +239,11 @@ class SshNode:
         """What a node offers: python3 version, tool versions (and with ``clock``, its clock offset), from one
         remote command.  Raises TransportError."""
         from ..tools import TOOLS
-        data, started, arrived = self._probe(tools=[(name, self.tool_path(name)) for name in TOOLS])
+        data, started, arrived = self._probe(tools=self.tool_args(TOOLS, {}))
         return self._facts(data, started, arrived, clock)
 
     def _facts(self, data, started, arrived, clock):
         """boot.py's facts line as the node's facts; raises TransportError if its python is too old."""
-        from ..tools import get_tool
         facts = {"host_key_check": self.host_key_check, "rtt_s": round(arrived - started, 4)}
         facts["python"] = ".".join(str(p) for p in data["python"])
         if tuple(data["python"][:2]) < (3, 9):
@@ -257,19 +256,47 @@ class SshNode:
         if data.get("executable") and not self.node.python:
             # Later commands run the real interpreter, not a wrapper found on PATH (pyenv shims cost 0.1 s each).
             self._python = data["executable"]
-        facts["tools"] = {}
-        for name, info in data["tools"].items():
-            version = get_tool(name).parse_version(info["version_output"]) if info["path"] else None
-            upload = " or upload one with --local-%s" % name if name == "iperf3" else ""
-            facts["tools"][name] = {"path": info["path"], "version": version,
-                                    "error": None if version else (
-                                        "%s not found on the node; install it (%s)%s" % (
-                                            self.tool_path(name), get_tool(name).INSTALL_HINT, upload)
-                                        if not info["path"] else "%s does not look like %s" % (info["path"], name))}
+        facts["tools"] = {name: self._tool_facts(name, info) for name, info in data["tools"].items()}
         return facts
 
-    def tool_path(self, tool):
-        return self.options.tool_paths.get(tool) or getattr(self.node, tool, None) or tool
+    def _tool_facts(self, name, info):
+        """One tool of boot.py's facts: path, version, error (with the way out), and its server's if probed."""
+        from ..tools import get_tool
+        module = get_tool(name)
+        version = module.parse_version(info["version_output"]) if info["path"] else None
+        entry = {"path": info["path"], "version": version, "error": None}
+        if not info["path"]:
+            entry["error"] = "%s not found on the node; install it (%s) or upload one with --local-%s" % (
+                self.tool_path(name), module.INSTALL_HINT, name)
+        elif not version:
+            entry["error"] = "%s does not look like %s" % (info["path"], name)
+        server = info.get("server")
+        if server is not None:
+            entry["server_path"] = server["path"]
+            entry["server_version"] = module.parse_version(server["version_output"]) if server["path"] else None
+            if not entry["error"] and not server["path"]:
+                entry["error"] = "%s %s not found on the node; install it (%s) or upload one with --local-%s" % (
+                    module.SERVER_BINARY, info.get("server_given") or "(beside %s nor on PATH)" % info["path"],
+                    module.INSTALL_HINT, module.SERVER_BINARY)
+            elif not entry["error"] and not entry["server_version"]:
+                entry["error"] = "%s does not look like %s" % (server["path"], module.SERVER_BINARY)
+        return entry
+
+    def tool_path(self, binary):
+        """Where ``binary`` is on the node: --BINARY, else the inventory's key, else its name (found on PATH)."""
+        return self.options.tool_paths.get(binary) or getattr(self.node, binary, None) or binary
+
+    def tool_args(self, tools, uploaded):
+        """(binary, path) for boot.py's and the agent's ``--tool``: each tool's client and, only when one was
+        given or uploaded, its server (else the agent looks beside the client, then on PATH)."""
+        from ..tools import get_tool
+        args = []
+        for name in tools:
+            args.append((name, uploaded.get(name) or self.tool_path(name)))
+            server = getattr(get_tool(name), "SERVER_BINARY", None)
+            if server and (uploaded.get(server) or self.tool_path(server) != server):
+                args.append((server, uploaded.get(server) or self.tool_path(server)))
+        return args
 
     # -- deploy ----------------------------------------------------------------
     def shipments(self):
@@ -334,8 +361,8 @@ class SshNode:
                  "--log", log_path]
         local = {item[0]: item[3] for item in items[1:]}
         from ..tools import TOOLS
-        for tool in TOOLS:
-            argv += ["--tool", "%s=%s" % (tool, local.get(tool) or self.tool_path(tool))]
+        for binary, path in self.tool_args(TOOLS, local):
+            argv += ["--tool", "%s=%s" % (binary, path)]
         argv += list(limit_args(self.node))
         deployed = self._upload(items, set())
         for attempt in range(2):  # the second only after an upload
