@@ -76,6 +76,9 @@ def test_spec_style_netperf_arguments_map_onto_meshperf_parameters():
     (netperf, "-L 10.0.0.2", "-L"), (netperf, "-t TCP_RR", "-t TCP_RR"), (netperf, "-o P99_LATNCY", "P99_LATENCY"),
     (netperf, "-- -P 5000", "-P"), (iperf3, "-c 10.0.0.1", "-c"), (iperf3, "--bind=10.0.0.2", "--bind"),
     (iperf3, "-J", "-J"), (iperf3, "-n 1G", "-n"), (iperf3, "--logfile /tmp/x", "--logfile"),
+    # Glued or bundled short options would hide an owned one: refused, with the separate-word spelling.
+    (iperf3, "-c10.0.0.1", "'-c 10.0.0.1'"), (iperf3, "-Rc 10.0.0.1", "'-R c'"),
+    (netperf, "-H10.0.0.1", "'-H 10.0.0.1'"), (netperf, "-- -L10.0.0.1", "'-L 10.0.0.1'"),
 ])
 def test_an_argument_meshperf_owns_is_refused_by_name(module, args, named):
     with pytest.raises(ArgError, match=named.replace("-", r"\-")):

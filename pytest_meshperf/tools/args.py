@@ -3,6 +3,8 @@
 Each tool module decides what an option means (mapped onto meshperf's parameters, passed through, or
 refused because meshperf owns it); this module only finds the options.  An option takes the next token
 as its value unless that token is itself an option (starts with ``-`` and is not a negative number).
+Short options must stand alone: ``-c10.0.0.1`` or a bundle such as ``-RZ`` would hide an option meshperf
+owns from the tool module's check, so they are refused with the separate-word spelling to use.
 """
 
 import re
@@ -50,6 +52,9 @@ def options(tokens):
             continue
         if not is_option(token):
             raise ArgError("%r: a value without an option before it" % token)
+        if not token.startswith("--") and len(token) > 2:
+            raise ArgError("%s: write a short option and its value (or several short options) as separate words, "
+                           "e.g. '%s %s', so meshperf can check each" % (token, token[:2], token[2:]))
         value = None
         if token.startswith("--") and "=" in token:
             token, value = token.split("=", 1)

@@ -241,8 +241,9 @@ def expected_runtime_s(params):
     """The duration, times the most iterations a confidence interval (-i max,min) may take."""
     iterations, global_args = 1, params.get("args", [])
     for option, value in zip(global_args, global_args[1:]):
-        if option == "-i" and re.match(r"^[0-9]{1,2}", value):
-            iterations = max(1, int(re.match(r"^[0-9]{1,2}", value).group(0)))
+        most = re.match(r"^[0-9]{1,2}", value) if option == "-i" else None
+        if most:
+            iterations = max(1, int(most.group(0)))
     return float(params.get("duration_s", 10)) * iterations
 
 
