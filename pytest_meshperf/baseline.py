@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from .compare import DEFAULT_TOLERANCE, compared_metrics, find_entry, load_entries, metric_change, parse_metrics, \
-    parse_tolerance, resolve_result
+    parse_tolerance
 from .errors import UsageError
 from .metrics import METRICS, format_value
+from .results import resolve_mesh
 
 MISSING = "missing"
 PROPERTY = "meshperf_baseline"
@@ -88,7 +89,7 @@ def load_baseline(path: Optional[str], tolerance: Optional[str], metrics, base_d
     limit = parse_tolerance(tolerance, "--mesh-max-regression") if tolerance is not None else DEFAULT_TOLERANCE
     asked = parse_metrics(metrics, "--mesh-regression-metric")
     full = os.path.abspath(os.path.join(base_dir, os.path.expanduser(path)))
-    mesh = os.path.realpath(resolve_result(full, "--mesh-baseline"))   # not "latest", which moves on
+    mesh = os.path.realpath(resolve_mesh(full, "--mesh-baseline"))   # not "latest", which moves on
     entries = load_entries(mesh, "--mesh-baseline")
     shown = os.path.relpath(mesh, base_dir) if mesh.startswith(os.path.abspath(base_dir) + os.sep) else mesh
     return Baseline(mesh, shown, limit, asked, entries)

@@ -32,9 +32,9 @@ import pytest
 
 from .errors import MeasurementError
 from .measurement import iso
-from .metrics import METRICS, format_value
+from .metrics import MAIN_METRICS, METRICS, format_value
 from .results import JOURNAL_DIR, record_head
-from .thresholds import ASYMMETRY, MAIN_METRICS, MEDIAN, NEGATED, Threshold, holds
+from .thresholds import MEDIAN, NEGATED, Threshold, holds
 
 CHECK_SUFFIX = ":mesh"
 CHECK_KIND = "check"

@@ -18,30 +18,23 @@ import urllib.parse
 from . import __version__, operations
 from .compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_tolerance
 from .errors import UsageError
+from .export import export_path, write_export
 from .inventory import HOST_KEY_CHECKS, TOOL_BINARIES, load_cluster
-from .reports.comparison import comparison_lines
-from .reports.comparison_html import comparison_page
 from .metrics import resolve_metric
 from .reports import browser
 from .reports import html as html_report
+from .reports.comparison import comparison_lines
+from .reports.comparison_html import comparison_page
 from .reports.terminal import summary_lines
-from .export import export_path, write_export
-from .results import RunDir, assemble, load_rows, resolve
+from .results import RunDir, assemble, load_rows, resolve_mesh
 from .session import is_testbed_spec, ssh_options_from
 from .tools import TOOLS
 
 OK, FAIL = "\u2713", "\u2717"
 
 
-def _mesh_path(result):
-    try:
-        return resolve(result)
-    except FileNotFoundError:
-        raise UsageError("%s: no mesh.json there; give a mesh.json, a run directory or a results folder" % result)
-
-
 def cmd_summary(args):
-    mesh_path = _mesh_path(args.result)
+    mesh_path = resolve_mesh(args.result)
     nodes, rows, counts = load_rows(mesh_path)
     print("\n".join(summary_lines(nodes, rows, counts, mesh_path, os.getcwd())).lstrip("\n"))
     problems = [(row, message) for row in rows for message in row.messages]
@@ -53,7 +46,7 @@ def cmd_summary(args):
 
 
 def cmd_report(args):
-    mesh_path = _mesh_path(args.result)
+    mesh_path = resolve_mesh(args.result)
     if args.metric:
         try:
             args.metric = resolve_metric(args.metric).name
@@ -123,11 +116,10 @@ def cmd_compare(args):
     if args.html or args.png:
         _publish(args, comparison_page(comparison), args.html, "--html", _fragment(pin=args.pin))
     return 1 if comparison.failed else 0
+
+
 def cmd_export(args):
-    try:
-        mesh_path = resolve(args.result)
-    except FileNotFoundError:
-        return _fail("%s: no mesh.json there; give a mesh.json, a run directory or a results folder" % args.result)
+    mesh_path = resolve_mesh(args.result)
     count = write_export(mesh_path, export_path(args.file, os.getcwd(), "meshperf export"))
     print("%s: %d entries (from %s)" % (args.file, count, mesh_path))
     return 0

@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from .checks import is_check_key
 from .errors import UsageError
 from .metrics import METRICS, resolve_metric
-from .results import load_rows, resolve
+from .results import load_rows, resolve_mesh
 
 #: Compared unless told otherwise, when the test measured them: what a test is run for.  Retransmits,
 #: CPU and packet counts are left out: they swing from run to run on healthy links (0 -> 40
@@ -207,19 +207,10 @@ def _order(change: MetricChange):
     return STATUSES.index(change.status), -worse_by, change.test, change.src, change.dst, change.metric or ""
 
 
-def resolve_result(path: str, what: str) -> str:
-    """A mesh.json, run directory or results folder -> its mesh.json; a one-line UsageError otherwise."""
-    try:
-        return resolve(path)
-    except FileNotFoundError:
-        raise UsageError("%s %s: no mesh.json there; give a mesh.json, a run directory or a results folder"
-                         % (what, path)) from None
-
-
 def compare_results(old_path: str, new_path: str, tolerance: float = DEFAULT_TOLERANCE,
                     metrics: Optional[Sequence[str]] = None) -> Comparison:
     """Compare two runs' mesh.json (or run directories, or results folders: their latest run)."""
-    old_file, new_file = resolve_result(old_path, "OLD"), resolve_result(new_path, "NEW")
+    old_file, new_file = resolve_mesh(old_path, "OLD"), resolve_mesh(new_path, "NEW")
     old, new = load_entries(old_file, "OLD"), load_entries(new_file, "NEW")
     asked = tuple(metrics) if metrics else None
     changes: List[MetricChange] = []

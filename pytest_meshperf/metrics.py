@@ -19,7 +19,7 @@ from types import MappingProxyType
 from .errors import ThresholdError
 from .units import format_number, format_rate_bps, to_unit
 
-__all__ = ["METRICS", "Metric", "format_value", "resolve_metric"]
+__all__ = ["MAIN_METRICS", "METRICS", "Metric", "format_value", "resolve_metric"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,10 @@ _ALL = (
 
 #: Canonical name -> Metric, in contract order.
 METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in _ALL})
+
+#: What a test is about, in this order: the first one a test measured is its main metric (the summary's
+#: matrix, the report's first heatmap, an ``asymmetry`` threshold that names no metric).
+MAIN_METRICS = ("throughput_bps", "latency_p50_us", "transaction_rate")
 
 
 def _key(name: str) -> str:

@@ -261,22 +261,19 @@ def merge_params(*layers: Mapping[str, Any]) -> Params:
     for layer in layers:
         tool = layer.get("tool", tool)
     module = get_tool(tool)
+    taken = set(_MESHPERF_FIELDS) | set(module.CLIENT_PARAMS)   # the fields this test's tool takes
     merged, passed, test_passed = {}, [], []
     for layer in layers:
         origin, everywhere = getattr(layer, "origin", ""), getattr(layer, "everywhere", False)
         for field, value in layer.items():
-            if field in _MESHPERF_FIELDS or field in module.CLIENT_PARAMS:
-                continue
-            if everywhere:
+            if field in taken or everywhere:
                 continue
             key = next(k for k, (f, _) in KEYS.items() if f == field)
             users = sorted(name for name, other in TOOLS.items() if field in other.CLIENT_PARAMS)
             where = layer.origin_of(field) if isinstance(layer, Layer) else origin
             raise ParameterError("%s: %s=%r is a parameter of %s only; this test measures with %s" % (
                 where, key, value, " and ".join(users) or "no tool", tool))
-        values = {f: v for f, v in layer.items() if f != "args" and (not everywhere or f in _MESHPERF_FIELDS
-                                                                     or f in module.CLIENT_PARAMS)}
-        merged.update(values)
+        merged.update({f: v for f, v in layer.items() if f != "args" and f in taken})
         if "args" in layer:
             where, tokens = layer["args"]
             try:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from . import __version__
+from .errors import UsageError
 from .measurement import iso
 
 SCHEMA_VERSION = 1
@@ -730,6 +731,16 @@ def resolve(path: str) -> str:
         if os.path.isfile(candidate):
             return candidate
     raise FileNotFoundError(path)
+
+
+def resolve_mesh(path: str, what: str = "") -> str:
+    """``resolve`` for a path the user gave (``what``: the option or argument that named it); a one-line
+    UsageError when there is no mesh.json there."""
+    try:
+        return resolve(path)
+    except FileNotFoundError:
+        raise UsageError("%s: no mesh.json there; give a mesh.json, a run directory or a results folder"
+                         % ("%s %s" % (what, path) if what else path)) from None
 
 
 def iter_entries(mesh: Dict[str, Any], checks: bool = False):

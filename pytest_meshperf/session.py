@@ -21,19 +21,19 @@ import time
 from typing import Optional
 
 from . import __version__
+from .baseline import load_baseline
+from .burst import GroupRunner
 from .controller import AgentPool, Controller, new_secret
 from .errors import AgentError, UsageError
+from .export import export_path, write_export
 from .inventory import TOOL_BINARIES, load_cluster
-from .baseline import load_baseline
 from .matrix import load_matrix
-from .burst import GroupRunner
 from .params import parse_params
 from .planning import parse_links, parse_schedule
 from .profiles import find_profile, load_profile
 from .reports.html import ReportOutcome, report_after_run
 from .results import RunDir, assemble, iso, new_run_id
 from .thresholds import parse_threshold
-from .export import export_path, write_export
 
 ENDPOINTS_FILE = "agents.json"
 ENDPOINTS_WAIT_S = 120.0

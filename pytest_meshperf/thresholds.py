@@ -69,8 +69,6 @@ _NAME_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_\-]*)")
 MEDIAN, ASYMMETRY = "median", "asymmetry"
 _RELATIVE_RE = re.compile(r"^\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?median\s*$", re.IGNORECASE)
 _ASYMMETRY_RE = re.compile(r"^\s*asymmetry\s*(?:\(\s*([^()]*?)\s*\))?\s*$", re.IGNORECASE)
-#: A main metric, for ``asymmetry`` without one named: the first of these the pair measured.
-MAIN_METRICS = ("throughput_bps", "latency_p50_us", "transaction_rate")
 
 
 def _one_line(text: str) -> str:

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Dict, List, Optional
 
-from ..metrics import METRICS, format_value
+from ..metrics import MAIN_METRICS, METRICS, format_value
 from ..results import entry_messages, iter_entries
 from ..units import format_number
 from .heatmap import Cell, Heatmap, Scale, esc, render_page
-from .terminal import MAIN_METRICS
 
 REPORT_FILE = "report.html"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # mesh.json's times (results.iso)

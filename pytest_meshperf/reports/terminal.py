@@ -5,9 +5,8 @@ from collections import OrderedDict
 from typing import List
 
 from ..checks import is_check_key
-from ..metrics import METRICS, format_value
+from ..metrics import MAIN_METRICS, METRICS, format_value
 
-MAIN_METRICS = ("throughput_bps", "latency_p50_us", "transaction_rate")
 # A latency test is judged by its tail as much as by its median: its p99 gets a matrix too.
 ALSO_SHOWN = {"latency_p50_us": ("latency_p99_us",)}
 FAILED_MARK = " !"
