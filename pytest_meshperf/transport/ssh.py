@@ -12,7 +12,9 @@ ssh_config's ``StrictHostKeyChecking``): ``yes`` (default), ``accept-new`` (add
 unknown keys, refuse changed ones, as OpenSSH means it) or ``off``.
 """
 
+import hashlib
 import io
+import json
 import logging
 import os
 import posixpath
@@ -30,6 +32,7 @@ from .. import bundle as agent_bundle
 from ..agent.boot import CANNOT_RUN, NEEDS_UPLOAD
 from ..errors import TransportError
 from ..rpc import tcp_connector
+from ..tools import TOOLS, get_tool
 from . import AgentHandle
 from .commands import AGENTS_SCRIPT, CommandResult, facts_line, read_to_eof, sftp_makedirs
 from .local import limit_args
@@ -238,7 +241,6 @@ class SshNode:
     def check(self, clock=False):
         """What a node offers: python3 version, tool versions (and with ``clock``, its clock offset), from one
         remote command.  Raises TransportError."""
-        from ..tools import TOOLS
         data, started, arrived = self._probe(tools=self.tool_args(TOOLS, {}))
         return self._facts(data, started, arrived, clock)
 
@@ -261,7 +263,6 @@ class SshNode:
 
     def _tool_facts(self, name, info):
         """One tool of boot.py's facts: path, version, error (with the way out), and its server's if probed."""
-        from ..tools import get_tool
         module = get_tool(name)
         version = module.parse_version(info["version_output"]) if info["path"] else None
         entry = {"path": info["path"], "version": version, "error": None}
@@ -289,7 +290,6 @@ class SshNode:
     def tool_args(self, tools, uploaded):
         """(binary, path) for boot.py's and the agent's ``--tool``: each tool's client and, only when one was
         given or uploaded, its server (else the agent looks beside the client, then on PATH)."""
-        from ..tools import get_tool
         args = []
         for name in tools:
             args.append((name, uploaded.get(name) or self.tool_path(name)))
@@ -301,7 +301,6 @@ class SshNode:
     # -- deploy ----------------------------------------------------------------
     def shipments(self):
         """What deploy puts on the node: (name, data, sha256, remote path, mode); computed here, no round trip."""
-        import hashlib
         shipped = agent_bundle.build()
         items = [("agent", shipped.data, shipped.sha256,
                   posixpath.join(self.options.remote_dir, "agent", shipped.version_dir, "agent.pyz"), 0o644)]
@@ -351,7 +350,6 @@ class SshNode:
         """Start the agent as a daemon on the node's loopback, in one remote command (agent/boot.py checks the
         node and the shipped files first); uploads and tries once more when something is missing or outdated.
         Returns its ready line (port, pid) with the node's facts and what was uploaded."""
-        import json
         items = self.shipments()
         log_path = posixpath.join(self.log_dir(), "agent-%s-%s.log" % (run_id, self.node.name))
         argv = [self.python(), "-I", "-S", items[0][3]]
@@ -360,7 +358,6 @@ class SshNode:
         argv += ["--node", self.node.name, "--listen", "127.0.0.1", "--lease", "%g" % lease_s, "--daemon",
                  "--log", log_path]
         local = {item[0]: item[3] for item in items[1:]}
-        from ..tools import TOOLS
         for binary, path in self.tool_args(TOOLS, local):
             argv += ["--tool", "%s=%s" % (binary, path)]
         argv += list(limit_args(self.node))
@@ -469,7 +466,6 @@ class SshNode:
 
     def _agents(self, pids, mode, remote_log=None):
         """commands.AGENTS_SCRIPT; returns (PIDs stopped, other agents' PIDs, the log's text or None)."""
-        import json
         argv = [self.python(), "-I", "-S", "-c", AGENTS_SCRIPT, self.node.name, ",".join(str(int(p)) for p in pids),
                 mode] + ([remote_log] if remote_log else [])
         try:
