@@ -1,18 +1,13 @@
 """The meshperf operations CLI against real hosts: check, deploy, start, status, stop."""
 
 import os
-import subprocess
 
 import pytest
 
+from commands import meshperf
 from testbed_fixtures import netns_testbed
 
 CHECK, CROSS = "\u2713", "\u2717"
-
-
-def meshperf(*args, env=None, timeout=120):
-    return subprocess.run(["meshperf", *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env=env)
 
 
 def test_check_on_the_embedded_cluster():

@@ -7,11 +7,11 @@ CLI and ``compare_results`` tests read two real mesh.json files recorded on the 
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from commands import meshperf
 from meshcheck import validate_mesh_file
 from pytest_meshperf.compare import (ERROR_IN_NEW, MISSING_IN_NEW, MISSING_IN_OLD, OK, REGRESSED, compare_results,
                                      metric_change, parse_tolerance)
@@ -28,11 +28,6 @@ import pytest
 def test_tcp(mesh_pair, measure):
     measure()
 """
-
-
-def meshperf(*args):
-    return subprocess.run(["meshperf", *map(str, args)], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
 
 
 @pytest.mark.usefixtures("netns_required")

@@ -9,6 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from commands import MESHPERF, meshperf
 from meshcheck import validate_mesh_file
 from procs import wait_for
 from pytest_meshperf import bundle
@@ -21,11 +22,6 @@ from pytest_meshperf.transport.ssh import SshOptions
 from testbed_fixtures import netns_testbed
 
 pytestmark = pytest.mark.usefixtures("netns_required")
-
-
-def meshperf(*args, timeout=120):
-    return subprocess.run(["meshperf", *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
 
 
 def write_hosts(path, hosts, defaults=None):
@@ -123,7 +119,7 @@ def test_keys_that_want_a_passphrase_or_do_not_fit_are_reported_not_prompted(tmp
             {"name": "n2", "address": tb.node("node2").address, "ssh_key": str(stranger)}], {"ssh_user": "root"})
         env = dict(os.environ, HOME=str(tmp_path))  # no ~/.ssh keys or agent to fall back on
         env.pop("SSH_AUTH_SOCK", None)
-        result = subprocess.run(["meshperf", "check", "--cluster", str(hosts), "--ssh-known-hosts", tb.known_hosts],
+        result = subprocess.run([MESHPERF, "check", "--cluster", str(hosts), "--ssh-known-hosts", tb.known_hosts],
                                 capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
         assert result.returncode == 1
         lines = {line.split()[1]: line for line in result.stdout.splitlines()
