@@ -22,21 +22,6 @@ from .results import resolve_mesh
 
 MISSING = "missing"
 PROPERTY = "meshperf_baseline"
-OPTIONS = (   # pytest's options of the gate: (flag, dest, metavar, help, action)
-    ("--mesh-baseline", "meshperf_baseline", "OLD", "compare every pair test with this earlier run (a mesh.json, a "
-     "run directory or a results folder): a metric worse than --mesh-max-regression fails the test; a pair the "
-     "baseline lacks is listed, not failed", "store"),
-    ("--mesh-max-regression", "meshperf_max_regression", "PERCENT", "how much worse than the baseline a metric may "
-     "get, e.g. 10%% (default: 10%%); lower throughput and higher latency, jitter or loss are worse", "store"),
-    ("--mesh-regression-metric", "meshperf_regression_metric", "METRIC", "compare this metric with the baseline "
-     "(repeatable; default: each test's main metrics: throughput, transaction rate, latency, loss, jitter)",
-     "append"),
-)
-
-
-def add_options(group) -> None:
-    for flag, dest, metavar, text, action in OPTIONS:
-        group.addoption(flag, dest=dest, metavar=metavar, help=text, action=action)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from .errors import MeasurementError
+from .lifecycle import state_of
 from .measurement import iso
 from .metrics import MAIN_METRICS, METRICS, format_value
 from .results import JOURNAL_DIR, record_head
@@ -78,8 +79,7 @@ class MeshCheckItem(pytest.Item):
         self.plan = plan
 
     def runtest(self):
-        from .fixtures import SESSION_KEY
-        run_check(self.config.stash[SESSION_KEY], self.plan, self)
+        run_check(state_of(self.config).session, self.plan, self)
 
     def reportinfo(self):
         return self.path, None, "%s (check of %s)" % (self.name, self.plan.pair.id)

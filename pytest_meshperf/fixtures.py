@@ -2,26 +2,9 @@
 
 import pytest
 
-from .baseline import MISSING, PROPERTY as BASELINE_PROPERTY
-from .errors import MeasurementError
-from .measurement import STATUS_ERROR, Measurement, judge, record_of
-from .runner import measure_pair
+from .lifecycle import state_of
 
-SESSION_KEY = pytest.StashKey()
-SPEC_KEY = pytest.StashKey()
-GROUP_KEY = pytest.StashKey()
-
-
-def assign_groups(items):
-    """burst/incast: each mesh item learns its group, the selected pairs of the same test (and their node ids)."""
-    groups = {}
-    for item in items:
-        if SPEC_KEY in item.stash and "mesh_pair" in item.callspec.params:
-            pair = item.callspec.params["mesh_pair"]
-            members, nodeids = groups.setdefault(item.stash[SPEC_KEY].key, ([], {}))
-            members.append(pair)
-            nodeids[pair.id] = item.nodeid
-            item.stash[GROUP_KEY] = (members, nodeids)
+SPEC_KEY = pytest.StashKey()   # an item's TestSpec (testspec.py), set at collection
 
 
 @pytest.fixture
@@ -35,51 +18,8 @@ def mesh_pair(request):
     """
     if not hasattr(request, "param"):
         pytest.fail("mesh_pair is parametrized by meshperf; request it from a test function", pytrace=False)
-    return request.param
-
-
-class Measure:
-    """``measure(**overrides)``: measure this test's pair, record it, assert its thresholds."""
-
-    def __init__(self, item, pair, session, spec):
-        self._item = item
-        self._pair = pair
-        self._session = session
-        self._spec = spec
-        self._calls = 0
-
-    def __call__(self, **overrides) -> Measurement:
-        session, pair, item = self._session, self._pair, self._item
-        params, thresholds = self._spec.resolve(overrides, session.option_params, session.option_thresholds)
-        self._calls += 1
-        key = self._spec.key if self._calls == 1 else "%s#%d" % (self._spec.key, self._calls)
-        if session.skip_unreachable:
-            reason = session.unreachable(pair)
-            if reason:
-                pytest.skip("unreachable: %s" % reason)
-        holder = "%s %s" % (session.writer, item.nodeid)
-        if session.groups is not None:
-            # The group's runner judged and journaled every pair of the group as soon as it ended.
-            members, nodeids = item.stash[GROUP_KEY]
-            result = session.groups.measurement(members, pair, params, thresholds, key, self._spec.name, nodeids,
-                                                holder, session.record)
-            failed = [t["message"] for t in result.thresholds if t["passed"] is False]
-        else:
-            result = measure_pair(session.pool, pair, params, key, item.nodeid, session.schedule.kind, holder)
-            failed = judge(result, thresholds, session.baseline)
-            session.record(record_of(result, self._spec.name))     # on disk before anything else happens
-        for name, value in sorted(result.metrics.items()):
-            item.user_properties.append((name, value))
-        item.user_properties.append(("meshperf_status", result.status))
-        if result.baseline is not None:
-            item.user_properties.append((BASELINE_PROPERTY, "found" if result.baseline["found"] else MISSING))
-        for warning in result.warnings:
-            item.user_properties.append(("meshperf_warning", warning))
-        if result.status == STATUS_ERROR:
-            raise MeasurementError("%s: %s" % (pair.id, result.error))
-        if failed:
-            pytest.fail("\n".join("%s: %s" % (pair.id, message) for message in failed), pytrace=False)
-        return result
+    # Collected with a netns testbed's node names: the pair gets the testbed's real hosts once it is built.
+    return state_of(request.config).session.resolve_pair(request.param)
 
 
 @pytest.fixture
@@ -95,5 +35,5 @@ def measure(request, mesh_pair):
     thresholds are asserted: a violated threshold fails the test; a measurement
     that could not be made is a test error carrying the tool's own message.
     """
-    session = request.config.stash[SESSION_KEY]
-    return Measure(request.node, mesh_pair, session, request.node.stash[SPEC_KEY])
+    from .measuring import Measure   # here, not at the top: a pytest start-up without mesh tests never pays for it
+    return Measure(request.node, mesh_pair, state_of(request.config).session, request.node.stash[SPEC_KEY])

@@ -37,6 +37,7 @@ from typing import Any, Callable, Optional
 import yaml
 
 from .errors import InventoryError
+from .vocabulary import HOST_KEY_CHECKS, TOOL_BINARIES  # noqa: F401  (re-exported)
 
 __all__ = [
     "DEFAULT_CLUSTER",
@@ -83,11 +84,6 @@ HOST_KEYS = (
     "ports",
     "labels",
 )
-#: Values of ``host_key_check``: verify against known_hosts (default), add unknown
-#: keys (never changed ones) as OpenSSH's accept-new does, or no check (throwaway labs).
-HOST_KEY_CHECKS = ("yes", "accept-new", "off")
-#: Keys naming a binary the node's agent runs: --BINARY names it on every node, --local-BINARY uploads one.
-TOOL_BINARIES = ("iperf3", "netperf", "netserver")
 #: Keys every host must give itself (not allowed in ``defaults:``).
 REQUIRED_HOST_KEYS = ("name", "address")
 #: Keys for which an explicit ``null`` means "not set".

@@ -9,92 +9,115 @@ side by side send from different nodes, and in each round to different
 receivers: with as many workers as nodes a full mesh takes about N-1 durations.
 It is xdist's ``load`` scheduler in everything else (batch sizes, a crashed
 worker's tests going back to the queue); only which pending tests a worker
-gets differs.  Tests that are not pair tests go in collection order.  Check items (checks.py)
-wait for the measurements of their test: none is handed out while a
-measurement is still to be handed out, so a check never sits in a worker's
-queue in front of a measurement it waits for.
+gets differs.  Tests that are not mesh tests go in collection order.  Check
+items (checks.py) wait for the measurements of their test: none is handed out
+while a measurement is still to be handed out, so a check never sits in a
+worker's queue in front of a measurement it waits for.
+
+Which tests are pair tests, and their source nodes, come from collection
+(``lifecycle.MeshItems``), never from ids.  A run without mesh tests is
+scheduled by xdist's own ``LoadScheduling`` code, untouched.  With mesh tests,
+each pick costs O(batch + sources): queues per source in collection order, and
+``pending`` kept as a set-like list with O(1) removal, so a run of many tests
+is scheduled in time linear in their number.
 """
 
-import re
-from typing import Iterable, Optional
-
-from .checks import is_check_id
-
-_BRACKET = re.compile(r"\[(.*)\]$")
+import collections
+from typing import Callable, Dict, List, Optional
 
 
-def source_of(nodeid: str, names: Iterable[str]) -> Optional[str]:
-    """The source node of a pair test's id (``…::test_tcp[node1->node2]``, other params around it), or None."""
-    match = _BRACKET.search(nodeid)
-    if not match or "->" not in match.group(1) or is_check_id(nodeid):
-        return None
-    names = set(names)
-    before = match.group(1).split("->", 1)[0]
-    # The source is the longest tail of the text before "->" that starts the id or follows a "-"
-    # (pytest joins parameter ids with "-"), and is a node's name.
-    for start in range(len(before)):
-        if (start == 0 or before[start - 1] == "-") and before[start:] in names:
-            return before[start:]
-    return None
-
-
-def make_scheduler(config, log, names):
+def make_scheduler(config, log, mesh_items: Callable):
+    """``mesh_items()``: the run's MeshItems, known once the first worker's collection arrived."""
     from xdist.scheduler import LoadScheduling
 
     class SourceScheduling(LoadScheduling):
         def __init__(self, config, log=None):
             super().__init__(config, log)
-            self._sources = None     # item index -> its source node (None: not a pair test)
-            self._checks = None      # item index -> a check item (held back while measurements are pending)
-            self._owner = {}         # worker -> the source it takes pairs from
+            self._queues: Optional[Dict[Optional[str], collections.deque]] = None  # source (None: plain) -> items
+            self._held: collections.deque = collections.deque()      # check items, in collection order
+            self._where: Dict[int, int] = {}   # item index -> its position in self.pending
+            self._owner: Dict[object, str] = {}  # worker -> the source it takes pairs from
+            self._mesh = None
 
         def _send_tests(self, node, num):
-            if self._sources is None:
-                self._sources = [source_of(nodeid, names) for nodeid in self.collection]
-                self._checks = [is_check_id(nodeid) for nodeid in self.collection]
+            if self._mesh is None:
+                self._mesh = mesh_items()
+            if not self._mesh:
+                return super()._send_tests(node, num)   # no mesh test in this run: xdist's own load scheduling
+            if self._queues is None or len(self._where) != len(self.pending):
+                self._index()   # first pick, or xdist put tests back (a crashed worker's): rebuild in O(n)
             chosen = self._pick(node, num)
             if chosen:
-                taken = set(chosen)
-                self.pending[:] = [i for i in self.pending if i not in taken]
+                for index in chosen:
+                    self._take(index)
                 self.node2pending[node].extend(chosen)
                 node.send_runtest_some(chosen)
 
-        def _pick(self, node, num):
-            chosen = []
-            held = [i for i in self.pending if self._checks[i]]
-            if len(held) == len(self.pending):
-                return self._pick_from_pending(node, num, chosen)
-            # Checks only once every measurement is handed out.  The worker that takes the last
-            # measurements gets checks behind them at once: a worker runs an item only when it has the
-            # next one (or is shut down), so a last measurement alone in its queue would wait for the
-            # checks that wait for it.
-            self.pending[:] = [i for i in self.pending if not self._checks[i]]
-            try:
-                chosen = self._pick_from_pending(node, num, chosen)
-                if not [i for i in self.pending if i not in chosen]:
-                    chosen += held[:max(num, 2) - len(chosen)]
-                return chosen
-            finally:
-                self.pending.extend(held)
+        # -- the index over self.pending ---------------------------------------------------------------------
+        def _index(self):
+            sources, checks = self._mesh.sources, self._mesh.checks
+            self._queues, self._held = {None: collections.deque()}, collections.deque()
+            for index in sorted(self.pending):
+                nodeid = self.collection[index]
+                if nodeid in checks:
+                    self._held.append(index)
+                else:
+                    self._queues.setdefault(sources.get(nodeid), collections.deque()).append(index)
+            self._where = {index: position for position, index in enumerate(self.pending)}
 
-        def _pick_from_pending(self, node, num, chosen):
+        def _take(self, index):
+            """Remove ``index`` from self.pending in O(1): the last entry takes its place (order is ours)."""
+            position = self._where.pop(index)
+            last = self.pending.pop()
+            if last != index:
+                self.pending[position] = last
+                self._where[last] = position
+
+        # -- what a worker gets --------------------------------------------------------------------------------
+        def _pick(self, node, num) -> List[int]:
+            measurements_left = any(self._queues.values())
+            if not measurements_left:
+                return [self._held.popleft() for _ in range(min(num, len(self._held)))]
+            chosen = self._pick_measurements(node, num)
+            # Checks only once every measurement is handed out.  The worker that takes the last measurements
+            # gets checks behind them at once: a worker runs an item only when it has the next one (or is shut
+            # down), so a last measurement alone in its queue would wait for the checks that wait for it.
+            if not any(self._queues.values()):
+                while self._held and len(chosen) < max(num, 2):
+                    chosen.append(self._held.popleft())
+            return chosen
+
+        def _head(self, allowed) -> Optional[str]:
+            """The queue (a source, or None for plain tests) whose next item comes first in collection order."""
+            best, best_index = False, None
+            for source, queue in self._queues.items():
+                if queue and allowed(source) and (best_index is None or queue[0] < best_index):
+                    best, best_index = source, queue[0]
+            return best
+
+        def _pick_measurements(self, node, num) -> List[int]:
+            chosen: List[int] = []
             source = self._owner.get(node)
             while len(chosen) < num:
                 if source is not None:
-                    chosen += [i for i in self.pending if self._sources[i] == source and i not in chosen][
-                        :num - len(chosen)]
+                    queue = self._queues.get(source)
+                    while queue and len(chosen) < num:
+                        chosen.append(queue.popleft())
                     if len(chosen) >= num:
                         break
                 others = {s for n, s in self._owner.items() if n is not node}
-                left = [i for i in self.pending if i not in chosen]
-                fresh = next((i for i in left if self._sources[i] is None or self._sources[i] not in others), None)
-                if fresh is None:  # every source left is another worker's: help out (the leases keep it apart)
-                    chosen += left[:num - len(chosen)]
+                fresh = self._head(lambda s: s is None or s not in others)
+                if fresh is False:   # every source left is another worker's: help out (the leases keep it apart)
+                    while len(chosen) < num:
+                        busiest = self._head(lambda s: True)
+                        if busiest is False:
+                            break
+                        chosen.append(self._queues[busiest].popleft())
                     break
-                if self._sources[fresh] is None:
-                    chosen.append(fresh)
+                if fresh is None:
+                    chosen.append(self._queues[None].popleft())
                     continue
-                source = self._owner[node] = self._sources[fresh]
+                source = self._owner[node] = fresh
             return chosen
 
         def remove_node(self, node):

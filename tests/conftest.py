@@ -11,6 +11,9 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# tests/data holds recorded suites (data/compare/suite): inputs of tests, not tests of this run.
+collect_ignore = ["data"]
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 

@@ -12,7 +12,6 @@ from procs import descendants, inner_pytest, is_agent, is_iperf3, wait_for
 from pytest_meshperf.agent.leases import Leases
 from pytest_meshperf.inventory import Cluster, Node, local_cluster
 from pytest_meshperf.planning import mesh_pairs, rounds
-from pytest_meshperf.scheduling import source_of
 from testbed_fixtures import netns_testbed
 
 TCP_TEST = """
@@ -41,19 +40,6 @@ def test_rounds_respect_roles():
     assert {p.id for p in pairs} == {"c1->s1", "c1->b1", "c2->s1", "c2->b1", "b1->s1"}
     for group in rounds(pairs):
         assert len({p.src.name for p in group}) == len(group) == len({p.dst.name for p in group})
-
-
-@pytest.mark.parametrize("nodeid, source", [
-    ("t.py::test_tcp[node1->node2]", "node1"),
-    ("t.py::test_tcp[64K-node1->node2]", "node1"),
-    ("t.py::test_tcp[rack-a->rack-b-64K]", "rack-a"),
-    ("t.py::test_tcp[a-rack-a->b]", "rack-a"),     # the longest tail that is a node's name
-    ("t.py::test_other[x-y]", None),
-    ("t.py::test_tcp[ghost->node1]", None),
-    ("t.py::test_tcp[node1->node2:mesh]", None),   # a check item (checks.py) measures nothing
-], ids=["plain", "param-before", "dashed-names", "longest-tail", "not-a-pair", "unknown-node", "check-item"])
-def test_source_of_a_pair_test(nodeid, source):
-    assert source_of(nodeid, ["node1", "node2", "rack-a", "rack-b", "a", "b"]) == source
 
 
 def test_leases_capacity_owner_and_ttl():

@@ -34,7 +34,8 @@ def start_agent(node, secret, log_dir, lease_s, run_id, ssh_options=None, nodes_
     from . import local
     if is_local(node):
         return local.start_agent(node, secret, log_dir, lease_s)
-    from .ssh import SshNode, SshOptions
+    from .options import SshOptions
+    from .ssh import SshNode
     remote = SshNode(node, ssh_options or SshOptions(), nodes_by_name)
     try:
         remote.connect()

@@ -22,8 +22,7 @@ import shlex
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import List, Optional
 
 import paramiko
 from fabric import Config, Connection
@@ -36,29 +35,15 @@ from ..tools import TOOLS, get_tool
 from . import AgentHandle
 from .commands import AGENTS_SCRIPT, CommandResult, facts_line, read_to_eof, sftp_makedirs
 from .local import limit_args
+from .options import CONNECT_TIMEOUT_S, REMOTE_HOME_DIR, SshOptions  # noqa: F401  (SshOptions re-exported)
 from .tunnel import Tunnel
 
 log = logging.getLogger("meshperf.ssh")
 
-REMOTE_HOME_DIR = ".meshperf"
-CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 30.0
 HOST_KEY_CHECKS = ("yes", "accept-new", "off")
 _known_hosts_lock = threading.Lock()
-
-
-@dataclass
-class SshOptions:
-    """Run-wide SSH settings; per-host inventory keys override some of them."""
-    host_key_check: Optional[str] = None      # None: inventory key, then ssh_config, then "yes"
-    known_hosts: Optional[str] = None         # None: ssh_config UserKnownHostsFile, then ~/.ssh/known_hosts
-    ssh_config: Optional[str] = None          # None: ~/.ssh/config (as OpenSSH)
-    connect_timeout_s: float = CONNECT_TIMEOUT_S
-    tool_paths: Dict[str, str] = field(default_factory=dict)    # binary -> path on every node (--iperf3, --netserver)
-    local_tools: Dict[str, str] = field(default_factory=dict)   # binary -> local file to upload (--local-iperf3)
-    echo: Optional[Callable[[str], None]] = None                # -v: show every remote command
-    remote_dir: str = REMOTE_HOME_DIR                           # on each node; relative paths are in the home
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
