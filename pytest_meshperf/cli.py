@@ -15,12 +15,14 @@ import threading
 import time
 import urllib.parse
 
-from . import __version__, operations
+from . import __version__, cli_json, operations
 from .compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_tolerance
 from .errors import UsageError
 from .export import export_path, write_export
-from .inventory import HOST_KEY_CHECKS, TOOL_BINARIES, load_cluster
+from .inventory import load_cluster
+from .options import OPTIONS, argparse_attrs
 from .metrics import resolve_metric
+from .openmetrics import write_openmetrics
 from .reports import browser
 from .reports import html as html_report
 from .reports.comparison import comparison_lines
@@ -30,12 +32,31 @@ from .results import RunDir, assemble, load_rows, resolve_mesh
 from .session import is_testbed_spec, ssh_options_from
 from .tools import TOOLS
 
-OK, FAIL = "\u2713", "\u2717"
+MARKS = ("\u2713", "\u2717")        # ok, failed
+ASCII_MARKS = ("+", "x")            # where the terminal cannot encode them (LANG=C, a cp1252 console)
+INTERRUPTED_EXIT = 130              # 128 + SIGINT, as shells report it
+
+
+def marks():
+    """The ok/failed marks this stdout can print."""
+    try:
+        "".join(MARKS).encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_MARKS
+    return MARKS
+
+
+def say(args, text="", **kwargs):
+    """A human line: on stdout, or on stderr when stdout carries the --json document."""
+    print(text, file=sys.stderr if getattr(args, "json", False) else sys.stdout, **kwargs)
 
 
 def cmd_summary(args):
     mesh_path = resolve_mesh(args.result)
     nodes, rows, counts = load_rows(mesh_path)
+    if args.json:
+        cli_json.emit(cli_json.summary_document(mesh_path, nodes, rows, counts))
+        return 1 if counts.get("failed") or counts.get("error") else 0
     print("\n".join(summary_lines(nodes, rows, counts, mesh_path, os.getcwd())).lstrip("\n"))
     problems = [(row, message) for row in rows for message in row.messages]
     if problems:
@@ -76,7 +97,7 @@ def _publish(args, page, out_path, option, fragment=""):
         with tempfile.TemporaryDirectory(prefix="meshperf-report-") as tmp:
             return _screenshot(args, _save(page, os.path.join(tmp, html_report.REPORT_FILE), option), fragment)
     out = _save(page, out_path, option)
-    print("report: %s" % out)
+    say(args, "report: %s" % out)
     return _screenshot(args, out, fragment) if args.png else 0
 
 
@@ -90,7 +111,7 @@ def _save(page, path, option):
 def _screenshot(args, html_path, fragment):
     png, (width, height) = browser.full_page_screenshot(html_path, args.png, getattr(args, "png_width", None),
                                                         getattr(args, "png_height", None), fragment)
-    print("screenshot: %s (%dx%d)" % (png, width, height))
+    say(args, "screenshot: %s (%dx%d)" % (png, width, height))
     return 0
 
 
@@ -112,7 +133,10 @@ def cmd_compare(args):
     tolerance = parse_tolerance(args.max_regression, "--max-regression") if args.max_regression is not None \
         else DEFAULT_TOLERANCE
     comparison = compare_results(args.old, args.new, tolerance, parse_metrics(args.metric, "--metric"))
-    print("\n".join(comparison_lines(comparison)))
+    if args.json:
+        cli_json.emit(cli_json.compare_document(comparison))
+    else:
+        print("\n".join(comparison_lines(comparison)))
     if args.html or args.png:
         _publish(args, comparison_page(comparison), args.html, "--html", _fragment(pin=args.pin))
     return 1 if comparison.failed else 0
@@ -120,8 +144,19 @@ def cmd_compare(args):
 
 def cmd_export(args):
     mesh_path = resolve_mesh(args.result)
+    if args.format == "openmetrics":
+        series = write_openmetrics(mesh_path, args.file)
+        if args.file != "-":
+            print("%s: %d series, OpenMetrics (from %s)" % (args.file, series, mesh_path))
+        return 0
     count = write_export(mesh_path, export_path(args.file, os.getcwd(), "meshperf export"))
     print("%s: %d entries (from %s)" % (args.file, count, mesh_path))
+    return 0
+
+
+def cmd_completion(args):
+    import shtab   # only here: completion scripts are generated once, at install time
+    print(shtab.complete(build_parser(), shell=args.shell), end="")
     return 0
 
 
@@ -136,24 +171,28 @@ def _cluster_and_options(args):
 
         def echo(line):
             with lock:
-                print("    %s" % line, flush=True)
+                say(args, "    %s" % line, flush=True)
         options.echo = echo
     return cluster, options
 
 
 def _print_hosts(results, width=None):
     width = width or max(len(r.node.name) for r in results)
+    ok, failed = marks()
     for r in results:
-        print("  %s %-*s (%s)  %s" % (OK if r.ok else FAIL, width, r.node.name, r.node.address, r.message))
+        print("  %s %-*s (%s)  %s" % (ok if r.ok else failed, width, r.node.name, r.node.address, r.message))
 
 
 def cmd_check(args):
     cluster, options = _cluster_and_options(args)
-    print("Checking %d hosts..." % len(cluster.nodes), flush=True)
+    say(args, "Checking %d hosts..." % len(cluster.nodes), flush=True)
     results = operations.check(cluster, options, required=args.tool or ())
-    _print_hosts(results)
     spread = operations.clock_spread_s(results)
     online = sum(r.ok for r in results)
+    if args.json:
+        cli_json.emit(cli_json.check_document(cluster, results, spread))
+        return 0 if online == len(results) else 1
+    _print_hosts(results)
     print()
     if spread is not None:
         print("Clock offset between nodes: %.3f s%s" % (spread, "  (sync clocks with NTP: timestamps in results "
@@ -187,6 +226,9 @@ def cmd_stop(args):
 def cmd_status(args):
     cluster, options = _cluster_and_options(args)
     results = operations.status(cluster, options)
+    if args.json:
+        cli_json.emit(cli_json.status_document(cluster, results))
+        return 0 if all(r.ok for r in results) else 1
     print("Agent status:")
     width = max(len(r.node.name) for r in results)
     for r in results:
@@ -212,21 +254,9 @@ def build_parser():
     group.add_argument("--cluster", metavar="SPEC", default=None,
                        help="hosts.yaml path, or local:N (default: local:3), as pytest's --cluster")
     group.add_argument("-v", "--verbose", action="store_true", help="show every remote command")
-    group.add_argument("--ssh-host-keys", dest="meshperf_host_keys", choices=HOST_KEY_CHECKS,
-                       help="host key checking: yes (default: verify against known_hosts), accept-new, off")
-    group.add_argument("--ssh-known-hosts", dest="meshperf_known_hosts", metavar="FILE", help="known_hosts file")
-    group.add_argument("--ssh-config", dest="meshperf_ssh_config", metavar="FILE", help="ssh_config file")
-    group.add_argument("--ssh-connect-timeout", dest="meshperf_connect_timeout", type=float, default=10.0,
-                       metavar="SECONDS", help="SSH connect time-out (default: 10)")
-    group.add_argument("--iperf3", dest="meshperf_iperf3", metavar="PATH", help="iperf3 path on the nodes")
-    group.add_argument("--netperf", dest="meshperf_netperf", metavar="PATH", help="netperf path on the nodes")
-    group.add_argument("--netserver", dest="meshperf_netserver", metavar="PATH",
-                       help="netserver path on the nodes (default: the one beside netperf, else on PATH)")
-    for binary in TOOL_BINARIES:
-        group.add_argument("--local-" + binary, dest="meshperf_local_" + binary, metavar="PATH",
-                           help="upload this %s binary to the nodes (deploy, start)" % binary)
-    group.add_argument("--mesh-remote-dir", dest="meshperf_remote_dir", metavar="DIR",
-                       help="directory on the nodes for the agent, tools and logs (default: .meshperf in the home)")
+    for option in OPTIONS:   # the SSH options of pytest's (options.py), with their defaults: no ini file here
+        if option.group == "meshperf-ssh":
+            group.add_argument(*option.flags, **argparse_attrs(option, option.default))
 
     for name, func, text, extra in (
             ("check", cmd_check, "check every host: SSH, python3, tool versions, clock offset, host key",
@@ -243,6 +273,10 @@ def build_parser():
              "With --all, also every other meshperf agent of this user on the hosts.")):
         command = sub.add_parser(name, parents=[cluster_args], help=text, description=text + ". " + extra)
         command.set_defaults(func=func)
+        if name in ("check", "status"):
+            command.add_argument("--json", action="store_true",
+                                 help="print one JSON document (schema/%s.schema.json) and nothing else on stdout"
+                                      % name)
         if name == "check":
             command.add_argument("--tool", action="append", choices=sorted(TOOLS), metavar="TOOL",
                                  help="a tool the hosts must have (repeatable: iperf3, netperf); without it a "
@@ -260,6 +294,8 @@ def build_parser():
     summary.add_argument("result", nargs="?", default="meshperf-results",
                          help="mesh.json, run directory, or results folder (its latest run); "
                               "default: meshperf-results")
+    summary.add_argument("--json", action="store_true", help="print one JSON document (schema/summary.schema.json): "
+                                                             "every link's status, metrics and messages")
     summary.set_defaults(func=cmd_summary)
     compare = sub.add_parser(
         "compare", help="per-link changes between two runs; exit status 1 on a regression",
@@ -282,6 +318,8 @@ def build_parser():
     compare.add_argument("--png", metavar="FILE",
                          help="also save a screenshot of that page (needs chromium; without --html no page is kept)")
     compare.add_argument("--pin", metavar="SRC->DST", help="screenshot with this link's details open")
+    compare.add_argument("--json", action="store_true", help="print one JSON document (schema/compare.schema.json): "
+                                                             "every change, worst first")
     compare.set_defaults(func=cmd_compare)
     report = sub.add_parser("report", help="write a run's HTML report (heatmaps, per-node view, failures)",
                             description="Write a run's mesh as one self-contained HTML page: the run summary, a "
@@ -311,28 +349,46 @@ def build_parser():
                                          "the pytest process was killed before it could write them.")
     rebuild.add_argument("run_dir", help="the run directory, <mesh-out>/<run-id>")
     rebuild.set_defaults(func=cmd_assemble)
-    export = sub.add_parser("export", help="write a run's measurements in netperf-orchestrate's --export format",
+    export = sub.add_parser("export", help="write a run's measurements as JSON (netperf-orchestrate's --export "
+                                           "format) or OpenMetrics text (Prometheus)",
                             description="Write a run's measurements as a flat JSON list (client, server, "
                                         "client_address, server_address, success, exit_code, elapsed_time, stdout, "
-                                        "command, then test, instance, status, error), as --mesh-export does.")
+                                        "command, then test, instance, status, error), as --mesh-export does; or, "
+                                        "with --format openmetrics, as OpenMetrics text: one gauge family per "
+                                        "metric labelled test, src, dst and tool, for node_exporter's textfile "
+                                        "collector (FILE.prom, replaced atomically) or a Pushgateway (FILE -).")
     export.add_argument("result", help="mesh.json, run directory, or results folder (its latest run)")
-    export.add_argument("file", help="the JSON file to write")
+    export.add_argument("file", help="the file to write (with --format openmetrics, - is stdout)")
+    export.add_argument("--format", choices=("json", "openmetrics"), default="json",
+                        help="json (default: netperf-orchestrate's format) or openmetrics")
     export.set_defaults(func=cmd_export)
+    completion = sub.add_parser("completion", help="print a shell completion script (bash, zsh, tcsh)",
+                                description="Print meshperf's shell completion script, e.g. "
+                                            "meshperf completion bash > /etc/bash_completion.d/meshperf")
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell")
+    completion.set_defaults(func=cmd_completion)
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    for stream in (sys.stdout, sys.stderr):   # a character the terminal cannot show is escaped, never a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return args.func(args)
     except UsageError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
-        return _fail("interrupted")
+        _fail("interrupted")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Now, not at interpreter exit: that would wait for threads still in an SSH connect (up to its time-out).
+        os._exit(INTERRUPTED_EXIT)
     except BrokenPipeError:  # e.g. meshperf status | head
         sys.stderr.close()
         return 0

@@ -53,8 +53,14 @@ def for_each(cluster, options, action: Callable, fan_out: int = MAX_FAN_OUT) -> 
         finally:
             remote.close()
 
-    with ThreadPoolExecutor(max_workers=max(1, min(fan_out, len(cluster.nodes)))) as executor:
-        return list(executor.map(one, cluster.nodes))
+    executor = ThreadPoolExecutor(max_workers=max(1, min(fan_out, len(cluster.nodes))))
+    try:
+        results = list(executor.map(one, cluster.nodes))
+    except BaseException:   # Ctrl-C: do not wait for hosts still connecting (the CLI exits at once)
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+    return results
 
 
 def _short(message, node):

@@ -147,22 +147,27 @@ _GROUPS = {"meshperf": "meshperf: full-mesh network measurement", "meshperf-ssh"
 _INI_TYPES = {"list": "linelist", "pair": "args"}
 
 
+def argparse_attrs(option: Option, default: Any = None) -> Dict[str, Any]:
+    """``add_argument`` keywords of an option (pytest's and the ``meshperf`` command's)."""
+    attrs: Dict[str, Any] = {"dest": option.dest, "help": option.help, "default": default}
+    if option.metavar is not None:
+        attrs["metavar"] = option.metavar
+    if option.choices:
+        attrs["choices"] = option.choices
+    if option.kind == "list":
+        attrs["action"] = "append"
+    elif option.kind == "pair":
+        attrs["nargs"] = 2
+    elif option.kind in ("int", "float"):
+        attrs["type"] = int if option.kind == "int" else float
+    return attrs
+
+
 def register(parser) -> None:
     """Every option and its ini key.  Option defaults are None: ``resolve`` tells given from not given."""
     _yield_on_conflict(parser)
     for option in OPTIONS:
-        attrs: Dict[str, Any] = {"dest": option.dest, "help": option.help, "default": None}
-        if option.metavar is not None:
-            attrs["metavar"] = option.metavar
-        if option.choices:
-            attrs["choices"] = option.choices
-        if option.kind == "list":
-            attrs["action"] = "append"
-        elif option.kind == "pair":
-            attrs["nargs"] = 2
-        elif option.kind in ("int", "float"):
-            attrs["type"] = int if option.kind == "int" else float
-        parser.getgroup(option.group, _GROUPS[option.group]).addoption(*option.flags, **attrs)
+        parser.getgroup(option.group, _GROUPS[option.group]).addoption(*option.flags, **argparse_attrs(option))
         parser.addini(option.dest, "meshperf: default for %s (%s)" % (option.flag, _first_sentence(option.help)),
                       type=_INI_TYPES.get(option.kind, "string"))
 

@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-from .profiles import load_profile
+from .profiles import SHIPPED_PREFIX, load_profile, shown_path
 
 
 def alone(config) -> bool:
@@ -31,6 +31,9 @@ def collect_file(file_path, parent, profile_path):
     """The profile's test module when pytest reaches the profile file of a profile-only run, else None."""
     if profile_path is None or os.path.abspath(str(file_path)) != profile_path:
         return None
+    shown = shown_path(profile_path, str(parent.config.rootpath))
+    if shown.startswith(SHIPPED_PREFIX):   # outside the rootdir: pytest would give it an empty node id
+        return ProfileModule.from_parent(parent, path=file_path, nodeid=shown)
     return ProfileModule.from_parent(parent, path=file_path)
 
 

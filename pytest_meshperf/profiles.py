@@ -8,10 +8,11 @@
       - throughput >= 1Gbit/s
       - retransmits <= 10000
 
-A test uses one with ``@pytest.mark.meshperf(profile="tcp.yaml")`` (the path is
-relative to the test module); ``--mesh-profile NAME|PATH`` names one for the whole
-run (``find_profile``: NAME is ``suites/profiles/NAME.yaml``).  Every threshold
-remembers ``file:line``.
+A test uses one with ``@pytest.mark.meshperf(profile="tcp")`` (a NAME: the user's
+``suites/profiles/tcp.yaml`` under the rootdir, else the ``tcp`` profile shipped with
+meshperf) or ``profile="lab/tcp.yaml"`` (a path relative to the test module);
+``--mesh-profile NAME|PATH`` names one for the whole run.  Shipped profiles: tcp,
+udp, latency, throughput (``data/profiles/``).  Every threshold remembers ``file:line``.
 """
 
 import os
@@ -25,7 +26,9 @@ from .params import Layer, parse_params
 from .thresholds import Threshold, parse_threshold
 
 _NON_PARAM_KEYS = ("description", "thresholds")
-PROFILE_DIR = os.path.join("suites", "profiles")   # where --mesh-profile NAME looks, under each search root
+PROFILE_DIR = os.path.join("suites", "profiles")   # where a profile NAME is looked for first, under each search root
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "profiles")  # then: meshperf's own
+SHIPPED_PREFIX = "meshperf:"   # how messages and result keys show a shipped profile: meshperf:profiles/tcp.yaml
 
 
 @dataclass(frozen=True)
@@ -48,33 +51,46 @@ def load_profile(path, shown=None) -> Profile:
     return _cache[key]
 
 
-def find_profile(value, search_roots, base_dir):
-    """``--mesh-profile``'s value -> (absolute path, path as shown); ParameterError naming what was searched.
+def is_profile_name(value: str) -> bool:
+    """A NAME (looked up) rather than a path: no '/' and no .yaml/.yml ending."""
+    return not ("/" in value or os.sep in value or value.endswith((".yaml", ".yml")))
 
-    A value with a '/' or a .yaml/.yml ending is a file (relative to ``base_dir``); anything else is a
-    NAME, looked up as ``suites/profiles/NAME.yaml`` under each of ``search_roots`` in turn.
+
+def find_profile(value, search_roots, base_dir, option="--mesh-profile"):
+    """A profile NAME or path -> (absolute path, path as shown); ParameterError naming what was searched.
+
+    A path (see ``is_profile_name``) is relative to ``base_dir``.  A NAME is ``suites/profiles/NAME.yaml``
+    under each of ``search_roots`` in turn, then the profile of that name shipped with meshperf
+    (``data/profiles/``): the user's own wins.
     """
-    if "/" in value or os.sep in value or value.endswith((".yaml", ".yml")):
+    if not is_profile_name(value):
         path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
         if not os.path.isfile(path):
-            raise ParameterError("--mesh-profile %s: no such file (%s); give a profile NAME or the path of a "
-                                 "profile .yaml file" % (value, path))
+            raise ParameterError("%s %s: no such file (%s); give a profile NAME or the path of a profile .yaml file"
+                                 % (option, value, path))
         return path, value
     searched, found = [], []
-    for root in dict.fromkeys(os.path.abspath(str(r)) for r in search_roots):   # each root once, in order
-        folder = os.path.join(root, PROFILE_DIR)
+    folders = [os.path.join(root, PROFILE_DIR) for root in dict.fromkeys(os.path.abspath(str(r)) for r in search_roots)]
+    for folder in dict.fromkeys(folders + [SHIPPED_DIR]):   # each place once, in order
         path = os.path.join(folder, value + ".yaml")
         if os.path.isfile(path):
-            shown = os.path.relpath(path, base_dir)
-            return path, path if shown.startswith("..") else shown
+            return path, shown_path(path, base_dir)
         searched.append(folder)
         try:
             found += [name[:-5] for name in sorted(os.listdir(folder)) if name.endswith(".yaml")]
         except OSError:
             pass
-    raise ParameterError("--mesh-profile %s: no profile of that name; searched %s (profiles there: %s); give one "
-                         "of those names or the path of a profile .yaml file"
-                         % (value, ", ".join(searched), ", ".join(dict.fromkeys(found)) or "none"))
+    raise ParameterError("%s %s: no profile of that name; searched %s (profiles there: %s); give one of those "
+                         "names or the path of a profile .yaml file"
+                         % (option, value, ", ".join(searched), ", ".join(dict.fromkeys(found)) or "none"))
+
+
+def shown_path(path: str, base_dir: str) -> str:
+    """A profile's path as messages and result keys show it: relative to ``base_dir``, or meshperf:profiles/..."""
+    if os.path.dirname(os.path.abspath(path)) == SHIPPED_DIR:
+        return SHIPPED_PREFIX + "profiles/" + os.path.basename(path)
+    shown = os.path.relpath(path, base_dir)
+    return path if shown.startswith("..") else shown
 
 
 def _load(path, shown):

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Tuple
 
 from .errors import ParameterError, ThresholdError
 from .params import Params, merge_params, parse_params
-from .profiles import load_profile
+from .profiles import find_profile, is_profile_name, load_profile
 from .thresholds import Threshold, merge_thresholds, parse_thresholds
 
 MARK = "meshperf"
@@ -68,10 +68,14 @@ def spec_for_item(item, invocation_dir, base_profile=None, option_params=None) -
         kwargs = dict(mark.kwargs)
         profile = kwargs.pop("profile", None)
         thresholds = kwargs.pop("thresholds", None)
-        if profile is not None:
+        if profile is not None and is_profile_name(str(profile)):
+            loaded = load_profile(*find_profile(str(profile), [item.config.rootpath, invocation_dir], invocation_dir,
+                                                "%s: profile=" % where))
+        elif profile is not None:
             path = os.path.join(os.path.dirname(str(item.path)), str(profile))
             shown = os.path.relpath(path, invocation_dir) if os.path.isabs(path) else path
             loaded = load_profile(path, shown)
+        if profile is not None:
             param_layers.append(loaded.params)
             threshold_layers.append(loaded.thresholds)
         param_layers.append(parse_params(kwargs, "%s: mark" % where))

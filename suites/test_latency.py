@@ -3,6 +3,6 @@
 import pytest
 
 
-@pytest.mark.meshperf(profile="profiles/latency.yaml")
+@pytest.mark.meshperf(profile="latency")
 def test_tcp_latency(mesh_pair, measure):
     measure()

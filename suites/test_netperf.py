@@ -3,6 +3,6 @@
 import pytest
 
 
-@pytest.mark.meshperf(profile="profiles/throughput.yaml")
+@pytest.mark.meshperf(profile="throughput")
 def test_netperf_throughput(mesh_pair, measure):
     measure()

@@ -3,6 +3,6 @@
 import pytest
 
 
-@pytest.mark.meshperf(profile="profiles/tcp.yaml")
+@pytest.mark.meshperf(profile="tcp")
 def test_tcp_throughput(mesh_pair, measure):
     measure()

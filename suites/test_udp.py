@@ -3,6 +3,6 @@
 import pytest
 
 
-@pytest.mark.meshperf(profile="profiles/udp.yaml")
+@pytest.mark.meshperf(profile="udp")
 def test_udp_jitter_loss(mesh_pair, measure):
     measure()

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from commands import meshperf
+from test_cli_json import document
 from testbed_fixtures import netns_testbed
 
 CHECK, CROSS = "\u2713", "\u2717"
@@ -45,6 +46,9 @@ def test_workflow_on_four_namespaced_hosts(tmp_path):
         assert check.returncode == 0 and check.stdout.count(CHECK) == 4
         assert "host key verified" in check.stdout and "Clock offset between nodes" in check.stdout
         assert check.stdout.rstrip().endswith("Result: 4/4 hosts online")
+        checked = document(meshperf("check", *common, "--json", env=env), "check")
+        assert checked["online"] == 4 and all(h["host_key_check"] == "yes" for h in checked["hosts"])
+        assert [h["address"] for h in checked["hosts"]] == [tb.node("node%d" % i).address for i in range(1, 5)]
 
         first = meshperf("deploy", *common, env=env)
         # Testbed nodes share one disk (like NFS homes): the first node to finish ships, the others may find it.
@@ -58,6 +62,8 @@ def test_workflow_on_four_namespaced_hosts(tmp_path):
         status = meshperf("status", *common, env=env)
         assert status.returncode == 0 and status.stdout.count(": Running (PID") == 4
         assert "RPC" in status.stdout and "tool processes" in status.stdout
+        running = document(meshperf("status", *common, "--json", env=env), "status")
+        assert running["running"] == 4 and all(h["pid"] and h["rpc_rtt_s"] is not None for h in running["hosts"])
         state_dir = tmp_path / "home" / ".meshperf" / "state"
         (state_file,) = state_dir.iterdir()
         assert oct(state_file.stat().st_mode & 0o777) == "0o600"

@@ -202,3 +202,13 @@ def test_mesh_tests_beside_ordinary_ones_under_xdist(pytester, mesh_out):
     mesh = json.loads((mesh_out / "latest" / "mesh.json").read_text())
     assert len(list(iter_entries(mesh))) == 6
     assert not (mesh_out / "latest" / "collected").exists()
+
+
+def test_the_readme_documents_every_ini_key_in_one_table():
+    from pathlib import Path
+    from pytest_meshperf.options import OPTIONS
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("| option | ini key | meaning |"):]
+    table = table[:table.index("\n\n")]
+    keys = [line.split(" | ")[1].strip("`") for line in table.splitlines()[2:]]
+    assert sorted(keys) == sorted(option.dest for option in OPTIONS)

@@ -99,9 +99,7 @@ def test_parameters_of_the_other_tool_are_refused_but_command_line_ones_are_igno
 
 # -- real runs ---------------------------------------------------------------------------------------------
 def copy_latency_suite(pytester):
-    (pytester.path / "profiles").mkdir()
-    shutil.copy(SUITES / "test_latency.py", pytester.path / "test_latency.py")
-    shutil.copy(SUITES / "profiles" / "latency.yaml", pytester.path / "profiles" / "latency.yaml")
+    shutil.copy(SUITES / "test_latency.py", pytester.path / "test_latency.py")   # profile="latency": shipped
 
 
 def latency_entries(mesh_path):

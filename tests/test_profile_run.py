@@ -4,12 +4,15 @@ Real pytest runs (pytester subprocesses) with real agents and iperf3 on the embe
 """
 
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 from meshcheck import iter_entries, validate_mesh_file
 from test_usage import MESH_TEST, assert_usage_error
 
-PROFILES = Path(__file__).resolve().parent.parent / "suites" / "profiles"
+PROFILES = Path(__file__).resolve().parent.parent / "pytest_meshperf" / "data" / "profiles"
 
 NOT_A_MESH_TEST = """
 def test_must_not_run():
@@ -69,9 +72,61 @@ def test_profile_mistakes_are_usage_errors(pytester):
     shipped_profile(pytester, "udp")
     assert_usage_error(pytester.runpytest_subprocess("--mesh-profile", "tpc"),
                        "--mesh-profile tpc: no profile of that name", "searched %s" % (pytester.path / "suites" /
-                                                                                         "profiles"), "tcp, udp")
+                                                                                         "profiles"), "pytest_meshperf/data/profiles", "tcp, udp")
     assert_usage_error(pytester.runpytest_subprocess("--mesh-profile", "lab/none.yaml"),
                        "--mesh-profile lab/none.yaml: no such file")
     (pytester.path / "bad.yaml").write_text("tool: iperf3\nduraton: 2\n")
     assert_usage_error(pytester.runpytest_subprocess("--mesh-profile", "bad.yaml"),
                        "bad.yaml:2", "did you mean 'duration'")
+
+
+def test_shipped_profiles_are_found_from_any_directory_and_the_users_own_wins(pytester, mesh_out):
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_other=NOT_A_MESH_TEST)   # no suites/profiles here: the shipped latency profile runs
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--mesh-profile", "latency", "--cluster",
+                                           "local:2", "--mesh-duration", "1", "--mesh-out=%s" % mesh_out)
+    result.assert_outcomes(passed=2)
+    mesh = validate_mesh_file(str(mesh_out / "latest" / "mesh.json"))
+    assert mesh["run"]["parameters"]["profile"] == "meshperf:profiles/latency.yaml"
+    for _, _, test, entry in iter_entries(mesh):
+        assert test == "meshperf:profiles/latency.yaml::latency" and entry["tool"] == "netperf"
+        assert entry["thresholds"][0]["origin"].startswith("meshperf:profiles/latency.yaml:")
+    # A profile of the same name in the user's suites/profiles/ wins; a mark names one the same way.
+    own = pytester.path / "suites" / "profiles"
+    own.mkdir(parents=True)
+    (own / "latency.yaml").write_text("tool: iperf3\nduration: 1\n")
+    pytester.makepyfile(test_other="""
+import pytest
+
+@pytest.mark.meshperf(profile="latency")
+def test_mine(mesh_pair, measure):
+    measure()
+
+@pytest.mark.meshperf(profile="udp")
+def test_shipped(mesh_pair, measure):
+    measure()
+""")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", "local:2", "--mesh-duration", "1",
+                                           "--mesh-out=%s" % mesh_out)
+    result.assert_outcomes(passed=4)
+    mesh = validate_mesh_file(str(mesh_out / "latest" / "mesh.json"))
+    tools = {test: entry["tool"] for _, _, test, entry in iter_entries(mesh)}
+    assert tools == {"test_other.py::test_mine": "iperf3", "test_other.py::test_shipped": "iperf3"}
+    udp = [entry for _, _, test, entry in iter_entries(mesh) if test.endswith("test_shipped")]
+    assert all(entry["params"]["udp"] is True for entry in udp)
+
+
+def test_the_shipped_profiles_are_in_the_wheel(tmp_path):
+    """A plain ``pip install`` has them: they are package data, not files of this checkout."""
+    root = tmp_path / "src"   # a copy: building in the checkout would leave build/ and *.egg-info there
+    shutil.copytree(Path(__file__).resolve().parent.parent / "pytest_meshperf", root / "pytest_meshperf",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(Path(__file__).resolve().parent.parent / name, root / name)
+    # pip builds it as scripts/setup installs it: setuptools from the package registry, in isolation.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(root)],
+                   check=True, timeout=300, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("pytest_meshperf-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("tcp", "udp", "latency", "throughput"):
+        assert "pytest_meshperf/data/profiles/%s.yaml" % name in names

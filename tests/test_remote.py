@@ -67,9 +67,7 @@ def processes_on(tb, names=("iperf3",), agent=True):
 
 
 def test_tcp_suite_over_ssh_with_verified_host_keys(pytester, tmp_path):
-    (pytester.path / "profiles").mkdir()
-    for name in ("test_tcp.py", "profiles/tcp.yaml"):
-        shutil.copy(SUITES / name, pytester.path / name)
+    shutil.copy(SUITES / "test_tcp.py", pytester.path / "test_tcp.py")   # profile="tcp": the shipped one
     with netns_testbed(tmp_path / "tb", nodes=4) as tb:
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cluster", tb.hosts_yaml,
                                                "--ssh-known-hosts", tb.known_hosts, "--mesh-out",

@@ -1,0 +1,1 @@
+"""Files that ship with meshperf: the standard profiles (profiles/NAME.yaml)."""
