@@ -9,16 +9,20 @@ a usage error at once, not after an hour of other tests.
 
 Under pytest-xdist the controller collects nothing, so a worker that collected
 mesh tests says which ones (node id -> source node, and the check items) in a
-small file in the run directory; the controller reads it when that worker's
-collection arrives (``pytest_xdist_node_collection_finished``), before any test
-is handed out.  The file's name comes from the controller (``workerinput``), so
-no id is ever parsed to guess what a test is.
+small file in a private temporary directory of the controller's (``workerinput``);
+the controller reads it when that worker's collection arrives
+(``pytest_xdist_node_collection_finished``), before any test is handed out, so
+no id is ever parsed to guess what a test is.  Not in the results folder: pytest
+picks its rootdir from the arguments that exist as paths (``--mesh-out DIR``),
+and a worker starting after another had created it would collect other node ids.
 """
 
 import datetime
 import json
 import os
 import secrets
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Set
@@ -29,7 +33,6 @@ from .errors import MeshperfError, UsageError
 from .options import Settings, resolve
 
 STATE_KEY = pytest.StashKey()
-COLLECTED_DIR = "collected"    # in the run directory: one file per xdist worker that collected mesh tests
 MESH_MARK = "meshperf"
 
 
@@ -84,10 +87,12 @@ class MeshState:
         self.items = MeshItems()           # known on the process that sees every report
         self._session = None
         self._identity: Optional[RunIdentity] = None
+        self._handoff: Optional[str] = None   # xdist: where workers say which tests are mesh tests
         workerinput = getattr(config, "workerinput", None)
         if workerinput is not None and "meshperf" in workerinput:
             shared = workerinput["meshperf"]
             self._identity = RunIdentity(shared["run_id"], shared["out_dir"], shared["secret"], shared["started"])
+            self._handoff = shared.get("handoff")
 
     @property
     def is_worker(self) -> bool:
@@ -123,15 +128,20 @@ class MeshState:
         return self._session
 
     # -- xdist: which tests are mesh tests, from the workers ---------------------------------------------------
+    def workerinput(self) -> dict:
+        """Controller: what a worker needs of the run (the hand-off directory is made for the first worker)."""
+        if self._handoff is None:
+            self._handoff = tempfile.mkdtemp(prefix="meshperf-xdist-")   # 0700: this user's alone
+        return dict(self.identity.as_workerinput(), handoff=self._handoff)
+
     def _collected_path(self, worker_id: str) -> str:
-        return os.path.join(self.identity.run_path, COLLECTED_DIR, "%s.json" % worker_id)
+        return os.path.join(self._handoff, "%s.json" % worker_id)
 
     def tell_controller(self, items: MeshItems) -> None:
         """Worker: write which collected tests are mesh tests, for the controller (nothing when there are none)."""
-        if not items:
+        if not items or self._handoff is None:
             return
         path = self._collected_path(self.config.workerinput.get("workerid", "worker"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(items.to_json(), handle)
@@ -139,6 +149,8 @@ class MeshState:
 
     def hear_worker(self, worker_id: str) -> MeshItems:
         """Controller: the mesh tests a worker collected (empty when it collected none)."""
+        if self._handoff is None:
+            return MeshItems()
         path = self._collected_path(worker_id)
         try:
             with open(path, encoding="utf-8") as handle:
@@ -149,13 +161,15 @@ class MeshState:
             raise UsageError("meshperf: cannot read what xdist worker %s collected (%s): %s"
                              % (worker_id, path, exc)) from None
         os.unlink(path)
-        try:
-            os.rmdir(os.path.dirname(path))
-        except OSError:
-            pass   # another worker's file is still there
         if not self.items:
             self.items = heard
         return heard
+
+    def close(self) -> None:
+        """Controller: remove the hand-off directory (pytest_unconfigure)."""
+        if self._handoff is not None and not self.is_worker:
+            shutil.rmtree(self._handoff, ignore_errors=True)
+            self._handoff = None
 
 
 def state_of(config) -> Optional[MeshState]:

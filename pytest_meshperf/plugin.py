@@ -73,7 +73,7 @@ def pytest_configure_node(node):
     """xdist controller -> worker: the run to join (the secret travels here, never on disk)."""
     state = state_of(node.config)
     if state is not None:
-        node.workerinput["meshperf"] = state.identity.as_workerinput()
+        node.workerinput["meshperf"] = state.workerinput()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -135,8 +135,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_unconfigure(config):
     state = state_of(config)
-    if state is not None and state.active:
-        state.session.close()
+    if state is not None:
+        state.close()
+        if state.active:
+            state.session.close()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -77,6 +77,7 @@ class MeshSession:
         workerinput = getattr(config, "workerinput", None)
         self.testbed = None
         self.testbed_spec = None
+        self._materialize_error = None
         with self._blame("meshperf_cluster", "meshperf_matrix"):
             if opt.meshperf_matrix:
                 if opt.meshperf_cluster:
@@ -212,11 +213,23 @@ class MeshSession:
         from then on ``cluster`` has the testbed's real hosts.  Raises AgentError when it cannot be."""
         if self.testbed_spec is None or self.cluster.kind == "netns" and self.cluster.source:
             return self.cluster
+        if self._materialize_error is not None:   # tried once: every later test reports the same reason
+            raise AgentError(self._materialize_error)
+        try:
+            hosts = self._testbed_hosts()
+        except AgentError as exc:
+            self._materialize_error = str(exc)
+            raise
+        self.cluster = dataclasses.replace(load_cluster(hosts["hosts_yaml"]), kind="netns", spec=self.cluster_spec)
+        self.ssh_options.known_hosts = self.ssh_options.known_hosts or hosts["known_hosts"]
+        return self.cluster
+
+    def _testbed_hosts(self):
         if self.role == "worker":
             endpoints = self._wait_endpoints()
             if "error" in endpoints:
                 raise AgentError(endpoints["error"])
-            hosts = endpoints["testbed"]
+            return endpoints["testbed"]
         else:
             from .testbed import NetnsTestbed, TestbedError, unavailable_reason
             reason = unavailable_reason()
@@ -228,16 +241,16 @@ class MeshSession:
             except TestbedError as exc:
                 shutil.rmtree(workdir, ignore_errors=True)
                 raise AgentError("--cluster %s: the netns testbed could not be built: %s" % (self.cluster_spec, exc))
-            hosts = self.testbed_paths()
-        self.cluster = dataclasses.replace(load_cluster(hosts["hosts_yaml"]), kind="netns", spec=self.cluster_spec)
-        self.ssh_options.known_hosts = self.ssh_options.known_hosts or hosts["known_hosts"]
-        return self.cluster
+            return self.testbed_paths()
 
     def resolve_pair(self, pair):
         """The pair with the cluster's own nodes (a netns testbed's real addresses once it is built)."""
         if self.testbed_spec is None:
             return pair
-        cluster = self.materialize()
+        try:
+            cluster = self.materialize()
+        except AgentError:   # measure() reports it as this pair's error, as for any cluster that cannot be reached
+            return pair
         return dataclasses.replace(pair, src=cluster.node(pair.src.name), dst=cluster.node(pair.dst.name))
 
     def _export(self, mesh_path):
