@@ -88,6 +88,7 @@ class MeshState:
         self._session = None
         self._identity: Optional[RunIdentity] = None
         self._handoff: Optional[str] = None   # xdist: where workers say which tests are mesh tests
+        self._heard = 0                        # xdist: workers whose collection arrived
         workerinput = getattr(config, "workerinput", None)
         if workerinput is not None and "meshperf" in workerinput:
             shared = workerinput["meshperf"]
@@ -147,8 +148,15 @@ class MeshState:
             json.dump(items.to_json(), handle)
         os.replace(tmp, path)
 
+    def all_workers_collected(self) -> bool:
+        """Controller: every worker xdist started has collected.  Only then may the run create anything:
+        a worker still starting would take a new results folder into its rootdir (``--mesh-out DIR``)."""
+        from xdist.workermanage import parse_tx_spec_config
+        return self._heard >= len(parse_tx_spec_config(self.config))
+
     def hear_worker(self, worker_id: str) -> MeshItems:
         """Controller: the mesh tests a worker collected (empty when it collected none)."""
+        self._heard += 1
         if self._handoff is None:
             return MeshItems()
         path = self._collected_path(worker_id)

@@ -92,8 +92,8 @@ def pytest_xdist_node_collection_finished(node, ids):
     state = state_of(node.config)
     if state is None:
         return
-    heard = state.hear_worker(node.workerinput.get("workerid", node.gateway.id))
-    if heard:
+    state.hear_worker(node.workerinput.get("workerid", node.gateway.id))
+    if state.all_workers_collected() and state.items:
         state.activate().workers_collected(state.items)
 
 
