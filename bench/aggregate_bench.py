@@ -66,6 +66,7 @@ if ROOT not in sys.path:
 
 from pytest_meshperf import __version__, results  # noqa: E402
 from pytest_meshperf.inventory import Cluster, Node  # noqa: E402
+from pytest_meshperf.lifecycle import new_run_id  # noqa: E402
 from pytest_meshperf.measurement import (STATUS_ERROR, Instance, Measurement, Pair, cpu_bound_warnings,  # noqa: E402
                                          judge)
 from pytest_meshperf.params import merge_params, parse_params  # noqa: E402
@@ -696,7 +697,7 @@ def prepare(args, figures):
     if args.out:
         os.makedirs(base, exist_ok=True)
     work = tempfile.mkdtemp(prefix="meshperf-aggregate-", dir=base)
-    run_dir = results.RunDir(work, results.new_run_id(started))
+    run_dir = results.RunDir(work, new_run_id(started))
     run_dir.create(run_meta(run_dir.run_id, started, args.nodes), cluster_meta(cluster))
     print("\nwriting the journal into %s ..." % run_dir.path, flush=True)
     t = time.perf_counter()

@@ -18,12 +18,10 @@ mesh.json is written to a temporary name and renamed, so it is always valid.
 """
 
 import csv
-import datetime
 import io
 import json
 import os
 import re
-import secrets
 import sys
 from array import array
 from dataclasses import dataclass, field
@@ -44,11 +42,6 @@ CSV_METRICS = ("throughput_bps", "throughput_reverse_bps", "retransmits", "jitte
                "lost_packets", "packets",
                "cpu_local_percent", "cpu_remote_percent", "latency_mean_us", "latency_p50_us", "latency_p90_us",
                "latency_p99_us", "transaction_rate")
-
-
-def new_run_id(epoch: float) -> str:
-    stamp = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return "%s-%s" % (stamp, secrets.token_hex(2))
 
 
 def _write_json_atomic(path, data):
