@@ -1,4 +1,4 @@
-"""Check items: relative (``throughput>=0.8*median``) and asymmetry (``asymmetry<=20%``) thresholds.
+"""Relative (``throughput>=0.8*median``) and asymmetry (``asymmetry<=20%``) thresholds: what a check judges.
 
 A pair test cannot judge these alone: they need the other pairs of its test.
 So at the end of collection (after ``-k``) each test function with such
@@ -17,6 +17,9 @@ its own under the test key ``<test key>:mesh`` (``"kind": "check"``).  It
 passes, fails (both values and the median in the message), errors (its pair,
 or the reverse pair of an asymmetry, has no measurement; the wait timed out)
 or skips (the reverse pair is not selected in this run).
+
+This module is the judging (plans, the journal reader, verdicts); the pytest items
+that run it are check_items.py.
 """
 
 import glob
@@ -28,14 +31,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-import pytest
 
 from .errors import MeasurementError
-from .lifecycle import state_of
-from .measurement import iso
 from .metrics import MAIN_METRICS, METRICS, format_value
 from .results import JOURNAL_DIR, record_head
-from .thresholds import MEDIAN, NEGATED, Threshold, holds
+from .thresholds import NEGATED, Threshold, holds
 
 CHECK_SUFFIX = ":mesh"
 CHECK_KIND = "check"
@@ -71,41 +71,6 @@ class Entry:
     status: str
     metrics: Dict[str, float]
     error: Optional[str]
-
-
-class MeshCheckItem(pytest.Item):
-    def __init__(self, *, plan: CheckPlan, **kwargs):
-        super().__init__(**kwargs)
-        self.plan = plan
-
-    def runtest(self):
-        run_check(state_of(self.config).session, self.plan, self)
-
-    def reportinfo(self):
-        return self.path, None, "%s (check of %s)" % (self.name, self.plan.pair.id)
-
-
-def add_check_items(items, session, spec_key) -> None:
-    """Append one check item per selected pair of every test with deferred thresholds (after -k)."""
-    by_test: Dict[str, List[Any]] = {}
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if spec_key in item.stash and callspec is not None and "mesh_pair" in callspec.params:
-            by_test.setdefault(item.stash[spec_key].key, []).append(item)
-    for test, members in by_test.items():
-        spec = members[0].stash[spec_key]
-        params, thresholds = spec.resolve({}, session.option_params, session.option_thresholds)
-        deferred = tuple(t for t in thresholds if t.deferred)
-        if not deferred:
-            continue
-        pairs = tuple(item.callspec.params["mesh_pair"] for item in members)
-        expected = (params.duration_s or 0) + (params.omit_s or 0) + PAIR_OVERHEAD_S
-        # Without xdist every measurement item has run when a check runs: what is missing stays missing.
-        wait_s = 0.0 if session.role == "standalone" else WAIT_BASE_S + WAIT_PER_PAIR_FACTOR * expected * len(pairs)
-        for item, pair in zip(members, pairs):
-            plan = CheckPlan(test, spec.name, pair, pairs, deferred, wait_s)
-            items.append(MeshCheckItem.from_parent(item.parent, name=item.name[:-1] + CHECK_SUFFIX + "]",
-                                                   plan=plan))
 
 
 class JournalReader:
@@ -211,55 +176,3 @@ def judge_asymmetry(t: Threshold, pair, entries: Dict[str, Entry], selected) -> 
         reverse, _fmt(metric, b), t.origin)
     return Verdict({**base, "value_pair": a, "value_reverse": b, "measured": asymmetry, "passed": passed,
                     "message": message}, "passed" if passed else "failed", [("asymmetry_" + metric, asymmetry)])
-
-
-def run_check(session, plan: CheckPlan, item) -> None:
-    """Wait for the test's selected pairs, judge this pair's deferred thresholds, journal, report."""
-    started = time.time()
-    pair = plan.pair
-    needed = [p for p in plan.pairs if not (session.skip_unreachable and session.unreachable(p))]
-    record = {"src": pair.src.name, "dst": pair.dst.name, "test": plan.test + CHECK_SUFFIX, "kind": CHECK_KIND,
-              "checks": plan.test, "nodeid": item.nodeid, "name": plan.name, "status": "error", "metrics": {},
-              "thresholds": [], "error": None, "started": iso(started), "finished": None,
-              "pairs_selected": len(plan.pairs), "pairs_measured": None}
-    verdicts: List[Verdict] = []
-    try:
-        if pair not in needed:
-            pytest.skip("%s is unreachable: nothing to check" % pair.id)
-        entries = wait_for_entries(session.run_dir.path, plan, needed)
-        record["pairs_measured"] = sum(e.status != "error" for e in entries.values())
-        this = entries[pair.id]
-        if this.status == "error":
-            raise MeasurementError("not evaluated: this pair has no measurement (%s)" % this.error)
-        selected = {p.id for p in needed}
-        for t in plan.thresholds:
-            verdicts.append(judge_median(t, pair.id, entries) if t.reference == MEDIAN
-                            else judge_asymmetry(t, pair, entries, selected))
-        record["metrics"] = {m: this.metrics[m] for m in dict.fromkeys(v.data["metric"] for v in verdicts)
-                             if m in this.metrics}
-    except MeasurementError as exc:
-        record["error"] = str(exc)
-        _journal(session, record, verdicts)
-        raise MeasurementError("%s: %s" % (pair.id, exc)) from None
-    outcomes = {v.outcome for v in verdicts}
-    errors = [v.data["message"] for v in verdicts if v.outcome == "error"]
-    failures = [v.data["message"] for v in verdicts if v.outcome == "failed"]
-    record["status"] = "error" if errors else "failed" if failures else \
-        "skipped" if outcomes == {"skipped"} else "passed"
-    record["error"] = "; ".join(errors) or None
-    _journal(session, record, verdicts)
-    for v in verdicts:
-        item.user_properties.extend(v.properties)
-    item.user_properties.append(("meshperf_check", record["status"]))
-    if errors:
-        raise MeasurementError("%s: %s" % (pair.id, "; ".join(errors)))
-    if failures:
-        pytest.fail("\n".join("%s: %s" % (pair.id, m) for m in failures), pytrace=False)
-    if record["status"] == "skipped":
-        pytest.skip("; ".join(v.data["message"] for v in verdicts))
-
-
-def _journal(session, record, verdicts) -> None:
-    record["thresholds"] = [v.data for v in verdicts]
-    record["finished"] = iso(time.time())
-    session.record(record)

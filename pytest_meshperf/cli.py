@@ -19,7 +19,7 @@ from . import __version__, cli_json, operations
 from .compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_tolerance
 from .errors import UsageError
 from .export import export_path, write_export
-from .inventory import load_cluster
+from .inventory import is_testbed_spec, load_cluster
 from .options import OPTIONS, argparse_attrs
 from .metrics import resolve_metric
 from .openmetrics import write_openmetrics
@@ -29,7 +29,7 @@ from .reports.comparison import comparison_lines
 from .reports.comparison_html import comparison_page
 from .reports.terminal import summary_lines
 from .results import RunDir, assemble, load_rows, resolve_mesh
-from .session import is_testbed_spec, ssh_options_from
+from .transport.options import ssh_options_from
 from .tools import TOOLS
 
 MARKS = ("\u2713", "\u2717")        # ok, failed

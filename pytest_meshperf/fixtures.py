@@ -3,8 +3,7 @@
 import pytest
 
 from .lifecycle import state_of
-
-SPEC_KEY = pytest.StashKey()   # an item's TestSpec (testspec.py), set at collection
+from .mesh_items import SPEC_KEY
 
 
 @pytest.fixture

@@ -595,6 +595,11 @@ def local_cluster(n: int) -> Cluster:
     return _local(n, f"local:{n}")
 
 
+def is_testbed_spec(spec) -> bool:
+    """A ``netns:N`` spec: a testbed the run builds (testbed/), not an inventory to load."""
+    return bool(spec) and (spec == "netns" or spec.startswith("netns:"))
+
+
 def load_cluster(spec: str | None, base_dir: str | os.PathLike[str] = ".") -> Cluster:
     """Turn a ``--cluster`` value into a :class:`Cluster`.
 

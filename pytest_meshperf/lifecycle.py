@@ -24,16 +24,16 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Set
+from dataclasses import dataclass
+from typing import Optional
 
 import pytest
 
 from .errors import MeshperfError, UsageError
+from .mesh_items import MeshItems
 from .options import Settings, resolve
 
 STATE_KEY = pytest.StashKey()
-MESH_MARK = "meshperf"
 
 
 def new_run_id(epoch: float) -> str:
@@ -55,27 +55,6 @@ class RunIdentity:
 
     def as_workerinput(self) -> dict:
         return {"run_id": self.run_id, "out_dir": self.out_dir, "secret": self.secret, "started": self.started}
-
-
-@dataclass
-class MeshItems:
-    """The mesh tests of this run: pair tests by node id (-> source node) and check items."""
-    sources: Dict[str, str] = field(default_factory=dict)
-    checks: Set[str] = field(default_factory=set)
-
-    def __bool__(self) -> bool:
-        return bool(self.sources)
-
-    def to_json(self) -> dict:
-        return {"sources": self.sources, "checks": sorted(self.checks)}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "MeshItems":
-        return cls(dict(data.get("sources") or {}), set(data.get("checks") or ()))
-
-
-def is_mesh_item(item) -> bool:
-    return "mesh_pair" in getattr(item, "fixturenames", ()) or item.get_closest_marker(MESH_MARK) is not None
 
 
 class MeshState:

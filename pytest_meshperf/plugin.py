@@ -9,7 +9,8 @@ import pytest
 from . import options
 from .errors import MeasurementError, UsageError
 from .fixtures import measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
-from .lifecycle import STATE_KEY, MeshState, is_mesh_item, state_of
+from .lifecycle import STATE_KEY, MeshState, state_of
+from .mesh_items import is_mesh_item
 
 
 def pytest_addoption(parser):

@@ -14,7 +14,7 @@ from .reports.progress import Progress
 class ProgressHooks:
     def __init__(self, config, items):
         self.config = config
-        self.items = items                 # lifecycle.MeshItems: the pair tests to count
+        self.items = items                 # mesh_items.MeshItems: the pair tests to count
         self.missing = MissingPairs()
         self.progress = Progress(len(items.sources), config.option.meshperf_progress)
 

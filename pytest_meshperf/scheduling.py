@@ -15,7 +15,7 @@ while a measurement is still to be handed out, so a check never sits in a
 worker's queue in front of a measurement it waits for.
 
 Which tests are pair tests, and their source nodes, come from collection
-(``lifecycle.MeshItems``), never from ids.  A run without mesh tests is
+(``mesh_items.MeshItems``), never from ids.  A run without mesh tests is
 scheduled by xdist's own ``LoadScheduling`` code, untouched.  With mesh tests,
 each pick costs O(batch + sources): queues per source in collection order, and
 ``pending`` kept as a set-like list with O(1) removal, so a run of many tests

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -27,15 +26,14 @@ import pytest
 from . import __version__, profile_suite
 from .baseline import load_baseline
 from .burst import GroupRunner
-from .checks import MeshCheckItem, add_check_items
+from .check_items import MeshCheckItem, add_check_items
 from .controller import AgentPool, Controller
 from .errors import AgentError, UsageError
 from .export import export_path, write_export
-from .fixtures import SPEC_KEY
-from .inventory import TOOL_BINARIES, Cluster, Node, load_cluster
-from .lifecycle import MeshItems, is_mesh_item
+from .inventory import TOOL_BINARIES, Cluster, Node, is_testbed_spec, load_cluster
 from .matrix import load_matrix
 from .measuring import assign_groups
+from .mesh_items import SPEC_KEY, MeshItems, is_mesh_item
 from .params import parse_params
 from .planning import link_selected, parse_links, parse_schedule, plan_pairs
 from .profiles import find_profile, load_profile
@@ -45,7 +43,7 @@ from .reports.terminal import write_summary
 from .results import RunDir, assemble, iso
 from .testspec import spec_for_item
 from .thresholds import parse_threshold
-from .transport.options import SshOptions
+from .transport.options import ssh_options_from
 
 ENDPOINTS_FILE = "agents.json"
 ENDPOINTS_WAIT_S = 120.0
@@ -429,44 +427,6 @@ def _pair_of(item):
 def provisional_cluster(spec, text) -> Cluster:
     """A netns testbed before it is built: its node names (what collection needs); addresses come with the build."""
     return Cluster(kind="netns", spec=text, nodes=tuple(Node(name=name, address=name) for name in spec.names))
-
-
-def is_testbed_spec(spec):
-    return bool(spec) and (spec == "netns" or spec.startswith("netns:"))
-
-
-def ssh_options_from(opt, base_dir):
-    """SshOptions from pytest's (or the CLI's) options; paths relative to where the run started."""
-
-    def path(value):
-        return os.path.abspath(os.path.join(base_dir, os.path.expanduser(value))) if value else None
-
-    local_tools = {}
-    for binary in TOOL_BINARIES:
-        given = getattr(opt, "meshperf_local_" + binary, None)
-        if given and not os.path.isfile(path(given)):
-            raise UsageError("--local-%s %s: no such file; give the path of the %s binary on this machine to upload"
-                             % (binary, given, binary))
-        if given:
-            local_tools[binary] = path(given)
-    for name in ("meshperf_known_hosts", "meshperf_ssh_config"):
-        value = getattr(opt, name, None)
-        if value and name == "meshperf_ssh_config" and not os.path.isfile(path(value)):
-            raise UsageError("--ssh-config %s: no such file" % value)
-    remote_dir = getattr(opt, "meshperf_remote_dir", None) or ".meshperf"
-    if remote_dir.startswith("~/"):  # remote commands start in the home directory
-        remote_dir = remote_dir[2:]
-    if not re.match(r"^[A-Za-z0-9._/+-]+$", remote_dir) or remote_dir.startswith("-") or \
-            ".." in remote_dir.split("/"):
-        raise UsageError("--mesh-remote-dir %r: give a plain directory path (letters, digits, . _ - / +), "
-                         "relative to the home directory (~/ allowed) or absolute" % remote_dir)
-    return SshOptions(remote_dir=remote_dir, host_key_check=getattr(opt, "meshperf_host_keys", None),
-                      known_hosts=path(getattr(opt, "meshperf_known_hosts", None)),
-                      ssh_config=path(getattr(opt, "meshperf_ssh_config", None)),
-                      connect_timeout_s=getattr(opt, "meshperf_connect_timeout", 10.0),
-                      tool_paths={name: getattr(opt, "meshperf_" + name) for name in TOOL_BINARIES
-                                  if getattr(opt, "meshperf_" + name, None)},
-                      local_tools=local_tools)
 
 
 def _program():

@@ -167,8 +167,12 @@ def main(argv=None):
         unpack(sys.argv[0], bundle)  # verified above: its hash is the expected one
     if sys.flags.no_site:
         add_site_packages()
-    from pytest_meshperf.agent.__main__ import main as agent_main
-    return agent_main(agent_argv)
+    # The agent runs as ``python -m pytest_meshperf.agent`` would run it (this module imports nothing of the
+    # agent: the agent's server imports this module's helpers, not the reverse).
+    import runpy
+    sys.argv = [sys.argv[0]] + list(agent_argv)
+    runpy.run_module("pytest_meshperf.agent", run_name="__main__", alter_sys=True)   # exits with its status
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,27 +6,7 @@ A transport turns a ``Node`` into a running agent and gives back an
 the SSH transport (Fabric) will launch them on remote nodes the same way.
 """
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict
-
-
-@dataclass
-class AgentHandle:
-    node: str
-    endpoint: Dict[str, Any]          # plain builtins: {"kind", "host", "port", "data_address"}, for xdist workers too
-    connect: Callable[[], Any]        # returns a socket-like object connected to the agent
-    info: Dict[str, Any] = field(default_factory=dict)   # the agent's ready line
-    stop: Callable[[], None] = lambda: None
-
-
-def is_local(node) -> bool:
-    """A node on this machine: a loopback address and no SSH settings."""
-    import ipaddress
-    try:
-        loopback = ipaddress.ip_address(node.address).is_loopback
-    except ValueError:
-        return False
-    return loopback and not (node.ssh_user or node.ssh_port or node.ssh_key or getattr(node, "ssh_jump", None))
+from .base import AgentHandle, is_local  # noqa: F401  (the transports' shared face, re-exported)
 
 
 def start_agent(node, secret, log_dir, lease_s, run_id, ssh_options=None, nodes_by_name=None):

@@ -17,7 +17,7 @@ from ..agent.boot import locate_server
 from ..errors import AgentError
 from ..inventory import TOOL_BINARIES
 from ..rpc import tcp_connector
-from . import AgentHandle
+from .base import AgentHandle
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0

@@ -32,7 +32,7 @@ from ..agent.boot import CANNOT_RUN, NEEDS_UPLOAD
 from ..errors import TransportError
 from ..rpc import tcp_connector
 from ..tools import TOOLS, get_tool
-from . import AgentHandle
+from .base import AgentHandle
 from .commands import AGENTS_SCRIPT, CommandResult, facts_line, read_to_eof, sftp_makedirs
 from .local import limit_args
 from .options import CONNECT_TIMEOUT_S, REMOTE_HOME_DIR, SshOptions  # noqa: F401  (SshOptions re-exported)

@@ -75,11 +75,14 @@ class Tunnel:
             selector.register(conn, selectors.EVENT_READ, channel)
             selector.register(channel, selectors.EVENT_READ, conn)
             while not self._closing.is_set():
-                for key, _ in selector.select(timeout=ACCEPT_POLL_S):
-                    data = key.fileobj.recv(CHUNK_BYTES)
-                    if not data:
-                        return
-                    key.data.sendall(data)
+                try:
+                    for key, _ in selector.select(timeout=ACCEPT_POLL_S):
+                        data = key.fileobj.recv(CHUNK_BYTES)
+                        if not data:
+                            return
+                        key.data.sendall(data)
+                except (OSError, ValueError):   # an end closed under us (close(), a reset peer): this one is over
+                    return
 
     def close(self):
         self._closing.set()

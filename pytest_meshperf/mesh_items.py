@@ -1,0 +1,33 @@
+"""What a collected mesh test is: a test that uses ``mesh_pair`` or carries the meshperf mark, never an id.
+
+Shared by the plugin's hooks, the session and the xdist hand-off; imports nothing of meshperf.
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, Set
+
+import pytest
+
+MESH_MARK = "meshperf"
+SPEC_KEY = pytest.StashKey()   # a mesh item's TestSpec (testspec.py), set at collection
+
+
+def is_mesh_item(item) -> bool:
+    return "mesh_pair" in getattr(item, "fixturenames", ()) or item.get_closest_marker(MESH_MARK) is not None
+
+
+@dataclass
+class MeshItems:
+    """The mesh tests of this run: pair tests by node id (-> source node) and check items."""
+    sources: Dict[str, str] = field(default_factory=dict)
+    checks: Set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.sources)
+
+    def to_json(self) -> dict:
+        return {"sources": self.sources, "checks": sorted(self.checks)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "MeshItems":
+        return cls(dict(data.get("sources") or {}), set(data.get("checks") or ()))

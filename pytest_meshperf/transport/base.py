@@ -1,0 +1,23 @@
+"""What every transport shares: the handle of a started agent, and which nodes are this machine's."""
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict
+
+
+@dataclass
+class AgentHandle:
+    node: str
+    endpoint: Dict[str, Any]          # plain builtins: {"kind", "host", "port", "data_address"}, for xdist workers too
+    connect: Callable[[], Any]        # returns a socket-like object connected to the agent
+    info: Dict[str, Any] = field(default_factory=dict)   # the agent's ready line
+    stop: Callable[[], None] = lambda: None
+
+
+def is_local(node) -> bool:
+    """A node on this machine: a loopback address and no SSH settings."""
+    try:
+        loopback = ipaddress.ip_address(node.address).is_loopback
+    except ValueError:
+        return False
+    return loopback and not (node.ssh_user or node.ssh_port or node.ssh_key or getattr(node, "ssh_jump", None))

@@ -1,0 +1,89 @@
+"""The package's shape: no import cycle, and pytest imported only by the modules that are the pytest side.
+
+Read from the source (every import statement, function-local ones included), not by importing it.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pytest_meshperf"
+# The pytest side: hooks, the session, collection, fixtures, items and xdist's scheduler.  Everything else
+# (inventory, planning, transport, agent, tools, measurement, verdicts, results, reports, CLI) works without it.
+PYTEST_SIDE = {"plugin", "lifecycle", "session", "fixtures", "measuring", "mesh_items", "progress_hooks",
+               "scheduling", "profile_suite", "check_items"}
+
+
+def modules():
+    """module name (dotted, without the package) -> its path."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def imports(name, path, known):
+    """The package modules ``name`` imports, and the third-party top-level names."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    ours, theirs = set(), set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".") if package else []
+            base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+            target = ".".join([p for p in base if p] + ([node.module] if node.module else []))
+            for alias in node.names:
+                candidate = (target + "." if target else "") + alias.name
+                ours.add(candidate if candidate in known else target)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if module.startswith("pytest_meshperf"):
+                target = module[len("pytest_meshperf."):] if "." in module else ""
+                for alias in node.names:
+                    candidate = (target + "." if target else "") + alias.name
+                    ours.add(candidate if candidate in known else target)
+            else:
+                theirs.add(module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                if top == "pytest_meshperf":
+                    ours.add(alias.name[len("pytest_meshperf."):])
+                else:
+                    theirs.add(top)
+    return {m for m in ours if m in known and m != name}, theirs
+
+
+def test_no_import_cycle():
+    known = modules()
+    graph = {name: imports(name, path, known)[0] for name, path in known.items()}
+    cycles, state = [], {}
+
+    def visit(name, trail):
+        state[name] = "open"
+        for other in sorted(graph[name]):
+            if state.get(other) == "open":
+                cycles.append(trail[trail.index(other):] + [other])
+            elif other not in state:
+                visit(other, trail + [other])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_only_the_pytest_side_imports_pytest():
+    known = modules()
+    importing = {name for name, path in known.items() if imports(name, path, known)[1] & {"pytest", "_pytest", "xdist"}}
+    assert importing - PYTEST_SIDE == set()
+    assert PYTEST_SIDE <= set(known)   # the list names modules that exist
+
+
+def test_the_meshperf_command_imports_no_pytest():
+    code = "import sys, pytest_meshperf.cli; print(sorted(m for m in ('pytest', '_pytest', 'xdist') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
