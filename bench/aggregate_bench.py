@@ -49,7 +49,6 @@ need (it says how much). Run from the repository root:
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -67,6 +66,7 @@ if ROOT not in sys.path:
 from pytest_meshperf import __version__, results  # noqa: E402
 from pytest_meshperf.inventory import Cluster, Node  # noqa: E402
 from pytest_meshperf.lifecycle import new_run_id  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py)
 from pytest_meshperf.measurement import (STATUS_ERROR, Instance, Measurement, Pair, cpu_bound_warnings,  # noqa: E402
                                          judge)
 from pytest_meshperf.params import merge_params, parse_params  # noqa: E402
@@ -92,29 +92,6 @@ GIB, MIB = float(1 << 30), float(1 << 20)
 
 
 # -- the machine ------------------------------------------------------------------------------
-def machine():
-    mem_kb, cpu = 0, "?"
-    try:
-        with open("/proc/meminfo") as handle:
-            mem_kb = next(int(l.split()[1]) for l in handle if l.startswith("MemTotal:"))
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((l.split(":", 1)[1].strip() for l in handle if l.startswith("model name")), "?")
-    except (OSError, StopIteration):
-        pass
-    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "nproc": os.cpu_count(), "cpu": cpu,
-            "memory_gib": round(mem_kb / 1024 / 1024, 1), "kernel": platform.release(),
-            "python": platform.python_version(), "meshperf": __version__, "code": _git_state()}
-
-
-def _git_state():
-    """The commit measured; "-dirty" when tracked files differed from it."""
-    try:
-        return subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, timeout=10).stdout.decode().strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
 def _status_kb(field):
     """VmRSS / VmHWM of this process, in KB (Linux)."""
     try:

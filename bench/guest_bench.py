@@ -19,12 +19,13 @@ with the interpreter of the environment meshperf is installed in:
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from machine import machine   # bench/machine.py
 
 TRIVIAL = "import pytest\n\n@pytest.mark.parametrize('i', range({count}))\ndef test_trivial(i):\n    assert i >= 0\n"
 ONE = "def test_one():\n    assert True\n"
@@ -70,9 +71,9 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (default 3; start-up: 5x that)")
     parser.add_argument("--mixed", action="store_true", help="also a mixed run with one mesh test file")
     args = parser.parse_args(argv)
-    print("machine: %d CPUs, %s, Python %s, load %s" % (os.cpu_count(), platform.release(),
-                                                       platform.python_version(),
-                                                       " ".join("%.2f" % x for x in os.getloadavg())))
+    print("machine: %(nproc)s CPUs (%(cpu)s), Linux %(kernel)s, Python %(python)s, meshperf %(meshperf)s at %(code)s"
+          % machine())
+    print("load average at the start: %.2f %.2f %.2f" % os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="meshperf-guest-") as repo:
         with open(os.path.join(repo, "pytest.ini"), "w") as handle:
             handle.write("[pytest]\n")

@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from pytest_meshperf.testbed import NetnsTestbed, TestbedSpec, unavailable_reason  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py)
 
 SUITE = """
 import pytest
@@ -131,17 +131,6 @@ def raw_iperf3(tb, sender, receiver, duration):
         server.wait(timeout=10)
 
 
-def machine():
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "python": platform.python_version(), "loadavg_start": os.getloadavg()}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", default="4,8", help="testbed sizes, comma-separated (default 4,8)")
@@ -160,7 +149,8 @@ def main(argv=None):
     schedules = ["incast:node1" if s == "incast" else s for s in args.schedules.split(",") if s]
     report = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "runs": [], "throughput_ratio": []}
-    print("machine: %(cpus)s CPUs (%(cpu_model)s), Linux %(kernel)s, Python %(python)s" % report["machine"])
+    print("machine: %(nproc)s CPUs (%(cpu)s), Linux %(kernel)s, Python %(python)s, meshperf %(meshperf)s at %(code)s"
+          % report["machine"])
     for nodes in [int(n) for n in args.nodes.split(",")]:
         workdir = tempfile.mkdtemp(prefix="meshperf-meshbench-")
         with open(os.path.join(workdir, "test_mesh.py"), "w") as handle:

@@ -43,7 +43,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -64,6 +63,7 @@ from pytest_meshperf.inventory import load_cluster  # noqa: E402
 from pytest_meshperf.rpc import AgentClient  # noqa: E402
 from pytest_meshperf.testbed import NetnsTestbed, parse_spec, unavailable_reason  # noqa: E402
 from pytest_meshperf.transport.ssh import SshNode, SshOptions  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py)
 
 CLI_TIMEOUT_S = 300.0
 STEPS = ("check", "deploy (first)", "deploy (again)", "start", "stop", "Controller.start", "Controller.stop")
@@ -78,57 +78,6 @@ if sys.argv[1] != "-":
 from pytest_meshperf.cli import main
 sys.exit(main(sys.argv[2:]))
 """
-
-
-# -- the machine --------------------------------------------------------------------
-def _first_line(argv):
-    try:
-        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
-        return out.stdout.decode("utf-8", "replace").strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "?"
-
-
-def machine():
-    mem_kb = 0
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    mem_kb = int(line.split()[1])
-    except OSError:
-        pass
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((l.split(":", 1)[1].strip() for l in handle if l.startswith("model name")), "?")
-    except OSError:
-        pass
-    import fabric
-    import paramiko
-    from pytest_meshperf import __version__
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "nproc": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(), "python": platform.python_version(),
-        "iperf3": _first_line(["iperf3", "--version"]), "openssh": _first_line(["ssh", "-V"]),
-        "fabric": fabric.__version__, "paramiko": paramiko.__version__, "meshperf": __version__,
-        "loadavg": os.getloadavg(),
-        "code": _git_state(),
-    }
-
-
-def _git_state():
-    """The commit measured, and whether the work tree differed from it."""
-    try:
-        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, timeout=10).stdout.decode().strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--",
-                                "pytest_meshperf"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               timeout=10).stdout.decode().strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    return (head or "?") + (" + uncommitted changes in pytest_meshperf/" if dirty else "")
 
 
 # -- the profile ----------------------------------------------------------------------
@@ -459,7 +408,7 @@ def main(argv=None):
         print("setup_bench: cannot build a netns testbed here: %s" % reason, file=sys.stderr)
         return 2
 
-    info = machine()
+    info = machine(tools=True)
     print("meshperf set-up time, %s" % info["date"])
     print("machine: %d CPUs (%s), %.1f GiB RAM, Linux %s, Python %s, %s, %s, fabric %s, paramiko %s"
           % (info["nproc"], info["cpu"], info["memory_gib"], info["kernel"], info["python"], info["iperf3"],
