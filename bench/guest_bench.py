@@ -8,7 +8,9 @@ repository of trivial tests it times, with meshperf installed and with
 * ``pytest -n 2`` over N trivial tests (default 6,000; issue 11's target: a ratio of 1.1 or less);
 * pytest start-up: ``pytest -q`` over one trivial test, repeated (target: 30 ms or less added);
 * a mixed run's scheduling: N trivial tests beside one mesh test file on ``local:2`` under ``-n 2``
-  (``--mixed``; it measures real iperf3 for 2 s, so it is off by default).
+  (``--mixed``; it measures real iperf3 for 2 s, so it is off by default);
+* ``--scheduler 10000,40000``: meshperf's scheduler alone, fed simulated workers, half the tests pair
+  tests: the time per test stays flat when the scheduling is linear.
 
 Each figure is the median of ``--repeat`` runs (min and max beside it).  Run it
 with the interpreter of the environment meshperf is installed in:
@@ -18,6 +20,7 @@ with the interpreter of the environment meshperf is installed in:
 """
 
 import argparse
+import collections
 import os
 import statistics
 import subprocess
@@ -65,12 +68,92 @@ def compare(label, repeat, cwd, args):
     return ratio, added_ms
 
 
+class _Config:
+    """What xdist's LoadScheduling reads of a pytest config."""
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def getvalue(self, name):
+        return ["%d*popen" % self.workers] if name == "tx" else None
+
+    def getoption(self, name):
+        return None
+
+
+class _QuietLog:
+    """xdist's log producer, silent (xdist's own prints a line per scheduling step when given none)."""
+
+    def loadsched(self, *args):
+        pass
+
+
+class _Worker:
+    """A worker that takes tests as they are sent and finishes the oldest when asked."""
+
+    def __init__(self, name):
+        self.gateway = type("Gateway", (), {"id": name})()
+        self.shutting_down = False
+        self.queue = collections.deque()
+
+    def send_runtest_some(self, indices):
+        self.queue.extend(indices)
+
+    def shutdown(self):
+        self.shutting_down = True
+
+
+def _drive(count, items, workers):
+    """Seconds for the scheduler to hand out and see completed ``count`` tests (half pair tests)."""
+    from pytest_meshperf.scheduling import make_scheduler
+    collection = ["t.py::test_plain[%d]" % i if i % 2 else "t.py::test_tcp[%d]" % i for i in range(count)]
+    sched = make_scheduler(_Config(workers), _QuietLog(), lambda: items(collection))
+    nodes = [_Worker("gw%d" % i) for i in range(workers)]
+    for node in nodes:
+        sched.add_node(node)
+    started = time.perf_counter()
+    for node in nodes:
+        sched.add_node_collection(node, collection)
+    sched.schedule()
+    done = 0
+    while done < count:
+        busy = [node for node in nodes if node.queue]
+        if not busy:
+            break
+        for node in busy:
+            sched.mark_test_complete(node, node.queue.popleft())
+            done += 1
+    assert done == count, "only %d of %d tests were handed out" % (done, count)
+    return time.perf_counter() - started
+
+
+def scheduler_scaling(counts, workers=2, sources=32):
+    """The real scheduler (scheduling.py) fed simulated workers, half the tests pair tests of ``sources``
+    nodes, against xdist's own LoadScheduling on the same collection (what a run without mesh tests gets)."""
+    from pytest_meshperf.mesh_items import MeshItems
+
+    def mesh(collection):
+        return MeshItems({nodeid: "node%d" % (i % sources) for i, nodeid in enumerate(collection) if i % 2 == 0})
+
+    print("scheduler alone (simulated %d workers; half the tests pair tests from %d source nodes), "
+          "per test handed out and completed:" % (workers, sources))
+    for count in counts:
+        ours, xdist = _drive(count, mesh, workers), _drive(count, lambda c: MeshItems(), workers)
+        print("  %7d tests: meshperf %.3f s (%.1f us per test), xdist's LoadScheduling %.3f s (%.1f us)"
+              % (count, ours, ours / count * 1e6, xdist, xdist / count * 1e6))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", default="6000", help="comma-separated test counts for -n 2 (default 6000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (default 3; start-up: 5x that)")
     parser.add_argument("--mixed", action="store_true", help="also a mixed run with one mesh test file")
+    parser.add_argument("--scheduler", default="", metavar="COUNTS",
+                        help="only the scheduler, with simulated workers, for these test counts (e.g. 10000,40000)")
     args = parser.parse_args(argv)
+    if args.scheduler:
+        scheduler_scaling([int(n) for n in args.scheduler.split(",")])
+        return 0
     print("machine: %(nproc)s CPUs (%(cpu)s), Linux %(kernel)s, Python %(python)s, meshperf %(meshperf)s at %(code)s"
           % machine())
     print("load average at the start: %.2f %.2f %.2f" % os.getloadavg())
