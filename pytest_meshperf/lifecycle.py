@@ -49,10 +49,6 @@ class RunIdentity:
     secret: str
     started: float
 
-    @property
-    def run_path(self) -> str:
-        return os.path.join(self.out_dir, self.run_id)
-
     def as_workerinput(self) -> dict:
         return {"run_id": self.run_id, "out_dir": self.out_dir, "secret": self.secret, "started": self.started}
 
