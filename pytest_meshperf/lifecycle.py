@@ -59,7 +59,7 @@ class MeshState:
     def __init__(self, config):
         self.config = config
         self.settings: Settings = resolve(config)
-        self.items = MeshItems()           # known on the process that sees every report
+        self.items = MeshItems()           # xdist controller: the mesh tests the workers collected
         self._session = None
         self._identity: Optional[RunIdentity] = None
         self._handoff: Optional[str] = None   # xdist: where workers say which tests are mesh tests

@@ -15,10 +15,11 @@ import datetime
 import json
 import os
 import sys
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .errors import UsageError
 from .metrics import METRICS, Metric
+from .results import iter_entries
 
 LABELS = ("test", "src", "dst", "tool")
 STATUSES = ("passed", "failed", "error", "skipped")
@@ -39,14 +40,6 @@ def family_name(metric: Metric) -> Tuple[str, str, float]:
     return "meshperf_%s%s" % (base, "_" + unit if unit else ""), unit, factor
 
 
-def _entries(mesh) -> Iterator[Tuple[str, str, str, Dict[str, Any]]]:
-    for src, source in (mesh.get("sources") or {}).items():
-        for dst, destination in (source.get("destinations") or {}).items():
-            for test, entry in (destination.get("tests") or {}).items():
-                if entry.get("kind") != "check":   # a check's verdict is not a measurement
-                    yield src, dst, test, entry
-
-
 def _epoch(text: Optional[str]) -> Optional[float]:
     if not text:
         return None
@@ -65,7 +58,7 @@ def collector(mesh: Dict[str, Any]):
             families = {}
             status = GaugeMetricFamily("meshperf_measurement_status", "the link's verdict: 1 for its status",
                                        labels=LABELS + ("status",))
-            for src, dst, test, entry in _entries(mesh):
+            for src, dst, test, entry in iter_entries(mesh):   # measurements only: checks are verdicts
                 labels = (test, src, dst, str(entry.get("tool") or ""))
                 status.add_metric(labels + (str(entry.get("status")),), 1.0)
                 for name, value in sorted((entry.get("metrics") or {}).items()):

@@ -65,8 +65,6 @@ def pytest_collection_modifyitems(session, config, items):
     found = state.activate().collected(items)
     if state.is_worker:
         state.tell_controller(found)
-    else:
-        state.items = found
 
 
 @pytest.hookimpl(optionalhook=True)
