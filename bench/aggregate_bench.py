@@ -63,15 +63,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from pytest_meshperf import __version__, results  # noqa: E402
-from pytest_meshperf.inventory import Cluster, Node  # noqa: E402
-from pytest_meshperf.lifecycle import new_run_id  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py)
-from pytest_meshperf.measurement import (STATUS_ERROR, Instance, Measurement, Pair, cpu_bound_warnings,  # noqa: E402
-                                         judge)
-from pytest_meshperf.params import merge_params, parse_params  # noqa: E402
-from pytest_meshperf.planning import mesh_pairs  # noqa: E402
-from pytest_meshperf.thresholds import parse_threshold  # noqa: E402
+
+from pytest_meshperf import __version__
+from pytest_meshperf.cluster.inventory import Cluster, Node  # noqa: E402
+from pytest_meshperf.measure.measurement import STATUS_ERROR, Instance, Measurement, Pair, cpu_bound_warnings, judge
+from pytest_meshperf.plan.planning import mesh_pairs  # noqa: E402
+from pytest_meshperf.results import store as results  # noqa: E402
+from pytest_meshperf.session.lifecycle import new_run_id  # noqa: E402
+from pytest_meshperf.spec.params import merge_params, parse_params  # noqa: E402
+from pytest_meshperf.spec.thresholds import parse_threshold  # noqa: E402
 from pytest_meshperf.tools import iperf3 as iperf3_tool  # noqa: E402
 
 TARGET_S = 60.0

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from machine import machine   # bench/machine.py
+from machine import machine  # bench/machine.py
 
 TRIVIAL = "import pytest\n\n@pytest.mark.parametrize('i', range({count}))\ndef test_trivial(i):\n    assert i >= 0\n"
 ONE = "def test_one():\n    assert True\n"
@@ -105,7 +105,7 @@ class _Worker:
 
 def _drive(count, items, workers):
     """Seconds for the scheduler to hand out and see completed ``count`` tests (half pair tests)."""
-    from pytest_meshperf.scheduling import make_scheduler
+    from pytest_meshperf.session.scheduling import make_scheduler
     collection = ["t.py::test_plain[%d]" % i if i % 2 else "t.py::test_tcp[%d]" % i for i in range(count)]
     sched = make_scheduler(_Config(workers), _QuietLog(), lambda: items(collection))
     nodes = [_Worker("gw%d" % i) for i in range(workers)]
@@ -130,7 +130,7 @@ def _drive(count, items, workers):
 def scheduler_scaling(counts, workers=2, sources=32):
     """The real scheduler (scheduling.py) fed simulated workers, half the tests pair tests of ``sources``
     nodes, against xdist's own LoadScheduling on the same collection (what a run without mesh tests gets)."""
-    from pytest_meshperf.mesh_items import MeshItems
+    from pytest_meshperf.session.mesh_items import MeshItems
 
     def mesh(collection):
         return MeshItems({nodeid: "node%d" % (i % sources) for i, nodeid in enumerate(collection) if i % 2 == 0})

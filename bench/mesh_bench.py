@@ -42,8 +42,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from pytest_meshperf.testbed import NetnsTestbed, TestbedSpec, unavailable_reason  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py)
+
+from pytest_meshperf.testbed import NetnsTestbed, TestbedSpec, unavailable_reason  # noqa: E402
 
 SUITE = """
 import pytest

@@ -7,7 +7,7 @@ on it, the steps that come before any measurement:
 
 * ``meshperf check``, ``meshperf deploy`` (a first deploy that uploads the
   agent bundle, then a second one that transfers nothing), ``meshperf start``
-  and ``meshperf stop``: by default the ``pytest_meshperf.operations``
+  and ``meshperf stop``: by default the ``pytest_meshperf.control.operations``
   functions the CLI calls, in this process (``--via cli``: the CLI itself, as
   a subprocess, import time included);
 * the pytest path: ``Controller(...).start()`` and ``.stop()``, as
@@ -57,13 +57,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from pytest_meshperf import bundle, operations  # noqa: E402
-from pytest_meshperf.controller import Controller  # noqa: E402
-from pytest_meshperf.inventory import load_cluster  # noqa: E402
-from pytest_meshperf.rpc import AgentClient  # noqa: E402
-from pytest_meshperf.testbed import NetnsTestbed, parse_spec, unavailable_reason  # noqa: E402
-from pytest_meshperf.transport.ssh import SshNode, SshOptions  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py)
+
+from pytest_meshperf.cluster.inventory import load_cluster  # noqa: E402
+from pytest_meshperf.control import operations  # noqa: E402
+from pytest_meshperf.control.controller import Controller  # noqa: E402
+from pytest_meshperf.testbed import NetnsTestbed, parse_spec, unavailable_reason  # noqa: E402
+from pytest_meshperf.transport import bundle
+from pytest_meshperf.transport.rpc import AgentClient  # noqa: E402
+from pytest_meshperf.transport.ssh import SshNode, SshOptions  # noqa: E402
 
 CLI_TIMEOUT_S = 300.0
 STEPS = ("check", "deploy (first)", "deploy (again)", "start", "stop", "Controller.start", "Controller.stop")
@@ -392,7 +394,7 @@ def main(argv=None):
     parser.add_argument("--nodes", default="4,16,32", help="testbed sizes, comma-separated (default: 4,16,32)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of every step (default: 3)")
     parser.add_argument("--via", choices=("api", "cli"), default="api",
-                        help="api: call pytest_meshperf.operations in this process (default); cli: run the "
+                        help="api: call pytest_meshperf.control.operations in this process (default); cli: run the "
                              "meshperf CLI as a subprocess (import time included)")
     parser.add_argument("--lease", type=float, default=120.0,
                         help="lease of the agents 'start' starts, so a crashed benchmark leaves none (default 120)")

@@ -4,4 +4,8 @@ This module stays free of heavy imports: the node agent ships with
 ``pytest_meshperf/__init__.py``, ``agent/`` and ``tools/`` only.
 """
 
+import os
+
 __version__ = "0.1.0"
+# Where the package's files are: modules that ship or read them (transport/bundle.py, spec/profiles.py) start here.
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -15,22 +15,23 @@ import threading
 import time
 import urllib.parse
 
-from . import __version__, cli_json, operations
-from .compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_tolerance
-from .errors import UsageError
-from .export import export_path, write_export
-from .inventory import is_testbed_spec, load_cluster
-from .options import OPTIONS, argparse_attrs
-from .metrics import resolve_metric
-from .openmetrics import write_openmetrics
-from .reports import browser
-from .reports import html as html_report
-from .reports.comparison import comparison_lines
-from .reports.comparison_html import comparison_page
-from .reports.terminal import summary_lines
-from .results import RunDir, assemble, load_rows, resolve_mesh
-from .transport.options import ssh_options_from
-from .tools import TOOLS
+from pytest_meshperf import __version__
+from pytest_meshperf.cluster.inventory import is_testbed_spec, load_cluster
+from pytest_meshperf.control import operations
+from pytest_meshperf.errors import UsageError
+from pytest_meshperf.reports import browser, cli_json
+from pytest_meshperf.reports import html as html_report
+from pytest_meshperf.reports.comparison import comparison_lines
+from pytest_meshperf.reports.comparison_html import comparison_page
+from pytest_meshperf.reports.terminal import summary_lines
+from pytest_meshperf.results.export import export_path, write_export
+from pytest_meshperf.results.openmetrics import write_openmetrics
+from pytest_meshperf.results.store import RunDir, assemble, load_rows, resolve_mesh
+from pytest_meshperf.session.options import OPTIONS, argparse_attrs
+from pytest_meshperf.spec.metrics import resolve_metric
+from pytest_meshperf.tools import TOOLS
+from pytest_meshperf.transport.options import ssh_options_from
+from pytest_meshperf.verdicts.compare import DEFAULT_TOLERANCE, compare_results, parse_metrics, parse_tolerance
 
 MARKS = ("\u2713", "\u2717")        # ok, failed
 ASCII_MARKS = ("+", "x")            # where the terminal cannot encode them (LANG=C, a cp1252 console)
@@ -155,7 +156,7 @@ def cmd_export(args):
 
 
 def cmd_completion(args):
-    import shtab   # only here: completion scripts are generated once, at install time
+    import shtab  # only here: completion scripts are generated once, at install time
     print(shtab.complete(build_parser(), shell=args.shell), end="")
     return 0
 

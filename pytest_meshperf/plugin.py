@@ -6,11 +6,11 @@ other tests run as if meshperf were not installed.
 
 import pytest
 
-from . import options
-from .errors import MeasurementError, UsageError
-from .fixtures import measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
-from .lifecycle import STATE_KEY, MeshState, state_of
-from .mesh_items import is_mesh_item
+from pytest_meshperf.errors import MeasurementError, UsageError
+from pytest_meshperf.session import options
+from pytest_meshperf.session.fixtures import measure, mesh_pair  # noqa: F401  (fixtures pytest must see)
+from pytest_meshperf.session.lifecycle import STATE_KEY, MeshState, state_of
+from pytest_meshperf.session.mesh_items import is_mesh_item
 
 
 def pytest_addoption(parser):
@@ -27,7 +27,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
 
 def pytest_addhooks(pluginmanager):
-    from . import hookspecs
+    from pytest_meshperf import hookspecs
     pluginmanager.add_hookspecs(hookspecs)
 
 
@@ -81,7 +81,7 @@ def pytest_xdist_make_scheduler(config, log):
     state = state_of(config)
     if state is None or config.option.dist != "load":
         return None
-    from .scheduling import make_scheduler
+    from pytest_meshperf.session.scheduling import make_scheduler
     return make_scheduler(config, log, lambda: state.items)
 
 

@@ -15,7 +15,7 @@ import os
 import random
 import sys
 
-from pytest_meshperf.metrics import METRICS, format_value
+from pytest_meshperf.spec.metrics import METRICS, format_value
 
 RECORDED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "report", "mesh-3-nodes.json")
 TEST_KEY = "suites/test_tcp.py::test_tcp_throughput"

@@ -10,12 +10,12 @@ import types
 
 import psutil
 import pytest
-
 from procs import alive, wait_for
+
 from pytest_meshperf.agent import protocol
 from pytest_meshperf.errors import AgentError
-from pytest_meshperf.rpc import AgentClient, RemoteError
 from pytest_meshperf.transport.local import start_agent
+from pytest_meshperf.transport.rpc import AgentClient, RemoteError
 
 SECRET = "s3cr3t" * 11
 

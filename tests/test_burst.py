@@ -7,11 +7,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from meshcheck import iter_entries, validate_mesh_file
 from procs import inner_pytest, wait_for
-from pytest_meshperf.agent.monitor import CpuMonitor
 from testbed_fixtures import netns_testbed
+
+from pytest_meshperf.agent.monitor import CpuMonitor
 
 TCP_TEST = """
 import pytest

@@ -8,7 +8,6 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from meshcheck import validate_mesh_csv, validate_mesh_file
 
 SLOW_LINK_SUITE = """

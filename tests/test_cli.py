@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from commands import meshperf
 from test_cli_json import document
 from testbed_fixtures import netns_testbed

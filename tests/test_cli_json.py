@@ -15,9 +15,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
-
 from commands import MESHPERF, meshperf
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "pytest_meshperf" / "schema"

@@ -10,13 +10,21 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from commands import meshperf
 from meshcheck import validate_mesh_file
-from pytest_meshperf.compare import (ERROR_IN_NEW, MISSING_IN_NEW, MISSING_IN_OLD, OK, REGRESSED, compare_results,
-                                     metric_change, parse_tolerance)
-from pytest_meshperf.errors import UsageError
 from test_usage import assert_usage_error
+
+from pytest_meshperf.errors import UsageError
+from pytest_meshperf.verdicts.compare import (
+    ERROR_IN_NEW,
+    MISSING_IN_NEW,
+    MISSING_IN_OLD,
+    OK,
+    REGRESSED,
+    compare_results,
+    metric_change,
+    parse_tolerance,
+)
 
 DATA = Path(__file__).resolve().parent / "data" / "compare"
 BASELINE, SLOW_LINK = DATA / "baseline.json", DATA / "slow-link.json"

@@ -7,13 +7,13 @@ made is in tests/data/README.md): node1->node2 slowed to half, node2->node3 an e
 import re
 
 import pytest
+from test_compare import BASELINE, SLOW_LINK
+from test_report import ReportDom, assert_self_contained, chromium, meshperf, png_size  # noqa: F401 (a fixture)
 
-from pytest_meshperf.compare import compare_results
 from pytest_meshperf.reports import browser
 from pytest_meshperf.reports.comparison_html import comparison_page
 from pytest_meshperf.reports.heatmap import Cell, Heatmap, Scale, render_page
-from test_compare import BASELINE, SLOW_LINK
-from test_report import ReportDom, assert_self_contained, chromium, meshperf, png_size  # noqa: F401 (a fixture)
+from pytest_meshperf.verdicts.compare import compare_results
 
 NODES = ("node1", "node2", "node3")
 PAIRS = {(a, b) for a in NODES for b in NODES if a != b}

@@ -7,11 +7,11 @@ import sys
 from importlib import resources
 
 from jsonschema import Draft202012Validator
-
 from meshcheck import iter_entries, validate_mesh_file
-from pytest_meshperf.export import MESHPERF_KEYS, SPEC_KEYS
-from pytest_meshperf.reports.html import cell_detail
 from test_usage import assert_usage_error
+
+from pytest_meshperf.reports.html import cell_detail
+from pytest_meshperf.results.export import MESHPERF_KEYS, SPEC_KEYS
 
 TESTS = """
 import pytest

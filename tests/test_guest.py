@@ -10,7 +10,6 @@ import sys
 import tempfile
 
 import pytest
-
 from meshcheck import iter_entries
 from test_usage import assert_usage_error
 
@@ -189,7 +188,7 @@ def test_a_bad_ini_value_is_a_one_line_usage_error_naming_the_key_and_the_file(p
 
 
 def test_every_option_has_an_ini_key_named_as_its_destination(pytester):
-    from pytest_meshperf.options import OPTIONS
+    from pytest_meshperf.session.options import OPTIONS
     result = pytester.runpytest_subprocess("--help")
     text = result.stdout.str()
     for option in OPTIONS:
@@ -217,7 +216,8 @@ def test_mesh_tests_beside_ordinary_ones_under_xdist(pytester, mesh_out):
 
 def test_the_readme_documents_every_ini_key_in_one_table():
     from pathlib import Path
-    from pytest_meshperf.options import OPTIONS
+
+    from pytest_meshperf.session.options import OPTIONS
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     table = readme[readme.index("| option | ini key | meaning |"):]
     table = table[:table.index("\n\n")]

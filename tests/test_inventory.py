@@ -1,4 +1,4 @@
-"""Tests of pytest_meshperf.inventory: ``--cluster`` specs and hosts.yaml validation."""
+"""Tests of pytest_meshperf.cluster.inventory: ``--cluster`` specs and hosts.yaml validation."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_meshperf.errors import InventoryError, UsageError
-from pytest_meshperf.inventory import (
+from pytest_meshperf.cluster.inventory import (
     DEFAULT_CLUSTER,
     HOST_KEYS,
     LOCAL_MAX_NODES,
@@ -23,6 +22,7 @@ from pytest_meshperf.inventory import (
     load_cluster,
     local_cluster,
 )
+from pytest_meshperf.errors import InventoryError, UsageError
 
 DATA = Path(__file__).parent / "data" / "inventory"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -1030,7 +1030,7 @@ def test_read_error_is_an_inventory_error(tmp_path, monkeypatch):
     def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("pytest_meshperf.inventory.open", deny, raising=False)
+    monkeypatch.setattr("pytest_meshperf.cluster.inventory.open", deny, raising=False)
     with pytest.raises(
         InventoryError,
         match=r"cannot read the file \(Permission denied\); check its permissions",

@@ -9,15 +9,15 @@ import json
 from pathlib import Path
 
 import pytest
-
 from meshcheck import iter_entries, validate_mesh_file
-from pytest_meshperf.errors import InventoryError
-from pytest_meshperf.export import SPEC_KEYS
-from pytest_meshperf.inventory import load_cluster
-from pytest_meshperf.matrix import load_matrix
-from pytest_meshperf.planning import Schedule, plan_pairs
 from test_usage import MESH_TEST, assert_usage_error
 from testbed_fixtures import netns_testbed
+
+from pytest_meshperf.cluster.inventory import load_cluster
+from pytest_meshperf.cluster.matrix import load_matrix
+from pytest_meshperf.errors import InventoryError
+from pytest_meshperf.plan.planning import Schedule, plan_pairs
+from pytest_meshperf.results.export import SPEC_KEYS
 
 
 def write(folder, name, text):

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from meshcheck import validate_mesh_file
-from pytest_meshperf.params import merge_params, parse_params
+from test_usage import MESH_TEST, assert_usage_error
+
 from pytest_meshperf.errors import ParameterError
-from pytest_meshperf.rpc import AgentClient
+from pytest_meshperf.spec.params import merge_params, parse_params
 from pytest_meshperf.tools import iperf3, netperf
 from pytest_meshperf.tools.args import ArgError
 from pytest_meshperf.tools.errors import ToolFailure
 from pytest_meshperf.transport.local import start_agent
-from test_usage import MESH_TEST, assert_usage_error
+from pytest_meshperf.transport.rpc import AgentClient
 
 DATA = Path(__file__).resolve().parent / "data" / "netperf"
 SUITES = Path(__file__).resolve().parent.parent / "suites"

@@ -5,7 +5,6 @@ import signal
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from meshcheck import iter_entries as entries
 from meshcheck import validate_mesh_file
 from procs import alive, descendants, find_iperf3, inner_pytest, is_agent, is_iperf3, journal_records, wait_for

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from meshcheck import validate_mesh_file
 from procs import inner_pytest, wait_for
 from testbed_fixtures import iperf3_rate, netns_testbed

@@ -13,10 +13,10 @@ import pytest
 from meshcheck import consistency_errors, iter_entries, schema_errors
 from meshgen import generate
 
-from pytest_meshperf.metrics import format_value
 from pytest_meshperf.reports import browser
 from pytest_meshperf.reports.heatmap import Cell, Heatmap, Scale, render_page, script_json
 from pytest_meshperf.reports.html import write_report
+from pytest_meshperf.spec.metrics import format_value
 
 RECORDED = Path(__file__).parent / "data" / "report" / "mesh-3-nodes.json"
 TCP, UDP = "tests/data/report/record_suite.py::test_tcp", "tests/data/report/record_suite.py::test_udp"

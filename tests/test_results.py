@@ -15,9 +15,9 @@ import os
 import shutil
 from pathlib import Path
 
-
 from meshcheck import load_strict, validate_mesh_csv, validate_mesh_file
-from pytest_meshperf import results
+
+from pytest_meshperf.results import store as results
 
 DATA = Path(__file__).parent / "data" / "journals"
 

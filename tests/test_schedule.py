@@ -6,13 +6,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from meshcheck import iter_entries, node_overlaps, validate_mesh_file
 from procs import descendants, find_iperf3, inner_pytest, is_agent, wait_for
-from pytest_meshperf.agent.leases import Leases
-from pytest_meshperf.inventory import Cluster, Node, local_cluster
-from pytest_meshperf.planning import mesh_pairs, rounds
 from testbed_fixtures import netns_testbed
+
+from pytest_meshperf.agent.leases import Leases
+from pytest_meshperf.cluster.inventory import Cluster, Node, local_cluster
+from pytest_meshperf.plan.planning import mesh_pairs, rounds
 
 TCP_TEST = """
 import pytest

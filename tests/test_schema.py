@@ -16,10 +16,10 @@ from meshcheck import (
     validate_mesh_file,
 )
 
-from pytest_meshperf.metrics import METRICS
-from pytest_meshperf.params import Params
-from pytest_meshperf.results import CSV_METRICS, SCHEMA_VERSION
-from pytest_meshperf.thresholds import OPS
+from pytest_meshperf.results.store import CSV_METRICS, SCHEMA_VERSION
+from pytest_meshperf.spec.metrics import METRICS
+from pytest_meshperf.spec.params import Params
+from pytest_meshperf.spec.thresholds import OPS
 
 TCP_TEST = """
 import pytest

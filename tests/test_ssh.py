@@ -8,18 +8,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from commands import MESHPERF, meshperf
 from meshcheck import validate_mesh_file
 from procs import wait_for
-from pytest_meshperf import bundle
-from pytest_meshperf.controller import Controller
-from pytest_meshperf.inventory import load_cluster
-from pytest_meshperf.measurement import Pair
-from pytest_meshperf.params import merge_params
-from pytest_meshperf.runner import run_measurement
-from pytest_meshperf.transport.ssh import SshOptions
 from testbed_fixtures import netns_testbed
+
+from pytest_meshperf.cluster.inventory import load_cluster
+from pytest_meshperf.control.controller import Controller
+from pytest_meshperf.measure.measurement import Pair
+from pytest_meshperf.measure.runner import run_measurement
+from pytest_meshperf.spec.params import merge_params
+from pytest_meshperf.transport import bundle
+from pytest_meshperf.transport.ssh import SshOptions
 
 pytestmark = pytest.mark.usefixtures("netns_required")
 

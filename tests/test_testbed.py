@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,20 +24,22 @@ from testbed_fixtures import (
     ssh,
 )
 
+from pytest_meshperf.cluster.inventory import load_cluster
 from pytest_meshperf.errors import InventoryError, MeshperfError, UsageError
-from pytest_meshperf.inventory import load_cluster
 from pytest_meshperf.testbed import (
     TESTBED_RANGE,
     NetnsTestbed,
     TestbedError,
     TestbedSpec,
     TestbedUnavailableError,
+    build,
     cleanup_stale,
     parse_spec,
+    processes,
+    stale,
     stale_testbeds,
     unavailable_reason,
 )
-from pytest_meshperf.testbed import netns as netns_mod
 
 testbed = make_testbed_fixture(nodes=3)
 
@@ -353,9 +356,9 @@ def test_down_leaves_nothing(tmp_path):
     )  # fmt: skip
     try:
         for _ in range(100):  # bounded: the session's sleep shows up in node1's namespace
-            if any(netns_mod._comm(p) == "sleep" for p in netns_mod._ns_pids([tb.node("node1").netns]).get(tb.node("node1").netns, [])):
+            if any(processes.comm(p) == "sleep" for p in processes.ns_pids([tb.node("node1").netns]).get(tb.node("node1").netns, [])):
                 break
-            netns_mod.time.sleep(0.05)
+            time.sleep(0.05)
         tb.down()
         assert sleeper.wait(timeout=10) is not None
         assert session.wait(timeout=30) != 0
@@ -433,8 +436,8 @@ def test_failed_up_leaves_nothing(tmp_path, monkeypatch, step, how):
 
 @needs_netns
 def test_sshd_failure_is_reported(tmp_path, monkeypatch):
-    real = netns_mod._which
-    monkeypatch.setattr(netns_mod, "_which", lambda name: "/bin/false" if name == "sshd" else real(name))
+    real = build.which
+    monkeypatch.setattr(build, "which", lambda name: "/bin/false" if name == "sshd" else real(name))
     tb = NetnsTestbed(TestbedSpec(nodes=2), tmp_path)
     with pytest.raises(TestbedError, match=r"^netns testbed mp[0-9a-f]{4}: sshd of node[12] exited with 1: "):
         tb.up()
@@ -520,7 +523,7 @@ def test_ctrl_c_tears_down(tmp_path, when):
             child.kill()
             child.communicate(timeout=30)
             if tag:
-                netns_mod._remove_testbed(tag)
+                stale.remove_testbed(tag)
     assert child.returncode != 0
     assert "KeyboardInterrupt" in err
     if when == "during up":

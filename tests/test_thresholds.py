@@ -6,7 +6,7 @@ import math
 import pytest
 
 from pytest_meshperf.errors import ThresholdError, UsageError
-from pytest_meshperf.thresholds import (
+from pytest_meshperf.spec.thresholds import (
     OPS,
     Threshold,
     ThresholdResult,

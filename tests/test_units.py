@@ -3,14 +3,8 @@
 import pytest
 
 from pytest_meshperf.errors import ThresholdError
-from pytest_meshperf.metrics import METRICS, Metric, format_value, resolve_metric
-from pytest_meshperf.units import (
-    QuantityError,
-    format_number,
-    format_rate_bps,
-    parse_quantity,
-    to_unit,
-)
+from pytest_meshperf.spec.metrics import METRICS, Metric, format_value, resolve_metric
+from pytest_meshperf.spec.units import QuantityError, format_number, format_rate_bps, parse_quantity, to_unit
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ someone else's, so each window also follows its own tool process's CPU time
 """
 
 import os
-
 import threading
 import time
 
@@ -21,7 +20,7 @@ try:
 except ImportError:  # the agent must run on nodes that have only python3
     psutil = None
 
-from .resources import memory_used
+from pytest_meshperf.agent.resources import memory_used
 
 SATURATED_PERCENT = 90.0      # a core this busy in a sample counts as saturated
 MAX_WINDOWS = 4096            # bounds memory if windows are never closed

@@ -14,15 +14,15 @@ import subprocess
 import threading
 import time
 
-from .. import __version__
-from ..tools import TOOLS, get_tool
-from . import protocol, resources
-from .boot import locate_server
-from .monitor import CpuMonitor
-from .leases import ROLES as LEASE_ROLES
-from .leases import Leases
-from .ports import PortAllocator, pid_is_listening
-from .supervisor import Supervisor, TooManyProcesses
+from pytest_meshperf import __version__
+from pytest_meshperf.agent import protocol, resources
+from pytest_meshperf.agent.boot import locate_server
+from pytest_meshperf.agent.leases import ROLES as LEASE_ROLES
+from pytest_meshperf.agent.leases import Leases
+from pytest_meshperf.agent.monitor import CpuMonitor
+from pytest_meshperf.agent.ports import PortAllocator, pid_is_listening
+from pytest_meshperf.agent.supervisor import Supervisor, TooManyProcesses
+from pytest_meshperf.tools import TOOLS, get_tool
 
 log = logging.getLogger("meshperf.agent")
 

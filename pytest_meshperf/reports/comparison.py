@@ -2,8 +2,8 @@
 
 from typing import List
 
-from ..compare import Comparison, MetricChange, STATUSES
-from ..metrics import METRICS, format_value
+from pytest_meshperf.spec.metrics import METRICS, format_value
+from pytest_meshperf.verdicts.compare import STATUSES, Comparison, MetricChange
 
 HEADERS = ("status", "link", "test", "metric", "old", "new", "change")
 MAX_ERROR_CHARS = 80

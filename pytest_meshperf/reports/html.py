@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Dict, List, Optional
 
-from ..metrics import MAIN_METRICS, METRICS, format_value
-from ..results import entry_messages, iter_entries
-from ..units import format_number
-from .heatmap import Cell, Heatmap, Scale, esc, render_page
+from pytest_meshperf.reports.heatmap import Cell, Heatmap, Scale, esc, render_page
+from pytest_meshperf.results.store import entry_messages, iter_entries
+from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS, format_value
+from pytest_meshperf.spec.units import format_number
 
 REPORT_FILE = "report.html"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # mesh.json's times (results.iso)

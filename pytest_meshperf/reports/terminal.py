@@ -4,8 +4,8 @@ import os
 from collections import OrderedDict
 from typing import List
 
-from ..checks import is_check_key
-from ..metrics import MAIN_METRICS, METRICS, format_value
+from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS, format_value
+from pytest_meshperf.verdicts.checks import is_check_key
 
 # A latency test is judged by its tail as much as by its median: its p99 gets a matrix too.
 ALSO_SHOWN = {"latency_p50_us": ("latency_p99_us",)}

@@ -10,7 +10,7 @@ its server is long-lived and shared by every measurement (netperf's netserver)
 rather than one-off (iperf3 -s -1).
 """
 
-from . import iperf3, netperf
+from pytest_meshperf.tools import iperf3, netperf
 
 TOOLS = {iperf3.NAME: iperf3, netperf.NAME: netperf}
 

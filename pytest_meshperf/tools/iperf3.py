@@ -13,8 +13,8 @@ Facts this relies on (iperf3 3.12 to 3.21):
 import json
 import re
 
-from .args import ArgError, as_list, flatten, options
-from .errors import ToolFailure
+from pytest_meshperf.tools.args import ArgError, as_list, flatten, options
+from pytest_meshperf.tools.errors import ToolFailure
 
 NAME = "iperf3"
 DEFAULT_BINARY = "iperf3"
@@ -195,7 +195,7 @@ def load_output(stdout):
 
 
 def metrics_from_json(data):
-    """Metric-name -> value from a client's iperf3 JSON (names per pytest_meshperf.metrics)."""
+    """Metric-name -> value from a client's iperf3 JSON (names per pytest_meshperf.spec.metrics)."""
     end = data.get("end") or {}
     udp = (data.get("start") or {}).get("test_start", {}).get("protocol") == "UDP"
     received = end.get("sum_received") or end.get("sum") or {}

@@ -15,8 +15,8 @@ Facts this relies on (netperf 2.7):
 import difflib
 import re
 
-from .args import ArgError, as_list, flatten, options
-from .errors import ToolFailure
+from pytest_meshperf.tools.args import ArgError, as_list, flatten, options
+from pytest_meshperf.tools.errors import ToolFailure
 
 NAME = "netperf"
 DEFAULT_BINARY = "netperf"
@@ -285,7 +285,7 @@ def _number(values, name):
 
 
 def metrics_from_json(data):
-    """Metric-name -> value (names per pytest_meshperf.metrics) from load_output's result.
+    """Metric-name -> value (names per pytest_meshperf.spec.metrics) from load_output's result.
 
     A send test's THROUGHPUT is the receiver's figure (netperf reports what arrived) in THROUGHPUT_UNITS;
     an rr test's THROUGHPUT is its transaction rate (Trans/s), so it gives no bit rate, but transaction

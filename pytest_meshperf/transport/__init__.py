@@ -6,16 +6,16 @@ A transport turns a ``Node`` into a running agent and gives back an
 the SSH transport (Fabric) will launch them on remote nodes the same way.
 """
 
-from .base import AgentHandle, is_local  # noqa: F401  (the transports' shared face, re-exported)
+from pytest_meshperf.transport.base import AgentHandle, is_local  # noqa: F401  (the transports' shared face, re-exported)
 
 
 def start_agent(node, secret, log_dir, lease_s, run_id, ssh_options=None, nodes_by_name=None):
     """Start ``node``'s agent with the transport that reaches it; raises AgentError (TransportError)."""
-    from . import local
+    from pytest_meshperf.transport import local
     if is_local(node):
         return local.start_agent(node, secret, log_dir, lease_s)
-    from .options import SshOptions
-    from .ssh import SshNode
+    from pytest_meshperf.transport.options import SshOptions
+    from pytest_meshperf.transport.ssh import SshNode
     remote = SshNode(node, ssh_options or SshOptions(), nodes_by_name)
     try:
         remote.connect()

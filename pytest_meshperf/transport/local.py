@@ -12,12 +12,12 @@ import subprocess
 import sys
 import time
 
-from ..agent import protocol
-from ..agent.boot import locate_server
-from ..errors import AgentError
-from ..inventory import TOOL_BINARIES
-from ..rpc import tcp_connector
-from .base import AgentHandle
+from pytest_meshperf.agent import protocol
+from pytest_meshperf.agent.boot import locate_server
+from pytest_meshperf.cluster.inventory import TOOL_BINARIES
+from pytest_meshperf.errors import AgentError
+from pytest_meshperf.transport.base import AgentHandle
+from pytest_meshperf.transport.rpc import tcp_connector
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -131,7 +131,8 @@ class LocalNode:
     def check(self, clock=False, prepare=False):
         import shutil
         import time
-        from ..tools import TOOLS, get_tool
+
+        from pytest_meshperf.tools import TOOLS, get_tool
         facts = {"host_key_check": None, "python": "%d.%d.%d" % sys.version_info[:3], "clock_offset_s": None,
                  "hostname": os.uname().nodename, "rtt_s": 0.0, "tools": {}}
         for name in TOOLS:

@@ -5,8 +5,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
 
-from ..errors import UsageError
-from ..vocabulary import TOOL_BINARIES
+from pytest_meshperf.errors import UsageError
+from pytest_meshperf.vocabulary import TOOL_BINARIES
 
 REMOTE_HOME_DIR = ".meshperf"
 CONNECT_TIMEOUT_S = 10.0

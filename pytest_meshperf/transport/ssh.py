@@ -27,16 +27,16 @@ from typing import List, Optional
 import paramiko
 from fabric import Config, Connection
 
-from .. import bundle as agent_bundle
-from ..agent.boot import CANNOT_RUN, NEEDS_UPLOAD
-from ..errors import TransportError
-from ..rpc import tcp_connector
-from ..tools import TOOLS, get_tool
-from .base import AgentHandle
-from .commands import AGENTS_SCRIPT, CommandResult, facts_line, read_to_eof, sftp_makedirs
-from .local import limit_args
-from .options import CONNECT_TIMEOUT_S, REMOTE_HOME_DIR, SshOptions  # noqa: F401  (SshOptions re-exported)
-from .tunnel import Tunnel
+from pytest_meshperf.agent.boot import CANNOT_RUN, NEEDS_UPLOAD
+from pytest_meshperf.errors import TransportError
+from pytest_meshperf.tools import TOOLS, get_tool
+from pytest_meshperf.transport import bundle as agent_bundle
+from pytest_meshperf.transport.base import AgentHandle
+from pytest_meshperf.transport.commands import AGENTS_SCRIPT, CommandResult, facts_line, read_to_eof, sftp_makedirs
+from pytest_meshperf.transport.local import limit_args
+from pytest_meshperf.transport.options import CONNECT_TIMEOUT_S, REMOTE_HOME_DIR, SshOptions  # noqa: F401  (SshOptions re-exported)
+from pytest_meshperf.transport.rpc import tcp_connector
+from pytest_meshperf.transport.tunnel import Tunnel
 
 log = logging.getLogger("meshperf.ssh")
 

@@ -1,0 +1,172 @@
+"""Run-wide agent lifecycle: start an agent per node, keep their leases, stop them.
+
+Exactly one ``Controller`` exists per run, in the process that owns the run
+(plain pytest, or the xdist controller); workers get only the endpoints and
+open their own connections through an ``AgentPool``.  A node that cannot be
+reached is recorded in ``failed`` with the reason; the others go on.
+"""
+
+import logging
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict
+
+from pytest_meshperf import transport
+from pytest_meshperf.errors import AgentError
+from pytest_meshperf.transport.rpc import AgentClient, clock_offset, tcp_connector
+
+log = logging.getLogger("meshperf")
+
+DEFAULT_LEASE_S = 60.0
+# One wave for up to 64 nodes: a start is mostly waiting on the node; each costs the controller ~10 ms of CPU.
+MAX_PARALLEL_STARTS = 64
+
+
+def new_secret() -> str:
+    return secrets.token_hex(32)
+
+
+class AgentPool:
+    """Agent clients by node name, one connection per thread (connections are not thread-safe)."""
+
+    def __init__(self, endpoints: Dict[str, dict], secret: str, failed: Dict[str, str] = None):
+        self.endpoints = endpoints
+        self.failed = dict(failed or {})
+        self._secret = secret
+        self._local = threading.local()
+        self._all = []
+        self._lock = threading.Lock()
+
+    def coordinator(self) -> str:
+        """The node whose agent holds the cluster-wide lease (sequential schedule): the first reachable one."""
+        for name in self.endpoints:
+            if name not in self.failed:
+                return name
+        raise AgentError("no agent is reachable")
+
+    def data_address(self, node: str) -> str:
+        """The address other nodes use to reach ``node`` in tests."""
+        return self.endpoints[node]["data_address"]
+
+    def client(self, node: str) -> AgentClient:
+        if node in self.failed:
+            raise AgentError(self.failed[node])
+        clients = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
+        if node not in clients:
+            endpoint = self.endpoints.get(node)
+            if endpoint is None:
+                raise AgentError("%s: no agent is running for this node" % node)
+            clients[node] = AgentClient(node, tcp_connector(endpoint["host"], endpoint["port"]), self._secret)
+            with self._lock:
+                self._all.append(clients[node])
+        return clients[node]
+
+    def close_thread(self):
+        """Close this thread's connections (a short-lived thread's, before it ends)."""
+        clients = getattr(self._local, "clients", None) or {}
+        with self._lock:
+            for client in clients.values():
+                client.close()
+                if client in self._all:
+                    self._all.remove(client)
+        self._local.clients = {}
+
+    def close(self):
+        with self._lock:
+            for client in self._all:
+                client.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+class Controller:
+    def __init__(self, cluster, log_dir, run_id, secret=None, lease_s=DEFAULT_LEASE_S, ssh_options=None):
+        self.cluster = cluster
+        self.log_dir = log_dir
+        self.run_id = run_id
+        self.secret = secret or new_secret()
+        self.lease_s = lease_s
+        self.ssh_options = ssh_options
+        self.handles = {}
+        self.failed: Dict[str, str] = {}
+        self.node_info = {}
+        self.pool = None
+        self._stop_keepalive = threading.Event()
+        self._keepalive = None
+        self._lock = threading.Lock()
+
+    def _start_one(self, node):
+        nodes_by_name = {n.name: n for n in self.cluster.nodes}
+        handle = transport.start_agent(node, self.secret, self.log_dir, self.lease_s, self.run_id,
+                                       self.ssh_options, nodes_by_name)
+        # Learnt at once, while other nodes still start: no second round over all nodes.
+        try:
+            return handle, self._learn(node.name, handle)
+        except Exception as exc:  # the handle must come back, or nothing would stop this agent
+            return handle, "%s: %s: %s" % (node.name, type(exc).__name__, exc)
+
+    def start(self):
+        """Start every node's agent (bounded fan-out) and learn what each node has."""
+        with self._lock:
+            if self.pool is not None:
+                return
+            nodes = list(self.cluster.nodes)
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STARTS, len(nodes))) as executor:
+                futures = {node.name: executor.submit(self._start_one, node) for node in nodes}
+            for name, future in futures.items():
+                try:
+                    self.handles[name], learnt = future.result()
+                    if isinstance(learnt, str):
+                        self.failed[name] = learnt
+                    else:
+                        self.node_info[name] = learnt
+                except AgentError as exc:
+                    self.failed[name] = str(exc)
+                    log.warning("%s", exc)
+                except Exception as exc:  # a surprise on one node must not orphan the others' agents
+                    self.failed[name] = "%s: %s: %s" % (name, type(exc).__name__, exc)
+                    log.warning("%s", self.failed[name])
+            self.pool = AgentPool(self.endpoints(), self.secret, self.failed)
+            self._keepalive = threading.Thread(target=self._keep_leases, name="meshperf-keepalive", daemon=True)
+            self._keepalive.start()
+
+    def _learn(self, name, handle):
+        """What the node's agent says of itself, and its clock offset; the error message if it cannot say."""
+        client = AgentClient(name, tcp_connector(handle.endpoint["host"], handle.endpoint["port"]), self.secret)
+        try:
+            info = client.call("agent.info")
+            info["facts"] = handle.info.get("facts")
+            info["clock_offset_s"] = round(clock_offset(client)[0], 6)
+            return info
+        except AgentError as exc:
+            return str(exc)
+        finally:
+            client.close()
+
+    def endpoints(self):
+        return {name: handle.endpoint for name, handle in self.handles.items()}
+
+    def _keep_leases(self):
+        pool = AgentPool(self.endpoints(), self.secret, self.failed)
+        try:
+            while not self._stop_keepalive.wait(self.lease_s / 4):
+                for name in self.handles:
+                    if name in self.failed:
+                        continue
+                    try:
+                        pool.client(name).call("agent.ping", timeout_s=5.0)
+                    except AgentError as exc:
+                        log.warning("keep-alive: %s", exc)
+        finally:
+            pool.close()
+
+    def stop(self):
+        """Stop every agent; each stops all the tool processes it started."""
+        self._stop_keepalive.set()
+        if self.pool is not None:
+            self.pool.close()
+        with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_STARTS, len(self.handles)))) as executor:
+            list(executor.map(lambda handle: handle.stop(), self.handles.values()))

@@ -1,0 +1,249 @@
+"""Cluster operations behind the ``meshperf`` command: check, deploy, start, status, stop.
+
+Each runs on every node in parallel (bounded fan-out) and returns one
+``HostResult`` per node, in inventory order; ``cli.py`` only formats them.
+Agents started by ``meshperf start`` outlive the command: their secret, PIDs
+and ports are kept in a state file readable by this user only
+(``~/.meshperf/state/``), which ``status`` and ``stop`` use.
+"""
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from pytest_meshperf.control.controller import new_secret
+from pytest_meshperf.errors import AgentError
+from pytest_meshperf.tools import get_tool
+from pytest_meshperf.transport import is_local
+from pytest_meshperf.transport.local import LocalNode
+from pytest_meshperf.transport.rpc import AgentClient
+from pytest_meshperf.transport.ssh import SshNode, SshOptions
+
+MAX_FAN_OUT = 16
+DEFAULT_CLI_LEASE_S = 3600.0
+
+
+@dataclass
+class HostResult:
+    node: Any
+    ok: bool
+    message: str
+    details: Dict[str, Any] = field(default_factory=dict)
+
+
+def backend(node, options: SshOptions, nodes_by_name):
+    return LocalNode(node) if is_local(node) else SshNode(node, options, nodes_by_name)
+
+
+def for_each(cluster, options, action: Callable, fan_out: int = MAX_FAN_OUT) -> List[HostResult]:
+    nodes_by_name = {n.name: n for n in cluster.nodes}
+
+    def one(node):
+        remote = backend(node, options, nodes_by_name)
+        try:
+            return action(node, remote)
+        except AgentError as exc:
+            return HostResult(node, False, _short(str(exc), node))
+        except Exception as exc:  # one host's surprise must not end the others' results
+            return HostResult(node, False, "%s: %s" % (type(exc).__name__, exc))
+        finally:
+            remote.close()
+
+    executor = ThreadPoolExecutor(max_workers=max(1, min(fan_out, len(cluster.nodes))))
+    try:
+        results = list(executor.map(one, cluster.nodes))
+    except BaseException:   # Ctrl-C: do not wait for hosts still connecting (the CLI exits at once)
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+    return results
+
+
+def _short(message, node):
+    """Errors name the node already in the output's first column."""
+    for prefix in ("%s (%s): " % (node.name, node.address), "%s: " % node.name):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+# -- check -------------------------------------------------------------------------
+def check(cluster, options, required=()) -> List[HostResult]:
+    """Every host's facts.  A host fails when a ``required`` tool is missing there, or when no tool works
+    at all; a missing tool nobody requires is reported (with its install hint) without failing the host:
+    a cluster measured with iperf3 only needs no netperf."""
+    def action(node, remote):
+        remote.connect()
+        facts = remote.check(clock=True)
+        errors = {name: t["error"] for name, t in facts["tools"].items() if t["error"]}
+        usable = len(errors) < len(facts["tools"])
+        problems = [errors[name] for name in required if name in errors] if usable else list(errors.values())
+        notes = [] if problems else ["%s missing: %s" % (name, error) for name, error in errors.items()]
+        tools = describe_tools(facts["tools"])
+        parts = ["python %s" % facts["python"]] + ([tools] if tools else [])
+        if not is_local(node):
+            if facts["clock_offset_s"] is not None:
+                parts.append("clock %+.3f s" % facts["clock_offset_s"])
+            parts.append({"yes": "host key verified", "accept-new": "host key verified or added (accept-new)",
+                          "off": "HOST KEY NOT CHECKED"}[facts["host_key_check"]])
+        else:
+            parts.append("local")
+        return HostResult(node, not problems, "; ".join(problems) if problems else "; ".join([", ".join(parts)]
+                                                                                              + notes), facts)
+    return for_each(cluster, options, action)
+
+
+def describe_tools(tools) -> str:
+    """The binaries a node uses: 'iperf3 3.12 /usr/bin/iperf3, netperf 2.7.0 /usr/bin/netperf (netserver 2.7.0
+    /usr/bin/netserver)'; a tool not found is left out (its error says why)."""
+    shown = []
+    for name, t in tools.items():
+        if t.get("version"):
+            server = " (%s %s %s)" % (get_tool(name).SERVER_BINARY, t.get("server_version") or "?", t["server_path"]) \
+                if t.get("server_path") else ""
+            shown.append("%s %s %s%s" % (name, t["version"], t["path"], server))
+    return ", ".join(shown)
+
+
+def clock_spread_s(results: List[HostResult]) -> Optional[float]:
+    offsets = [r.details["clock_offset_s"] for r in results
+               if r.ok and r.details.get("clock_offset_s") is not None and not is_local(r.node)]
+    return max(offsets) - min(offsets) if len(offsets) > 1 else None
+
+
+# -- deploy ------------------------------------------------------------------------
+def deploy(cluster, options) -> List[HostResult]:
+    def action(node, remote):
+        remote.connect()
+        if is_local(node):
+            return HostResult(node, True, "local node: runs this installation, nothing to deploy")
+        shipped = remote.deploy()
+        parts = []
+        for name, item in shipped.items():
+            sent = item["transferred_bytes"]
+            parts.append("%s %s (%s)" % (name, item["path"], "%d bytes sent" % sent if sent else "up to date"))
+        return HostResult(node, True, ", ".join(parts), shipped)
+    return for_each(cluster, options, action)
+
+
+# -- state of started agents -------------------------------------------------------
+def state_path(cluster) -> str:
+    key = hashlib.sha256((cluster.source or cluster.spec).encode("utf-8")).hexdigest()[:16]
+    return os.path.join(os.path.expanduser("~"), ".meshperf", "state", "%s.json" % key)
+
+
+def load_state(cluster) -> Dict[str, Any]:
+    try:
+        with open(state_path(cluster)) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(cluster, state):
+    path = state_path(cluster)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the agents' secret
+    with os.fdopen(fd, "w") as handle:
+        json.dump(state, handle, indent=1)
+    os.replace(tmp, path)
+
+
+# -- start / status / stop ----------------------------------------------------------
+def start(cluster, options, lease_s=DEFAULT_CLI_LEASE_S) -> List[HostResult]:
+    state = load_state(cluster)
+    secret = state.get("secret") or new_secret()
+    run_id = "cli-%d" % time.time()
+
+    def action(node, remote):
+        known = state.get("agents", {}).get(node.name)
+        if known and _health(remote, known, secret) is not None:
+            return HostResult(node, True, "already running (PID %s)" % known["pid"], known)
+        remote.connect()
+        ready = remote.launch_agent(secret, lease_s, run_id)  # checks the node and the bundle first
+        entry = {"pid": ready["pid"], "port": ready["port"], "started": time.time(), "lease_s": lease_s}
+        return HostResult(node, True, "agent started (PID %s, lease %.0f s)" % (ready["pid"], lease_s), entry)
+
+    results = for_each(cluster, options, action)
+    agents = dict(state.get("agents", {}))
+    agents.update({r.node.name: r.details for r in results if r.ok})
+    save_state(cluster, {"cluster": cluster.source or cluster.spec, "secret": secret, "agents": agents})
+    return results
+
+
+def _health(remote, entry, secret):
+    client = AgentClient(remote.node.name, remote.channel_connector(int(entry["port"])), secret)
+    try:
+        health = client.call("agent.health", timeout_s=10.0)
+        started = time.monotonic()  # the round trip of a call on the open connection, not the connect
+        client.call("agent.ping", timeout_s=10.0)
+        health["rpc_rtt_s"] = time.monotonic() - started
+        return health if health.get("pid") == entry["pid"] else None
+    except AgentError:
+        return None
+    finally:
+        client.close()
+
+
+def status(cluster, options) -> List[HostResult]:
+    state = load_state(cluster)
+
+    def action(node, remote):
+        entry = state.get("agents", {}).get(node.name)
+        if not entry:
+            return HostResult(node, False, "not running (no agent started by meshperf start)")
+        health = _health(remote, entry, state["secret"])
+        if health is None:
+            return HostResult(node, False, "not running (agent PID %s is gone)" % entry["pid"], entry)
+        return HostResult(node, True, describe_health(health), health)
+    return for_each(cluster, options, action)
+
+
+def describe_health(health) -> str:
+    procs = health.get("processes", [])
+    tools = ", ".join("%s %s pid %s port %s" % (p["tool"], p["role"], p["pid"], p["port"] or "-") for p in procs)
+    usage, load = health.get("agent_usage", {}), health.get("load", {})
+    rss = usage.get("rss_bytes")
+    binaries = describe_tools(health.get("tools") or {})
+    parts = ["Running (PID %s)" % health["pid"], "up %s" % _duration(health.get("uptime_s", 0)),
+             "%d tool processes%s" % (len(procs), " (%s)" % tools if tools else ""),
+             *([binaries] if binaries else []),
+             "node CPU %s%%" % ("?" if load.get("cpu_percent") is None else "%.0f" % load["cpu_percent"]),
+             "agent CPU %.2f s" % usage.get("cpu_seconds", 0),
+             "RSS %s" % ("%.1f MB" % (rss / 1e6) if rss else "?"),
+             "RPC %.1f ms" % (1000 * health.get("rpc_rtt_s", 0)),
+             "psutil" if health.get("resources", {}).get("psutil") else "no psutil (reduced figures)"]
+    return ", ".join(parts)
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60) if seconds >= 3600 else "%dm%02ds" % divmod(seconds, 60)
+
+
+def stop(cluster, options, everything=False) -> List[HostResult]:
+    """Stop the agents ``start`` recorded (with ``everything``, every meshperf agent of this user on the node)."""
+    state = load_state(cluster)
+
+    def action(node, remote):
+        entry = state.get("agents", {}).get(node.name)
+        pids = [entry["pid"]] if entry else []
+        remote.connect()
+        stopped, others = remote.stop_agents(pids, everything)
+        message = "stopped %s" % ", ".join("PID %s" % p for p in stopped) if stopped else "no agent was running"
+        if others and not everything:
+            message += "; %d other meshperf agent(s) of this user run here (PIDs %s): stop them with --all" % (
+                len(others), ", ".join(map(str, others)))
+        return HostResult(node, True, message, {"stopped": stopped})
+
+    results = for_each(cluster, options, action)
+    agents = {name: e for name, e in state.get("agents", {}).items()
+              if not any(r.node.name == name and r.ok for r in results)}
+    if state:
+        save_state(cluster, dict(state, agents=agents))
+    return results

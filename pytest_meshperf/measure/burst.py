@@ -1,0 +1,279 @@
+"""burst and incast: all pairs of a test measured at once, from one synchronized start.
+
+``run_group`` holds the cluster lease (nothing else runs meanwhile), starts a
+one-off server per flow on every destination, then asks every source's agent to
+start its clients at one planned moment (each node's clock corrected by its
+measured offset), so all flows start together; the skew between the first and
+the last flow's start is measured from the process start times and recorded.
+
+``GroupRunner`` makes one group out of many pair tests: the first test of a group
+to arrive, in any xdist worker, runs the whole group under a file lock in the run
+directory, judges every pair with the test's thresholds, journals them all at once
+(so nothing measured is lost if the run stops before the other pair tests report)
+and writes the group file; every pair test of the group then reports its own share
+from there.  A worker killed mid-group drops the lock, and the next test of the
+group runs it again.
+"""
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from typing import Dict, List
+
+from pytest_meshperf.errors import AgentError, ClientRun, MeasurementError
+from pytest_meshperf.measure.measurement import (
+    STATUS_ERROR,
+    Instance,
+    Measurement,
+    combine_metrics,
+    cpu_bound_warnings,
+    judge,
+    record_of,
+)
+from pytest_meshperf.measure.runner import (
+    LEASE_MARGIN_S,
+    LEASE_WAIT_S,
+    SERVER_GRACE_S,
+    client_timeout_s,
+    collect_server,
+    instance_from,
+    reason,
+    release_leases,
+    start_client,
+    start_server,
+    stop_process,
+    take_leases,
+    wait_client,
+)
+from pytest_meshperf.tools import get_tool
+from pytest_meshperf.transport.rpc import clock_offset
+
+GROUP_DIR = "groups"
+START_LEAD_S = 0.5          # from the planned start's announcement to the start itself
+START_LEAD_PER_FLOW_S = 0.005   # each source's agent gets one call per flow before that moment
+
+
+def flows_per_pair(params) -> int:
+    # instances=auto sizes from free cores; in a burst every core is busy already, so one flow per pair.
+    return 1 if params.instances == "auto" else params.instances
+
+
+def run_group(pool, pairs, params, schedule, test, nodeids, holder) -> Dict[str, Measurement]:
+    """Measure ``pairs`` all at once; a Measurement per pair id (errors included, never raised)."""
+    module = get_tool(params.tool)
+    timeout_s = client_timeout_s(module, params)
+    started = time.time()
+    results = {pair.id: Measurement(src=pair.src.name, dst=pair.dst.name, test=test, nodeid=nodeids.get(pair.id, ""),
+                                    tool=params.tool, params=params.to_dict(), round=pair.round, started=started)
+               for pair in pairs}
+
+    def fail(pair, message, client=None):
+        if results[pair.id].status != STATUS_ERROR:
+            results[pair.id].status, results[pair.id].error = STATUS_ERROR, message
+            results[pair.id].client = client
+
+    live = []
+    for pair in pairs:
+        try:
+            pool.client(pair.src.name), pool.client(pair.dst.name)
+            live.append(pair)
+        except AgentError as exc:
+            fail(pair, reason(exc))
+    if live:
+        try:
+            lease = take_leases(pool, [(pool.coordinator(), "cluster")], timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S,
+                                holder)
+        except (MeasurementError, AgentError) as exc:
+            for pair in live:
+                fail(pair, reason(exc))
+            live = []
+    if live:
+        try:
+            _run(module, pool, live, params, schedule, timeout_s, results, fail)
+        finally:
+            release_leases(pool, lease)
+    finished = time.time()
+    for result in results.values():
+        result.finished = finished
+    return results
+
+
+def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
+    per_pair = flows_per_pair(params)
+    nodes = sorted({p.src.name for p in pairs} | {p.dst.name for p in pairs})
+    offsets = {}
+    for name in nodes:
+        try:
+            offset_s, rtt_s = clock_offset(pool.client(name))
+            # An offset within its own uncertainty (nodes sharing one clock, say) is no offset:
+            # correcting by measurement noise would only add skew.
+            offsets[name] = offset_s if abs(offset_s) > rtt_s / 2 else 0.0
+        except AgentError as exc:
+            for pair in pairs:
+                if name in (pair.src.name, pair.dst.name):
+                    fail(pair, reason(exc))
+    pairs = [p for p in pairs if results[p.id].status != STATUS_ERROR]
+    servers = {}   # pair id -> [server process]
+    clients = {}   # pair id -> [client process]
+    done = {}      # pair id -> [client result], every client of the pair ended
+    try:
+        for pair in pairs:
+            dst = pool.client(pair.dst.name)
+            try:
+                for _ in range(per_pair):
+                    servers.setdefault(pair.id, []).append(start_server(dst, pair, params,
+                                                                        pool.data_address(pair.dst.name),
+                                                                        timeout_s + SERVER_GRACE_S))
+            except MeasurementError as exc:
+                fail(pair, str(exc))
+        ready = [p for p in pairs if results[p.id].status != STATUS_ERROR]
+        by_source = {}
+        for pair in ready:
+            by_source.setdefault(pair.src.name, []).append(pair)
+        most = max((len(group) for group in by_source.values()), default=0) * per_pair
+        start_at = time.time() + START_LEAD_S + START_LEAD_PER_FLOW_S * most
+
+        def start_from(source, group):
+            try:
+                for pair in group:
+                    try:
+                        for server in servers[pair.id]:
+                            clients.setdefault(pair.id, []).append(start_client(
+                                pool.client(source), pair, params, pool.data_address(pair.dst.name),
+                                server["port"], pool.data_address(source), timeout_s,
+                                start_at=start_at + offsets[source]))
+                    except (MeasurementError, AgentError) as exc:
+                        fail(pair, reason(exc))
+            finally:
+                pool.close_thread()
+
+        # One thread per source, so a large group's calls all arrive before the planned start.
+        threads = [threading.Thread(target=start_from, args=item, daemon=True) for item in by_source.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for pair in ready:
+            src = pool.client(pair.src.name)
+            try:
+                finished = [wait_client(src, pair, params, c["id"], timeout_s + start_at - time.time())
+                            for c in clients.get(pair.id, [])]
+            except MeasurementError as exc:
+                fail(pair, str(exc))
+                continue
+            done[pair.id] = finished
+    finally:
+        for pair in pairs:
+            src_done = len(done.get(pair.id, []))
+            for client in clients.get(pair.id, [])[src_done:]:
+                stop_process(pool.client(pair.src.name), client["id"])
+        by_id = {pair.id: pair for pair in pairs}
+        collected = {pair_id: [collect_server(pool.client(by_id[pair_id].dst.name), s) for s in procs]
+                     for pair_id, procs in servers.items()}
+    starts = {pair_id: [c["started"] - offsets[results[pair_id].src] for c in finished if c.get("started")]
+              for pair_id, finished in done.items()}
+    first = min((s for values in starts.values() for s in values), default=None)
+    last = max((s for values in starts.values() for s in values), default=None)
+    flows = sum(len(values) for values in clients.values())
+    for pair in pairs:
+        result = results[pair.id]
+        if result.status == STATUS_ERROR or pair.id not in done:
+            continue
+        try:
+            result.instances = [instance_from(module, number, client, server, timeout_s)
+                                for number, (client, server) in enumerate(zip(done[pair.id], collected[pair.id]), 1)]
+        except MeasurementError as exc:
+            fail(pair, str(exc), exc.client)
+            continue
+        result.tool_version = module.tool_version(result.instances[0].raw)
+        result.metrics = combine_metrics([inst.metrics for inst in result.instances])
+        result.node_load = {k: v for k, v in (("src", done[pair.id][0].get("node_load")),
+                                              ("dst", (collected[pair.id][0] or {}).get("node_load"))) if v}
+        result.warnings = cpu_bound_warnings(result)
+        result.group = {"schedule": schedule.kind, "target": schedule.target, "flows": flows, "start_at": start_at,
+                        "skew_s": None if first is None else round(last - first, 6),
+                        "start_offset_s": round(min(starts[pair.id]) - first, 6) if starts[pair.id] else None}
+
+
+# -- one group out of many pair tests -----------------------------------------------------------------
+
+def measurement_from_dict(data) -> Measurement:
+    data = dict(data)
+    data["instances"] = [Instance(**inst) for inst in data["instances"]]
+    data["client"] = ClientRun(**data["client"]) if data.get("client") else None
+    return Measurement(**data)
+
+
+class GroupRunner:
+    """Per run and process: runs a test's group once (across xdist workers) and hands out the shares."""
+
+    def __init__(self, run_path, get_pool, schedule, writer, baseline=None):
+        self.dir = os.path.join(run_path, GROUP_DIR)
+        self.baseline = baseline   # baseline.Baseline: judged with the thresholds
+        self.get_pool = get_pool
+        self.schedule = schedule
+        self.writer = writer
+        self._cache = {}
+
+    def measurement(self, members: List, pair, params, thresholds, test, name, nodeids, holder,
+                    record) -> Measurement:
+        """This pair's share of its group's run, judged (``members``: the group's pairs, this one included;
+        ``record``: journals one record; the group's runner journals them all)."""
+        digest = hashlib.sha256(test.encode("utf-8")).hexdigest()[:20]
+        wanted = {"params": params.to_dict(), "thresholds": [t.to_dict() for t in thresholds]}
+        group = self._cache.get(digest) or self._load_or_run(digest, members, params, thresholds, wanted, test,
+                                                             name, nodeids, holder, record)
+        self._cache[digest] = group
+        if group["asked"] != wanted:
+            result = Measurement(src=pair.src.name, dst=pair.dst.name, test=test, nodeid=nodeids.get(pair.id, ""),
+                                 tool=params.tool, params=params.to_dict(), round=pair.round,
+                                 started=time.time(), finished=time.time())
+            result.status, result.error = STATUS_ERROR, (
+                "%s runs every pair of a test at once with one set of parameters and thresholds; this pair asked "
+                "for others than its group (measure() overrides that differ per pair?)" % self.schedule)
+            judge(result, thresholds, self.baseline)
+            record(record_of(result, name))
+            return result
+        data = group["measurements"].get(pair.id)
+        if data is None:
+            raise MeasurementError("%s: not part of the %s group of %s" % (pair.id, self.schedule, test))
+        return measurement_from_dict(data)
+
+    def _load_or_run(self, digest, members, params, thresholds, wanted, test, name, nodeids, holder, record):
+        os.makedirs(self.dir, exist_ok=True)
+        path = os.path.join(self.dir, digest + ".json")
+        with open(os.path.join(self.dir, digest + ".lock"), "w") as lock:
+            _lock(lock, LEASE_WAIT_S, test)
+            if os.path.exists(path):   # another worker ran the group
+                with open(path, encoding="utf-8") as handle:
+                    return json.load(handle)
+            measured = run_group(self.get_pool(), members, params, self.schedule, test, nodeids, holder)
+            for result in measured.values():
+                judge(result, thresholds, self.baseline)
+                record(record_of(result, name))   # every pair on disk at once, before any pair test reports
+            group = {"test": test, "asked": wanted, "writer": self.writer,
+                     "measurements": {pid: dataclasses.asdict(m) for pid, m in measured.items()}}
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(group, handle)
+                handle.flush()
+                os.fsync(handle.fileno())   # on disk before any pair test of the group reports
+            os.replace(tmp, path)
+            return group
+
+
+def _lock(handle, wait_s, test):
+    deadline, delay = time.monotonic() + wait_s, 0.01
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise MeasurementError("the group of %s did not finish within %.0f s" % (test, wait_s))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)

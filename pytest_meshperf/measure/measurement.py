@@ -1,0 +1,192 @@
+"""What one measurement is: the pair, its instances, its metrics, its verdict.
+
+``Measurement`` is what ``measure()`` returns to a test and what the journal
+stores (``to_record``).  Pair-level metrics combine the instances' metrics
+(``combine_metrics``), so several processes per pair add up correctly.
+"""
+
+import datetime
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from pytest_meshperf.errors import ClientRun
+from pytest_meshperf.spec.thresholds import check_all
+
+STATUS_PASSED = "passed"
+STATUS_FAILED = "failed"
+STATUS_ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Pair:
+    src: Any    # inventory.Node
+    dst: Any
+    round: int = 0   # the schedule's round (planning.py); pairs of one round share no node
+
+    @property
+    def id(self) -> str:
+        return "%s->%s" % (self.src.name, self.dst.name)
+
+    def __str__(self):
+        return self.id
+
+
+@dataclass
+class Instance:
+    """One tool process of a measurement, with everything needed to trust or redo it."""
+    instance: int
+    pid: Optional[int]
+    client_port: Optional[int]
+    server_port: Optional[int]
+    start: Optional[float]          # epoch seconds, client start
+    end: Optional[float]
+    command: str
+    metrics: Dict[str, float]
+    raw: Any                         # the client's complete tool output (iperf3 JSON)
+    server: Dict[str, Any] = field(default_factory=dict)   # server pid, port, command, core, raw output
+    cpu: Optional[int] = None        # the core the client was pinned to (None: not pinned)
+    exit_code: Optional[int] = None  # the client's exit status (None: killed by a signal, or not known)
+
+
+@dataclass
+class Measurement:
+    src: str
+    dst: str
+    test: str                        # the test's key in the result file
+    nodeid: str
+    tool: str
+    params: Dict[str, Any]
+    status: str = STATUS_PASSED
+    metrics: Dict[str, float] = field(default_factory=dict)
+    instances: List[Instance] = field(default_factory=list)
+    thresholds: List[Dict[str, Any]] = field(default_factory=list)   # ThresholdResult.to_dict()
+    error: Optional[str] = None
+    tool_version: Optional[str] = None
+    round: Optional[int] = None
+    started: Optional[float] = None
+    finished: Optional[float] = None
+    node_load: Dict[str, Any] = field(default_factory=dict)   # "src"/"dst": the node's CPU and memory meanwhile
+    warnings: List[str] = field(default_factory=list)         # e.g. a CPU-bound sender: trust the figure less
+    group: Optional[Dict[str, Any]] = None                    # burst/incast: the flows started together, skew
+    baseline: Optional[Dict[str, Any]] = None                 # --mesh-baseline: found, its values, the verdicts
+    client: Optional[ClientRun] = None                        # status error after a client ran: what it did
+
+    @property
+    def pair(self) -> str:
+        return "%s->%s" % (self.src, self.dst)
+
+    @property
+    def throughput_bps(self) -> Optional[float]:
+        return self.metrics.get("throughput_bps")
+
+    @property
+    def retransmits(self) -> Optional[float]:
+        return self.metrics.get("retransmits")
+
+    @property
+    def jitter_ms(self) -> Optional[float]:
+        return self.metrics.get("jitter_ms")
+
+    @property
+    def lost_percent(self) -> Optional[float]:
+        return self.metrics.get("lost_percent")
+
+    def to_record(self) -> Dict[str, Any]:
+        """The journal line: JSON-able, times as ISO 8601 UTC strings."""
+        record = asdict(self)
+        record["started"], record["finished"] = iso(self.started), iso(self.finished)
+        record["metrics"] = finite(record["metrics"])
+        if record["group"]:
+            record["group"]["start_at"] = iso(record["group"]["start_at"])
+        if record["client"]:
+            record["client"]["started"], record["client"]["ended"] = iso(self.client.started), iso(self.client.ended)
+        for inst in record["instances"]:
+            inst["start"], inst["end"] = iso(inst["start"]), iso(inst["end"])
+            inst["metrics"] = finite(inst["metrics"])
+        return record
+
+
+def record_of(result: "Measurement", name: str) -> Dict[str, Any]:
+    """The journal line of a judged measurement of the test function ``name``."""
+    record = result.to_record()
+    record["name"] = name
+    return record
+
+
+def finite(metrics: Dict[str, float]) -> Dict[str, float]:
+    """Drop NaN and infinities: they are not JSON, and a metric that is not a number was not measured."""
+    return {name: value for name, value in metrics.items() if math.isfinite(value)}
+
+
+def iso(epoch: Optional[float]) -> Optional[str]:
+    if epoch is None:
+        return None
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+CPU_BOUND_PERCENT = 90.0   # a tool process (or its pinned core) this busy on average: CPU-bound
+STARVED_FRACTION = 0.5     # or a core saturated in this share of the samples ...
+STARVED_PROCESS_PERCENT = 25.0   # ... while the tool itself worked this hard (not a bitrate-capped flow)
+
+
+def cpu_bound_warnings(result: "Measurement") -> List[str]:
+    """Why this measurement may have measured a CPU rather than the network (from the agents' monitoring).
+
+    A side is CPU-bound when its tool process used at least 90% of a core over its life, when the
+    core it was pinned to was that busy, or when the node's cores were saturated most of the time while
+    its tool worked hard (then it competed for the CPU). A saturated core alone is not enough: on a
+    shared machine it may be somebody else's, next to a flow that a bitrate keeps idle."""
+    warnings = []
+    for end, name, node in (("src", "sender", result.src), ("dst", "receiver", result.dst)):
+        load = result.node_load.get(end) or {}
+        process = load.get("process_cpu_percent")
+        pinned = load.get("pinned_core")
+        means = load.get("core_busy_mean_percent") or []
+        pinned_busy = means[pinned] if pinned is not None and pinned < len(means) else None
+        starved = (load.get("saturated_fraction") or 0) >= STARVED_FRACTION and \
+            (process or 0) >= STARVED_PROCESS_PERCENT
+        if (process or 0) >= CPU_BOUND_PERCENT or (pinned_busy or 0) >= CPU_BOUND_PERCENT or starved:
+            what = "its %s used %.0f%% of a core" % (result.tool, process) if process is not None else \
+                "its %s's core" % result.tool
+            core = "core %s %.0f%% busy on average" % (pinned, pinned_busy) if pinned_busy is not None else \
+                "a core saturated in %.0f%% of the samples" % (100 * (load.get("saturated_fraction") or 0))
+            warnings.append("%s %s was CPU-bound (%s; %s, softirq peak %.0f%%): this measured the CPU, "
+                            "not the network" % (name, node, what, core, load.get("softirq_peak_percent") or 0))
+    return warnings
+
+
+def judge(result: "Measurement", thresholds, baseline=None) -> List[str]:
+    """Check ``thresholds`` (and the ``baseline`` gate, baseline.py) against a measurement, record every
+    verdict in it, set its status; returns the failure messages.  An errored measurement's thresholds are
+    recorded as not evaluated."""
+    if result.status == STATUS_ERROR:
+        result.thresholds = [{**t.to_dict(), "measured": None, "passed": None,
+                              "message": "not evaluated: no measurement"} for t in thresholds if not t.deferred]
+        if baseline is not None:
+            baseline.check(result)   # records what the baseline had; judges nothing
+        return []
+    verdicts = check_all(thresholds, result.metrics)
+    result.thresholds = [v.to_dict() for v in verdicts]
+    failed = [v.message for v in verdicts if v.passed is False]
+    if baseline is not None:
+        failed += baseline.check(result)
+    result.status = STATUS_FAILED if failed else STATUS_PASSED
+    return failed
+
+
+def combine_metrics(per_instance: List[Dict[str, float]]) -> Dict[str, float]:
+    """Pair metrics from instance metrics: rates and counts add up, loss is recomputed, the rest is the worst."""
+    if len(per_instance) == 1:
+        return dict(per_instance[0])
+    combined: Dict[str, float] = {}
+    keys = {key for metrics in per_instance for key in metrics}
+    for key in keys:
+        values = [m[key] for m in per_instance if key in m]
+        if key.endswith("_bps") or key in ("retransmits", "transaction_rate", "lost_packets", "packets"):
+            combined[key] = sum(values)
+        else:  # latency, jitter, CPU: the worst instance speaks for the pair
+            combined[key] = max(values)
+    if combined.get("packets"):
+        combined["lost_percent"] = 100.0 * combined.get("lost_packets", 0.0) / combined["packets"]
+    return combined

@@ -1,0 +1,265 @@
+"""Runs one measurement of one pair on the agents and returns its instances.
+
+Sequence (docs/architecture.md): the destination's agent starts a one-off tool
+server on a port it allocates; the source's agent runs the client against it;
+the server's own output is collected; both are bounded in time on the node.
+Anything that prevents a result raises MeasurementError with the tool's own words,
+and with what the client did (ClientRun) when one ran.
+"""
+
+import shlex
+import time
+from dataclasses import dataclass
+from typing import List
+
+from pytest_meshperf.errors import AgentError, ClientRun, MeasurementError
+from pytest_meshperf.measure.measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings
+from pytest_meshperf.spec.params import MAX_INSTANCES
+from pytest_meshperf.tools import get_tool
+from pytest_meshperf.tools.errors import ToolFailure
+
+CONNECT_GRACE_S = 15.0     # client start-up, connection set-up and result exchange
+SERVER_GRACE_S = 10.0      # the server outlives its client by this much at most
+LEASE_MARGIN_S = 30.0      # a lease outlives its measurement's time limits by this much at most
+LEASE_WAIT_S = 3600.0      # how long a test waits for its nodes to be free
+
+
+def client_timeout_s(module, params) -> float:
+    runtime = module.expected_runtime_s(params.tool_params())
+    return runtime + CONNECT_GRACE_S + 0.1 * runtime
+
+
+def measure_pair(get_pool, pair, params, test, nodeid, schedule="rounds", holder="") -> Measurement:
+    """Measure ``pair``: a Measurement with its instances and metrics, or with status error and the reason.
+
+    ``get_pool`` returns the AgentPool (reaching the agents may itself fail, and that is this pair's error).
+    """
+    result = Measurement(src=pair.src.name, dst=pair.dst.name, test=test, nodeid=nodeid, tool=params.tool,
+                         params=params.to_dict(), round=pair.round, started=time.time())
+    try:
+        result.instances, result.tool_version, result.node_load = run_measurement(get_pool(), pair, params,
+                                                                                  schedule, holder)
+        result.metrics = combine_metrics([inst.metrics for inst in result.instances])
+        result.warnings = cpu_bound_warnings(result)
+    except (MeasurementError, AgentError) as exc:
+        result.status, result.error, result.client = STATUS_ERROR, str(exc), getattr(exc, "client", None)
+    result.finished = time.time()
+    return result
+
+
+def run_measurement(pool, pair, params, schedule="rounds", holder=""):
+    """Returns (instances, tool version, node load by end).
+
+    Both ends bind to their data address: nodes sharing one network stack (the
+    local cluster) stay distinct flows, and remote nodes use their data network.
+    The source's send lease and the destination's receive lease are held for the
+    whole measurement (with ``sequential``, the cluster lease too); with several
+    instances they also reserve the cores the instances are pinned to.
+    """
+    module = get_tool(params.tool)
+    try:
+        src, dst = pool.client(pair.src.name), pool.client(pair.dst.name)
+    except AgentError as exc:
+        raise MeasurementError(reason(exc))
+    timeout_s = client_timeout_s(module, params)
+    wanted = 0 if params.instances == 1 else (MAX_INSTANCES if params.instances == "auto" else params.instances)
+    leases = take_leases(pool, pair_leases(pool, pair, schedule), timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S,
+                         holder or pair.id, cores=wanted)
+    try:
+        return _measure(module, src, dst, pool, pair, params, timeout_s, instance_pins(params.instances, leases))
+    finally:
+        release_leases(pool, leases)
+
+
+def instance_pins(instances, leases):
+    """[(client core, server core)] per instance, from the cores the send and receive leases reserved.
+
+    ``auto``: as many instances as both ends have free cores (at least one); a number:
+    that many, sharing the reserved cores round-robin (unpinned if none was free).
+    """
+    src_cores = next((lease.cores for lease in leases if lease.role == "send"), [])
+    dst_cores = next((lease.cores for lease in leases if lease.role == "recv"), [])
+    if instances == 1:
+        return [(None, None)]
+    count = max(1, min(len(src_cores), len(dst_cores))) if instances == "auto" else instances
+    return [(src_cores[i % len(src_cores)] if src_cores else None,
+             dst_cores[i % len(dst_cores)] if dst_cores else None) for i in range(count)]
+
+
+@dataclass
+class HeldLease:
+    node: str
+    role: str
+    id: str
+    cores: List[int]
+
+
+def pair_leases(pool, pair, schedule):
+    """The (node, role) leases one measurement of ``pair`` holds."""
+    wanted = [(pair.src.name, "send"), (pair.dst.name, "recv")]
+    if schedule == "sequential":
+        wanted.insert(0, (pool.coordinator(), "cluster"))
+    return wanted
+
+
+def take_leases(pool, wanted, ttl_s, holder, wait_s=None, cores=0):
+    """Hold-none-while-waiting: take every (node, role) lease of ``wanted`` or none, back off, retry;
+    bounded by ``wait_s``.  Send and receive leases also reserve up to ``cores`` cores each."""
+    wait_s = LEASE_WAIT_S if wait_s is None else wait_s
+    deadline, delay, busy = time.monotonic() + wait_s, 0.01, None
+    while True:
+        held = []
+        try:
+            for node, role in wanted:
+                answer = pool.client(node).call("lease.acquire", {
+                    "role": role, "holder": holder, "ttl_s": ttl_s, "cores": 0 if role == "cluster" else cores})
+                if not answer["granted"]:
+                    busy = (node, role, ", ".join(h["holder"] for h in answer["holders"]) or "?")
+                    break
+                held.append(HeldLease(node, role, answer["id"], answer.get("cores") or []))
+            else:
+                return held
+        except AgentError as exc:
+            release_leases(pool, held)
+            raise MeasurementError(reason(exc))
+        release_leases(pool, held)
+        if time.monotonic() > deadline:
+            raise MeasurementError("%s could not %s for %.0f s: busy with %s" % (
+                busy[0], {"send": "send", "recv": "receive", "cluster": "run alone"}[busy[1]], wait_s, busy[2]))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def release_leases(pool, held):
+    for lease in held:
+        try:
+            pool.client(lease.node).call("lease.release", {"id": lease.id})
+        except AgentError:
+            pass  # the lease ends with the connection or its TTL anyway
+
+
+def _measure(module, src, dst, pool, pair, params, timeout_s, pins):
+    """Start one server per instance on the destination, then the clients, wait, collect the servers."""
+    src_address, dst_address = pool.data_address(pair.src.name), pool.data_address(pair.dst.name)
+    servers, clients, client_results, server_results = [], [], [], []
+    try:
+        for _, dst_cpu in pins:
+            servers.append(start_server(dst, pair, params, dst_address, timeout_s + SERVER_GRACE_S, dst_cpu))
+        for server, (src_cpu, _) in zip(servers, pins):
+            clients.append(start_client(src, pair, params, dst_address, server["port"], src_address, timeout_s,
+                                        src_cpu))
+        for client in clients:
+            client_results.append(wait_client(src, pair, params, client["id"], timeout_s))
+    finally:
+        for client in clients[len(client_results):]:
+            stop_process(src, client["id"])
+        server_results = [collect_server(dst, server) for server in servers]
+    instances = [instance_from(module, number, client, server, timeout_s)
+                 for number, (client, server) in enumerate(zip(client_results, server_results), 1)]
+    node_load = {"src": client_results[0].get("node_load"), "dst": (server_results[0] or {}).get("node_load")}
+    return instances, module.tool_version(instances[0].raw), {k: v for k, v in node_load.items() if v}
+
+
+def start_server(agent, pair, params, bind, timeout_s, cpu=None):
+    try:
+        return agent.call("process.start", {"tool": params.tool, "role": "server", "bind": bind,
+                                            "timeout_s": timeout_s, "cpu": cpu})
+    except AgentError as exc:
+        raise MeasurementError("cannot start the %s server on %s: %s" % (params.tool, pair.dst.name, reason(exc)))
+
+
+def start_client(agent, pair, params, target, port, bind, timeout_s, cpu=None, start_at=None):
+    try:
+        return agent.call("process.start", {"tool": params.tool, "role": "client", "target": target, "port": port,
+                                            "bind": bind, "params": params.tool_params(), "timeout_s": timeout_s,
+                                            "cpu": cpu, "start_at": start_at})
+    except AgentError as exc:
+        raise MeasurementError("%s client on %s: %s" % (params.tool, pair.src.name, reason(exc)))
+
+
+def wait_client(agent, pair, params, ident, timeout_s):
+    try:
+        result = agent.wait_process(ident, timeout_s + SERVER_GRACE_S)
+    except AgentError as exc:
+        raise MeasurementError("%s client on %s: %s" % (params.tool, pair.src.name, reason(exc)))
+    if result is None:
+        raise MeasurementError("the %s client on %s did not end within %.0f s" % (params.tool, pair.src.name,
+                                                                                 timeout_s + SERVER_GRACE_S))
+    return result
+
+
+def stop_process(agent, ident):
+    try:
+        agent.call("process.stop", {"id": ident})
+    except AgentError:
+        pass  # its deadline, or the agent's end, stops it anyway
+
+
+def collect_server(agent, server):
+    """Give the one-off server a moment to write its JSON, then stop it whatever state it is in.
+    A shared server (netserver) serves the next measurement too: left running, described as started."""
+    if server.get("shared"):
+        return dict(server, stdout="", exit_code=None, signal=None, stopped=False)
+    try:
+        result = agent.wait_process(server["id"], 2.0)
+        if result is None:
+            result = agent.call("process.stop", {"id": server["id"]})["result"]
+        return result
+    except AgentError:
+        return None
+
+
+def _load(module, client, server, timeout_s):
+    if client.get("spawn_error"):   # nothing ran: the reason is all there is
+        raise MeasurementError("the %s client did not start: %s" % (client["tool"], client["spawn_error"]))
+    ran = ClientRun.from_process(client)
+    if client["timed_out"]:
+        raise MeasurementError("the %s client (pid %s) ran past its %.0f s limit and was killed"
+                               % (client["tool"], client["pid"], timeout_s), ran)
+    if client["signal"] is not None:
+        raise MeasurementError("the %s client (pid %s) was killed by signal %d%s"
+                               % (client["tool"], client["pid"], client["signal"], _server_note(server)), ran)
+    try:
+        return module.load_output(client["stdout"])
+    except ToolFailure as exc:
+        stderr = client["stderr"].strip()
+        raise MeasurementError("%s%s%s" % (exc, " (stderr: %s)" % stderr[-300:] if stderr else "",
+                                           _server_note(server)), ran)
+
+
+def _server_note(server):
+    if server and server.get("signal") is not None and not server.get("stopped"):
+        return "; the server (pid %s) was killed by signal %d" % (server["pid"], server["signal"])
+    return ""
+
+
+def instance_from(module, number, client, server, timeout_s) -> Instance:
+    data = _load(module, client, server, timeout_s)
+    try:
+        metrics = module.metrics_from_json(data)
+    except ToolFailure as exc:
+        raise MeasurementError(str(exc), ClientRun.from_process(client))
+    ports = module.client_ports(data)
+    server_raw = None
+    if server and server.get("stdout"):
+        try:
+            server_raw = module.load_output(server["stdout"])
+        except ToolFailure:
+            server_raw = {"unparsed": server["stdout"][-2000:]}
+    return Instance(
+        instance=number, pid=client["pid"], client_port=ports[0] if ports else None,
+        server_port=server["port"] if server else None, start=client["started"], end=client["ended"],
+        command=client["command"], metrics=metrics, raw=data, cpu=client.get("cpu"), exit_code=client.get("exit_code"),
+        server={"pid": server.get("pid"), "port": server.get("port"), "command": _command(server.get("command")),
+                "cpu": server.get("cpu"), "exit_code": server.get("exit_code"), "raw": server_raw,
+                **({"shared": True} if server.get("shared") else {})} if server else {})
+
+
+def _command(command):
+    """A command as one shell-quoted line (the agent returns a list for a shared server's start)."""
+    return " ".join(shlex.quote(a) for a in command) if isinstance(command, list) else command
+
+
+def reason(exc):
+    return getattr(exc, "message", None) or str(exc)
+

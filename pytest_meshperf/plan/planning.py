@@ -1,0 +1,126 @@
+"""Which directed pairs a run measures, and in which order.
+
+Pairs are every (sender, receiver) of distinct nodes where the sender may send
+(role client or both) and the receiver may receive (server or both).  Their
+order comes from the schedule, and every pytest-xdist worker reproduces it:
+
+- ``rounds`` (default): rounds of disjoint pairs, in which every node sends at
+  most once and receives at most once: round k is the cyclic shift i -> i+k, so
+  a full mesh of N nodes takes N-1 rounds.  Workers that take tests in this
+  order run whole rounds side by side; the agents' send/receive leases keep
+  measurements apart even when xdist hands tests out in another order.
+- ``sequential``: the same order, one measurement at a time in the whole cluster.
+- ``burst``: every pair of a test at once, with a synchronized start (burst.py):
+  the whole fabric loaded, each pair test asserting on its share.
+- ``incast:NODE``: every other node sends to NODE at once (burst.py as well).
+"""
+
+import fnmatch
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from pytest_meshperf.errors import UsageError
+from pytest_meshperf.measure.measurement import Pair
+
+SCHEDULES = ("rounds", "sequential", "burst", "incast:NODE")
+GROUPED = ("burst", "incast")   # schedules whose pairs run together, started at one moment
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str                      # rounds | sequential | burst | incast
+    target: Optional[str] = None   # incast: the receiving node
+
+    @property
+    def grouped(self) -> bool:
+        return self.kind in GROUPED
+
+    def __str__(self):
+        return "%s:%s" % (self.kind, self.target) if self.target else self.kind
+
+
+def parse_schedule(text: str, cluster) -> Schedule:
+    """``--mesh-schedule``'s value, checked against the cluster; UsageError with the fix otherwise."""
+    text = (text or "rounds").strip()
+    kind, sep, target = text.partition(":")
+    if kind in ("rounds", "sequential", "burst") and not sep:
+        return Schedule(kind)
+    names = [node.name for node in cluster.nodes]
+    if kind == "incast":
+        if not target:
+            raise UsageError("--mesh-schedule incast: name the receiving node, e.g. incast:%s" % names[0])
+        node = next((n for n in cluster.nodes if n.name == target), None)
+        if node is None:
+            raise UsageError("--mesh-schedule %s: no node %r in the cluster; its nodes: %s"
+                             % (text, target, ", ".join(names)))
+        if not node.can_receive:
+            raise UsageError("--mesh-schedule %s: node %r has role %s and does not receive; choose a node with "
+                             "role server or both" % (text, target, node.role))
+        return Schedule("incast", target)
+    raise UsageError("--mesh-schedule %r: choose one of %s" % (text, ", ".join(SCHEDULES)))
+
+
+def mesh_pairs(cluster) -> List[Pair]:
+    nodes = list(cluster.nodes)
+    count = len(nodes)
+    pairs = []
+    for shift in range(1, count):
+        for i, src in enumerate(nodes):
+            dst = nodes[(i + shift) % count]
+            if src.can_send and dst.can_receive:
+                pairs.append(Pair(src, dst, round=shift))
+    return pairs
+
+
+def plan_pairs(cluster, schedule: Schedule) -> List[Pair]:
+    """The pairs the schedule measures, in its order (incast: only the pairs into its target)."""
+    pairs = mesh_pairs(cluster)
+    if schedule.kind == "incast":
+        pairs = [pair for pair in pairs if pair.dst.name == schedule.target]
+    return pairs
+
+
+def rounds(pairs: List[Pair]) -> List[List[Pair]]:
+    """The pairs grouped by round, in order."""
+    grouped = {}
+    for pair in pairs:
+        grouped.setdefault(pair.round, []).append(pair)
+    return [grouped[key] for key in sorted(grouped)]
+
+
+@dataclass(frozen=True)
+class LinkPattern:
+    """``--mesh-links`` entry ``SRC->DST``, shell-style globs on each side (``node1->*``)."""
+    src: str
+    dst: str
+
+    def matches(self, pair: Pair) -> bool:
+        return fnmatch.fnmatchcase(pair.src.name, self.src) and fnmatch.fnmatchcase(pair.dst.name, self.dst)
+
+
+def parse_links(values, cluster) -> Tuple[LinkPattern, ...]:
+    """``--mesh-links`` values (each may hold several, comma-separated), checked against the cluster.
+
+    pytest's ``-k`` cannot say ``node1->`` (its expression language has no ``>``), so links get
+    their own selection.  A side that matches no node is a usage error: a typo must not silently
+    select nothing.
+    """
+    names = [node.name for node in cluster.nodes]
+    patterns = []
+    for value in values or ():
+        for text in (part.strip() for part in value.split(",")):
+            src, sep, dst = text.partition("->")
+            if not sep or not src or not dst or "->" in dst:
+                raise UsageError("--mesh-links %r: write SRC->DST with node names or globs, e.g. 'node1->*' or "
+                                 "'*->node3'" % text)
+            for side in (src, dst):
+                if not fnmatch.filter(names, side):
+                    raise UsageError("--mesh-links %r: %r matches no node; the cluster's nodes: %s"
+                                     % (text, side, ", ".join(names)))
+            patterns.append(LinkPattern(src, dst))
+    return tuple(patterns)
+
+
+def link_selected(pair: Pair, patterns) -> bool:
+    """No patterns select every pair; otherwise a pair any pattern matches."""
+    return not patterns or any(pattern.matches(pair) for pattern in patterns)

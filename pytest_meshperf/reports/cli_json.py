@@ -1,0 +1,87 @@
+"""The ``--json`` documents of ``meshperf check``, ``status``, ``summary`` and ``compare``.
+
+One JSON document on stdout and nothing else, for scripts and monitoring; its
+schema is ``schema/<command>.schema.json`` (docs/cli-json.md).  Every document
+starts with ``command`` and ``meshperf_version``; values are in canonical units
+(``metrics`` as in mesh.json).  Built from the same results the text output
+prints, so the two never disagree.
+"""
+
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+from pytest_meshperf import __version__
+
+_FACT_KEYS = ("python", "hostname", "clock_offset_s", "host_key_check", "rtt_s")
+_TOOL_KEYS = ("path", "version", "error", "server_path", "server_version")
+
+
+def emit(document: Dict[str, Any]) -> None:
+    json.dump(document, sys.stdout, indent=2, ensure_ascii=True)
+    sys.stdout.write("\n")
+
+
+def _head(command: str) -> Dict[str, Any]:
+    return {"command": command, "meshperf_version": __version__}
+
+
+def _cluster(cluster) -> Dict[str, Any]:
+    return {"spec": cluster.spec, "kind": cluster.kind, "source": cluster.source}
+
+
+def _tools(tools: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    return {name: {key: entry.get(key) for key in _TOOL_KEYS if key in entry}
+            for name, entry in (tools or {}).items()}
+
+
+def check_document(cluster, results, clock_spread_s) -> Dict[str, Any]:
+    hosts = []
+    for r in results:
+        facts = r.details or {}
+        host = {"name": r.node.name, "address": r.node.address, "ok": r.ok, "message": r.message}
+        host.update({key: facts.get(key) for key in _FACT_KEYS})
+        host["tools"] = _tools(facts.get("tools"))
+        hosts.append(host)
+    online = sum(r.ok for r in results)
+    return dict(_head("check"), cluster=_cluster(cluster), ok=online == len(results), online=online,
+                total=len(results), clock_spread_s=clock_spread_s, hosts=hosts)
+
+
+def status_document(cluster, results) -> Dict[str, Any]:
+    hosts = []
+    for r in results:
+        health = r.details if r.ok else {}
+        load, usage = health.get("load") or {}, health.get("agent_usage") or {}
+        hosts.append({"name": r.node.name, "address": r.node.address, "running": r.ok, "message": r.message,
+                      "pid": health.get("pid") if r.ok else (r.details or {}).get("pid"),
+                      "uptime_s": health.get("uptime_s"),
+                      "processes": [{key: p.get(key) for key in ("tool", "role", "pid", "port")}
+                                    for p in health.get("processes") or []],
+                      "node_cpu_percent": load.get("cpu_percent"), "agent_cpu_s": usage.get("cpu_seconds"),
+                      "agent_rss_bytes": usage.get("rss_bytes"), "rpc_rtt_s": health.get("rpc_rtt_s"),
+                      "tools": _tools(health.get("tools"))})
+    running = sum(r.ok for r in results)
+    return dict(_head("status"), cluster=_cluster(cluster), ok=running == len(results), running=running,
+                total=len(results), hosts=hosts)
+
+
+def summary_document(mesh_path: str, nodes: List[str], rows, counts: Dict[str, int]) -> Dict[str, Any]:
+    links = [{"test": row.test, "name": row.name, "src": row.src, "dst": row.dst, "status": row.status,
+              "metrics": dict(row.metrics), "messages": list(row.messages), "warnings": list(row.warnings)}
+             for row in rows]
+    failed = bool(counts.get("failed") or counts.get("error"))
+    return dict(_head("summary"), mesh=os.path.realpath(mesh_path), ok=not failed, nodes=list(nodes),
+                counts={status: int(n) for status, n in counts.items()}, links=links)
+
+
+def compare_document(comparison) -> Dict[str, Any]:
+    changes = [{"test": c.test, "src": c.src, "dst": c.dst, "metric": c.metric, "status": c.status,
+                "old": c.old, "new": c.new, "change": c.change, "worse_by": c.worse_by,
+                "old_status": c.old_status, "new_status": c.new_status, "old_error": c.old_error,
+                "new_error": c.new_error} for c in comparison.changes]
+    return dict(_head("compare"), old=comparison.old_path, new=comparison.new_path,
+                max_regression=comparison.tolerance,
+                metrics=list(comparison.metrics) if comparison.metrics else None,
+                ok=not comparison.failed, counts=comparison.counts, changes=changes)

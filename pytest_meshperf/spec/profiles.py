@@ -1,0 +1,145 @@
+"""Profiles: YAML files that name a tool, its parameters and its thresholds.
+
+    # suites/tcp.yaml
+    description: TCP throughput, one stream
+    tool: iperf3
+    duration: 3
+    thresholds:
+      - throughput >= 1Gbit/s
+      - retransmits <= 10000
+
+A test uses one with ``@pytest.mark.meshperf(profile="tcp")`` (a NAME: the user's
+``suites/profiles/tcp.yaml`` under the rootdir, else the ``tcp`` profile shipped with
+meshperf) or ``profile="lab/tcp.yaml"`` (a path relative to the test module);
+``--mesh-profile NAME|PATH`` names one for the whole run.  Shipped profiles: tcp,
+udp, latency, throughput (``data/profiles/``).  Every threshold remembers ``file:line``.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+import yaml
+
+from pytest_meshperf import PACKAGE_DIR
+from pytest_meshperf.errors import ParameterError
+from pytest_meshperf.spec.params import Layer, parse_params
+from pytest_meshperf.spec.thresholds import Threshold, parse_threshold
+
+_NON_PARAM_KEYS = ("description", "thresholds")
+PROFILE_DIR = os.path.join("suites", "profiles")   # where a profile NAME is looked for first, under each search root
+SHIPPED_DIR = os.path.join(PACKAGE_DIR, "data", "profiles")  # then: meshperf's own
+SHIPPED_PREFIX = "meshperf:"   # how messages and result keys show a shipped profile: meshperf:profiles/tcp.yaml
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: str
+    description: str
+    params: Dict[str, Any]              # parsed (Params fields)
+    thresholds: Tuple[Threshold, ...]
+
+
+_cache = {}
+
+
+def load_profile(path, shown=None) -> Profile:
+    """Load (once per process) the profile at ``path``; errors name ``shown`` (the path as the user wrote it)."""
+    shown = shown or path
+    key = os.path.abspath(path)
+    if key not in _cache:
+        _cache[key] = _load(path, shown)
+    return _cache[key]
+
+
+def is_profile_name(value: str) -> bool:
+    """A NAME (looked up) rather than a path: no '/' and no .yaml/.yml ending."""
+    return not ("/" in value or os.sep in value or value.endswith((".yaml", ".yml")))
+
+
+def find_profile(value, search_roots, base_dir, option="--mesh-profile"):
+    """A profile NAME or path -> (absolute path, path as shown); ParameterError naming what was searched.
+
+    A path (see ``is_profile_name``) is relative to ``base_dir``.  A NAME is ``suites/profiles/NAME.yaml``
+    under each of ``search_roots`` in turn, then the profile of that name shipped with meshperf
+    (``data/profiles/``): the user's own wins.
+    """
+    if not is_profile_name(value):
+        path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
+        if not os.path.isfile(path):
+            raise ParameterError("%s %s: no such file (%s); give a profile NAME or the path of a profile .yaml file"
+                                 % (option, value, path))
+        return path, value
+    searched, found = [], []
+    folders = [os.path.join(root, PROFILE_DIR) for root in dict.fromkeys(os.path.abspath(str(r)) for r in search_roots)]
+    for folder in dict.fromkeys(folders + [SHIPPED_DIR]):   # each place once, in order
+        path = os.path.join(folder, value + ".yaml")
+        if os.path.isfile(path):
+            return path, shown_path(path, base_dir)
+        searched.append(folder)
+        try:
+            found += [name[:-5] for name in sorted(os.listdir(folder)) if name.endswith(".yaml")]
+        except OSError:
+            pass
+    raise ParameterError("%s %s: no profile of that name; searched %s (profiles there: %s); give one of those "
+                         "names or the path of a profile .yaml file"
+                         % (option, value, ", ".join(searched), ", ".join(dict.fromkeys(found)) or "none"))
+
+
+def shown_path(path: str, base_dir: str) -> str:
+    """A profile's path as messages and result keys show it: relative to ``base_dir``, or meshperf:profiles/..."""
+    if os.path.dirname(os.path.abspath(path)) == SHIPPED_DIR:
+        return SHIPPED_PREFIX + "profiles/" + os.path.basename(path)
+    shown = os.path.relpath(path, base_dir)
+    return path if shown.startswith("..") else shown
+
+
+def _load(path, shown):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ParameterError("%s: cannot read profile: %s; check the path (relative to the test module)"
+                             % (shown, exc.strerror or exc))
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = "%s:%d:%d" % (shown, mark.line + 1, mark.column + 1) if mark else shown
+        raise ParameterError("%s: YAML syntax error: %s" % (where, getattr(exc, "problem", None) or exc))
+    if root is None:
+        raise ParameterError("%s: the profile is empty; give at least a tool or thresholds" % shown)
+    if not isinstance(root, yaml.MappingNode):
+        raise ParameterError("%s:%d: a profile must be a mapping of keys such as tool, duration, thresholds"
+                             % (shown, root.start_mark.line + 1))
+    raw_params, description, thresholds = Layer(shown), "", []
+    for key_node, value_node in root.value:
+        key = key_node.value
+        line = key_node.start_mark.line + 1
+        if key == "description":
+            description = str(value_node.value)
+        elif key == "thresholds":
+            thresholds = _thresholds(value_node, shown)
+        else:
+            value = yaml.safe_load(yaml.serialize(value_node))
+            raw_params.add(parse_params({key: value}, "%s:%d" % (shown, line)))
+    return Profile(path=shown, description=description, params=raw_params, thresholds=tuple(thresholds))
+
+
+def _thresholds(node, shown):
+    """A list of expressions, or a mapping metric -> 'OP VALUE'."""
+    out = []
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            if not isinstance(item, yaml.ScalarNode):
+                raise ParameterError("%s:%d: a threshold must be an expression such as 'throughput >= 1Gbit/s'"
+                                     % (shown, item.start_mark.line + 1))
+            out.append(parse_threshold(str(item.value), "%s:%d" % (shown, item.start_mark.line + 1)))
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            out.append(parse_threshold("%s %s" % (key_node.value, value_node.value),
+                                       "%s:%d" % (shown, key_node.start_mark.line + 1)))
+    else:
+        raise ParameterError("%s:%d: thresholds must be a list of expressions such as 'throughput >= 1Gbit/s'"
+                             % (shown, node.start_mark.line + 1))
+    return out

@@ -1,0 +1,89 @@
+"""What a mesh test asks for: its parameters and thresholds, layer by layer.
+
+Resolved once per test item at collection time, so a bad mark, profile or
+threshold is a usage error before anything is measured.  Precedence, lowest
+first: the run's --mesh-profile, profile file, mark, ``measure(**overrides)``,
+command-line options.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Tuple
+
+from pytest_meshperf.errors import ParameterError, ThresholdError
+from pytest_meshperf.spec.params import Params, merge_params, parse_params
+from pytest_meshperf.spec.profiles import find_profile, is_profile_name, load_profile
+from pytest_meshperf.spec.thresholds import Threshold, merge_thresholds, parse_thresholds
+
+MARK = "meshperf"
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    name: str                                   # short test name
+    key: str                                    # the test's key in the result file
+    param_layers: Tuple[Dict[str, Any], ...]    # parsed, lowest precedence first (options excluded)
+    threshold_layers: Tuple[Tuple[Threshold, ...], ...]
+
+    def resolve(self, overrides: Dict[str, Any], option_params, option_thresholds) -> Tuple[Params, List[Threshold]]:
+        overrides = dict(overrides)
+        override_thresholds = overrides.pop("thresholds", None)
+        layers = list(self.param_layers) + [parse_params(overrides, "measure()"), option_params]
+        thresholds = list(self.threshold_layers)
+        if override_thresholds is not None:
+            overrides_parsed = tuple(parse_thresholds(override_thresholds, "measure()"))
+            for t in overrides_parsed:
+                if t.deferred:
+                    raise ThresholdError("measure() %r: relative and asymmetry thresholds are judged by check "
+                                         "items planned at collection; put it in the mark, a profile or "
+                                         "--mesh-threshold" % t.expression)
+            thresholds.append(overrides_parsed)
+        thresholds.append(tuple(option_thresholds))
+        return merge_params(*layers), merge_thresholds(*thresholds)
+
+
+def _other_params_id(item) -> str:
+    """``[<ids>]`` of the test's own parametrization besides mesh_pair, so its variants stay distinct."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "mesh_pair" not in callspec.params or len(callspec.params) < 2:
+        return ""
+    pair_id, ident = callspec.params["mesh_pair"].id, callspec.id
+    for candidate in (pair_id + "-", "-" + pair_id):
+        if candidate in ident:
+            return "[%s]" % ident.replace(candidate, "", 1)
+    return "[%s]" % ident
+
+
+def spec_for_item(item, invocation_dir, base_profile=None, option_params=None) -> TestSpec:
+    """``base_profile``: the run's --mesh-profile (a Profile), the lowest layer of every mesh test;
+    ``option_params``: the command line's layer, merged here only to validate the whole combination now."""
+    param_layers = [base_profile.params.for_every_test()] if base_profile else []
+    threshold_layers = [base_profile.thresholds] if base_profile else []
+    where = "%s::%s" % (os.path.basename(str(item.path)), item.originalname)
+    # Farthest mark first (module pytestmark, class, function) so the closest wins.
+    for mark in reversed(list(item.iter_markers(MARK))):
+        if mark.args:
+            raise ParameterError("%s: @pytest.mark.meshperf takes keyword arguments only, got %r"
+                                 % (where, mark.args))
+        kwargs = dict(mark.kwargs)
+        profile = kwargs.pop("profile", None)
+        thresholds = kwargs.pop("thresholds", None)
+        if profile is not None and is_profile_name(str(profile)):
+            loaded = load_profile(*find_profile(str(profile), [item.config.rootpath, invocation_dir], invocation_dir,
+                                                "%s: profile=" % where))
+        elif profile is not None:
+            path = os.path.join(os.path.dirname(str(item.path)), str(profile))
+            shown = os.path.relpath(path, invocation_dir) if os.path.isabs(path) else path
+            loaded = load_profile(path, shown)
+        if profile is not None:
+            param_layers.append(loaded.params)
+            threshold_layers.append(loaded.thresholds)
+        param_layers.append(parse_params(kwargs, "%s: mark" % where))
+        if thresholds is not None:
+            threshold_layers.append(tuple(parse_thresholds(thresholds, "mark")))
+    # Validates the combination now (reverse with bidir; a parameter or native argument the tool does not take).
+    merge_params(*param_layers, *([option_params] if option_params is not None else []))
+    key = "%s::%s" % (item.parent.nodeid, item.originalname) if item.parent.nodeid else item.originalname
+    key += _other_params_id(item)
+    return TestSpec(name=item.originalname, key=key, param_layers=tuple(param_layers),
+                    threshold_layers=tuple(threshold_layers))

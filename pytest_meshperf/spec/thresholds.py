@@ -1,0 +1,486 @@
+"""Thresholds: assertions on measured metrics.
+
+An expression is ``METRIC OP VALUE``: ``throughput>=9Gbit/s``,
+``retransmits <= 100``, ``jitter<=1ms``, ``loss<=0.1%``, ``p99_latency<=200us``,
+``transaction_rate>=10000``, ``throughput_bps>=1e9``.  ``METRIC`` is a canonical
+name or alias (``metrics.py``), ``OP`` one of :data:`OPS`, ``VALUE`` a quantity
+of the metric's kind (``units.py``).  A threshold on a metric the test did not
+measure is *not applicable* (``passed is None``), not a failure.
+
+Every error is a :class:`~pytest_meshperf.errors.ThresholdError` whose message
+is one line: ``<origin> '<expression>': <problem>; <fix>``.
+
+Two forms compare a pair with other pairs of the same test (``reference``):
+
+* relative: ``METRIC OP K*median`` (``throughput>=0.8*median``,
+  ``p99_latency<=2*median``): the pair's value against K times the median of
+  the test's measured pairs in this run;
+* asymmetry: ``asymmetry OP PERCENT`` (``asymmetry<=20%``) for the test's main
+  metric (throughput, else p50 latency, else transaction rate), or
+  ``asymmetry(METRIC) OP PERCENT`` (``asymmetry(p99_latency)<=30%``):
+  ``|a->b - b->a| / max(a->b, b->a)`` in %.
+
+They are *deferred*: the pair test cannot judge them alone, so the plugin's
+check items do (``checks.py``), once every pair of the test is journaled.
+:func:`parse_threshold_value` is the only place that parses values.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_meshperf.errors import ThresholdError
+from pytest_meshperf.spec.metrics import METRICS, Metric, format_value, resolve_metric
+from pytest_meshperf.spec.units import QuantityError, example_value, parse_quantity
+
+__all__ = [
+    "NEGATED",
+    "OPS",
+    "Threshold",
+    "ThresholdResult",
+    "check_all",
+    "holds",
+    "load_threshold_file",
+    "merge_thresholds",
+    "parse_threshold",
+    "parse_threshold_value",
+    "parse_thresholds",
+]
+
+OPS = (">=", "<=", ">", "<", "==")
+_OP_CHARS = "<>=!"
+NEGATED = {">=": "<", "<=": ">", ">": "<=", "<": ">=", "==": "!="}
+_SIDES = {
+    ">=": frozenset({"lower"}),
+    ">": frozenset({"lower"}),
+    "<=": frozenset({"upper"}),
+    "<": frozenset({"upper"}),
+    "==": frozenset({"lower", "upper"}),
+}
+_OP_FIXES = {"=": "==", "===": "==", "=>": ">=", "=<": "<=", ">>=": ">=", "<<=": "<="}
+_EQ_REL_TOL = 1e-9  # "==" compares with math.isclose(rel_tol=1e-9)
+_GENERIC_EXAMPLE = "throughput>=9Gbit/s"
+_NAME_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_\-]*)")
+MEDIAN, ASYMMETRY = "median", "asymmetry"
+_RELATIVE_RE = re.compile(r"^\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?median\s*$", re.IGNORECASE)
+_ASYMMETRY_RE = re.compile(r"^\s*asymmetry\s*(?:\(\s*([^()]*?)\s*\))?\s*$", re.IGNORECASE)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str  # canonical metric name; "" for asymmetry of the test's main metric
+    op: str  # one of OPS
+    value: float  # in the metric's canonical unit; K of K*median; asymmetry in %
+    unit: str  # unit as the user wrote it (normalized spelling), "" when bare
+    expression: str  # as written, stripped
+    origin: str  # "--mesh-threshold", "mark", "suites/tcp.yaml:4", "measure()"
+    reference: str | None = None  # None: absolute; MEDIAN or ASYMMETRY: judged by a check item
+
+    @property
+    def deferred(self) -> bool:
+        """Judged against other pairs (check items, checks.py), not by the pair test itself."""
+        return self.reference is not None
+
+    def __post_init__(self) -> None:
+        if self.reference not in (None, MEDIAN, ASYMMETRY):
+            raise ValueError(f"Threshold.reference must be None, {MEDIAN!r} or {ASYMMETRY!r}")
+        if self.metric not in METRICS and not (self.reference == ASYMMETRY and self.metric == ""):
+            raise ValueError(
+                f"Threshold.metric must be a canonical metric name, not {self.metric!r}"
+            )
+        if self.op not in OPS:
+            raise ValueError(f"Threshold.op must be one of {OPS}, not {self.op!r}")
+
+    @property
+    def metric_info(self) -> Metric:
+        return METRICS[self.metric]
+
+    def check(self, metrics: Mapping[str, float]) -> ThresholdResult:
+        """Check the measured ``metrics`` (canonical name -> canonical value)."""
+        info = self.metric_info
+        raw = metrics.get(self.metric) if metrics is not None else None
+        if raw is None:
+            return ThresholdResult(
+                self,
+                None,
+                None,
+                f"{info.label} not measured by this test ({self.origin})",
+            )
+        measured = float(raw)
+        if math.isnan(measured):
+            limit = format_value(info, self.value, self.unit or None)
+            return ThresholdResult(
+                self, measured, False,
+                f"{info.label} measured NaN, not {self.op} {limit} ({self.origin})",
+            )  # fmt: skip
+        passed = holds(measured, self.op, self.value)
+        shown_op = self.op if passed else NEGATED[self.op]
+        shown_measured, shown_limit = _format_pair(
+            info, measured, self.value, self.unit, shown_op
+        )
+        message = (
+            f"{info.label} {shown_measured} {shown_op} {shown_limit} ({self.origin})"
+        )
+        return ThresholdResult(self, measured, passed, message)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "expression": self.expression,
+            "metric": self.metric,
+            "op": self.op,
+            "value": self.value,
+            "unit": self.unit,
+            "origin": self.origin,
+        }
+        if self.reference is not None:
+            data["reference"] = self.reference
+        return data
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    threshold: Threshold
+    value: float | None  # measured, canonical unit; None when not measured
+    passed: bool | None  # None = not applicable
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.threshold.to_dict()
+        measured = self.value
+        if measured is not None and not math.isfinite(measured):
+            measured = None  # keep the result file strict JSON
+        data.update(measured=measured, passed=self.passed, message=self.message)
+        return data
+
+
+def holds(measured: float, op: str, limit: float) -> bool:
+    """``measured OP limit``: the one comparison every threshold kind uses (checks.py too)."""
+    if op == ">=":
+        return measured >= limit
+    if op == "<=":
+        return measured <= limit
+    if op == ">":
+        return measured > limit
+    if op == "<":
+        return measured < limit
+    return math.isclose(measured, limit, rel_tol=_EQ_REL_TOL)
+
+
+def _format_pair(
+    metric: Metric, measured: float, limit: float, unit: str, shown_op: str
+) -> tuple[str, str]:
+    """Both values in the threshold's unit; more digits when rounding would
+    print a contradiction such as ``900 Mbit/s < 900 Mbit/s``.  A rate that is
+    orders of magnitude from the limit is scaled on its own, so a run reads
+    ``99.99 Mbit/s < 100 Tbit/s``, not ``0.00009999 Tbit/s``."""
+    if metric.kind == "rate" and unit and limit > 0 and not 1e-3 <= measured / limit <= 1e3:
+        return format_value(metric, measured), format_value(metric, limit, unit)
+    for digits in range(4, 18):
+        a = format_value(metric, measured, unit or None, digits=digits)
+        b = format_value(metric, limit, unit or None, digits=digits)
+        if a != b or shown_op in ("==", ">=", "<="):
+            break
+    return a, b
+
+
+def _example(metric: Metric, name: str | None = None) -> str:
+    op = ">=" if metric.higher_is_better else "<="
+    return f"{name or metric.name}{op}{example_value(metric.kind, metric.unit)}"
+
+
+def parse_threshold_value(
+    metric: Metric | None, text: str
+) -> tuple[float, str, str | None]:
+    """Parse the VALUE part of a threshold on ``metric``: ``(value, unit, reference)``.
+
+    The single place where threshold values are interpreted.  A quantity
+    gives ``(canonical value, unit, None)``; ``K*median`` (or ``median``)
+    gives ``(K, "", "median")``; with ``metric`` None (an asymmetry) the value
+    is a percentage: ``(20.0, "%", "asymmetry")``.  Raises
+    :class:`~pytest_meshperf.spec.units.QuantityError`.
+    """
+    if metric is None:
+        value, unit = parse_quantity(text, "percent", "%", label="asymmetry")
+        return value, unit, ASYMMETRY
+    relative = _RELATIVE_RE.match(text)
+    if relative:
+        return float(relative.group(1) or 1.0), "", MEDIAN
+    value, unit = parse_quantity(text, metric.kind, metric.unit, label=metric.label)
+    return value, unit, None
+
+
+def parse_threshold(expr: str, origin: str) -> Threshold:
+    """Parse one expression; ``origin`` says where it came from, for messages.
+
+    ``parse_threshold("throughput >= 9 Gbit/s", "--mesh-threshold")`` ->
+    ``Threshold("throughput_bps", ">=", 9e9, "Gbit/s", "throughput >= 9 Gbit/s",
+    "--mesh-threshold")``.
+    """
+    origin = _one_line(origin)
+    if not isinstance(expr, str):
+        raise ThresholdError(
+            f"{origin} {expr!r}: a threshold must be a string; write it like {_GENERIC_EXAMPLE}"
+        )
+    text = expr.strip()
+    where = f"{origin} {text!r}"
+
+    def fail(problem: str) -> ThresholdError:
+        return ThresholdError(f"{where}: {_one_line(problem)}")
+
+    if not text:
+        raise fail(f"empty threshold; write it like {_GENERIC_EXAMPLE}")
+    start = next((i for i, ch in enumerate(text) if ch in _OP_CHARS), None)
+    if start is None:
+        example = _GENERIC_EXAMPLE
+        m = _NAME_RE.match(text)
+        if m:
+            try:
+                example = _example(resolve_metric(m.group(1)), m.group(1))
+            except ThresholdError:
+                pass
+        raise fail(
+            f"missing comparison operator (one of {', '.join(OPS)}); write it like {example}"
+        )
+    end = start
+    while end < len(text) and text[end] in _OP_CHARS:
+        end += 1
+    name, op, value_text = text[:start].strip(), text[start:end], text[end:].strip()
+    if not name:
+        raise fail(f"missing metric name; write it like {_GENERIC_EXAMPLE}")
+    asymmetry = _ASYMMETRY_RE.match(name)
+    try:
+        metric = resolve_metric(asymmetry.group(1) if asymmetry and asymmetry.group(1) else name) \
+            if not asymmetry or asymmetry.group(1) else None
+    except ThresholdError as err:
+        raise fail(str(err)) from None
+    example = _example(metric, name) if not asymmetry else f"{name}<=20%"
+    if op not in OPS:
+        fix = _OP_FIXES.get(op)
+        if fix:
+            raise fail(
+                f"operator {op!r} is not accepted; use {fix!r} as in {name}{fix}{value_text}"
+            )
+        raise fail(f"unknown operator {op!r}; use one of {', '.join(OPS)}")
+    if not value_text:
+        raise fail(f"missing value after {op!r}; write it like {example}")
+    try:
+        value, unit, reference = parse_threshold_value(None if asymmetry else metric, value_text)
+    except QuantityError as err:
+        hint = err.hint if err.kind_mismatch else f"write it like {example}"
+        if not asymmetry and ("median" in value_text.lower() or "*" in value_text):
+            hint = f"a relative threshold is K*median, e.g. {name}{op}0.8*median"
+        raise fail(f"{err.problem}; {hint}") from None
+    if asymmetry:
+        return Threshold(metric.name if metric else "", op, value, unit, text, origin, ASYMMETRY)
+    return Threshold(metric.name, op, value, unit, text, origin, reference)
+
+
+class _Located(str):
+    """A string that remembers where it was read (``file.yaml:4``)."""
+
+    origin: str = ""
+
+
+def _located(value: str, origin: str) -> _Located:
+    located = _Located(value)
+    located.origin = origin
+    return located
+
+
+def _origin_of(item: Any, default: str) -> str:
+    return getattr(item, "origin", default)
+
+
+def _scalar_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _from_mapping(mapping: Mapping[Any, Any], origin: str) -> list[Threshold]:
+    out: list[Threshold] = []
+    for key, spec in mapping.items():
+        key_origin = _origin_of(key, origin)
+        if not isinstance(key, str):
+            raise ThresholdError(
+                f"{key_origin}: metric name {key!r} is not a string; write it like throughput: '>= 9Gbit/s'"
+            )
+        name = key.strip()
+        if isinstance(spec, Mapping):
+            for op, value in spec.items():
+                expr = (
+                    f"{name} {_scalar_text(op).strip()} {_scalar_text(value).strip()}"
+                )
+                out.append(parse_threshold(expr, _origin_of(op, key_origin)))
+        elif isinstance(spec, (list, tuple)):
+            for condition in spec:
+                expr = f"{name} {_scalar_text(condition).strip()}"
+                out.append(parse_threshold(expr, _origin_of(condition, key_origin)))
+        else:
+            expr = f"{name} {_scalar_text(spec).strip()}".strip()
+            out.append(parse_threshold(expr, _origin_of(spec, key_origin)))
+    return out
+
+
+def parse_thresholds(items: Any, origin: str) -> list[Threshold]:
+    """Parse thresholds given as data (``mark(thresholds=...)``, YAML files, API).
+
+    Accepted forms (all may be mixed in a list):
+
+    * a list of expressions: ``["throughput>=9Gbit/s", "retransmits<=100"]``
+      (a single string is one expression; ``Threshold`` objects pass through);
+    * a mapping of metric to condition(s), the condition being ``"OP VALUE"``,
+      a list of those, or a mapping ``{OP: VALUE}``::
+
+          {"throughput": ">= 9Gbit/s", "retransmits": "<= 100"}
+          {"throughput": [">= 9Gbit/s", "<= 10Gbit/s"]}
+          {"throughput": {">=": "9Gbit/s", "<=": "10Gbit/s"}, "retransmits": {"<=": 100}}
+
+      In YAML, quote conditions that start with ``>``
+      (``throughput: ">= 9Gbit/s"``); the list form needs no quotes::
+
+          - throughput >= 9Gbit/s
+          - retransmits <= 100
+
+    The expression recorded for mapping entries is ``"METRIC OP VALUE"``.
+    A condition without an operator is an error (no implied direction).
+    """
+    origin = _one_line(origin)
+    if items is None:
+        return []
+    if isinstance(items, (str, Threshold)):
+        items = [items]
+    if isinstance(items, Mapping):
+        return _from_mapping(items, origin)
+    if isinstance(items, (bytes, int, float)) or not isinstance(items, Iterable):
+        raise ThresholdError(
+            f"{_origin_of(items, origin)}: thresholds must be a list of expressions such as "
+            f"{_GENERIC_EXAMPLE} or a mapping such as throughput: '>= 9Gbit/s', not {items!r}"
+        )
+    out: list[Threshold] = []
+    for item in items:
+        if isinstance(item, Threshold):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            out.extend(_from_mapping(item, origin))
+        else:
+            out.append(parse_threshold(item, _origin_of(item, origin)))
+    return out
+
+
+def _yaml_to_data(node: Any, path: str) -> Any:
+    """Plain data from a composed YAML node, every scalar a ``_Located`` string.
+
+    Scalars keep their text as written (``1e9`` stays ``"1e9"``).
+    """
+    import yaml
+
+    origin = f"{path}:{node.start_mark.line + 1}"
+    if isinstance(node, yaml.ScalarNode):
+        return _located(node.value, origin)
+    if isinstance(node, yaml.SequenceNode):
+        return [_yaml_to_data(child, path) for child in node.value]
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = _yaml_to_data(key_node, path)
+        if not isinstance(key, str):
+            raise ThresholdError(
+                f"{path}:{key_node.start_mark.line + 1}: a key must be a metric name"
+            )
+        if key in result:
+            raise ThresholdError(
+                f"{path}:{key_node.start_mark.line + 1}: duplicate key {str(key)!r}; "
+                f"put several conditions in a list or a mapping, e.g. {key}: {{'>=': 1, '<=': 2}}"
+            )
+        result[key] = _yaml_to_data(value_node, path)
+    return result
+
+
+def load_threshold_file(path: str | os.PathLike[str]) -> list[Threshold]:
+    """Thresholds from a YAML file (any form :func:`parse_thresholds` accepts).
+
+    The top level may also be a mapping whose only key is ``thresholds``.  The
+    origin of each threshold is ``"<path as given>:<line>"`` (1-based line of
+    its YAML node); every error names the file and line.  An empty file gives
+    no thresholds.
+    """
+    import yaml
+
+    shown = os.fspath(path)
+    try:
+        with open(shown, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise ThresholdError(
+            f"{shown}: cannot read threshold file: {err.strerror or err}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ThresholdError(
+            f"{shown}: cannot read threshold file: not UTF-8 text"
+        ) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{shown}:{mark.line + 1}" if mark is not None else shown
+        problem = getattr(err, "problem", None) or str(err)
+        hint = ""
+        if "chomping" in problem or "block scalar" in problem:
+            hint = "; quote conditions that start with an operator, e.g. throughput: '>= 9Gbit/s'"
+        raise ThresholdError(
+            f"{where}: invalid YAML: {_one_line(problem)}{hint}"
+        ) from None
+    if node is None:
+        return []
+    data = _yaml_to_data(node, shown)
+    origin = f"{shown}:{node.start_mark.line + 1}"
+    if isinstance(data, dict) and list(data) == ["thresholds"]:
+        data = data["thresholds"]
+    if isinstance(data, str):
+        raise ThresholdError(
+            f"{_origin_of(data, origin)}: expected a list of thresholds such as "
+            f"'- {_GENERIC_EXAMPLE}', not a single value"
+        )
+    return parse_thresholds(data, origin)
+
+
+def merge_thresholds(*layers: Iterable[Threshold]) -> list[Threshold]:
+    """Merge threshold layers given in increasing precedence.
+
+    A threshold replaces those of *earlier* layers on the same metric and the
+    same side (lower bound ``>=``/``>``, upper bound ``<=``/``<``; ``==`` is
+    both sides), taking the place of the first one it replaces; otherwise it is
+    appended.  Thresholds of the same layer never replace each other.
+    """
+    entries: list[tuple[int, Threshold]] = []
+    for level, layer in enumerate(layers):
+        for new in layer:
+            victims = [
+                i
+                for i, (old_level, old) in enumerate(entries)
+                if old_level < level
+                and old.metric == new.metric
+                and old.reference == new.reference  # a relative bound does not replace an absolute one
+                and _SIDES[old.op] & _SIDES[new.op]
+            ]
+            if not victims:
+                entries.append((level, new))
+                continue
+            entries[victims[0]] = (level, new)
+            for i in reversed(victims[1:]):
+                del entries[i]
+    return [threshold for _, threshold in entries]
+
+
+def check_all(
+    thresholds: Iterable[Threshold], metrics: Mapping[str, float]
+) -> list[ThresholdResult]:
+    """Check every absolute threshold against ``metrics``, in order (deferred ones are the check items')."""
+    return [threshold.check(metrics) for threshold in thresholds if not threshold.deferred]
