@@ -20,10 +20,10 @@ more than 60 s and 1 GiB together. The script measures:
   5 %) keep the real record's saturated cores, and with them the CPU-bound
   warnings; the others get its CPU figures scaled down to an idle node's.
   Writing the journal is the measuring run's cost, spread over the run, and is
-  reported on its own: a sample goes through ``results.Journal.append``
+  reported on its own: a sample goes through ``journal.Journal.append``
   (json.dumps, write, fsync, index line, as a run does it), and the rest is
   written in bulk (generation, not a figure);
-* the end of the run: ``results.assemble`` (mesh.json and mesh.csv from the
+* the end of the run: ``assembly.assemble`` (mesh.json and mesh.csv from the
   journal) and the terminal summary that pytest prints after it
   (``reports.terminal.summary_lines``; the lines go to /dev/null).
 
@@ -67,9 +67,15 @@ from machine import machine  # noqa: E402  (bench/machine.py)
 
 from pytest_meshperf import __version__
 from pytest_meshperf.cluster.inventory import Cluster, Node  # noqa: E402
+from pytest_meshperf.measure import measurement  # noqa: E402
 from pytest_meshperf.measure.measurement import STATUS_ERROR, Instance, Measurement, Pair, cpu_bound_warnings, judge
 from pytest_meshperf.plan.planning import mesh_pairs  # noqa: E402
-from pytest_meshperf.results import store as results  # noqa: E402
+from pytest_meshperf.results import assemble as assembly  # noqa: E402
+from pytest_meshperf.results import (
+    journal,  # noqa: E402
+    layout,  # noqa: E402
+    rundir,  # noqa: E402
+)
 from pytest_meshperf.session.lifecycle import new_run_id  # noqa: E402
 from pytest_meshperf.spec.params import merge_params, parse_params  # noqa: E402
 from pytest_meshperf.spec.thresholds import parse_threshold  # noqa: E402
@@ -128,7 +134,7 @@ def cluster_meta(cluster):
 
 
 def run_meta(run_id, started, count):
-    return {"id": run_id, "started": results.iso(started), "finished": None, "interrupted": True,
+    return {"id": run_id, "started": measurement.iso(started), "finished": None, "interrupted": True,
             "exit_status": None, "parameters": {"cluster": "hosts-%d.yaml" % count, "schedule": "rounds",
                                                "options": {}, "thresholds": []},
             "command_line": ["pytest", "suites/test_tcp.py", "-n", "8", "--cluster", "hosts-%d.yaml" % count],
@@ -255,7 +261,7 @@ def write_journals(run_dir, pairs, records, journals, sample, spread, with_index
     ``with_index``, or this results.py has no index)."""
     appends, to_records = [], []
     writers = [run_dir.journal("gw%d" % w) for w in range(journals)]
-    indexed = with_index and hasattr(results, "_index_entry") and getattr(writers[0], "index_path", None)
+    indexed = with_index and hasattr(journal, "_index_entry") and getattr(writers[0], "index_path", None)
     if not indexed:
         for writer in writers:
             writer.index_path = None
@@ -284,7 +290,7 @@ def write_journals(run_dir, pairs, records, journals, sample, spread, with_index
             line, record = records.line(number, slot, pairs[number])
             handles[worker].write(line)
             if indexed:
-                entry = results._index_entry(line, offsets[worker], record)
+                entry = journal._index_entry(line, offsets[worker], record)
                 if entry is not None:
                     index_handles[worker].write(entry)
             offsets[worker] += len(line)
@@ -394,7 +400,7 @@ def child(run_path, count, summary):
 
     steps, steps_cpu = {}, {}   # where assemble's time goes, for the helpers this version of results.py has
     for name in ("_index", "_mesh_order", "_copy_records", "_read_at"):
-        original = getattr(results, name, None)
+        original = getattr(assembly, name, None)
         if original is None:
             continue
 
@@ -405,10 +411,10 @@ def child(run_path, count, summary):
             finally:
                 steps[_name] = steps.get(_name, 0.0) + time.perf_counter() - started
                 steps_cpu[_name] = steps_cpu.get(_name, 0.0) + time.process_time() - cpu_started
-        setattr(results, name, timed)
-    run_dir = results.RunDir(os.path.dirname(run_path), os.path.basename(run_path))
+        setattr(assembly, name, timed)
+    run_dir = rundir.RunDir(os.path.dirname(run_path), os.path.basename(run_path))
     t, cpu = time.perf_counter(), time.process_time()
-    assembled = results.assemble(run_dir, time.time(), False, 1)
+    assembled = assembly.assemble(run_dir, time.time(), False, 1)
     out["assemble_s"] = time.perf_counter() - t
     out["assemble_cpu_s"] = time.process_time() - cpu
     children = resource.getrusage(resource.RUSAGE_CHILDREN)   # processes assemble started, if any
@@ -571,9 +577,9 @@ def main(argv=None):
     try:
         if args.reuse:
             path = os.path.abspath(args.reuse)
-            run_dir = results.RunDir(os.path.dirname(path), os.path.basename(path))
+            run_dir = rundir.RunDir(os.path.dirname(path), os.path.basename(path))
             args.nodes = len(run_dir.read_meta()["cluster"]["nodes"])
-            journal = os.path.join(run_dir.path, results.JOURNAL_DIR)
+            journal = os.path.join(run_dir.path, layout.JOURNAL_DIR)
             files = sorted(os.path.join(journal, n) for n in os.listdir(journal) if n.endswith(".jsonl"))
             total_bytes = sum(os.path.getsize(f) for f in files)
             needed = 2 * total_bytes + (512 << 20)   # a new mesh.json (and .csv) next to the old one
@@ -602,7 +608,7 @@ def main(argv=None):
         modes = ["cold", "warm"] if args.cache == "both" else [args.cache]
         child_argv = [sys.executable, os.path.abspath(__file__), "--child", run_dir.path, "--nodes",
                       str(args.nodes)] + (["--no-summary"] if args.no_summary else [])
-        index_dir = os.path.join(run_dir.path, getattr(results, "INDEX_DIR", "index"))
+        index_dir = os.path.join(run_dir.path, getattr(layout, "INDEX_DIR", "index"))
         index_files = sorted(os.path.join(index_dir, n) for n in os.listdir(index_dir)) if os.path.isdir(index_dir) \
             else []
         if index_files:
@@ -622,11 +628,11 @@ def main(argv=None):
                 continue
             figures["runs"][mode] = report_child(mode, out, wall, maxrss, cached, not args.no_summary)
         sizes = {name: os.path.getsize(os.path.join(run_dir.path, name))
-                 for name in (results.MESH_FILE, results.CSV_FILE) if os.path.exists(os.path.join(run_dir.path,
+                 for name in (layout.MESH_FILE, layout.CSV_FILE) if os.path.exists(os.path.join(run_dir.path,
                                                                                                   name))}
         figures["files"] = dict(sizes, journal=total_bytes)
         print("\nfiles: journal %s, mesh.json %s, mesh.csv %s%s" % (
-            _size(total_bytes), _size(sizes.get(results.MESH_FILE, 0)), _size(sizes.get(results.CSV_FILE, 0)),
+            _size(total_bytes), _size(sizes.get(layout.MESH_FILE, 0)), _size(sizes.get(layout.CSV_FILE, 0)),
             "; kept in %s" % run_dir.path if args.keep or args.reuse else ""))
         print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
     finally:
@@ -648,7 +654,7 @@ def prepare(args, figures):
                       args.cpu_bound_fraction)
     sample_line, sample_record = records.line(0, 0, Pair(cluster.nodes[0], cluster.nodes[1], round=1))
     records.statuses.clear()
-    index_entry = getattr(results, "_index_entry", None)
+    index_entry = getattr(journal, "_index_entry", None)
     index_line = index_entry(sample_line, 0, sample_record) if index_entry and not args.no_index else b""
     journal_bytes = (len(sample_line) + len(index_line or b"")) * count
     mesh_bytes = len(sample_line) * count + 300 * args.nodes   # minus src/dst/test, plus run and cluster
@@ -675,7 +681,7 @@ def prepare(args, figures):
     if args.out:
         os.makedirs(base, exist_ok=True)
     work = tempfile.mkdtemp(prefix="meshperf-aggregate-", dir=base)
-    run_dir = results.RunDir(work, new_run_id(started))
+    run_dir = rundir.RunDir(work, new_run_id(started))
     run_dir.create(run_meta(run_dir.run_id, started, args.nodes), cluster_meta(cluster))
     print("\nwriting the journal into %s ..." % run_dir.path, flush=True)
     t = time.perf_counter()

@@ -24,9 +24,11 @@ from pytest_meshperf.reports import html as html_report
 from pytest_meshperf.reports.comparison import comparison_lines
 from pytest_meshperf.reports.comparison_html import comparison_page
 from pytest_meshperf.reports.terminal import summary_lines
+from pytest_meshperf.results.assemble import assemble
 from pytest_meshperf.results.export import export_path, write_export
 from pytest_meshperf.results.openmetrics import write_openmetrics
-from pytest_meshperf.results.store import RunDir, assemble, load_rows, resolve_mesh
+from pytest_meshperf.results.read import load_rows, resolve_mesh
+from pytest_meshperf.results.rundir import RunDir
 from pytest_meshperf.session.options import OPTIONS, argparse_attrs
 from pytest_meshperf.spec.metrics import resolve_metric
 from pytest_meshperf.tools import TOOLS

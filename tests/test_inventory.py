@@ -1030,7 +1030,7 @@ def test_read_error_is_an_inventory_error(tmp_path, monkeypatch):
     def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("pytest_meshperf.cluster.inventory.open", deny, raising=False)
+    monkeypatch.setattr("pytest_meshperf.cluster.hosts_file.open", deny, raising=False)
     with pytest.raises(
         InventoryError,
         match=r"cannot read the file \(Permission denied\); check its permissions",

@@ -1,4 +1,4 @@
-"""results.assemble: mesh.json, mesh.csv and the rows from real journals, however the lines came to be.
+"""assembly.assemble: mesh.json, mesh.csv and the rows from real journals, however the lines came to be.
 
 The journals are recorded from real runs (tests/data/journals/README.md).  Each test assembles a
 variation of them (lines spread over worker files, duplicated, cut off, written in another shape) and
@@ -17,7 +17,9 @@ from pathlib import Path
 
 from meshcheck import load_strict, validate_mesh_csv, validate_mesh_file
 
-from pytest_meshperf.results import store as results
+from pytest_meshperf.results import assemble as assembly
+from pytest_meshperf.results import index as journal_index
+from pytest_meshperf.results import layout, rundir
 
 DATA = Path(__file__).parent / "data" / "journals"
 
@@ -36,19 +38,19 @@ def run_dir_with(tmp_path, name, files):
     shutil.copy(DATA / name / "run.json", path / "run.json")
     for file_name, data in files.items():
         (path / "journal" / file_name).write_bytes(data)
-    return results.RunDir(str(tmp_path), run_id)
+    return rundir.RunDir(str(tmp_path), run_id)
 
 
 def copied(journal_dir):
     """Per record line of the journal, in index order: whether assemble copies it (True) or parses it in
     full (False)."""
-    index = results._index(str(journal_dir))
+    index = journal_index._index(str(journal_dir))
     flags = []
     for i in range(len(index)):
         with open(index.paths[index.file[i]], "rb") as handle:
             handle.seek(index.offset[i])
             line = handle.read(index.size[i])
-        flags.append(bool(index.copy[i]) and results._skim(line, index.copy[i]) is not None)
+        flags.append(bool(index.copy[i]) and assembly._skim(line, index.copy[i]) is not None)
     return flags
 
 
@@ -76,7 +78,7 @@ def expected(run_dir):
     csv_text = io.StringIO(newline="")
     csv_writer = csv.writer(csv_text)
     csv_writer.writerow(["run_id", "src", "dst", "test", "status", "instance", "pid", "client_port", "server_port",
-                         "start", "end", *results.CSV_METRICS, "command", "error"])
+                         "start", "end", *layout.CSV_METRICS, "command", "error"])
     for key in sorted(first, key=lambda k: (rank(k[0]), rank(k[1]), k[2])):
         src, dst, test = key
         record = first[key]
@@ -94,14 +96,14 @@ def expected(run_dir):
             csv_writer.writerow([meta["run"]["id"], src, dst, test, record["status"]]
                                 + [inst.get(k) for k in ("instance", "pid", "client_port", "server_port", "start",
                                                          "end")]
-                                + [metrics.get(m, "") for m in results.CSV_METRICS]
+                                + [metrics.get(m, "") for m in layout.CSV_METRICS]
                                 + [inst.get("command", ""), record.get("error") or ""])
     return sources, rows, csv_text.getvalue(), counts
 
 
 def assemble_and_compare(run_dir):
     want_sources, want_rows, want_csv, want_counts = expected(run_dir)
-    assembled = results.assemble(run_dir, 1795329999.0, False, 1)
+    assembled = assembly.assemble(run_dir, 1795329999.0, False, 1)
     with open(run_dir.mesh_json, encoding="utf-8") as handle:
         doc = json.load(handle)
     # Equal, and in the same order (sources, destinations, tests, and the keys of every entry).
@@ -157,7 +159,7 @@ def test_worker_files_are_read_in_name_order_and_the_first_record_of_a_key_wins(
         "gw10.jsonl": b"".join(lines[4:8]),
         "gw2.jsonl": b"".join(lines[10:]) + tcp_1_2,    # a second node1->node2 test_tcp: the first one wins
     }
-    monkeypatch.setattr(results, "READ_BATCH_BYTES", 1)   # one line per read batch: keys cross batches
+    monkeypatch.setattr(assembly, "READ_BATCH_BYTES", 1)   # one line per read batch: keys cross batches
     run_dir = run_dir_with(tmp_path, "local3", files)
     doc, _ = assemble_and_compare(run_dir)
     udp = doc["sources"]["node1"]["destinations"]["node2"]["tests"]["test_rec.py::test_udp"]
@@ -248,7 +250,7 @@ def journaled(tmp_path, name, groups):
 
 def indexed(run_dir):
     """How many records the index gives (the others are read from the journal)."""
-    index = results._index(os.path.join(run_dir.path, "journal"), os.path.join(run_dir.path, "index"))
+    index = journal_index._index(os.path.join(run_dir.path, "journal"), os.path.join(run_dir.path, "index"))
     return sum(1 for size in index.line_size if size)
 
 
@@ -292,13 +294,13 @@ def test_an_index_that_does_not_match_the_journal_is_not_used(tmp_path, monkeypa
     # The journal rewritten in another order, same size: the index points at the wrong records.
     (Path(run_dir.path) / "journal" / "main.jsonl").write_bytes(b"".join(reversed(lines)))
     attempts = []
-    real = results._assemble
+    real = assembly._assemble
 
     def spy(*args, **kwargs):
         attempts.append(kwargs["use_index"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(results, "_assemble", spy)
+    monkeypatch.setattr(assembly, "_assemble", spy)
     assemble_and_compare(run_dir)
     assert attempts == [True, False]
 
@@ -312,7 +314,7 @@ def test_a_record_appended_after_a_torn_line_is_recovered_with_the_index(tmp_pat
     journal.append(json.loads(lines[3]))
     journal.close()
     assert indexed(run_dir) == 3
-    assembled = results.assemble(run_dir, 1795329999.0, False, 1)
+    assembled = assembly.assemble(run_dir, 1795329999.0, False, 1)
     # Without the index the joined line is not JSON and both records in it are lost; with it, only the
     # torn one (node3->node1) is.  Mesh order: node1->node2, node1->node3, node2->node3.
     want = [json.loads(lines[i]) for i in (0, 3, 1)]

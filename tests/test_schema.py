@@ -16,7 +16,7 @@ from meshcheck import (
     validate_mesh_file,
 )
 
-from pytest_meshperf.results.store import CSV_METRICS, SCHEMA_VERSION
+from pytest_meshperf.results.layout import CSV_METRICS, SCHEMA_VERSION
 from pytest_meshperf.spec.metrics import METRICS
 from pytest_meshperf.spec.params import Params
 from pytest_meshperf.spec.thresholds import OPS

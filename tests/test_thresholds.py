@@ -6,15 +6,14 @@ import math
 import pytest
 
 from pytest_meshperf.errors import ThresholdError, UsageError
+from pytest_meshperf.spec.threshold_lists import load_threshold_file, parse_thresholds
 from pytest_meshperf.spec.thresholds import (
     OPS,
     Threshold,
     ThresholdResult,
     check_all,
-    load_threshold_file,
     merge_thresholds,
     parse_threshold,
-    parse_thresholds,
 )
 
 CLI = "--mesh-threshold"

@@ -18,7 +18,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from pytest_meshperf.cluster.inventory import Cluster, Node, address_problem
+from pytest_meshperf.cluster.fields import address_problem
+from pytest_meshperf.cluster.model import Cluster, Node
 from pytest_meshperf.errors import InventoryError
 
 _NOT_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")

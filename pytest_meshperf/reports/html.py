@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Dict, List, Optional
 
 from pytest_meshperf.reports.heatmap import Cell, Heatmap, Scale, esc, render_page
-from pytest_meshperf.results.store import entry_messages, iter_entries
+from pytest_meshperf.results.read import entry_messages, iter_entries
 from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS, format_value
 from pytest_meshperf.spec.units import format_number
 

@@ -18,7 +18,7 @@ import sys
 from typing import Any, Dict, Optional, Tuple
 
 from pytest_meshperf.errors import UsageError
-from pytest_meshperf.results.store import iter_entries
+from pytest_meshperf.results.read import iter_entries
 from pytest_meshperf.spec.metrics import METRICS, Metric
 
 LABELS = ("test", "src", "dst", "tool")

@@ -24,16 +24,19 @@ from typing import Optional
 import pytest
 
 from pytest_meshperf import __version__
-from pytest_meshperf.cluster.inventory import TOOL_BINARIES, Cluster, Node, is_testbed_spec, load_cluster
+from pytest_meshperf.cluster.inventory import is_testbed_spec, load_cluster
 from pytest_meshperf.cluster.matrix import load_matrix
+from pytest_meshperf.cluster.model import Cluster, Node
 from pytest_meshperf.control.controller import AgentPool, Controller
 from pytest_meshperf.errors import AgentError, UsageError
 from pytest_meshperf.measure.burst import GroupRunner
+from pytest_meshperf.measure.measurement import iso
 from pytest_meshperf.plan.planning import link_selected, parse_links, parse_schedule, plan_pairs
 from pytest_meshperf.reports.html import ReportOutcome, report_after_run
 from pytest_meshperf.reports.terminal import write_summary
+from pytest_meshperf.results.assemble import assemble
 from pytest_meshperf.results.export import export_path, write_export
-from pytest_meshperf.results.store import RunDir, assemble, iso
+from pytest_meshperf.results.rundir import RunDir
 from pytest_meshperf.session import profile_suite
 from pytest_meshperf.session.check_items import MeshCheckItem, add_check_items
 from pytest_meshperf.session.measuring import assign_groups
@@ -45,6 +48,7 @@ from pytest_meshperf.spec.testspec import spec_for_item
 from pytest_meshperf.spec.thresholds import parse_threshold
 from pytest_meshperf.transport.options import ssh_options_from
 from pytest_meshperf.verdicts.baseline import load_baseline
+from pytest_meshperf.vocabulary import TOOL_BINARIES
 
 ENDPOINTS_FILE = "agents.json"
 ENDPOINTS_WAIT_S = 120.0

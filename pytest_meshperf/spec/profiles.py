@@ -25,6 +25,7 @@ from pytest_meshperf import PACKAGE_DIR
 from pytest_meshperf.errors import ParameterError
 from pytest_meshperf.spec.params import Layer, parse_params
 from pytest_meshperf.spec.thresholds import Threshold, parse_threshold
+from pytest_meshperf.yamlfile import YamlDocument
 
 _NON_PARAM_KEYS = ("description", "thresholds")
 PROFILE_DIR = os.path.join("suites", "profiles")   # where a profile NAME is looked for first, under each search root
@@ -101,20 +102,22 @@ def _load(path, shown):
     except OSError as exc:
         raise ParameterError("%s: cannot read profile: %s; check the path (relative to the test module)"
                              % (shown, exc.strerror or exc))
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = "%s:%d:%d" % (shown, mark.line + 1, mark.column + 1) if mark else shown
-        raise ParameterError("%s: YAML syntax error: %s" % (where, getattr(exc, "problem", None) or exc))
+    doc = _ProfileFile(shown)
+    return doc.read_nodes(text, lambda root: _profile(doc, root, shown))
+
+
+class _ProfileFile(YamlDocument):
+    error = ParameterError
+
+
+def _profile(doc, root, shown):
     if root is None:
         raise ParameterError("%s: the profile is empty; give at least a tool or thresholds" % shown)
     if not isinstance(root, yaml.MappingNode):
         raise ParameterError("%s:%d: a profile must be a mapping of keys such as tool, duration, thresholds"
                              % (shown, root.start_mark.line + 1))
     raw_params, description, thresholds = Layer(shown), "", []
-    for key_node, value_node in root.value:
-        key = key_node.value
+    for key, (key_node, value_node) in doc._pairs(root, "profile").items():
         line = key_node.start_mark.line + 1
         if key == "description":
             description = str(value_node.value)

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Tuple
 from pytest_meshperf.errors import ParameterError, ThresholdError
 from pytest_meshperf.spec.params import Params, merge_params, parse_params
 from pytest_meshperf.spec.profiles import find_profile, is_profile_name, load_profile
-from pytest_meshperf.spec.thresholds import Threshold, merge_thresholds, parse_thresholds
+from pytest_meshperf.spec.threshold_lists import parse_thresholds
+from pytest_meshperf.spec.thresholds import Threshold, merge_thresholds
 
 MARK = "meshperf"
 

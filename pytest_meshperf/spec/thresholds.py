@@ -28,7 +28,6 @@ check items do (``checks.py``), once every pair of the test is journaled.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,11 +44,9 @@ __all__ = [
     "ThresholdResult",
     "check_all",
     "holds",
-    "load_threshold_file",
     "merge_thresholds",
     "parse_threshold",
     "parse_threshold_value",
-    "parse_thresholds",
 ]
 
 OPS = (">=", "<=", ">", "<", "==")
@@ -64,7 +61,7 @@ _SIDES = {
 }
 _OP_FIXES = {"=": "==", "===": "==", "=>": ">=", "=<": "<=", ">>=": ">=", "<<=": "<="}
 _EQ_REL_TOL = 1e-9  # "==" compares with math.isclose(rel_tol=1e-9)
-_GENERIC_EXAMPLE = "throughput>=9Gbit/s"
+GENERIC_EXAMPLE = "throughput>=9Gbit/s"
 _NAME_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_\-]*)")
 MEDIAN, ASYMMETRY = "median", "asymmetry"
 _RELATIVE_RE = re.compile(r"^\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?median\s*$", re.IGNORECASE)
@@ -228,7 +225,7 @@ def parse_threshold(expr: str, origin: str) -> Threshold:
     origin = _one_line(origin)
     if not isinstance(expr, str):
         raise ThresholdError(
-            f"{origin} {expr!r}: a threshold must be a string; write it like {_GENERIC_EXAMPLE}"
+            f"{origin} {expr!r}: a threshold must be a string; write it like {GENERIC_EXAMPLE}"
         )
     text = expr.strip()
     where = f"{origin} {text!r}"
@@ -237,10 +234,10 @@ def parse_threshold(expr: str, origin: str) -> Threshold:
         return ThresholdError(f"{where}: {_one_line(problem)}")
 
     if not text:
-        raise fail(f"empty threshold; write it like {_GENERIC_EXAMPLE}")
+        raise fail(f"empty threshold; write it like {GENERIC_EXAMPLE}")
     start = next((i for i, ch in enumerate(text) if ch in _OP_CHARS), None)
     if start is None:
-        example = _GENERIC_EXAMPLE
+        example = GENERIC_EXAMPLE
         m = _NAME_RE.match(text)
         if m:
             try:
@@ -255,7 +252,7 @@ def parse_threshold(expr: str, origin: str) -> Threshold:
         end += 1
     name, op, value_text = text[:start].strip(), text[start:end], text[end:].strip()
     if not name:
-        raise fail(f"missing metric name; write it like {_GENERIC_EXAMPLE}")
+        raise fail(f"missing metric name; write it like {GENERIC_EXAMPLE}")
     asymmetry = _ASYMMETRY_RE.match(name)
     try:
         metric = resolve_metric(asymmetry.group(1) if asymmetry and asymmetry.group(1) else name) \
@@ -284,171 +281,20 @@ def parse_threshold(expr: str, origin: str) -> Threshold:
     return Threshold(metric.name, op, value, unit, text, origin, reference)
 
 
-class _Located(str):
-    """A string that remembers where it was read (``file.yaml:4``)."""
-
-    origin: str = ""
 
 
-def _located(value: str, origin: str) -> _Located:
-    located = _Located(value)
-    located.origin = origin
-    return located
 
 
-def _origin_of(item: Any, default: str) -> str:
-    return getattr(item, "origin", default)
 
 
-def _scalar_text(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
-def _from_mapping(mapping: Mapping[Any, Any], origin: str) -> list[Threshold]:
-    out: list[Threshold] = []
-    for key, spec in mapping.items():
-        key_origin = _origin_of(key, origin)
-        if not isinstance(key, str):
-            raise ThresholdError(
-                f"{key_origin}: metric name {key!r} is not a string; write it like throughput: '>= 9Gbit/s'"
-            )
-        name = key.strip()
-        if isinstance(spec, Mapping):
-            for op, value in spec.items():
-                expr = (
-                    f"{name} {_scalar_text(op).strip()} {_scalar_text(value).strip()}"
-                )
-                out.append(parse_threshold(expr, _origin_of(op, key_origin)))
-        elif isinstance(spec, (list, tuple)):
-            for condition in spec:
-                expr = f"{name} {_scalar_text(condition).strip()}"
-                out.append(parse_threshold(expr, _origin_of(condition, key_origin)))
-        else:
-            expr = f"{name} {_scalar_text(spec).strip()}".strip()
-            out.append(parse_threshold(expr, _origin_of(spec, key_origin)))
-    return out
 
 
-def parse_thresholds(items: Any, origin: str) -> list[Threshold]:
-    """Parse thresholds given as data (``mark(thresholds=...)``, YAML files, API).
-
-    Accepted forms (all may be mixed in a list):
-
-    * a list of expressions: ``["throughput>=9Gbit/s", "retransmits<=100"]``
-      (a single string is one expression; ``Threshold`` objects pass through);
-    * a mapping of metric to condition(s), the condition being ``"OP VALUE"``,
-      a list of those, or a mapping ``{OP: VALUE}``::
-
-          {"throughput": ">= 9Gbit/s", "retransmits": "<= 100"}
-          {"throughput": [">= 9Gbit/s", "<= 10Gbit/s"]}
-          {"throughput": {">=": "9Gbit/s", "<=": "10Gbit/s"}, "retransmits": {"<=": 100}}
-
-      In YAML, quote conditions that start with ``>``
-      (``throughput: ">= 9Gbit/s"``); the list form needs no quotes::
-
-          - throughput >= 9Gbit/s
-          - retransmits <= 100
-
-    The expression recorded for mapping entries is ``"METRIC OP VALUE"``.
-    A condition without an operator is an error (no implied direction).
-    """
-    origin = _one_line(origin)
-    if items is None:
-        return []
-    if isinstance(items, (str, Threshold)):
-        items = [items]
-    if isinstance(items, Mapping):
-        return _from_mapping(items, origin)
-    if isinstance(items, (bytes, int, float)) or not isinstance(items, Iterable):
-        raise ThresholdError(
-            f"{_origin_of(items, origin)}: thresholds must be a list of expressions such as "
-            f"{_GENERIC_EXAMPLE} or a mapping such as throughput: '>= 9Gbit/s', not {items!r}"
-        )
-    out: list[Threshold] = []
-    for item in items:
-        if isinstance(item, Threshold):
-            out.append(item)
-        elif isinstance(item, Mapping):
-            out.extend(_from_mapping(item, origin))
-        else:
-            out.append(parse_threshold(item, _origin_of(item, origin)))
-    return out
 
 
-def _yaml_to_data(node: Any, path: str) -> Any:
-    """Plain data from a composed YAML node, every scalar a ``_Located`` string.
-
-    Scalars keep their text as written (``1e9`` stays ``"1e9"``).
-    """
-    import yaml
-
-    origin = f"{path}:{node.start_mark.line + 1}"
-    if isinstance(node, yaml.ScalarNode):
-        return _located(node.value, origin)
-    if isinstance(node, yaml.SequenceNode):
-        return [_yaml_to_data(child, path) for child in node.value]
-    result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = _yaml_to_data(key_node, path)
-        if not isinstance(key, str):
-            raise ThresholdError(
-                f"{path}:{key_node.start_mark.line + 1}: a key must be a metric name"
-            )
-        if key in result:
-            raise ThresholdError(
-                f"{path}:{key_node.start_mark.line + 1}: duplicate key {str(key)!r}; "
-                f"put several conditions in a list or a mapping, e.g. {key}: {{'>=': 1, '<=': 2}}"
-            )
-        result[key] = _yaml_to_data(value_node, path)
-    return result
 
 
-def load_threshold_file(path: str | os.PathLike[str]) -> list[Threshold]:
-    """Thresholds from a YAML file (any form :func:`parse_thresholds` accepts).
-
-    The top level may also be a mapping whose only key is ``thresholds``.  The
-    origin of each threshold is ``"<path as given>:<line>"`` (1-based line of
-    its YAML node); every error names the file and line.  An empty file gives
-    no thresholds.
-    """
-    import yaml
-
-    shown = os.fspath(path)
-    try:
-        with open(shown, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as err:
-        raise ThresholdError(
-            f"{shown}: cannot read threshold file: {err.strerror or err}"
-        ) from None
-    except UnicodeDecodeError:
-        raise ThresholdError(
-            f"{shown}: cannot read threshold file: not UTF-8 text"
-        ) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{shown}:{mark.line + 1}" if mark is not None else shown
-        problem = getattr(err, "problem", None) or str(err)
-        hint = ""
-        if "chomping" in problem or "block scalar" in problem:
-            hint = "; quote conditions that start with an operator, e.g. throughput: '>= 9Gbit/s'"
-        raise ThresholdError(
-            f"{where}: invalid YAML: {_one_line(problem)}{hint}"
-        ) from None
-    if node is None:
-        return []
-    data = _yaml_to_data(node, shown)
-    origin = f"{shown}:{node.start_mark.line + 1}"
-    if isinstance(data, dict) and list(data) == ["thresholds"]:
-        data = data["thresholds"]
-    if isinstance(data, str):
-        raise ThresholdError(
-            f"{_origin_of(data, origin)}: expected a list of thresholds such as "
-            f"'- {_GENERIC_EXAMPLE}', not a single value"
-        )
-    return parse_thresholds(data, origin)
 
 
 def merge_thresholds(*layers: Iterable[Threshold]) -> list[Threshold]:

@@ -8,6 +8,8 @@ and everything else goes to a default class at the node rate (or, when the
 node has no rate of its own, straight out: ``htb default 0`` sends
 unclassified packets unshaped).  A link class never exceeds the node rate
 (all classes hang below one parent at the node rate).  Measured here: an htb
+
+
 class at 200mbit gives iperf3 191 Mbit/s, tbf 192 Mbit/s.
 """
 
@@ -59,7 +61,6 @@ def _htb_class(base: Sequence[str], parent: str, classid: str, rate: str) -> lis
     return list(base) + ["class", "add", "dev", "eth0", "parent", parent, "classid", classid, "htb",
                          "rate", rate, "ceil", rate, "burst", HTB_BURST, "cburst", HTB_BURST,
                          "quantum", "60000"]  # fmt: skip
-
 
 
 class Shaping:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from pytest_meshperf.cluster.inventory import Labels
+from pytest_meshperf.cluster.model import Labels
 from pytest_meshperf.errors import InventoryError, MeshperfError, UsageError
 
 MIN_NODES = 2

@@ -14,10 +14,10 @@ import time
 
 from pytest_meshperf.agent import protocol
 from pytest_meshperf.agent.boot import locate_server
-from pytest_meshperf.cluster.inventory import TOOL_BINARIES
 from pytest_meshperf.errors import AgentError
 from pytest_meshperf.transport.base import AgentHandle
 from pytest_meshperf.transport.rpc import tcp_connector
+from pytest_meshperf.vocabulary import TOOL_BINARIES
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0

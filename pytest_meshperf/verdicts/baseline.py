@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from pytest_meshperf.errors import UsageError
-from pytest_meshperf.results.store import resolve_mesh
+from pytest_meshperf.results.read import resolve_mesh
 from pytest_meshperf.spec.metrics import METRICS, format_value
 from pytest_meshperf.verdicts.compare import (
     DEFAULT_TOLERANCE,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from pytest_meshperf.errors import MeasurementError
-from pytest_meshperf.results.store import JOURNAL_DIR, record_head
+from pytest_meshperf.results.layout import JOURNAL_DIR, record_head
 from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS, format_value
 from pytest_meshperf.spec.thresholds import NEGATED, Threshold, holds
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pytest_meshperf.errors import UsageError
-from pytest_meshperf.results.store import load_rows, resolve_mesh
+from pytest_meshperf.results.read import load_rows, resolve_mesh
 from pytest_meshperf.spec.metrics import METRICS, resolve_metric
 from pytest_meshperf.verdicts.checks import is_check_key
 

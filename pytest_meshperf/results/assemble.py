@@ -1,11 +1,4 @@
-"""The run directory and the mesh result file.
-
-    <mesh-out>/<run-id>/run.json          run and cluster metadata, written at start
-    <mesh-out>/<run-id>/journal/*.jsonl   one line per finished measurement, fsynced before the next starts
-    <mesh-out>/<run-id>/index/*.jsonl     per journal line: where it is, its summary row and mesh.csv rows
-    <mesh-out>/<run-id>/mesh.json         assembled from the journal at the end (schema: schema/mesh.schema.json)
-    <mesh-out>/<run-id>/mesh.csv          one row per measured instance
-    <mesh-out>/latest -> <run-id>
+"""The mesh result file assembled from the journals: mesh.json and mesh.csv, streamed, written atomically.
 
 Every process (plain pytest, each xdist worker) appends to its own journal file,
 and after each record a line to its index file.  ``assemble`` streams: it
@@ -21,139 +14,21 @@ import csv
 import io
 import json
 import os
-import re
-import sys
 from array import array
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 from pytest_meshperf import __version__
-from pytest_meshperf.errors import UsageError
 from pytest_meshperf.measure.measurement import iso
-
-SCHEMA_VERSION = 1
-RUN_FILE = "run.json"
-MESH_FILE = "mesh.json"
-CSV_FILE = "mesh.csv"
-JOURNAL_DIR = "journal"
-INDEX_DIR = "index"
-LATEST = "latest"
-CSV_METRICS = ("throughput_bps", "throughput_reverse_bps", "retransmits", "jitter_ms", "lost_percent",
-               "lost_packets", "packets",
-               "cpu_local_percent", "cpu_remote_percent", "latency_mean_us", "latency_p50_us", "latency_p90_us",
-               "latency_p99_us", "transaction_rate")
-
-
-def _write_json_atomic(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-@dataclass
-class RunDir:
-    out_dir: str
-    run_id: str
-
-    @property
-    def path(self) -> str:
-        return os.path.join(self.out_dir, self.run_id)
-
-    @property
-    def mesh_json(self) -> str:
-        return os.path.join(self.path, MESH_FILE)
-
-    @property
-    def csv(self) -> str:
-        return os.path.join(self.path, CSV_FILE)
-
-    @property
-    def logs(self) -> str:
-        return os.path.join(self.path, "agents")
-
-    def create(self, run: Dict[str, Any], cluster: Dict[str, Any]):
-        os.makedirs(os.path.join(self.path, JOURNAL_DIR), exist_ok=True)
-        self.write_meta(run, cluster)
-        self._point_latest()
-
-    def write_meta(self, run, cluster):
-        _write_json_atomic(os.path.join(self.path, RUN_FILE), {"run": run, "cluster": cluster})
-
-    def read_meta(self):
-        with open(os.path.join(self.path, RUN_FILE), encoding="utf-8") as handle:
-            return json.load(handle)
-
-    def _point_latest(self):
-        link = os.path.join(self.out_dir, LATEST)
-        tmp = link + ".%d.tmp" % os.getpid()
-        try:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            os.symlink(self.run_id, tmp)
-            os.replace(tmp, link)
-        except OSError:  # no symlinks here: a plain file naming the run
-            with open(link + ".txt", "w") as handle:
-                handle.write(self.run_id + "\n")
-
-    def journal(self, writer: str) -> "Journal":
-        return Journal(os.path.join(self.path, JOURNAL_DIR, "%s.jsonl" % writer),
-                       os.path.join(self.path, INDEX_DIR, "%s.jsonl" % writer))
-
-
-class Journal:
-    """Append-only JSON lines; each append is on disk (fsync) before it returns.
-
-    After each record, a line goes to ``index_path`` (when given): where the record is in the journal, and
-    what its row and mesh.csv rows are (``_index_entry``).  That index is a cache for ``assemble``, not
-    fsynced: where it lacks a line, assemble reads the journal instead."""
-
-    def __init__(self, path, index_path=None):
-        self.path, self.index_path = path, index_path
-        self._handle = self._index = None
-
-    def append(self, record: Dict[str, Any]):
-        if self._handle is None:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._handle = open(self.path, "ab")
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
-        offset = os.fstat(self._handle.fileno()).st_size
-        self._handle.write(line)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        if self.index_path is not None:
-            entry = _index_entry(line, offset, record)
-            if entry is not None:
-                try:
-                    if self._index is None:
-                        os.makedirs(os.path.dirname(self.index_path), exist_ok=True)
-                        self._index = open(self.index_path, "ab")
-                    self._index.write(entry)
-                    self._index.flush()
-                except OSError:   # a cache: without it assemble reads the journal
-                    pass
-
-    def close(self):
-        for handle in (self._handle, self._index):
-            if handle is not None:
-                handle.close()
-        self._handle = self._index = None
-
-
-@dataclass(**({"slots": True} if sys.version_info >= (3, 10) else {}))   # a run can have 10^6 of them
-class Row:
-    """What the terminal summary and reports need of one measurement, without its raw data."""
-    src: str
-    dst: str
-    test: str
-    name: str
-    status: str
-    metrics: Dict[str, float]
-    messages: List[str] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)   # the record's: why its figures may mislead
+from pytest_meshperf.results.index import _STATUS_NAMES, _STATUSES, _index, _StaleIndex
+from pytest_meshperf.results.layout import (
+    CSV_METRICS,
+    INDEX_DIR,
+    JOURNAL_DIR,
+    SCHEMA_VERSION,
+)
+from pytest_meshperf.results.rows import Row
+from pytest_meshperf.results.rundir import RunDir
 
 
 @dataclass
@@ -180,227 +55,8 @@ class Assembled:
 # re-serialised; a line that is not JSON (cut off when its writer died) is skipped.  An index line
 # that does not match its journal line makes assemble start again without the index.
 
-_JSON_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
-_HEAD = re.compile(rb'\{"src":(' + _JSON_STRING + rb'),"dst":(' + _JSON_STRING + rb'),"test":(' + _JSON_STRING
-                   + rb'),')
-_INDEX_AT = re.compile(rb'"journal":\[(\d+),(\d+)\],')
-_STATUSES = {'"passed"': "passed", '"failed"': "failed", '"error"': "error"}
-_STATUS_NAMES = {name: name for name in _STATUSES.values()}
-INDEX_CHUNK_BYTES = 8 * 1024 * 1024   # journal read while indexing, at a time
 READ_BATCH_BYTES = 16 * 1024 * 1024   # journal lines read at a time, in file order, then written in mesh order
 _READ_GAP_BYTES = 64 * 1024           # lines this close in a file are read with one read, the gap too
-
-
-def _csv_rows(record, metrics, error):
-    """mesh.csv's rows of a record, from the instance column on (the columns before are run id, src, dst,
-    test and status), as csv.writer writes them."""
-    if record.get("kind") == "check":   # a check's verdict (checks.py) measured nothing
-        return []
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    rows = []
-    for inst in record.get("instances") or [None]:
-        get = (inst or {}).get
-        inst_metrics = get("metrics", metrics)
-        writer.writerow([get("instance"), get("pid"), get("client_port"), get("server_port"), get("start"),
-                         get("end"), *[inst_metrics.get(m, "") for m in CSV_METRICS], get("command", ""),
-                         error or ""])
-        rows.append(text.getvalue())
-        text.seek(0)
-        text.truncate()
-    return rows
-
-
-def _index_entry(line, offset, record):
-    """The index line of journal line ``line`` (bytes, found at ``offset``) holding ``record``: the line's
-    own src/dst/test head, "journal": [offset, length], then status, name, metrics, messages, warnings and
-    mesh.csv's rows; None when the line does not start with that head."""
-    head = _HEAD.match(line)
-    if head is None:
-        return None
-    try:
-        status, metrics, error = record.get("status", "error"), record.get("metrics", {}), record.get("error")
-        messages = [t["message"] for t in record.get("thresholds", []) if t.get("passed") is False]
-        if error:
-            messages.insert(0, error)
-        fields = {"journal": [offset, len(line)], "status": status, "name": record.get("name", record["test"]),
-                  "metrics": metrics, "messages": messages, "warnings": record.get("warnings") or [],
-                  "csv": _csv_rows(record, metrics, error)}
-        return line[:head.end()] + json.dumps(fields, separators=(",", ":"))[1:].encode("ascii") + b"\n"
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-
-
-def record_head(line: bytes):
-    """(src, dst, test) of a journal line as Journal.append writes it, without parsing the rest; or None."""
-    head = _HEAD.match(line)
-    if head is None:
-        return None
-    try:
-        return tuple(json.loads(part) for part in head.groups())
-    except ValueError:
-        return None
-
-
-class _StaleIndex(Exception):
-    """An index line does not match its journal line."""
-
-
-def _another_head(data, start, end):
-    """Whether a record head (src, dst and test as strings) begins in ``data[start:end]``."""
-    at = data.find(b'{"src":"', start, end)
-    while at >= 0:
-        if _HEAD.match(data, at, end):
-            return True
-        at = data.find(b'{"src":"', at + 1, end)
-    return False
-
-
-def _advise_sequential(handle):
-    if hasattr(os, "posix_fadvise"):
-        try:
-            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        except OSError:
-            pass
-
-
-class _Index:
-    """One entry per journal record, in compact columns (no per-line objects): which file, where in it,
-    the ids of its source, destination and test key; where its src/dst/test head ends (0: parse the line
-    in full); and its index line, if any (``line_size`` 0: none).  Entries are numbered in journal order
-    (files by name, lines in order)."""
-
-    def __init__(self):
-        self.paths, self.index_paths = [], []
-        self.nodes, self.tests = {}, {}            # name -> id, in order of first appearance
-        self._node_tokens, self._test_tokens = {}, {}   # a name's JSON spelling -> id
-        self.file, self.offset, self.size = array("I"), array("q"), array("I")
-        self.src, self.dst, self.test = array("I"), array("I"), array("I")
-        self.copy = array("I")
-        self.line_offset, self.line_size = array("q"), array("I")
-
-    def __len__(self):
-        return len(self.offset)
-
-    @staticmethod
-    def _id(table, name):
-        return table.setdefault(name, len(table))
-
-    def _token_id(self, tokens, table, token):
-        found = tokens.get(token)
-        if found is None:
-            found = tokens[token] = self._id(table, json.loads(token))
-        return found
-
-    def _append(self, file_no, offset, size, head, copy, line_offset=0, line_size=0):
-        self.file.append(file_no)
-        self.offset.append(offset)
-        self.size.append(size)
-        self.src.append(self._token_id(self._node_tokens, self.nodes, head.group(1)))
-        self.dst.append(self._token_id(self._node_tokens, self.nodes, head.group(2)))
-        self.test.append(self._token_id(self._test_tokens, self.tests, head.group(3)))
-        self.copy.append(copy)
-        self.line_offset.append(line_offset)
-        self.line_size.append(line_size)
-
-    def add(self, file_no, offset, data, start=0, end=None):
-        """The journal line ``data[start:end]``, found at ``offset`` in journal file ``file_no``."""
-        end = len(data) if end is None else end
-        head = _HEAD.match(data, start, end)
-        # A line that ends in a newline was written whole; a second record head in it means a writer
-        # died mid-line and another one appended to the same file: parse those in full.
-        if head is not None and data[end - 1:end] == b"\n" and not _another_head(data, head.end(), end):
-            self._append(file_no, offset, end - start, head, head.end() - start)
-            return
-        try:
-            record = json.loads(data[start:end])
-            names = (record["src"], record["dst"], record["test"])
-        except (ValueError, KeyError, TypeError):
-            return  # not a record: a line cut off when its writer died
-        if not all(isinstance(name, str) for name in names):
-            return
-        self.file.append(file_no)
-        self.offset.append(offset)
-        self.size.append(end - start)
-        self.src.append(self._id(self.nodes, names[0]))
-        self.dst.append(self._id(self.nodes, names[1]))
-        self.test.append(self._id(self.tests, names[2]))
-        self.copy.append(0)
-        self.line_offset.append(0)
-        self.line_size.append(0)
-
-    def scan(self, file_no, handle, start, stop):
-        """Every line of the journal region [start, stop), read front to back in large chunks."""
-        handle.seek(start)
-        offset, pending = start, b""   # where the next line starts; the start of a line the last chunk cut
-        while offset + len(pending) < stop:
-            chunk = handle.read(min(INDEX_CHUNK_BYTES, stop - offset - len(pending)))
-            if not chunk:
-                break
-            at = 0
-            if pending:
-                newline = chunk.find(b"\n")
-                if newline < 0:
-                    pending += chunk
-                    continue
-                line = pending + chunk[:newline + 1]
-                self.add(file_no, offset, line)
-                offset, at, pending = offset + len(line), newline + 1, b""
-            newline = chunk.find(b"\n", at)
-            while newline >= 0:
-                self.add(file_no, offset, chunk, at, newline + 1)
-                offset += newline + 1 - at
-                at = newline + 1
-                newline = chunk.find(b"\n", at)
-            pending = chunk[at:]
-        if pending:   # a last line without its newline: kept only if it is a whole record
-            self.add(file_no, offset, pending)
-
-    def read_index(self, file_no, handle, size, index_path):
-        """The journal's records from its index file, and the regions no index line covers read line by
-        line; False if there is no index file."""
-        try:
-            lines = open(index_path, "rb")
-        except OSError:
-            return False
-        covered, line_offset = 0, 0   # journal read up to here; where the next index line starts
-        with lines:
-            for line in lines:
-                head = _HEAD.match(line)
-                at = _INDEX_AT.match(line, head.end()) if head is not None and line.endswith(b"\n") else None
-                if at is not None:
-                    offset, length = int(at.group(1)), int(at.group(2))
-                    if covered <= offset and offset + length <= size:
-                        if offset > covered:
-                            self.scan(file_no, handle, covered, offset)
-                        self._append(file_no, offset, length, head, head.end(), line_offset, len(line))
-                        covered = offset + length
-                line_offset += len(line)
-        if covered < size:
-            self.scan(file_no, handle, covered, size)
-        return True
-
-
-def _index(journal_dir, index_dir=None) -> _Index:
-    """Every record of the journal files (sorted by name): from their index files in ``index_dir`` where
-    there are any, else read once, front to back."""
-    index = _Index()
-    if not os.path.isdir(journal_dir):
-        return index
-    for name in sorted(os.listdir(journal_dir)):
-        if not name.endswith(".jsonl"):
-            continue
-        path = os.path.join(journal_dir, name)
-        index_path = os.path.join(index_dir, name) if index_dir else None
-        file_no = len(index.paths)
-        index.paths.append(path)
-        index.index_paths.append(index_path)
-        with open(path, "rb", buffering=0) as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if index_path is None or not index.read_index(file_no, handle, size, index_path):
-                _advise_sequential(handle)
-                index.scan(file_no, handle, 0, size)
-    return index
 
 
 def _mesh_order(index, cluster):
@@ -718,51 +374,11 @@ def _assemble(run_dir, finished, interrupted, exit_status, use_index):
     return Assembled(run_dir.mesh_json, writer.rows, writer.counts)
 
 
-def resolve(path: str) -> str:
-    """A mesh.json, a run directory, or a results folder (its ``latest`` run) -> the mesh.json path."""
-    for candidate in (path, os.path.join(path, MESH_FILE), os.path.join(path, LATEST, MESH_FILE)):
-        if os.path.isfile(candidate):
-            return candidate
-    raise FileNotFoundError(path)
 
 
-def resolve_mesh(path: str, what: str = "") -> str:
-    """``resolve`` for a path the user gave (``what``: the option or argument that named it); a one-line
-    UsageError when there is no mesh.json there."""
-    try:
-        return resolve(path)
-    except FileNotFoundError:
-        raise UsageError("%s: no mesh.json there; give a mesh.json, a run directory or a results folder"
-                         % ("%s %s" % (what, path) if what else path)) from None
 
 
-def iter_entries(mesh: Dict[str, Any], checks: bool = False):
-    """(source, destination, test key, entry) of every measurement in a loaded mesh.json, in its order; with
-    ``checks``, the verdicts of check items (``"kind": "check"``, checks.py) too."""
-    for src, source in mesh.get("sources", {}).items():
-        for dst, destination in source.get("destinations", {}).items():
-            for key, entry in destination.get("tests", {}).items():
-                if checks or entry.get("kind") != "check":
-                    yield src, dst, key, entry
 
 
-def entry_messages(entry: Dict[str, Any]) -> List[str]:
-    """What went wrong in an entry: its error, the messages of the thresholds it failed, then its baseline's."""
-    messages = [t["message"] for t in entry.get("thresholds", []) if t.get("passed") is False]
-    messages += [m["message"] for m in ((entry.get("baseline") or {}).get("metrics") or {}).values()
-                 if m.get("passed") is False and m.get("message")]
-    if entry.get("error"):
-        messages.insert(0, entry["error"])
-    return messages
 
 
-def load_rows(mesh_path: str):
-    """(node names, rows, counts) of a mesh.json, for summaries and reports."""
-    with open(mesh_path, encoding="utf-8") as handle:
-        mesh = json.load(handle)
-    rows, counts = [], {"passed": 0, "failed": 0, "error": 0}
-    for src, dst, key, entry in iter_entries(mesh, checks=True):
-        rows.append(Row(src, dst, key, entry.get("name", key), entry["status"], entry.get("metrics", {}),
-                        entry_messages(entry), entry.get("warnings") or []))
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    return list(mesh.get("cluster", {}).get("nodes", {})), rows, counts

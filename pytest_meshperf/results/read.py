@@ -1,0 +1,62 @@
+"""Reading results back: a run's mesh.json found from a folder or run directory, its entries and rows."""
+
+import json
+import os
+from typing import Any, Dict, List
+
+from pytest_meshperf.errors import UsageError
+from pytest_meshperf.results.layout import (
+    LATEST,
+    MESH_FILE,
+)
+from pytest_meshperf.results.rows import Row
+
+
+def resolve(path: str) -> str:
+    """A mesh.json, a run directory, or a results folder (its ``latest`` run) -> the mesh.json path."""
+    for candidate in (path, os.path.join(path, MESH_FILE), os.path.join(path, LATEST, MESH_FILE)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(path)
+
+
+def resolve_mesh(path: str, what: str = "") -> str:
+    """``resolve`` for a path the user gave (``what``: the option or argument that named it); a one-line
+    UsageError when there is no mesh.json there."""
+    try:
+        return resolve(path)
+    except FileNotFoundError:
+        raise UsageError("%s: no mesh.json there; give a mesh.json, a run directory or a results folder"
+                         % ("%s %s" % (what, path) if what else path)) from None
+
+
+def iter_entries(mesh: Dict[str, Any], checks: bool = False):
+    """(source, destination, test key, entry) of every measurement in a loaded mesh.json, in its order; with
+    ``checks``, the verdicts of check items (``"kind": "check"``, checks.py) too."""
+    for src, source in mesh.get("sources", {}).items():
+        for dst, destination in source.get("destinations", {}).items():
+            for key, entry in destination.get("tests", {}).items():
+                if checks or entry.get("kind") != "check":
+                    yield src, dst, key, entry
+
+
+def entry_messages(entry: Dict[str, Any]) -> List[str]:
+    """What went wrong in an entry: its error, the messages of the thresholds it failed, then its baseline's."""
+    messages = [t["message"] for t in entry.get("thresholds", []) if t.get("passed") is False]
+    messages += [m["message"] for m in ((entry.get("baseline") or {}).get("metrics") or {}).values()
+                 if m.get("passed") is False and m.get("message")]
+    if entry.get("error"):
+        messages.insert(0, entry["error"])
+    return messages
+
+
+def load_rows(mesh_path: str):
+    """(node names, rows, counts) of a mesh.json, for summaries and reports."""
+    with open(mesh_path, encoding="utf-8") as handle:
+        mesh = json.load(handle)
+    rows, counts = [], {"passed": 0, "failed": 0, "error": 0}
+    for src, dst, key, entry in iter_entries(mesh, checks=True):
+        rows.append(Row(src, dst, key, entry.get("name", key), entry["status"], entry.get("metrics", {}),
+                        entry_messages(entry), entry.get("warnings") or []))
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    return list(mesh.get("cluster", {}).get("nodes", {})), rows, counts
