@@ -68,8 +68,9 @@ from machine import machine  # noqa: E402  (bench/machine.py)
 from pytest_meshperf import __version__
 from pytest_meshperf.cluster.inventory import Cluster, Node  # noqa: E402
 from pytest_meshperf.measure import measurement  # noqa: E402
-from pytest_meshperf.measure.measurement import STATUS_ERROR, Instance, Measurement, Pair, cpu_bound_warnings, judge
-from pytest_meshperf.plan.planning import mesh_pairs  # noqa: E402
+from pytest_meshperf.measure.measurement import STATUS_ERROR, Instance, Measurement, cpu_bound_warnings, judge
+from pytest_meshperf.plan.links import Pair
+from pytest_meshperf.plan.schedule import mesh_pairs  # noqa: E402
 from pytest_meshperf.results import assemble as assembly  # noqa: E402
 from pytest_meshperf.results import (
     journal,  # noqa: E402

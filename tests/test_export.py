@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from meshcheck import iter_entries, validate_mesh_file
 from test_usage import assert_usage_error
 
-from pytest_meshperf.reports.html import cell_detail
+from pytest_meshperf.reports.cells import cell_detail
 from pytest_meshperf.results.export import MESHPERF_KEYS, SPEC_KEYS
 
 TESTS = """

@@ -85,6 +85,51 @@ def test_only_the_pytest_side_imports_pytest():
 
 
 def test_the_meshperf_command_imports_no_pytest():
-    code = "import sys, pytest_meshperf.cli; print(sorted(m for m in ('pytest', '_pytest', 'xdist') if m in sys.modules))"
+    code = "import sys, pytest_meshperf.cli; print(sorted(m for m in ('pytest', '_pytest', 'xdist', 'paramiko', 'fabric') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+MAX_LINES = 450
+# The data flow, as the order in which packages may import each other: a module imports only from its own
+# package or from packages of a lower rank (inventory -> plan -> runs -> measurements -> results -> verdicts
+# -> reports; the pytest side and the command on top).
+RANKS = {
+    "": 0, "errors": 0, "vocabulary": 0, "data": 0,
+    "yamlfile": 1,
+    "tools": 1,
+    "agent": 2, "cluster": 2, "spec": 2,
+    "plan": 3, "transport": 3,
+    "testbed": 4, "control": 4, "measure": 4,
+    "results": 5,
+    "verdicts": 6,
+    "reports": 7,
+    "session": 8, "hookspecs": 8,
+    "plugin": 9, "cli": 9, "compare": 9,
+}
+
+
+def _package(name):
+    return name.split(".")[0]
+
+
+def test_no_module_is_over_the_size_limit():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
+    assert {name: lines for name, lines in sizes.items() if lines > MAX_LINES} == {}
+
+
+def test_every_module_opens_with_its_job():
+    silent = [name for name, path in modules().items()
+              if not ast.get_docstring(ast.parse(path.read_text())) and path.read_text().strip()]
+    assert silent == []
+
+
+def test_imports_follow_the_data_flow():
+    known = modules()
+    assert {_package(name) for name in known} <= set(RANKS), "a new package needs its rank in RANKS"
+    backwards = []
+    for name, path in known.items():
+        for other in imports(name, path, known)[0]:
+            if _package(other) != _package(name) and RANKS[_package(other)] >= RANKS[_package(name)]:
+                backwards.append(f"{name} -> {other}")
+    assert backwards == []

@@ -16,7 +16,7 @@ from testbed_fixtures import netns_testbed
 from pytest_meshperf.cluster.inventory import load_cluster
 from pytest_meshperf.cluster.matrix import load_matrix
 from pytest_meshperf.errors import InventoryError
-from pytest_meshperf.plan.planning import Schedule, plan_pairs
+from pytest_meshperf.plan.schedule import Schedule, plan_pairs
 from pytest_meshperf.results.export import SPEC_KEYS
 
 

@@ -12,7 +12,7 @@ from testbed_fixtures import netns_testbed
 
 from pytest_meshperf.agent.leases import Leases
 from pytest_meshperf.cluster.inventory import Cluster, Node, local_cluster
-from pytest_meshperf.plan.planning import mesh_pairs, rounds
+from pytest_meshperf.plan.schedule import mesh_pairs, rounds
 
 TCP_TEST = """
 import pytest

@@ -15,8 +15,8 @@ from testbed_fixtures import netns_testbed
 
 from pytest_meshperf.cluster.inventory import load_cluster
 from pytest_meshperf.control.controller import Controller
-from pytest_meshperf.measure.measurement import Pair
 from pytest_meshperf.measure.runner import run_measurement
+from pytest_meshperf.plan.links import Pair
 from pytest_meshperf.spec.params import merge_params
 from pytest_meshperf.transport import bundle
 from pytest_meshperf.transport.ssh import SshOptions

@@ -20,8 +20,8 @@ from pytest_meshperf.errors import AgentError
 from pytest_meshperf.tools import get_tool
 from pytest_meshperf.transport import is_local
 from pytest_meshperf.transport.local import LocalNode
+from pytest_meshperf.transport.options import SshOptions
 from pytest_meshperf.transport.rpc import AgentClient
-from pytest_meshperf.transport.ssh import SshNode, SshOptions
 
 MAX_FAN_OUT = 16
 DEFAULT_CLI_LEASE_S = 3600.0
@@ -36,7 +36,10 @@ class HostResult:
 
 
 def backend(node, options: SshOptions, nodes_by_name):
-    return LocalNode(node) if is_local(node) else SshNode(node, options, nodes_by_name)
+    if is_local(node):
+        return LocalNode(node)
+    from pytest_meshperf.transport.ssh import SshNode  # the SSH stack (paramiko, ~0.2 s) only for remote nodes
+    return SshNode(node, options, nodes_by_name)
 
 
 def for_each(cluster, options, action: Callable, fan_out: int = MAX_FAN_OUT) -> List[HostResult]:

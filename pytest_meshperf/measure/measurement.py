@@ -5,31 +5,18 @@ stores (``to_record``).  Pair-level metrics combine the instances' metrics
 (``combine_metrics``), so several processes per pair add up correctly.
 """
 
-import datetime
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from pytest_meshperf.errors import ClientRun
+from pytest_meshperf.plan.links import link_id
 from pytest_meshperf.spec.thresholds import check_all
+from pytest_meshperf.spec.units import iso
 
 STATUS_PASSED = "passed"
 STATUS_FAILED = "failed"
 STATUS_ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Pair:
-    src: Any    # inventory.Node
-    dst: Any
-    round: int = 0   # the schedule's round (planning.py); pairs of one round share no node
-
-    @property
-    def id(self) -> str:
-        return "%s->%s" % (self.src.name, self.dst.name)
-
-    def __str__(self):
-        return self.id
 
 
 @dataclass
@@ -74,7 +61,7 @@ class Measurement:
 
     @property
     def pair(self) -> str:
-        return "%s->%s" % (self.src, self.dst)
+        return link_id(self.src, self.dst)
 
     @property
     def throughput_bps(self) -> Optional[float]:
@@ -117,12 +104,6 @@ def record_of(result: "Measurement", name: str) -> Dict[str, Any]:
 def finite(metrics: Dict[str, float]) -> Dict[str, float]:
     """Drop NaN and infinities: they are not JSON, and a metric that is not a number was not measured."""
     return {name: value for name, value in metrics.items() if math.isfinite(value)}
-
-
-def iso(epoch: Optional[float]) -> Optional[str]:
-    if epoch is None:
-        return None
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 CPU_BOUND_PERCENT = 90.0   # a tool process (or its pinned core) this busy on average: CPU-bound

@@ -9,9 +9,10 @@ cell's state is the worst status of its metrics; every state is drawn distinctly
 from collections import OrderedDict
 from typing import Dict, List
 
+from pytest_meshperf.reports.cells import metric_label
 from pytest_meshperf.reports.comparison import change_text, short_name, value_text
 from pytest_meshperf.reports.heatmap import Cell, Heatmap, Scale, State, esc, render_page
-from pytest_meshperf.reports.html import cluster_html, cluster_nodes, count_boxes, load_mesh, metric_label, when_html
+from pytest_meshperf.reports.html import cluster_html, cluster_nodes, count_boxes, load_mesh, when_html
 from pytest_meshperf.spec.metrics import METRICS
 from pytest_meshperf.verdicts.compare import (
     ERROR_IN_NEW,

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from pytest_meshperf import __version__
-from pytest_meshperf.measure.measurement import iso
 from pytest_meshperf.results.index import _STATUS_NAMES, _STATUSES, _index, _StaleIndex
 from pytest_meshperf.results.layout import (
     CSV_METRICS,
@@ -29,6 +28,7 @@ from pytest_meshperf.results.layout import (
 )
 from pytest_meshperf.results.rows import Row
 from pytest_meshperf.results.rundir import RunDir
+from pytest_meshperf.spec.units import iso
 
 
 @dataclass

@@ -11,8 +11,8 @@ from typing import Any, Dict, List
 import pytest
 
 from pytest_meshperf.errors import MeasurementError
-from pytest_meshperf.measure.measurement import iso
 from pytest_meshperf.spec.thresholds import MEDIAN
+from pytest_meshperf.spec.units import iso
 from pytest_meshperf.verdicts.checks import (
     CHECK_KIND,
     CHECK_SUFFIX,

@@ -30,12 +30,13 @@ from pytest_meshperf.cluster.model import Cluster, Node
 from pytest_meshperf.control.controller import AgentPool, Controller
 from pytest_meshperf.errors import AgentError, UsageError
 from pytest_meshperf.measure.burst import GroupRunner
-from pytest_meshperf.measure.measurement import iso
-from pytest_meshperf.plan.planning import link_selected, parse_links, parse_schedule, plan_pairs
+from pytest_meshperf.plan.links import link_selected, parse_links
+from pytest_meshperf.plan.schedule import parse_schedule, plan_pairs
 from pytest_meshperf.reports.html import ReportOutcome, report_after_run
 from pytest_meshperf.reports.terminal import write_summary
 from pytest_meshperf.results.assemble import assemble
 from pytest_meshperf.results.export import export_path, write_export
+from pytest_meshperf.results.run_meta import cluster_meta
 from pytest_meshperf.results.rundir import RunDir
 from pytest_meshperf.session import profile_suite
 from pytest_meshperf.session.check_items import MeshCheckItem, add_check_items
@@ -46,6 +47,7 @@ from pytest_meshperf.spec.params import parse_params
 from pytest_meshperf.spec.profiles import find_profile, load_profile
 from pytest_meshperf.spec.testspec import spec_for_item
 from pytest_meshperf.spec.thresholds import parse_threshold
+from pytest_meshperf.spec.units import iso
 from pytest_meshperf.transport.options import ssh_options_from
 from pytest_meshperf.verdicts.baseline import load_baseline
 from pytest_meshperf.vocabulary import TOOL_BINARIES
@@ -297,32 +299,7 @@ class MeshSession:
                 "meshperf_version": __version__}
 
     def cluster_meta(self):
-        nodes = {}
-        for node in self.cluster.nodes:
-            endpoint = self.controller.handles[node.name].endpoint if self.controller and \
-                node.name in self.controller.handles else {}
-            # The address tests really target: an ssh_config alias resolves to its HostName.
-            entry = {"address": node.address, "data_address": endpoint.get("data_address", node.data_address),
-                     "role": node.role, "labels": dict(node.labels)}
-            info = (self.controller.node_info.get(node.name) if self.controller else None) or {}
-            failure = self.controller.failed.get(node.name) if self.controller else None
-            if failure:
-                entry["unreachable"] = failure
-            if info:
-                entry["agent"] = {"version": info.get("agent_version"), "pid": info.get("pid"),
-                                  "hostname": info.get("hostname")}
-                facts = info.get("facts") or {}
-                entry["clock_offset_s"] = info.get("clock_offset_s")
-                if facts:
-                    entry["ssh"] = {"host_key_check": facts.get("host_key_check"), "python": facts.get("python")}
-                entry["tools"] = {name: {"version": t.get("version"), "path": t.get("path"), "error": t.get("error"),
-                                         **{key: t[key] for key in ("server_path", "server_version") if key in t}}
-                                  for name, t in (info.get("tools") or {}).items()}
-                entry["resources"] = info.get("resources") or {}
-                if info.get("limits"):
-                    entry["limits"] = info["limits"]
-            nodes[node.name] = entry
-        return {"kind": self.cluster.kind, "spec": self.cluster.spec, "source": self.cluster.source, "nodes": nodes}
+        return cluster_meta(self.cluster, self.controller)
 
     def ensure_run_dir(self):
         if not self.created and self.role != "worker":

@@ -30,8 +30,10 @@ spelling :func:`parse_quantity` accepts.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
+from typing import Optional
 
 from pytest_meshperf.errors import ThresholdError
 
@@ -346,3 +348,10 @@ def format_rate_bps(value: float, digits: int = 4) -> str:
         index += 1
         text = format_number(value / 1000**index, digits)
     return f"{text} {_RATE_PREFIXES[index]}bit/s"
+
+
+def iso(epoch: Optional[float]) -> Optional[str]:
+    """A moment as results write it: UTC, ISO 8601 with microseconds (``2026-12-01T21:46:26.000000Z``)."""
+    if epoch is None:
+        return None
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -11,6 +11,7 @@ import re
 import secrets
 import time
 
+from pytest_meshperf.plan.links import split_link
 from pytest_meshperf.testbed.processes import (
     REQUIRED_TOOLS,
     list_dir,
@@ -139,7 +140,7 @@ class Build:
         for name, rate in self.spec.rates.items():
             self._rates[name] = rate
         for link, rate in self.spec.link_rates.items():
-            src, _, dst = link.partition("->")
+            src, dst = split_link(link)
             self._link_rates[(src, dst)] = rate
         for name in {*self._rates, *(src for src, _ in self._link_rates)}:
             self._apply_shaping(self.node(name))

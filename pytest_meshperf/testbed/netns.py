@@ -52,6 +52,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from pytest_meshperf.plan.links import link_id
 from pytest_meshperf.testbed.build import Build
 from pytest_meshperf.testbed.processes import (
     CMD_TIMEOUT,
@@ -132,7 +133,7 @@ class NetnsTestbed(Build, SshHosts, Shaping):
     @property
     def link_rates(self) -> Mapping[str, str]:
         """Current rate of every shaped link, by ``"node1->node2"``."""
-        return MappingProxyType({f"{s}->{d}": r for (s, d), r in self._link_rates.items()})
+        return MappingProxyType({link_id(s, d): r for (s, d), r in self._link_rates.items()})
 
     def _need_tag(self) -> str:
         if self.tag is None:

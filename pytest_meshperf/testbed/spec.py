@@ -10,6 +10,7 @@ from typing import Any, Union
 
 from pytest_meshperf.cluster.model import Labels
 from pytest_meshperf.errors import InventoryError, MeshperfError, UsageError
+from pytest_meshperf.plan.links import ARROW, link_id, split_link
 
 MIN_NODES = 2
 MAX_NODES = 64
@@ -83,8 +84,8 @@ class TestbedSpec:
             rates[name] = rate
         links: dict[str, str] = {}
         for link, rate in dict(self.link_rates or {}).items():
-            src, arrow, dst = str(link).partition("->")
-            if not arrow or src not in names or dst not in names or src == dst:
+            src, dst = split_link(link) or ("", "")
+            if src not in names or dst not in names or src == dst:
                 raise _spec_error(spec, f"link {link!r} is not nodeI->nodeJ of two nodes node1..node{self.nodes}")
             problem = check_rate(rate)
             if problem:
@@ -110,7 +111,7 @@ class TestbedSpec:
 
 
 def _link_order(link: str) -> tuple[int, int]:
-    src, _, dst = link.partition("->")
+    src, dst = split_link(link)
     return int(src[len("node"):]), int(dst[len("node"):])
 
 
@@ -158,9 +159,8 @@ def parse_spec(text: str) -> TestbedSpec:
             if problem:
                 raise _spec_error(text, problem)
             default_rate = value
-        elif key.startswith("rate.") and "->" in key:
-            link = key[len("rate."):]
-            src, _, dst = (part.strip() for part in link.partition("->"))
+        elif key.startswith("rate.") and ARROW in key:
+            src, dst = split_link(key[len("rate."):]) or ("", "")
             for name in (src, dst):
                 if name not in names:
                     raise _spec_error(text, f"{key!r}: no node {name!r} (nodes are node1..node{n})")
@@ -168,7 +168,7 @@ def parse_spec(text: str) -> TestbedSpec:
                 raise _spec_error(text, f"{key!r}: a link joins two different nodes")
             if problem:
                 raise _spec_error(text, problem)
-            link_rates[f"{src}->{dst}"] = value
+            link_rates[link_id(src, dst)] = value
         elif key.startswith("rate."):
             name = key[len("rate."):]
             if name not in names:

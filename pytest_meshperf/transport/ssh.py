@@ -20,7 +20,6 @@ import os
 import posixpath
 import shlex
 import socket
-import threading
 import time
 from typing import List, Optional
 
@@ -36,29 +35,15 @@ from pytest_meshperf.transport.commands import AGENTS_SCRIPT, CommandResult, fac
 from pytest_meshperf.transport.local import limit_args
 from pytest_meshperf.transport.options import CONNECT_TIMEOUT_S, REMOTE_HOME_DIR, SshOptions  # noqa: F401  (SshOptions re-exported)
 from pytest_meshperf.transport.rpc import tcp_connector
+from pytest_meshperf.transport.ssh_auth import apply_host_key_policy, explain
 from pytest_meshperf.transport.tunnel import Tunnel
 
 log = logging.getLogger("meshperf.ssh")
 
 COMMAND_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 30.0
-HOST_KEY_CHECKS = ("yes", "accept-new", "off")
-_known_hosts_lock = threading.Lock()
 
 
-class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
-    """OpenSSH's accept-new: remember an unknown key; a changed key still fails (paramiko checks that first)."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def missing_host_key(self, client, hostname, key):
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        with _known_hosts_lock:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            with open(self.path, "a") as handle:
-                handle.write("%s %s %s\n" % (hostname, key.get_name(), key.get_base64()))
-        log.info("accept-new: added %s key of %s to %s", key.get_name(), hostname, self.path)
 
 
 class SshNode:
@@ -86,29 +71,7 @@ class SshNode:
         conn = Connection(node.address, user=node.ssh_user, port=node.ssh_port, config=self._config(),
                           connect_kwargs=kwargs, connect_timeout=int(self.options.connect_timeout_s),
                           gateway=gateway)
-        return conn, self._apply_host_key_policy(conn, node)
-
-    def _apply_host_key_policy(self, conn, node):
-        """Set ``conn``'s (and its jump hosts') host key policy; returns (check, known_hosts path)."""
-        check = self.options.host_key_check or node.host_key_check
-        if check is None:
-            strict = str(conn.ssh_config.get("stricthostkeychecking", "yes")).lower()
-            check = {"no": "off", "off": "off", "accept-new": "accept-new"}.get(strict, "yes")
-        known = self.options.known_hosts
-        if known is None:
-            files = conn.ssh_config.get("userknownhostsfile")
-            known = (files.split()[0] if isinstance(files, str) else files[0]) if files else "~/.ssh/known_hosts"
-        known = os.path.expanduser(known)
-        client = conn.client
-        if check == "off":
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        else:
-            if os.path.exists(known):
-                client.load_host_keys(known)
-            client.set_missing_host_key_policy(paramiko.RejectPolicy() if check == "yes" else _AcceptNewPolicy(known))
-        if isinstance(conn.gateway, Connection):  # a ProxyJump hop is verified like any host
-            self._apply_host_key_policy(conn.gateway, node)
-        return check, known
+        return conn, apply_host_key_policy(conn, node, self.options)
 
     def _gateway(self):
         jump = self.node.ssh_jump
@@ -144,7 +107,7 @@ class SshNode:
                 % (self.where, exc.key.get_name(), self.known_hosts, exc.hostname, shlex.quote(self.known_hosts),
                    shlex.quote(exc.hostname)))
         except paramiko.SSHException as exc:
-            message = "%s: %s" % (self.where, _explain(exc, self))
+            message = "%s: %s" % (self.where, explain(exc, self))
             self.close()
             raise TransportError(message)
         except (OSError, EOFError) as exc:
@@ -472,17 +435,3 @@ class SshNode:
             self.conn = None
 
 
-def _explain(exc, node):
-    text = str(exc)
-    if isinstance(exc, paramiko.PasswordRequiredException) or "encrypted" in text.lower():
-        return ("the key %s needs a passphrase; meshperf never prompts: load it into ssh-agent (ssh-add) "
-                "or use a key without one" % (node.node.ssh_key or "file"))
-    if isinstance(exc, paramiko.AuthenticationException):
-        return ("authentication failed for user %s (%s); meshperf uses keys and never prompts for a password: "
-                "check ssh_user and ssh_key" % (node.conn.user if node.conn else node.node.ssh_user or "?", text))
-    if "not found in known_hosts" in text:
-        return ("unknown host key: %s holds no key for this host; check its key and add it "
-                "(ssh-keyscan -p %d %s >> %s), or opt out with --ssh-host-keys accept-new (or off for throwaway labs)"
-                % (node.known_hosts, node.node.ssh_port or 22, shlex.quote(node.conn.host if node.conn else
-                                                                          node.node.address), node.known_hosts))
-    return text

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from pytest_meshperf.errors import MeasurementError
+from pytest_meshperf.plan.links import link_id
 from pytest_meshperf.results.layout import JOURNAL_DIR, record_head
 from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS, format_value
 from pytest_meshperf.spec.thresholds import NEGATED, Threshold, holds
@@ -152,7 +153,7 @@ def judge_median(t: Threshold, pair_id: str, entries: Dict[str, Entry]) -> Verdi
 
 
 def judge_asymmetry(t: Threshold, pair, entries: Dict[str, Entry], selected) -> Verdict:
-    reverse = "%s->%s" % (pair.dst.name, pair.src.name)
+    reverse = link_id(pair.dst.name, pair.src.name)
     this = entries[pair.id]
     metric = t.metric or next((m for m in MAIN_METRICS if m in this.metrics), "")
     base = {**t.to_dict(), "metric": metric, "reverse": reverse, "value_pair": None, "value_reverse": None,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pytest_meshperf.errors import UsageError
+from pytest_meshperf.plan.links import link_id
 from pytest_meshperf.results.read import load_rows, resolve_mesh
 from pytest_meshperf.spec.metrics import METRICS, resolve_metric
 from pytest_meshperf.verdicts.checks import is_check_key
@@ -68,7 +69,7 @@ class MetricChange:
 
     @property
     def link(self) -> str:
-        return "%s->%s" % (self.src, self.dst)
+        return link_id(self.src, self.dst)
 
 
 @dataclass(frozen=True)

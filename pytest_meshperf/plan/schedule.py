@@ -15,12 +15,11 @@ order comes from the schedule, and every pytest-xdist worker reproduces it:
 - ``incast:NODE``: every other node sends to NODE at once (burst.py as well).
 """
 
-import fnmatch
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from pytest_meshperf.errors import UsageError
-from pytest_meshperf.measure.measurement import Pair
+from pytest_meshperf.plan.links import Pair
 
 SCHEDULES = ("rounds", "sequential", "burst", "incast:NODE")
 GROUPED = ("burst", "incast")   # schedules whose pairs run together, started at one moment
@@ -86,41 +85,3 @@ def rounds(pairs: List[Pair]) -> List[List[Pair]]:
     for pair in pairs:
         grouped.setdefault(pair.round, []).append(pair)
     return [grouped[key] for key in sorted(grouped)]
-
-
-@dataclass(frozen=True)
-class LinkPattern:
-    """``--mesh-links`` entry ``SRC->DST``, shell-style globs on each side (``node1->*``)."""
-    src: str
-    dst: str
-
-    def matches(self, pair: Pair) -> bool:
-        return fnmatch.fnmatchcase(pair.src.name, self.src) and fnmatch.fnmatchcase(pair.dst.name, self.dst)
-
-
-def parse_links(values, cluster) -> Tuple[LinkPattern, ...]:
-    """``--mesh-links`` values (each may hold several, comma-separated), checked against the cluster.
-
-    pytest's ``-k`` cannot say ``node1->`` (its expression language has no ``>``), so links get
-    their own selection.  A side that matches no node is a usage error: a typo must not silently
-    select nothing.
-    """
-    names = [node.name for node in cluster.nodes]
-    patterns = []
-    for value in values or ():
-        for text in (part.strip() for part in value.split(",")):
-            src, sep, dst = text.partition("->")
-            if not sep or not src or not dst or "->" in dst:
-                raise UsageError("--mesh-links %r: write SRC->DST with node names or globs, e.g. 'node1->*' or "
-                                 "'*->node3'" % text)
-            for side in (src, dst):
-                if not fnmatch.filter(names, side):
-                    raise UsageError("--mesh-links %r: %r matches no node; the cluster's nodes: %s"
-                                     % (text, side, ", ".join(names)))
-            patterns.append(LinkPattern(src, dst))
-    return tuple(patterns)
-
-
-def link_selected(pair: Pair, patterns) -> bool:
-    """No patterns select every pair; otherwise a pair any pattern matches."""
-    return not patterns or any(pattern.matches(pair) for pattern in patterns)
