@@ -37,6 +37,9 @@ def pytest_configure(config):
                    "measurement (tool, duration, parallel, reverse, bidir, udp, bitrate, omit, test, args, ...)")
     if config.option.help or config.option.version:
         return
+    if config.pluginmanager.hasplugin("xdist"):   # its hooks exist only then (pytest-rerunfailures does the same)
+        from pytest_meshperf.session.xdist_hooks import XdistHooks
+        config.pluginmanager.register(XdistHooks(), "meshperf-xdist")
     try:
         state = config.stash[STATE_KEY] = MeshState(config)
     except UsageError as exc:
@@ -65,35 +68,6 @@ def pytest_collection_modifyitems(session, config, items):
     found = state.activate().collected(items)
     if state.is_worker:
         state.tell_controller(found)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node):
-    """xdist controller -> worker: the run to join (the secret travels here, never on disk)."""
-    state = state_of(node.config)
-    if state is not None:
-        node.workerinput["meshperf"] = state.workerinput()
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config, log):
-    """-n with xdist's default distribution: pair tests by source node once mesh tests are known (scheduling.py)."""
-    state = state_of(config)
-    if state is None or config.option.dist != "load":
-        return None
-    from pytest_meshperf.session.scheduling import make_scheduler
-    return make_scheduler(config, log, lambda: state.items)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_node_collection_finished(node, ids):
-    """xdist controller: start the agents before the first mesh test is handed to a worker."""
-    state = state_of(node.config)
-    if state is None:
-        return
-    state.hear_worker(node.workerinput.get("workerid", node.gateway.id))
-    if state.all_workers_collected() and state.items:
-        state.activate().workers_collected(state.items)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -133,3 +133,11 @@ def test_imports_follow_the_data_flow():
             if _package(other) != _package(name) and RANKS[_package(other)] >= RANKS[_package(name)]:
                 backwards.append(f"{name} -> {other}")
     assert backwards == []
+
+
+def test_the_node_side_imports_only_what_the_bundle_ships():
+    # transport/bundle.py ships __init__.py, agent/ and tools/: the agent must not need anything else on a node.
+    known = modules()
+    outside = [f"{name} -> {other}" for name, path in known.items() if _package(name) in ("agent", "tools")
+               for other in imports(name, path, known)[0] if _package(other) not in ("", "agent", "tools")]
+    assert outside == []
