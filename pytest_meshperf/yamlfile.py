@@ -63,9 +63,9 @@ class YamlDocument:
             finally:
                 self.loader.dispose()
         except yaml.YAMLError as err:
-            raise self._yaml_error(err, text) from None
+            raise self.yaml_error(err, text) from None
 
-    def _fail(
+    def fail(
         self, at: _YamlNode | int, where: str, what: str, fix: str
     ) -> MeshperfError:
         line = at if isinstance(at, int) else at.start_mark.line + 1
@@ -73,7 +73,7 @@ class YamlDocument:
             one_line(f"{self.display}:{line}: {where}: {what}; {fix}")
         )
 
-    def _yaml_error(self, err: yaml.YAMLError, text: str) -> MeshperfError:
+    def yaml_error(self, err: yaml.YAMLError, text: str) -> MeshperfError:
         if isinstance(err, yaml.reader.ReaderError):
             before = text[: err.position]
             line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
@@ -107,22 +107,22 @@ class YamlDocument:
     # -- reading ------------------------------------------------------------
     # -- YAML helpers -------------------------------------------------------
 
-    def _value(self, node: _YamlNode) -> Any:
+    def value(self, node: _YamlNode) -> Any:
         assert self.loader is not None
         return self.loader.construct_object(node, deep=True)
 
     @staticmethod
-    def _is_null(node: _YamlNode) -> bool:
+    def is_null(node: _YamlNode) -> bool:
         return isinstance(node, yaml.ScalarNode) and node.tag == NULL_TAG
 
-    def _node_kind(self, node: _YamlNode) -> str:
+    def node_kind(self, node: _YamlNode) -> str:
         if isinstance(node, yaml.MappingNode):
             return "a mapping"
         if isinstance(node, yaml.SequenceNode):
             return "a list"
-        return kind_of(self._value(node))
+        return kind_of(self.value(node))
 
-    def _pairs(self, node: yaml.MappingNode, where: str) -> _Pairs:
+    def pairs(self, node: yaml.MappingNode, where: str) -> _Pairs:
         """Keys of a mapping -> (key node, value node); rejects repeated and non-string keys.
 
         Merge keys (``<<: *anchor``) are honoured; the mapping's own keys win.
@@ -136,10 +136,10 @@ class YamlDocument:
             if key_node.tag == MERGE_TAG:
                 has_merge = True
                 continue
-            key = self._key(key_node, where)
+            key = self.key(key_node, where)
             if key in own:
                 first = own[key][0].start_mark.line + 1
-                raise self._fail(
+                raise self.fail(
                     key_node,
                     where,
                     f"key {key!r} is given twice (first at line {first})",
@@ -152,15 +152,15 @@ class YamlDocument:
             self.loader.flatten_mapping(node)
             result = {}
             for key_node, value_node in node.value:
-                result[self._key(key_node, where)] = (key_node, value_node)
+                result[self.key(key_node, where)] = (key_node, value_node)
         self._pairs_cache[id(node)] = result
         return result
 
-    def _key(self, key_node: _YamlNode, where: str) -> str:
-        key = self._value(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+    def key(self, key_node: _YamlNode, where: str) -> str:
+        key = self.value(key_node) if isinstance(key_node, yaml.ScalarNode) else None
         if not isinstance(key, str) or not key:
-            shown = self._node_kind(key_node)
-            raise self._fail(
+            shown = self.node_kind(key_node)
+            raise self.fail(
                 key_node,
                 where,
                 f"key is {shown}, not a name",

@@ -78,6 +78,9 @@ def test_bad_marks(pytester, mark, fragments):
     ("tool: iperf3\nduraton: 3\n", ["prof.yaml:2", "duraton", "did you mean 'duration'"]),
     ("tool: [iperf3\n", ["prof.yaml:", "YAML syntax error"]),
     ("- just\n- a list\n", ["prof.yaml:1", "mapping"]),
+    # read by yamlfile.YamlDocument, like hosts.yaml: a repeated key is refused, not silently the last one
+    ("tool: iperf3\nduration: 3\nduration: 30\n", ["prof.yaml:3: profile: key 'duration' is given twice "
+                                                  "(first at line 2); keep only one of them"]),
 ])
 def test_bad_profiles(pytester, profile, fragments):
     pytester.makepyfile(MESH_TEST.format(mark="profile='prof.yaml'"))

@@ -77,7 +77,7 @@ class HostsFile(YamlDocument):
     ) -> None:
         for key, (key_node, _) in pairs.items():
             if key not in allowed:
-                raise self._fail(
+                raise self.fail(
                     key_node, where, f"unknown key {key!r}", suggest(key, allowed)
                 )
 
@@ -85,28 +85,28 @@ class HostsFile(YamlDocument):
 
     def _inventory(self, root: _YamlNode | None) -> list[Node]:
         where = "inventory"
-        if root is None or self._is_null(root):
-            raise self._fail(
+        if root is None or self.is_null(root):
+            raise self.fail(
                 root if root is not None else 1,
                 where,
                 "the file is empty",
                 "list at least two hosts under 'hosts:'",
             )
         if isinstance(root, yaml.SequenceNode):
-            raise self._fail(
+            raise self.fail(
                 root,
                 where,
                 "expected a mapping with a 'hosts:' list, got a list",
                 "put the list under a top-level 'hosts:' key",
             )
         if not isinstance(root, yaml.MappingNode):
-            raise self._fail(
+            raise self.fail(
                 root,
                 where,
-                f"expected a mapping with a 'hosts:' list, got {self._node_kind(root)}",
+                f"expected a mapping with a 'hosts:' list, got {self.node_kind(root)}",
                 "start the file with 'hosts:' followed by one '- name: ...' entry per host",
             )
-        top = self._pairs(root, "top level")
+        top = self.pairs(root, "top level")
         self._unknown_keys(top, TOP_KEYS, "top level")
 
         defaults: dict[str, Any] = {}
@@ -115,24 +115,24 @@ class HostsFile(YamlDocument):
             defaults, default_labels = self._defaults(top["defaults"][1])
 
         if "hosts" not in top:
-            raise self._fail(
+            raise self.fail(
                 root, where, "no 'hosts:' list", "add 'hosts:' with at least two hosts"
             )
         hosts_key, hosts_node = top["hosts"]
-        if self._is_null(hosts_node) or (
+        if self.is_null(hosts_node) or (
             isinstance(hosts_node, yaml.SequenceNode) and not hosts_node.value
         ):
-            raise self._fail(
+            raise self.fail(
                 hosts_key,
                 "hosts",
                 "the list is empty",
                 "add at least two hosts ('- name: ...', 'address: ...')",
             )
         if not isinstance(hosts_node, yaml.SequenceNode):
-            raise self._fail(
+            raise self.fail(
                 hosts_node,
                 "hosts",
-                f"expected a list of hosts, got {self._node_kind(hosts_node)}",
+                f"expected a list of hosts, got {self.node_kind(hosts_node)}",
                 "write each host as '- name: ...' with its keys indented below",
             )
         nodes = self._hosts(hosts_node, defaults, default_labels)
@@ -141,20 +141,20 @@ class HostsFile(YamlDocument):
 
     def _defaults(self, node: _YamlNode) -> tuple[dict[str, Any], dict[str, str]]:
         where = "defaults"
-        if self._is_null(node):
+        if self.is_null(node):
             return {}, {}
         if not isinstance(node, yaml.MappingNode):
-            raise self._fail(
+            raise self.fail(
                 node,
                 where,
-                f"expected a mapping, got {self._node_kind(node)}",
+                f"expected a mapping, got {self.node_kind(node)}",
                 "write defaults as 'key: value' lines, e.g. ssh_user: root",
             )
-        pairs = self._pairs(node, where)
+        pairs = self.pairs(node, where)
         allowed = tuple(k for k in HOST_KEYS if k not in REQUIRED_HOST_KEYS)
         for key, (key_node, _) in pairs.items():
             if key in REQUIRED_HOST_KEYS:
-                raise self._fail(
+                raise self.fail(
                     key_node,
                     where,
                     f"{key!r} cannot be a default",
@@ -183,14 +183,14 @@ class HostsFile(YamlDocument):
         for index, host_node in enumerate(hosts_node.value, 1):
             label = f"host #{index}"
             if not isinstance(host_node, yaml.MappingNode):
-                raise self._fail(
+                raise self.fail(
                     host_node,
                     label,
-                    f"expected a mapping (name, address, ...), got {self._node_kind(host_node)}",
+                    f"expected a mapping (name, address, ...), got {self.node_kind(host_node)}",
                     "write each host as '- name: ...' with its keys indented below",
                 )
             label = self._host_label(host_node, label)
-            pairs = self._pairs(host_node, label)
+            pairs = self.pairs(host_node, label)
             self._unknown_keys(pairs, HOST_KEYS, label)
             for key in REQUIRED_HOST_KEYS:
                 if key not in pairs:
@@ -199,7 +199,7 @@ class HostsFile(YamlDocument):
                         if key == "name"
                         else "give the host's SSH address: an IP address, DNS name or ssh_config alias"
                     )
-                    raise self._fail(host_node, label, f"missing {key!r}", fix)
+                    raise self.fail(host_node, label, f"missing {key!r}", fix)
 
             values = dict(defaults)
             labels = dict(default_labels)
@@ -217,7 +217,7 @@ class HostsFile(YamlDocument):
             if name.lower() in names:
                 first, line = names[name.lower()]
                 also = "" if first == name else f" as {first!r}"
-                raise self._fail(
+                raise self.fail(
                     name_line,
                     f"host {name!r} name",
                     f"duplicate name (first defined at line {line}{also})",
@@ -229,7 +229,7 @@ class HostsFile(YamlDocument):
             target = (values["address"].lower(), values.get("ssh_port"))
             if target in ssh_targets:
                 other, line = ssh_targets[target]
-                raise self._fail(
+                raise self.fail(
                     address_node,
                     f"host {name!r} address",
                     f"{values['address']!r} is also the address of host {other!r} (line {line})",
@@ -250,7 +250,7 @@ class HostsFile(YamlDocument):
                     origin = " (from defaults)"
                 else:
                     origin = " (taken from address)"
-                raise self._fail(
+                raise self.fail(
                     data_node,
                     f"host {name!r} data_address",
                     f"{data_address!r}{origin} is also the data address of host {other!r} (line {line})",
@@ -270,18 +270,18 @@ class HostsFile(YamlDocument):
                 and key_node.value == "name"
                 and isinstance(value_node, yaml.ScalarNode)
             ):
-                name = self._value(value_node)
+                name = self.value(value_node)
                 if check_name(name) is None:
                     return f"host {name!r}"
         return fallback
 
     def _field(self, key: str, node: _YamlNode, where: str) -> Any:
-        value = self._value(node)
+        value = self.value(node)
         if value is None and key in OPTIONAL_HOST_KEYS:
             return None
         problem = VALUE_CHECKS[key](value)
         if problem:
-            raise self._fail(node, where, problem[0], problem[1])
+            raise self.fail(node, where, problem[0], problem[1])
         if key == "ssh_key":
             return self._key_file(value, node, where)
         return value
@@ -293,11 +293,11 @@ class HostsFile(YamlDocument):
         path = os.path.normpath(path)
         shown = repr(value) if path == value else f"{value!r} ({path})"
         if not os.path.exists(path):
-            raise self._fail(
+            raise self.fail(
                 node, where, f"{shown} does not exist", "fix the path or create the key"
             )
         if os.path.isdir(path):
-            raise self._fail(
+            raise self.fail(
                 node,
                 where,
                 f"{shown} is a directory",
@@ -306,26 +306,26 @@ class HostsFile(YamlDocument):
         return path
 
     def _labels(self, node: _YamlNode, where: str) -> dict[str, str]:
-        if self._is_null(node):
+        if self.is_null(node):
             return {}
         if not isinstance(node, yaml.MappingNode):
-            raise self._fail(
+            raise self.fail(
                 node,
                 where,
-                f"expected a mapping of key: value, got {self._node_kind(node)}",
+                f"expected a mapping of key: value, got {self.node_kind(node)}",
                 "write e.g. labels: {zone: a, rack: r1}",
             )
         labels: dict[str, str] = {}
-        for key, (key_node, value_node) in self._pairs(node, where).items():
+        for key, (key_node, value_node) in self.pairs(node, where).items():
             if not isinstance(value_node, yaml.ScalarNode):
-                raise self._fail(
+                raise self.fail(
                     value_node,
                     f"{where} {key}",
-                    f"expected a single value, got {self._node_kind(value_node)}",
+                    f"expected a single value, got {self.node_kind(value_node)}",
                     "give a string or number, e.g. zone: a",
                 )
-            if self._is_null(value_node):
-                raise self._fail(
+            if self.is_null(value_node):
+                raise self.fail(
                     value_node,
                     f"{where} {key}",
                     "has no value",
@@ -334,14 +334,14 @@ class HostsFile(YamlDocument):
             text = value_node.value  # the scalar as written: 'rack: 01' stays '01'
             problem = check_label(key, text)
             if problem:
-                raise self._fail(value_node, f"{where} {key}", problem[0], problem[1])
+                raise self.fail(value_node, f"{where} {key}", problem[0], problem[1])
             labels[key] = text
         return labels
 
     def _check_mesh(self, hosts_key: _YamlNode, nodes: list[Node]) -> None:
         where = "hosts"
         if len(nodes) < 2:
-            raise self._fail(
+            raise self.fail(
                 hosts_key,
                 where,
                 f"a mesh needs at least 2 hosts, got {len(nodes)}",
@@ -349,14 +349,14 @@ class HostsFile(YamlDocument):
             )
         roles = ", ".join(sorted({n.role for n in nodes}))
         if not any(n.can_send for n in nodes):
-            raise self._fail(
+            raise self.fail(
                 hosts_key,
                 where,
                 f"no host can send (roles: {roles})",
                 "give at least one host role 'client' or 'both'",
             )
         if not any(n.can_receive for n in nodes):
-            raise self._fail(
+            raise self.fail(
                 hosts_key,
                 where,
                 f"no host can receive (roles: {roles})",
@@ -365,7 +365,7 @@ class HostsFile(YamlDocument):
         if not any(
             s is not r for s in nodes if s.can_send for r in nodes if r.can_receive
         ):
-            raise self._fail(  # pragma: no cover - unreachable with the current roles
+            raise self.fail(  # pragma: no cover - unreachable with the current roles
                 hosts_key,
                 where,
                 "the only sender is also the only receiver",

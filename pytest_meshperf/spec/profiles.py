@@ -117,7 +117,7 @@ def _profile(doc, root, shown):
         raise ParameterError("%s:%d: a profile must be a mapping of keys such as tool, duration, thresholds"
                              % (shown, root.start_mark.line + 1))
     raw_params, description, thresholds = Layer(shown), "", []
-    for key, (key_node, value_node) in doc._pairs(root, "profile").items():
+    for key, (key_node, value_node) in doc.pairs(root, "profile").items():
         line = key_node.start_mark.line + 1
         if key == "description":
             description = str(value_node.value)
