@@ -16,9 +16,6 @@ failure.  Under pytest-xdist the measurement hook runs in the worker that measur
 """
 
 
-
-
-
 def pytest_meshperf_measurement(config, record):
     """A measurement was journaled: ``record`` is its entry as in mesh.json (plain JSON types: test, src, dst,
     status, metrics, thresholds, error, ...).  Do not change it."""

@@ -1,6 +1,6 @@
 """pytest hooks, and nothing else: each hook hands its work to the module that owns it.
 
-Every hook is a no-op until a mesh test is collected (lifecycle.py): a repository's
+Every hook is a no-op until a mesh test is collected (session/lifecycle.py): a repository's
 other tests run as if meshperf were not installed.
 """
 

@@ -104,8 +104,7 @@ class YamlDocument:
             one_line(f"{self.display}:{line}:{column}: {kind}: {problem}; {fix}")
         )
 
-    # -- reading ------------------------------------------------------------
-    # -- YAML helpers -------------------------------------------------------
+    # -- nodes --------------------------------------------------------------
 
     def value(self, node: _YamlNode) -> Any:
         assert self.loader is not None

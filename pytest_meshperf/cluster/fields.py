@@ -7,12 +7,13 @@ import re
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
-from pytest_meshperf.vocabulary import HOST_KEY_CHECKS, TOOL_BINARIES  # noqa: F401  (re-exported)
+from pytest_meshperf.vocabulary import HOST_KEY_CHECKS
 from pytest_meshperf.yamlfile import kind_of, short
 
 ROLES = ("server", "client", "both")
 SENDING_ROLES = ("client", "both")
 RECEIVING_ROLES = ("server", "both")
+
 #: Keys a host (or ``defaults:``) may set, in the order they are validated.
 #: Each one is a :class:`Node` field and has a checker in ``VALUE_CHECKS``
 #: (or a dedicated parser: ``ssh_key``, ``labels``).
@@ -44,6 +45,7 @@ OPTIONAL_HOST_KEYS = ("data_address", "ssh_user", "ssh_port", "ssh_key", "ssh_ju
                       "labels")
 #: Top-level keys of a hosts.yaml file.
 TOP_KEYS = ("defaults", "hosts")
+
 _NAME_CHARS = re.compile(r"[A-Za-z0-9._-]")
 _ADDRESS_CHARS = re.compile(r"[A-Za-z0-9.:_\[\]%-]")
 _USER_CHARS = _NAME_CHARS
@@ -197,7 +199,8 @@ def check_label(key: Any, value: Any) -> _Problem:
             "keep label values on one line",
         )
     return None
-# field -> checker for the plain scalar fields (ssh_key and labels have their own parsers)
+
+
 def _check_jump(value: Any) -> _Problem:
     fix = "give the jump host as [user@]host[:port] or the name of another host"
     problem = _check_string(value, "ssh_jump", "bastion.example.net")
@@ -234,6 +237,8 @@ def _check_max_processes(value: Any) -> _Problem:
     if not 1 <= value <= 4096:
         return f"{value} is outside 1..4096", fix
     return None
+
+
 _PORTS = re.compile(r"^([0-9]{1,5})-([0-9]{1,5})$")
 
 
@@ -261,6 +266,9 @@ def _check_program(value: Any) -> _Problem:
     if value.startswith("-") or not (value.startswith("/") or "/" not in value):
         return f"{value!r} is neither a program name nor an absolute path", fix
     return None
+
+
+# field -> checker for the plain scalar fields (ssh_key and labels have their own parsers)
 VALUE_CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "name": check_name,
     "address": _check_address,

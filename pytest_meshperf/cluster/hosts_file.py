@@ -44,6 +44,7 @@ class HostsFile(YamlDocument):
             one_line(f"--cluster {self.display!r}: {what}{shown}; {fix}")
         )
 
+    # -- reading ------------------------------------------------------------
 
     def _read(self) -> str:
         if not os.path.exists(self.path):

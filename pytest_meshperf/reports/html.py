@@ -51,26 +51,6 @@ def load_mesh(mesh_path: str) -> dict:
         return json.load(handle, object_pairs_hook=_without_raw)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def cluster_nodes(mesh: dict, sides):
     """Cluster nodes that can play ``sides`` (roles), in inventory order."""
     return [name for name, node in (mesh.get("cluster") or {}).get("nodes", {}).items()
@@ -117,13 +97,9 @@ def _dl(items) -> str:
     return '<dl class="run">%s</dl>' % "".join("<dt>%s</dt><dd>%s</dd>" % (esc(k), v) for k, v in items)
 
 
-
-
 def _duration(run: dict) -> str:
     seconds = seconds_between(run, "started", "finished")
     return "" if seconds is None else " (%s s)" % format_number(seconds, 3)
-
-
 
 
 def count_boxes(counts) -> str:

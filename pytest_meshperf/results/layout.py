@@ -33,6 +33,8 @@ def _write_json_atomic(path, data):
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
 _JSON_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
 _HEAD = re.compile(rb'\{"src":(' + _JSON_STRING + rb'),"dst":(' + _JSON_STRING + rb'),"test":(' + _JSON_STRING
                    + rb'),')

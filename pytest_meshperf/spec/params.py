@@ -235,7 +235,6 @@ class Layer(dict):
         return self.origins.get(field, self.origin)
 
 
-
 def parse_params(values: Mapping[str, Any], origin: str):
     """User keys -> {Params field: canonical value}; unknown keys are a ParameterError with a suggestion."""
     parsed = Layer(origin)

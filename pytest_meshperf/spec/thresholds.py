@@ -281,22 +281,6 @@ def parse_threshold(expr: str, origin: str) -> Threshold:
     return Threshold(metric.name, op, value, unit, text, origin, reference)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def merge_thresholds(*layers: Iterable[Threshold]) -> list[Threshold]:
     """Merge threshold layers given in increasing precedence.
 

@@ -27,6 +27,8 @@ KILL_WAIT = 3.0
 def which(name: str) -> str | None:
     path = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin:/usr/bin:/bin"
     return shutil.which(name, path=path)
+
+
 REQUIRED_TOOLS = {
     "ip": "iproute2",
     "tc": "iproute2",

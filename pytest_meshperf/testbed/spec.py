@@ -90,7 +90,7 @@ class TestbedSpec:
             problem = check_rate(rate)
             if problem:
                 raise _spec_error(spec, problem)
-            links[link] = rate
+            links[link_id(src, dst)] = rate
         # node order, read-only and hashable
         object.__setattr__(self, "rates", Labels((n, rates[n]) for n in names if n in rates))
         object.__setattr__(self, "link_rates", Labels((k, links[k]) for k in sorted(links, key=_link_order)))

@@ -44,8 +44,6 @@ COMMAND_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 30.0
 
 
-
-
 class SshNode:
     def __init__(self, node, options: SshOptions, nodes_by_name=None):
         self.node = node

@@ -141,8 +141,6 @@ def compared_metrics(asked: Optional[Sequence[str]], *metric_sets) -> List[str]:
     return [name for name in DEFAULT_METRICS if name in present]
 
 
-
-
 def short_test(key: str) -> str:
     """``suites/test_tcp.py::test_x[2]`` -> ``test_x[2]``: the test without its module."""
     _, sep, rest = key.partition(".py::")
