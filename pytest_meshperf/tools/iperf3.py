@@ -171,9 +171,13 @@ def version_argv(binary):
     return [binary, "--version"]
 
 
+# agent/boot.py keeps a copy (it runs without the package); test_boot holds the two equal.
+VERSION_PATTERN = r"iperf\s+(\d+\.\d+(?:\.\d+)?\S*)"
+
+
 def parse_version(text):
     """'iperf 3.12 (cJSON 1.7.15)' -> '3.12'."""
-    match = re.search(r"iperf\s+(\d+\.\d+(?:\.\d+)?\S*)", text or "")
+    match = re.search(VERSION_PATTERN, text or "")
     return match.group(1) if match else None
 
 

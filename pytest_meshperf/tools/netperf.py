@@ -251,9 +251,13 @@ def version_argv(binary):
     return [binary, "-V"]
 
 
+# agent/boot.py keeps a copy (it runs without the package); test_boot holds the two equal.
+VERSION_PATTERN = r"[Nn]etperf version\s+(\d+\.\d+(?:\.\d+)?\S*)"
+
+
 def parse_version(text):
     """'Netperf version 2.7.0' -> '2.7.0'."""
-    match = re.search(r"[Nn]etperf version\s+(\d+\.\d+(?:\.\d+)?\S*)", text or "")
+    match = re.search(VERSION_PATTERN, text or "")
     return match.group(1) if match else None
 
 
