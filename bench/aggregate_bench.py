@@ -63,7 +63,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import load_average, machine  # noqa: E402  (bench/machine.py)
 
 from pytest_meshperf import __version__
 from pytest_meshperf.cluster.inventory import Cluster, Node  # noqa: E402
@@ -77,7 +77,7 @@ from pytest_meshperf.results import (
     layout,  # noqa: E402
     rundir,  # noqa: E402
 )
-from pytest_meshperf.session.lifecycle import new_run_id  # noqa: E402
+from pytest_meshperf.session.run_identity import new_run_id  # noqa: E402
 from pytest_meshperf.spec.params import merge_params, parse_params  # noqa: E402
 from pytest_meshperf.spec.thresholds import parse_threshold  # noqa: E402
 from pytest_meshperf.tools import iperf3 as iperf3_tool  # noqa: E402
@@ -114,9 +114,9 @@ def _status_kb(field):
 
 # -- the simulated cluster and run ---------------------------------------------------------------
 def build_cluster(count):
-    nodes = tuple(Node(name="node%d" % i, address="10.%d.%d.%d" % (i >> 16 & 255, i >> 8 & 255, i & 255),
-                       labels={"rack": "r%d" % (i // 40)}) for i in range(1, count + 1))
-    return Cluster(kind="file", spec="hosts-%d.yaml" % count, nodes=nodes, source="/bench/hosts-%d.yaml" % count)
+    nodes = tuple(Node(name=f"node{i}", address=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+                       labels={"rack": f"r{i // 40}"}) for i in range(1, count + 1))
+    return Cluster(kind="file", spec=f"hosts-{count}.yaml", nodes=nodes, source=f"/bench/hosts-{count}.yaml")
 
 
 def cluster_meta(cluster):
@@ -126,7 +126,7 @@ def cluster_meta(cluster):
         nodes[node.name] = {
             "address": node.address, "data_address": node.data_address, "role": node.role,
             "labels": dict(node.labels),
-            "agent": {"version": __version__, "pid": 4000 + i, "hostname": "host-%s" % node.name},
+            "agent": {"version": __version__, "pid": 4000 + i, "hostname": f"host-{node.name}"},
             "clock_offset_s": 0.0004,
             "tools": {"iperf3": {"version": "3.12", "path": "/usr/bin/iperf3", "error": None}},
             "resources": {"cpu_count": 32, "psutil": True, "memory_total_bytes": 134877044736},
@@ -136,9 +136,9 @@ def cluster_meta(cluster):
 
 def run_meta(run_id, started, count):
     return {"id": run_id, "started": measurement.iso(started), "finished": None, "interrupted": True,
-            "exit_status": None, "parameters": {"cluster": "hosts-%d.yaml" % count, "schedule": "rounds",
+            "exit_status": None, "parameters": {"cluster": f"hosts-{count}.yaml", "schedule": "rounds",
                                                "options": {}, "thresholds": []},
-            "command_line": ["pytest", "suites/test_tcp.py", "-n", "8", "--cluster", "hosts-%d.yaml" % count],
+            "command_line": ["pytest", "suites/test_tcp.py", "-n", "8", "--cluster", f"hosts-{count}.yaml"],
             "meshperf_version": __version__}
 
 
@@ -171,7 +171,7 @@ class Records:
         rnd = self.random
         started = self.started + slot * ROUND_S + rnd.uniform(0.0, 0.2)
         result = Measurement(src=pair.src.name, dst=pair.dst.name, test=TEST_KEY,
-                             nodeid="%s[%s]" % (TEST_KEY, pair.id), tool="iperf3", params=dict(self.params),
+                             nodeid=f"{TEST_KEY}[{pair.id}]", tool="iperf3", params=dict(self.params),
                              round=pair.round, started=started, finished=started + 1.1 + rnd.uniform(0.0, 0.1))
         draw = rnd.random()
         if draw < self.error_fraction:
@@ -186,11 +186,10 @@ class Records:
             result.instances = [Instance(
                 instance=1, pid=rnd.randint(1000, 4000000), client_port=rnd.randint(32768, 60999), server_port=port,
                 start=started + 0.03, end=started + 1.05, metrics=metrics,
-                command="/usr/bin/iperf3 -c %s -p %d -J -t 1 -B %s" % (pair.dst.data_address, port,
-                                                                      pair.src.data_address),
+                command=f"/usr/bin/iperf3 -c {pair.dst.data_address} -p {port} -J -t 1 -B {pair.src.data_address}",
                 raw=self.client if raw else CLIENT_MARK,
                 server={"pid": rnd.randint(1000, 4000000), "port": port,
-                        "command": "/usr/bin/iperf3 -s -1 -J -p %d -B %s" % (port, pair.dst.data_address),
+                        "command": f"/usr/bin/iperf3 -s -1 -J -p {port} -B {pair.dst.data_address}",
                         "exit_code": 0, "raw": self.server if raw else SERVER_MARK})]
             result.metrics = dict(metrics)
             result.tool_version = self.version
@@ -213,7 +212,7 @@ class Records:
         record["name"] = TEST_NAME
         text = json.dumps(record, separators=(",", ":"))
         if record["instances"]:
-            text = text.replace('"%s"' % CLIENT_MARK, self.client_json, 1).replace('"%s"' % SERVER_MARK,
+            text = text.replace(f'"{CLIENT_MARK}"', self.client_json, 1).replace(f'"{SERVER_MARK}"',
                                                                                   self.server_json, 1)
         return (text + "\n").encode("utf-8"), record
 
@@ -261,7 +260,7 @@ def write_journals(run_dir, pairs, records, journals, sample, spread, with_index
     worker's order, each record followed by its index line as Journal.append writes it (unless not
     ``with_index``, or this results.py has no index)."""
     appends, to_records = [], []
-    writers = [run_dir.journal("gw%d" % w) for w in range(journals)]
+    writers = [run_dir.journal(f"gw{w}") for w in range(journals)]
     indexed = with_index and hasattr(journal, "_index_entry") and getattr(writers[0], "index_path", None)
     if not indexed:
         for writer in writers:
@@ -296,7 +295,7 @@ def write_journals(run_dir, pairs, records, journals, sample, spread, with_index
                     index_handles[worker].write(entry)
             offsets[worker] += len(line)
             if count % 100000 == 0:
-                print("    ... %d of %d records" % (count, len(pairs)), flush=True)
+                print(f"    ... {count} of {len(pairs)} records", flush=True)
         for handle in handles + index_handles:
             handle.flush()
             os.fsync(handle.fileno())
@@ -352,7 +351,7 @@ class RssSampler(threading.Thread):
     @staticmethod
     def _rss_kb(pid):
         try:
-            with open("/proc/%d/status" % pid) as handle:
+            with open(f"/proc/{pid}/status") as handle:
                 return next((int(l.split()[1]) for l in handle if l.startswith("VmRSS:")), 0)
         except (OSError, ValueError):
             return 0
@@ -366,7 +365,7 @@ class RssSampler(threading.Thread):
         for name in names:
             if name.isdigit():
                 try:
-                    with open("/proc/%s/stat" % name) as handle:
+                    with open(f"/proc/{name}/stat") as handle:
                         if int(handle.read().rsplit(")", 1)[1].split()[1]) == me:
                             found.append(int(name))
                 except (OSError, ValueError, IndexError):
@@ -467,7 +466,7 @@ def collect(work, count):
     with open(os.path.join(folder, "hosts.yaml"), "w") as handle:
         handle.write("hosts:\n")
         for node in build_cluster(count).nodes:
-            handle.write("  - name: %s\n    address: %s\n" % (node.name, node.address))
+            handle.write(f"  - name: {node.name}\n    address: {node.address}\n")
     with open(os.path.join(folder, "test_mesh.py"), "w") as handle:
         handle.write("import pytest\n\n\n@pytest.mark.meshperf(duration=1)\ndef test_tcp(mesh_pair, measure):\n"
                      "    measure()\n")
@@ -485,44 +484,44 @@ def collect(work, count):
 
 # -- reporting ------------------------------------------------------------------------------------
 def _verdict(value, target):
-    return "within target" if value <= target else "MISSES the target (%.1fx)" % (value / target)
+    return "within target" if value <= target else f"MISSES the target ({value / target:.1f}x)"
 
 
 def _size(n):
-    return "%.2f GB" % (n / 1e9) if n >= 1e9 else "%.1f MB" % (n / 1e6)
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def report_child(label, figures, wall, maxrss_kb, cached, summary):
     planning = figures["cluster_s"] + figures["mesh_pairs_s"] + figures["ids_s"]
     total = planning + figures["assemble_s"]
     steps, steps_cpu = figures["assemble_steps_s"], figures.get("assemble_steps_cpu_s", {})
-    print("\n== %s: %s" % (label, "journal %s in the page cache before assembling"
-                           % ("%.0f %%" % (100 * cached) if cached is not None else "?")))
+    cached_text = f"{100 * cached:.0f} %" if cached is not None else "?"
+    print(f"\n== {label}: journal {cached_text} in the page cache before assembling")
     print("  (wall time; CPU time of the process in brackets)")
-    print("  planning     %7.2f s [%6.2f s]  (Cluster of %d nodes %.3f s, mesh_pairs %.2f s, %d pytest ids %.2f s)"
-          % (planning, figures["planning_cpu_s"], figures["nodes"], figures["cluster_s"], figures["mesh_pairs_s"],
-             figures["pairs"], figures["ids_s"]))
-    print("  assemble     %7.2f s [%6.2f s]  (%s)" % (figures["assemble_s"], figures["assemble_cpu_s"], ", ".join(
-        "%s %.2f s [%.2f s]" % (name.strip("_"), seconds, steps_cpu.get(name, 0.0))
-        for name, seconds in steps.items())))
+    print(f"  planning     {planning:7.2f} s [{figures['planning_cpu_s']:6.2f} s]  (Cluster of {figures['nodes']} "
+          f"nodes {figures['cluster_s']:.3f} s, mesh_pairs {figures['mesh_pairs_s']:.2f} s, {figures['pairs']} pytest "
+          f"ids {figures['ids_s']:.2f} s)")
+    step_text = ", ".join(f"{name.strip('_')} {seconds:.2f} s [{steps_cpu.get(name, 0.0):.2f} s]"
+                          for name, seconds in steps.items())
+    print(f"  assemble     {figures['assemble_s']:7.2f} s [{figures['assemble_cpu_s']:6.2f} s]  ({step_text})")
     if figures.get("children_cpu_s"):
-        print("               plus %.2f s of CPU in the processes it started" % figures["children_cpu_s"])
-    print("  = planning + assembly %.2f s: %s (<= %.0f s)" % (total, _verdict(total, TARGET_S), TARGET_S))
+        print(f"               plus {figures['children_cpu_s']:.2f} s of CPU in the processes it started")
+    print(f"  = planning + assembly {total:.2f} s: {_verdict(total, TARGET_S)} (<= {TARGET_S:.0f} s)")
     if summary and "summary_s" in figures:
-        print("  terminal summary %.2f s [%.2f s] (%.1f MB of text); with it, the end of the run takes %.2f s: %s"
-              % (figures["summary_s"], figures["summary_cpu_s"], figures["summary_chars"] / 1e6,
-                 total + figures["summary_s"], _verdict(total + figures["summary_s"], TARGET_S)))
+        print(f"  terminal summary {figures['summary_s']:.2f} s [{figures['summary_cpu_s']:.2f} s] ("
+              f"{figures['summary_chars'] / 1e6:.1f} MB of text); with it, the end of the run takes "
+              f"{total + figures['summary_s']:.2f} s: {_verdict(total + figures['summary_s'], TARGET_S)}")
     children_kb = figures.get("sampled_children_peak_kb", 0)
     total_kb = max(maxrss_kb + children_kb, figures.get("sampled_peak_kb", 0))
-    print("  peak RSS %.0f MiB%s: %s (<= %.0f MiB); after start-up and imports %.0f MiB, after planning %.0f MiB "
-          "(peak %.0f), after assembly %.0f MiB" % (
-              total_kb / 1024, " (this process %.0f MiB + the processes it started %.0f MiB)"
-              % (maxrss_kb / 1024, children_kb / 1024) if children_kb else "",
-              _verdict(total_kb * 1024, TARGET_RSS_BYTES), TARGET_RSS_BYTES / MIB,
-              figures["rss_start_kb"] / 1024, figures["rss_after_planning_kb"] / 1024,
-              figures["hwm_after_planning_kb"] / 1024, figures["rss_after_assemble_kb"] / 1024))
-    print("  rows %d, counts %s; child process wall time %.1f s (interpreter and imports included)"
-          % (figures["rows"], figures["counts"], wall))
+    split = (f" (this process {maxrss_kb / 1024:.0f} MiB + the processes it started {children_kb / 1024:.0f} MiB)"
+             if children_kb else "")
+    print(f"  peak RSS {total_kb / 1024:.0f} MiB{split}: {_verdict(total_kb * 1024, TARGET_RSS_BYTES)} "
+          f"(<= {TARGET_RSS_BYTES / MIB:.0f} MiB); after start-up and imports {figures['rss_start_kb'] / 1024:.0f} MiB, "
+          f"after planning {figures['rss_after_planning_kb'] / 1024:.0f} MiB "
+          f"(peak {figures['hwm_after_planning_kb'] / 1024:.0f}), after assembly "
+          f"{figures['rss_after_assemble_kb'] / 1024:.0f} MiB")
+    print(f"  rows {figures['rows']}, counts {figures['counts']}; child process wall time {wall:.1f} s (interpreter "
+          "and imports included)")
     return {"planning_s": planning, "assemble_s": figures["assemble_s"], "total_s": total,
             "summary_s": figures.get("summary_s"), "peak_rss_kb": maxrss_kb, "peak_total_kb": total_kb,
             "cached_fraction": cached, "child": figures, "child_wall_s": wall}
@@ -565,13 +564,12 @@ def main(argv=None):
         parser.error("--nodes must be at least 2 and --journals at least 1")
 
     info = machine()
-    print("meshperf planning and aggregation, %s" % info["date"])
-    print("machine: %d CPUs (%s), %.1f GiB RAM, Linux %s, Python %s; meshperf %s, commit %s"
-          % (info["nproc"], info["cpu"], info["memory_gib"], info["kernel"], info["python"], info["meshperf"],
-             info["code"]))
-    print("command: %s" % " ".join(["python3", "bench/aggregate_bench.py"] + (argv if argv is not None
-                                                                               else sys.argv[1:])))
-    print("load average at the start: %.2f %.2f %.2f" % os.getloadavg())
+    print(f"meshperf planning and aggregation, {info['date']}")
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']:.1f} GiB RAM, Linux {info['kernel']}, "
+          f"Python {info['python']}; meshperf {info['meshperf']}, commit {info['code']}")
+    command = ["python3", "bench/aggregate_bench.py"] + (argv if argv is not None else sys.argv[1:])
+    print(f"command: {' '.join(command)}")
+    print(load_average("at the start"))
     figures = {"machine": info, "journals": args.journals, "spread": args.spread, "runs": {},
                "targets": {"seconds": TARGET_S, "rss_bytes": TARGET_RSS_BYTES}}
     work = None
@@ -585,11 +583,11 @@ def main(argv=None):
             total_bytes = sum(os.path.getsize(f) for f in files)
             needed = 2 * total_bytes + (512 << 20)   # a new mesh.json (and .csv) next to the old one
             free = shutil.disk_usage(run_dir.path).free
-            print("reusing %s: %d nodes, journal %s in %d files; needs about %s free, %s free"
-                  % (run_dir.path, args.nodes, _size(total_bytes), len(files), _size(needed), _size(free)))
+            print(f"reusing {run_dir.path}: {args.nodes} nodes, journal {_size(total_bytes)} in {len(files)} files; "
+                  f"needs about {_size(needed)} free, {_size(free)} free")
             if free < needed:
-                print("aggregate_bench: not enough disk space in %s: needs about %s, %s free."
-                      % (run_dir.path, _size(needed), _size(free)), file=sys.stderr)
+                print(f"aggregate_bench: not enough disk space in {run_dir.path}: needs about {_size(needed)}, "
+                      f"{_size(free)} free.", file=sys.stderr)
                 return 2
         else:
             prepared = prepare(args, figures)
@@ -599,11 +597,11 @@ def main(argv=None):
         figures["nodes"], figures["pairs"] = args.nodes, args.nodes * (args.nodes - 1)
 
         if args.collect:
-            print("\npytest --collect-only on %d hosts (pytest's items; outside the target's definition) ..."
-                  % args.nodes, flush=True)
+            print(f"\npytest --collect-only on {args.nodes} hosts (pytest's items; outside the target's definition) "
+                  "...", flush=True)
             collected = collect(work or tempfile.mkdtemp(prefix="meshperf-collect-"), args.nodes)
-            print("  %s: %.1f s, peak RSS %.0f MiB, exit %d" % (collected["last_line"], collected["wall_s"],
-                                                              collected["maxrss_kb"] / 1024, collected["exit"]))
+            print(f"  {collected['last_line']}: {collected['wall_s']:.1f} s, peak RSS "
+                  f"{collected['maxrss_kb'] / 1024:.0f} MiB, exit {collected['exit']}")
             figures["collect"] = collected
 
         modes = ["cold", "warm"] if args.cache == "both" else [args.cache]
@@ -613,18 +611,19 @@ def main(argv=None):
         index_files = sorted(os.path.join(index_dir, n) for n in os.listdir(index_dir)) if os.path.isdir(index_dir) \
             else []
         if index_files:
-            print("\njournal index: %s in %d files" % (_size(sum(os.path.getsize(f) for f in index_files)),
-                                                     len(index_files)))
+            index_bytes = sum(os.path.getsize(f) for f in index_files)
+            print(f"\njournal index: {_size(index_bytes)} in {len(index_files)} files")
         else:
             print("\nno journal index: assembly reads the whole journal")
         for mode in modes:
             if mode == "cold":
                 evict(files + index_files)
             cached = cached_fraction(files + index_files)
-            print("\nassembling (%s) ..." % mode, flush=True)
+            print(f"\nassembling ({mode}) ...", flush=True)
             out, wall, maxrss, code, lines = run_child(child_argv)
             if code != 0 or out is None:
-                print("  the child process failed (exit %s):\n    %s" % (code, "\n    ".join(lines[-10:])))
+                tail = "\n    ".join(lines[-10:])
+                print(f"  the child process failed (exit {code}):\n    {tail}")
                 figures["runs"][mode] = {"failed": code}
                 continue
             figures["runs"][mode] = report_child(mode, out, wall, maxrss, cached, not args.no_summary)
@@ -632,10 +631,10 @@ def main(argv=None):
                  for name in (layout.MESH_FILE, layout.CSV_FILE) if os.path.exists(os.path.join(run_dir.path,
                                                                                                   name))}
         figures["files"] = dict(sizes, journal=total_bytes)
-        print("\nfiles: journal %s, mesh.json %s, mesh.csv %s%s" % (
-            _size(total_bytes), _size(sizes.get(layout.MESH_FILE, 0)), _size(sizes.get(layout.CSV_FILE, 0)),
-            "; kept in %s" % run_dir.path if args.keep or args.reuse else ""))
-        print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
+        kept = f"; kept in {run_dir.path}" if args.keep or args.reuse else ""
+        print(f"\nfiles: journal {_size(total_bytes)}, mesh.json {_size(sizes.get(layout.MESH_FILE, 0))}, "
+              f"mesh.csv {_size(sizes.get(layout.CSV_FILE, 0))}{kept}")
+        print(load_average("at the end"))
     finally:
         if work is not None and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -667,15 +666,15 @@ def prepare(args, figures):
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
     free = shutil.disk_usage(probe).free
-    print("%d nodes, %d pairs, one record each (%d bytes; raw outputs %d + %d bytes), %d journal files, "
-          "spread by %s" % (args.nodes, count, len(sample_line), len(records.client_json),
-                            len(records.server_json), args.journals, args.spread))
-    print("disk: needs about %s in %s (journal and its index %s, mesh.json %s, mesh.csv %s, twice for the second assembly, "
-          "plus 5 %% and 512 MiB); %s free" % (_size(needed), base, _size(journal_bytes), _size(mesh_bytes),
-                                             _size(csv_bytes), _size(free)))
+    print(f"{args.nodes} nodes, {count} pairs, one record each ({len(sample_line)} bytes; raw outputs "
+          f"{len(records.client_json)} + {len(records.server_json)} bytes), {args.journals} journal files, spread by "
+          f"{args.spread}")
+    print(f"disk: needs about {_size(needed)} in {base} (journal and its index {_size(journal_bytes)}, mesh.json "
+          f"{_size(mesh_bytes)}, mesh.csv {_size(csv_bytes)}, twice for the second assembly, plus 5 % and 512 MiB); "
+          f"{_size(free)} free")
     if free < needed:
-        print("aggregate_bench: not enough disk space in %s: needs about %s, %s free. Free some, or choose "
-              "another place with --out DIR, or fewer nodes (--nodes)." % (base, _size(needed), _size(free)),
+        print(f"aggregate_bench: not enough disk space in {base}: needs about {_size(needed)}, {_size(free)} free. "
+              "Free some, or choose another place with --out DIR, or fewer nodes (--nodes).",
               file=sys.stderr)
         return None
     pairs = mesh_pairs(cluster)
@@ -684,7 +683,7 @@ def prepare(args, figures):
     work = tempfile.mkdtemp(prefix="meshperf-aggregate-", dir=base)
     run_dir = rundir.RunDir(work, new_run_id(started))
     run_dir.create(run_meta(run_dir.run_id, started, args.nodes), cluster_meta(cluster))
-    print("\nwriting the journal into %s ..." % run_dir.path, flush=True)
+    print(f"\nwriting the journal into {run_dir.path} ...", flush=True)
     t = time.perf_counter()
     written = write_journals(run_dir, pairs, records, args.journals, args.fsync_sample, args.spread,
                              not args.no_index)
@@ -694,23 +693,21 @@ def prepare(args, figures):
     total_bytes = sum(written["sizes"])
     append = written["append_s"]
     print("\n== journal (the measuring run's cost, spread over the run; not part of the target)")
-    print("  %s in %d files (%s each), %d records, %.0f bytes per record; index %s" % (
-        _size(total_bytes), args.journals, _size(total_bytes / args.journals), count, total_bytes / count,
-        _size(written["index_bytes"]) if written["index_bytes"] else "none"))
+    index = _size(written["index_bytes"]) if written["index_bytes"] else "none"
+    print(f"  {_size(total_bytes)} in {args.journals} files ({_size(total_bytes / args.journals)} each), {count} "
+          f"records, {total_bytes / count:.0f} bytes per record; index {index}")
     if append:
         per_record = statistics.mean(append) + statistics.mean(written["to_record_s"])
-        print("  per record, over %d records: Measurement.to_record %.2f ms, Journal.append (json.dumps, write, "
-              "fsync%s) median %.2f ms, p99 %.2f ms" % (
-                  len(append), 1000 * statistics.mean(written["to_record_s"]),
-                  ", index line" if written["index_bytes"] else "", 1000 * statistics.median(append),
-                  1000 * sorted(append)[int(0.99 * (len(append) - 1))]))
-        print("  -> %.0f s for all %d records, %.0f s per worker of %d: %.2f %% of a %.1f s measurement"
-              % (per_record * count, count, per_record * count / args.journals, args.journals,
-                 100 * per_record / ROUND_S, ROUND_S))
-    print("  (generating it here took %.0f s: %d records in bulk, %.1f s, without a per-record fsync)"
-          % (generate_s, written["bulk_records"], written["bulk_s"]))
-    print("  statuses written: %s; %.0f %% with CPU-bound warnings" % (dict(sorted(records.statuses.items())),
-                                                                      100 * args.cpu_bound_fraction))
+        print(f"  per record, over {len(append)} records: Measurement.to_record "
+              f"{1000 * statistics.mean(written['to_record_s']):.2f} ms, Journal.append (json.dumps, write, fsync"
+              f"{', index line' if written['index_bytes'] else ''}) median {1000 * statistics.median(append):.2f} "
+              f"ms, p99 {1000 * sorted(append)[int(0.99 * (len(append) - 1))]:.2f} ms")
+        print(f"  -> {per_record * count:.0f} s for all {count} records, {per_record * count / args.journals:.0f} s "
+              f"per worker of {args.journals}: {100 * per_record / ROUND_S:.2f} % of a {ROUND_S:.1f} s measurement")
+    print(f"  (generating it here took {generate_s:.0f} s: {written['bulk_records']} records in bulk, "
+          f"{written['bulk_s']:.1f} s, without a per-record fsync)")
+    print(f"  statuses written: {dict(sorted(records.statuses.items()))}; {100 * args.cpu_bound_fraction:.0f} % with "
+          "CPU-bound warnings")
     figures["journal"] = {"bytes": total_bytes, "files": written["sizes"], "generate_s": generate_s,
                           "index_bytes": written["index_bytes"],
                           "append_sample": len(append),

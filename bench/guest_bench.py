@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from machine import machine  # bench/machine.py
+from machine import load_average, machine, machine_line  # bench/machine.py
 
 TRIVIAL = "import pytest\n\n@pytest.mark.parametrize('i', range({count}))\ndef test_trivial(i):\n    assert i >= 0\n"
 ONE = "def test_one():\n    assert True\n"
@@ -42,13 +42,13 @@ def timed(argv, cwd):
     elapsed = time.perf_counter() - started
     if done.returncode not in (0, 5):
         tail = done.stdout.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise SystemExit("bench: %s exited %d: %s" % (" ".join(argv), done.returncode, " | ".join(tail)))
+        raise SystemExit(f"bench: {' '.join(argv)} exited {done.returncode}: {' | '.join(tail)}")
     return elapsed
 
 
 def figure(samples):
-    return "median %7.3f s  (min %.3f, max %.3f, %d runs)" % (statistics.median(samples), min(samples),
-                                                                max(samples), len(samples))
+    return (f"median {statistics.median(samples):7.3f} s  (min {min(samples):.3f}, max {max(samples):.3f}, "
+            f"{len(samples)} runs)")
 
 
 def pytest_argv(*args):
@@ -63,8 +63,8 @@ def compare(label, repeat, cwd, args):
         without.append(timed(pytest_argv("-p", "no:meshperf", *args), cwd))
     ratio = statistics.median(with_it) / statistics.median(without)
     added_ms = (statistics.median(with_it) - statistics.median(without)) * 1000
-    print("%s\n  with meshperf      %s\n  -p no:meshperf     %s\n  ratio %.3f, added %+.0f ms"
-          % (label, figure(with_it), figure(without), ratio, added_ms))
+    print(f"{label}\n  with meshperf      {figure(with_it)}\n  -p no:meshperf     {figure(without)}\n  ratio "
+          f"{ratio:.3f}, added {added_ms:+.0f} ms")
     return ratio, added_ms
 
 
@@ -75,7 +75,7 @@ class _Config:
         self.workers = workers
 
     def getvalue(self, name):
-        return ["%d*popen" % self.workers] if name == "tx" else None
+        return [f"{self.workers}*popen"] if name == "tx" else None
 
     def getoption(self, name):
         return None
@@ -106,9 +106,9 @@ class _Worker:
 def _drive(count, items, workers):
     """Seconds for the scheduler to hand out and see completed ``count`` tests (half pair tests)."""
     from pytest_meshperf.session.scheduling import make_scheduler
-    collection = ["t.py::test_plain[%d]" % i if i % 2 else "t.py::test_tcp[%d]" % i for i in range(count)]
+    collection = [f"t.py::test_plain[{i}]" if i % 2 else f"t.py::test_tcp[{i}]" for i in range(count)]
     sched = make_scheduler(_Config(workers), _QuietLog(), lambda: items(collection))
-    nodes = [_Worker("gw%d" % i) for i in range(workers)]
+    nodes = [_Worker(f"gw{i}") for i in range(workers)]
     for node in nodes:
         sched.add_node(node)
     started = time.perf_counter()
@@ -123,7 +123,7 @@ def _drive(count, items, workers):
         for node in busy:
             sched.mark_test_complete(node, node.queue.popleft())
             done += 1
-    assert done == count, "only %d of %d tests were handed out" % (done, count)
+    assert done == count, f"only {done} of {count} tests were handed out"
     return time.perf_counter() - started
 
 
@@ -133,14 +133,14 @@ def scheduler_scaling(counts, workers=2, sources=32):
     from pytest_meshperf.session.mesh_items import MeshItems
 
     def mesh(collection):
-        return MeshItems({nodeid: "node%d" % (i % sources) for i, nodeid in enumerate(collection) if i % 2 == 0})
+        return MeshItems({nodeid: f"node{i % sources}" for i, nodeid in enumerate(collection) if i % 2 == 0})
 
-    print("scheduler alone (simulated %d workers; half the tests pair tests from %d source nodes), "
-          "per test handed out and completed:" % (workers, sources))
+    print(f"scheduler alone (simulated {workers} workers; half the tests pair tests from {sources} source nodes), "
+          "per test handed out and completed:")
     for count in counts:
         ours, xdist = _drive(count, mesh, workers), _drive(count, lambda c: MeshItems(), workers)
-        print("  %7d tests: meshperf %.3f s (%.1f us per test), xdist's LoadScheduling %.3f s (%.1f us)"
-              % (count, ours, ours / count * 1e6, xdist, xdist / count * 1e6))
+        print(f"  {count:7d} tests: meshperf {ours:.3f} s ({ours / count * 1e6:.1f} us per test), xdist's "
+              f"LoadScheduling {xdist:.3f} s ({xdist / count * 1e6:.1f} us)")
 
 
 def main(argv=None):
@@ -154,9 +154,8 @@ def main(argv=None):
     if args.scheduler:
         scheduler_scaling([int(n) for n in args.scheduler.split(",")])
         return 0
-    print("machine: %(nproc)s CPUs (%(cpu)s), Linux %(kernel)s, Python %(python)s, meshperf %(meshperf)s at %(code)s"
-          % machine())
-    print("load average at the start: %.2f %.2f %.2f" % os.getloadavg())
+    print(machine_line(machine()))
+    print(load_average("at the start"))
     with tempfile.TemporaryDirectory(prefix="meshperf-guest-") as repo:
         with open(os.path.join(repo, "pytest.ini"), "w") as handle:
             handle.write("[pytest]\n")
@@ -166,13 +165,13 @@ def main(argv=None):
         for count in (int(n) for n in args.tests.split(",")):
             with open(os.path.join(repo, "test_many.py"), "w") as handle:
                 handle.write(TRIVIAL.format(count=count))
-            compare("%d trivial tests, -n 2:" % count, args.repeat, repo, ["-n", "2", "test_many.py"])
+            compare(f"{count} trivial tests, -n 2:", args.repeat, repo, ["-n", "2", "test_many.py"])
             if args.mixed:
                 with open(os.path.join(repo, "test_mesh.py"), "w") as handle:
                     handle.write(MESH)
                 samples = [timed(pytest_argv("-n", "2", "--cluster", "local:2", "--mesh-report=no",
                                              "test_many.py", "test_mesh.py"), repo) for _ in range(args.repeat)]
-                print("%d trivial tests + 2 mesh pairs (1 s each) on local:2, -n 2:\n  %s" % (count, figure(samples)))
+                print(f"{count} trivial tests + 2 mesh pairs (1 s each) on local:2, -n 2:\n  {figure(samples)}")
                 os.unlink(os.path.join(repo, "test_mesh.py"))
     return 0
 

@@ -48,3 +48,15 @@ def machine(tools=False):
         info.update(iperf3=first_line(["iperf3", "--version"]), openssh=first_line(["ssh", "-V"]),
                     fabric=fabric.__version__, paramiko=paramiko.__version__)
     return info
+
+
+def machine_line(info):
+    """The one line every bench prints about the machine it ran on."""
+    return (f"machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}, Python {info['python']}, "
+            f"meshperf {info['meshperf']} at {info['code']}")
+
+
+def load_average(when):
+    """'load average at the start: 0.12 0.30 0.25': other work on the machine skews every figure."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {when}: {one:.2f} {five:.2f} {fifteen:.2f}"

@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import machine, machine_line  # noqa: E402  (bench/machine.py)
 
 from pytest_meshperf.testbed import NetnsTestbed, TestbedSpec, unavailable_reason  # noqa: E402
 
@@ -76,7 +76,7 @@ def ideal_rounds(schedule, nodes):
 
 def run_schedule(tb, workdir, schedule, nodes, duration):
     out = os.path.join(workdir, "out-" + schedule.replace(":", "-"))
-    junit = os.path.join(workdir, "junit-%s.xml" % schedule.replace(":", "-"))
+    junit = os.path.join(workdir, f"junit-{schedule.replace(':', '-')}.xml")
     xdist = ["-n", str(nodes)] if schedule == "rounds" else []
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_mesh.py",
             "--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts, "--mesh-schedule", schedule,
@@ -103,7 +103,7 @@ def run_schedule(tb, workdir, schedule, nodes, duration):
     tests = [float(case.get("time")) - duration for case in ET.parse(junit).getroot().iter("testcase")]
     figures["measurement_overhead_s"] = _spread(measured)
     figures["test_overhead_s"] = _spread(tests)
-    figures["throughput_bps"] = {"%s->%s" % (s, d): e["metrics"].get("throughput_bps") for s, d, e in found}
+    figures["throughput_bps"] = {f"{s}->{d}": e["metrics"].get("throughput_bps") for s, d, e in found}
     return figures
 
 
@@ -125,7 +125,7 @@ def raw_iperf3(tb, sender, receiver, duration):
             data = json.loads(client.stdout or "{}")
             if "error" not in data:
                 return float(data["end"]["sum_received"]["bits_per_second"])
-        raise RuntimeError("raw iperf3 %s->%s: %s" % (sender, receiver, client.stdout[-300:]))
+        raise RuntimeError(f"raw iperf3 {sender}->{receiver}: {client.stdout[-300:]}")
     finally:
         if server.poll() is None:
             server.kill()
@@ -145,40 +145,39 @@ def main(argv=None):
     args = parser.parse_args(argv)
     reason = unavailable_reason()
     if reason:
-        print("cannot build a netns testbed here: %s" % reason)
+        print(f"cannot build a netns testbed here: {reason}")
         return 2
     schedules = ["incast:node1" if s == "incast" else s for s in args.schedules.split(",") if s]
     report = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "runs": [], "throughput_ratio": []}
-    print("machine: %(nproc)s CPUs (%(cpu)s), Linux %(kernel)s, Python %(python)s, meshperf %(meshperf)s at %(code)s"
-          % report["machine"])
+    print(machine_line(report["machine"]))
     for nodes in [int(n) for n in args.nodes.split(",")]:
         workdir = tempfile.mkdtemp(prefix="meshperf-meshbench-")
         with open(os.path.join(workdir, "test_mesh.py"), "w") as handle:
             handle.write(SUITE.format(duration=args.duration))
-        spec = TestbedSpec(nodes=nodes, rates={"node%d" % i: args.rate for i in range(1, nodes + 1)})
+        spec = TestbedSpec(nodes=nodes, rates={f"node{i}": args.rate for i in range(1, nodes + 1)})
         tb = NetnsTestbed(spec, os.path.join(workdir, "tb")).up()
         try:
-            print("\n== %d nodes, T = %d s, every node's egress shaped to %s ==" % (nodes, args.duration, args.rate))
-            print("%-14s %6s %7s %9s %8s %7s %7s %26s" % ("schedule", "pairs", "passed", "mesh wall", "ideal",
-                                                         "ratio", "pytest", "test overhead med (min-max)"))
+            print(f"\n== {nodes} nodes, T = {args.duration} s, every node's egress shaped to {args.rate} ==")
+            print(f"{'schedule':<14} {'pairs':>6} {'passed':>7} {'mesh wall':>9} {'ideal':>8} {'ratio':>7} "
+                  f"{'pytest':>7} {'test overhead med (min-max)':>26}")
             sequential = None
             for schedule in schedules:
                 figures = run_schedule(tb, workdir, schedule, nodes, args.duration)
                 report["runs"].append(figures)
                 over = figures["test_overhead_s"]
-                print("%-14s %6d %7d %8.2fs %7.0fs %7.3f %6.1fs %12.3f (%.3f-%.3f)%s" % (
-                    schedule, figures["pairs"], figures["passed"], figures["mesh_wall_s"], figures["ideal_s"],
-                    figures["ratio"], figures["pytest_wall_s"], over["median"], over["min"], over["max"],
-                    "  skew %.3f s" % figures["skew_s"] if "skew_s" in figures else ""))
+                skew = f"  skew {figures['skew_s']:.3f} s" if "skew_s" in figures else ""
+                print(f"{schedule:<14} {figures['pairs']:6d} {figures['passed']:7d} {figures['mesh_wall_s']:8.2f}s "
+                      f"{figures['ideal_s']:7.0f}s {figures['ratio']:7.3f} {figures['pytest_wall_s']:6.1f}s "
+                      f"{over['median']:12.3f} ({over['min']:.3f}-{over['max']:.3f}){skew}")
                 if figures["exit"]:
-                    print("   pytest exited %d:\n%s" % (figures["exit"], figures["output_tail"]))
+                    print(f"   pytest exited {figures['exit']}:\n{figures['output_tail']}")
                 if schedule == "sequential":
                     sequential = figures
             if sequential:
                 m = sequential["measurement_overhead_s"]
-                print("per-measurement overhead (sequential, mesh.json finished - started - T): median %.3f s "
-                      "(%.3f-%.3f)" % (m["median"], m["min"], m["max"]))
+                print("per-measurement overhead (sequential, mesh.json finished - started - T): median "
+                      f"{m['median']:.3f} s ({m['min']:.3f}-{m['max']:.3f})")
                 ratios = []
                 for pair, measured in list(sequential["throughput_bps"].items())[:args.raw_pairs]:
                     src, dst = pair.split("->")
@@ -187,8 +186,8 @@ def main(argv=None):
                     report["throughput_ratio"].append({"nodes": nodes, "pair": pair, "meshperf_bps": measured,
                                                        "raw_bps": raw, "ratio": round(measured / raw, 4)})
                 if ratios:
-                    print("throughput meshperf / raw iperf3 over %d pairs: median %.4f (%.4f-%.4f)" % (
-                        len(ratios), statistics.median(ratios), min(ratios), max(ratios)))
+                    print(f"throughput meshperf / raw iperf3 over {len(ratios)} pairs: median "
+                          f"{statistics.median(ratios):.4f} ({min(ratios):.4f}-{max(ratios):.4f})")
         finally:
             tb.down()
     report["machine"]["loadavg_end"] = os.getloadavg()

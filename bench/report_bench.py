@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/report_bench.py [--nodes 3,30,100] [--raw] [--repeat 3]
 
-Meshes are made by tests/meshgen.py (the recorded 3-node run's TCP entry, rewritten per pair); --raw keeps
+Meshes are made by tests/support/meshgen.py (the recorded 3-node run's TCP entry, rewritten per pair); --raw keeps
 the recorded iperf3 JSON in every entry, as a real mesh.json has it (mesh.json then grows about 5 kB per
 pair, the report does not).  Per size it prints the mesh.json size, the time to load it and build the page
 (best of --repeat), the report's size, the page's own render time (report.js, reported by the page) and the
@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "support"))
 
 from meshgen import generate  # noqa: E402
 
@@ -31,24 +31,24 @@ def main(argv=None):
     parser.add_argument("--raw", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    print("%6s %8s %11s %12s %11s %10s %11s" % ("nodes", "cells", "mesh.json", "build (s)", "report", "render ms",
-                                                 "dump-dom s"))
+    print(f"{'nodes':>6} {'cells':>8} {'mesh.json':>11} {'build (s)':>12} {'report':>11} {'render ms':>10} "
+          f"{'dump-dom s':>11}")
     with tempfile.TemporaryDirectory() as tmp:
         for nodes in (int(n) for n in args.nodes.split(",")):
             mesh, _ = generate(nodes, raw=args.raw)
-            mesh_path = os.path.join(tmp, "mesh-%d.json" % nodes)
+            mesh_path = os.path.join(tmp, f"mesh-{nodes}.json")
             with open(mesh_path, "w") as handle:
                 json.dump(mesh, handle)
             del mesh
-            out = os.path.join(tmp, "report-%d.html" % nodes)
+            out = os.path.join(tmp, f"report-{nodes}.html")
             best = min(_timed(write_report, mesh_path, out) for _ in range(args.repeat))
             started = time.perf_counter()
             dom = browser.dump_dom(out)
             dump_s = time.perf_counter() - started
             render_ms = re.search(r'data-render-ms="(\d+)"', dom[:2000])
-            print("%6d %8d %8.1f MB %12.2f %8.2f MB %10s %11.1f" % (
-                nodes, nodes * (nodes - 1), os.path.getsize(mesh_path) / 1e6, best, os.path.getsize(out) / 1e6,
-                render_ms.group(1) if render_ms else "?", dump_s))
+            print(f"{nodes:6d} {nodes * (nodes - 1):8d} {os.path.getsize(mesh_path) / 1e6:8.1f} MB {best:12.2f} "
+                  f"{os.path.getsize(out) / 1e6:8.2f} MB {render_ms.group(1) if render_ms else '?'!s:>10} "
+                  f"{dump_s:11.1f}")
 
 
 def _timed(func, *args):

@@ -140,7 +140,7 @@ class Profile:
             (SshNode, "close", lambda obj, *a, **k: "ssh close" if obj.conn is not None else None, node),
             (AgentClient, "_ensure", lambda obj, *a, **k: None if obj._sock is not None
              else "rpc connect + HMAC handshake", lambda obj: obj.node),
-            (AgentClient, "call", lambda obj, method, *a, **k: "rpc %s" % method, lambda obj: obj.node),
+            (AgentClient, "call", lambda obj, method, *a, **k: f"rpc {method}", lambda obj: obj.node),
         )
         for cls, name, label_of, host_of in wraps:
             if hasattr(cls, name):  # the code moves on: profile what exists
@@ -176,18 +176,18 @@ def _command_label(argv):
         return "cmd: boot + agent launch (python, tools, bundle hash, daemon, ready line)"
     script = str(argv[argv.index("-c") + 1]) if "-c" in argv[1:4] and len(argv) > argv.index("-c") + 1 else ""
     if "meshperf_boot" in script:
-        return "cmd: boot probe (python, tools%s)" % (", hashes" if "--expect" in argv else "")
+        return f"cmd: boot probe (python, tools{', hashes' if '--expect' in argv else ''})"
     if "SIGTERM" in script and len(argv) > argv.index("-c") + 4:  # commands.AGENTS_SCRIPT NODE PIDS MODE [LOG]
         mode, with_log = argv[argv.index("-c") + 4], len(argv) > argv.index("-c") + 5
-        return "cmd: %s (SIGTERM, wait, SIGKILL)%s" % ("stop agent" if mode == "-" else "find and stop agents",
-                                                    ", return its log" if with_log else "")
+        return (f"cmd: {'stop agent' if mode == '-' else 'find and stop agents'} (SIGTERM, wait, SIGKILL)"
+                f"{', return its log' if with_log else ''}")
     for needle, label in (("tools = {}", "cmd: python3 probe (python, iperf3 --version)"),
                           ("hashlib", "cmd: sha256 of the deployed bundle"),
                           ("SIGTERM", "cmd: stop agent (SIGTERM, wait, SIGKILL)"),
                           ("ns/net", "cmd: find agents (/proc scan)")):
         if needle in script:
             return label
-    return "cmd: %s" % first
+    return f"cmd: {first}"
 
 
 def _cpu_s():
@@ -234,19 +234,19 @@ class Bench:
             self.uploads[step].append(sum(1 for r in result if r.ok and any(
                 item.get("transferred_bytes") for item in r.details.values() if isinstance(item, dict))))
         if isinstance(result, Exception):
-            self.failures[step].append("%s: %s" % (type(result).__name__, result))
+            self.failures[step].append(f"{type(result).__name__}: {result}")
         elif isinstance(result, list):
             bad = [r for r in result if not r.ok]
             if bad:
-                self.failures[step].append("%d/%d hosts failed, e.g. %s: %s" % (
-                    len(bad), len(result), bad[0].node.name, bad[0].message[:160]))
+                self.failures[step].append(f"{len(bad)}/{len(result)} hosts failed, e.g. {bad[0].node.name}: "
+                                           f"{bad[0].message[:160]}")
         return result
 
     def cli(self, step, tb, command, bundle_file="-"):
         argv = [sys.executable, "-c", _CLI_BOOT, bundle_file, command, "-v", "--cluster", tb.hosts_yaml,
                 "--ssh-known-hosts", tb.known_hosts]
         if command == "start":
-            argv += ["--lease", "%g" % self.args.lease]
+            argv += ["--lease", f"{self.args.lease:g}"]
 
         def run():
             out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=CLI_TIMEOUT_S,
@@ -255,7 +255,7 @@ class Bench:
             echoed = [l for l in text.splitlines() if l.startswith("    node") and "$ " in l]
             self.cli_commands[step].append(len(echoed) / len(tb.nodes))
             if out.returncode != 0:
-                raise RuntimeError("exit %d: %s" % (out.returncode, text.strip().splitlines()[-1:]))
+                raise RuntimeError(f"exit {out.returncode}: {text.strip().splitlines()[-1:]}")
             return None
         return self.timed(step, run)
 
@@ -291,7 +291,7 @@ class Bench:
             if os.path.basename(fresh_dir).endswith(fresh.sha256[:12]):
                 shutil.rmtree(fresh_dir, ignore_errors=True)
         with tempfile.TemporaryDirectory(prefix="meshperf-bench-") as log_dir:
-            controller = Controller(cluster, log_dir, "bench-%d-%d" % (os.getpid(), run_index),
+            controller = Controller(cluster, log_dir, f"bench-{os.getpid()}-{run_index}",
                                     ssh_options=SshOptions(known_hosts=tb.known_hosts))
             self.profile.marks["start_one_end"].clear()
             begun = time.monotonic()
@@ -301,8 +301,8 @@ class Bench:
                 if ends:
                     self.times["  agents started (parallel part)"].append(max(ends) - begun)
                 if controller.failed:
-                    self.failures["Controller.start"].append("%d nodes failed, e.g. %s" % (
-                        len(controller.failed), next(iter(controller.failed.values()))[:160]))
+                    self.failures["Controller.start"].append(f"{len(controller.failed)} nodes failed, e.g. "
+                                                             f"{next(iter(controller.failed.values()))[:160]}")
             finally:
                 self.timed("Controller.stop", controller.stop)
 
@@ -341,15 +341,16 @@ def with_python(hosts_yaml, python):
 
 # -- reporting ----------------------------------------------------------------------------
 def _fmt(values):
-    return "%7.2f s %7.2f s %7.2f s" % (statistics.median(values), min(values), max(values))
+    return f"{statistics.median(values):7.2f} s {min(values):7.2f} s {max(values):7.2f} s"
 
 
 def report(n, bench, profile, build_s, down_s, load_before, load_after, via):
     runs = bench.args.repeat
-    print("\n== netns:%d  (testbed up %.2f s, down %.2f s: not in the figures; load average %.2f -> %.2f)"
-          % (n, build_s, down_s, load_before, load_after))
-    print("  %-34s %9s %9s %9s %9s  %s" % ("step (%s)" % ("CLI subprocess" if via == "cli" else "operations.*, in process"),
-                                         "median", "min", "max", "our CPU", "remote commands / SSH connections per host"))
+    print(f"\n== netns:{n}  (testbed up {build_s:.2f} s, down {down_s:.2f} s: not in the figures; load average "
+          f"{load_before:.2f} -> {load_after:.2f})")
+    how = "CLI subprocess" if via == "cli" else "operations.*, in process"
+    print(f"  {'step (' + how + ')':<34} {'median':>9} {'min':>9} {'max':>9} {'our CPU':>9}  "
+          "remote commands / SSH connections per host")
     rows = {}
     for step in list(STEPS[:5]) + ["Controller.start", "  agents started (parallel part)", "Controller.stop"]:
         values = bench.times.get(step)
@@ -359,32 +360,33 @@ def report(n, bench, profile, build_s, down_s, load_before, load_after, via):
         commands = sum(c for label, (c, _) in summary.items() if label.startswith("cmd:"))
         conns = summary.get("ssh connect (TCP, key exchange, host key, auth)", (0, 0))[0]
         uploads = statistics.mean(bench.uploads[step]) / n if bench.uploads.get(step) else 0.0
-        conns_text = "%.1f" % conns
+        conns_text = f"{conns:.1f}"
         if bench.cli_commands.get(step):  # counted from the CLI's -v lines; connections are not shown there
             commands, conns_text = statistics.mean(bench.cli_commands[step]), "?"
-        extra = "" if step.startswith("  ") else "%.1f / %s%s" % (
-            commands, conns_text, ", sftp uploads: %.1f" % uploads if step.startswith("deploy") and not
-            bench.cli_commands.get(step) else "")
+        uploads_text = f", sftp uploads: {uploads:.1f}" if step.startswith("deploy") and not bench.cli_commands.get(
+            step) else ""
+        extra = "" if step.startswith("  ") else f"{commands:.1f} / {conns_text}{uploads_text}"
         cpu = bench.cpu.get(step)
-        print("  %-34s %s %9s  %s" % (step, _fmt(values), "%.2f s" % statistics.median(cpu) if cpu else "", extra))
+        cpu_text = f"{statistics.median(cpu):.2f} s" if cpu else ""
+        print(f"  {step:<34} {_fmt(values)} {cpu_text:>9}  {extra}")
         for message in bench.failures.get(step, [])[:2]:
-            print("  %-34s   ! %s" % ("", message))
+            print(f"  {'':<34}   ! {message}")
         rows[step] = {"median_s": statistics.median(values), "min_s": min(values), "max_s": max(values),
                       "runs": values, "failures": bench.failures.get(step, []),
                       "controller_cpu_s": statistics.median(cpu) if cpu else None,
                       "commands_per_host": commands, "connections_per_host": conns}
     if True:  # the CLI's steps run in subprocesses: only the in-process steps have a profile there
-        print("  where the time goes (self time per host per run, mean; operations run on up to %d hosts at once):"
-              % operations.MAX_FAN_OUT)
+        print("  where the time goes (self time per host per run, mean; operations run on up to "
+              f"{operations.MAX_FAN_OUT} hosts at once):")
         for step in STEPS:
             summary = profile.summary(step, n, runs)
             if not summary:
                 continue
             parts = sorted(summary.items(), key=lambda item: -item[1][1])
-            print("    %s:" % step)
+            print(f"    {step}:")
             for label, (count, ms) in parts:
                 if ms >= 0.5:
-                    print("      %8.1f ms  %4.1fx  %s" % (ms, count, label))
+                    print(f"      {ms:8.1f} ms  {count:4.1f}x  {label}")
             rows.setdefault(step, {})["profile_ms_per_host"] = {label: ms for label, (_, ms) in parts}
     return rows
 
@@ -407,25 +409,26 @@ def main(argv=None):
         parser.error("--repeat must be in 1..20")
     reason = unavailable_reason()
     if reason:
-        print("setup_bench: cannot build a netns testbed here: %s" % reason, file=sys.stderr)
+        print(f"setup_bench: cannot build a netns testbed here: {reason}", file=sys.stderr)
         return 2
 
     info = machine(tools=True)
-    print("meshperf set-up time, %s" % info["date"])
-    print("machine: %d CPUs (%s), %.1f GiB RAM, Linux %s, Python %s, %s, %s, fabric %s, paramiko %s"
-          % (info["nproc"], info["cpu"], info["memory_gib"], info["kernel"], info["python"], info["iperf3"],
-             info["openssh"], info["fabric"], info["paramiko"]))
-    print("code: meshperf %s, commit %s" % (info["meshperf"], info["code"]))
+    print(f"meshperf set-up time, {info['date']}")
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']:.1f} GiB RAM, Linux {info['kernel']}, "
+          f"Python {info['python']}, {info['iperf3']}, {info['openssh']}, fabric {info['fabric']}, paramiko "
+          f"{info['paramiko']}")
+    print(f"code: meshperf {info['meshperf']}, commit {info['code']}")
     if args.python:
-        print("nodes run %s (inventory key python)" % args.python)
-    print("command: %s" % " ".join(["python3", "bench/setup_bench.py"] + (argv if argv is not None else sys.argv[1:])))
+        print(f"nodes run {args.python} (inventory key python)")
+    command = ["python3", "bench/setup_bench.py"] + (argv if argv is not None else sys.argv[1:])
+    print(f"command: {' '.join(command)}")
     started = time.monotonic()
     import_s = None
     if args.via == "cli":
         t = time.monotonic()
         subprocess.run([sys.executable, "-c", "import pytest_meshperf.cli"], timeout=60, check=True, cwd=ROOT)
         import_s = time.monotonic() - t
-        print("CLI start-up (python + import pytest_meshperf.cli): %.2f s, part of every CLI figure" % import_s)
+        print(f"CLI start-up (python + import pytest_meshperf.cli): {import_s:.2f} s, part of every CLI figure")
 
     results = {"machine": info, "via": args.via, "repeat": args.repeat, "cli_import_s": import_s, "sizes": {}}
     for n in sizes:
@@ -440,7 +443,7 @@ def main(argv=None):
         profile.install()
         bench = Bench(args, profile)
         workdir = tempfile.mkdtemp(prefix="meshperf-bench-tb-")
-        tb = NetnsTestbed(parse_spec("netns:%d" % n), workdir)
+        tb = NetnsTestbed(parse_spec(f"netns:{n}"), workdir)
         load_before = os.getloadavg()[0]
         build_s = down_s = None
         cluster = calibration = None
@@ -463,7 +466,7 @@ def main(argv=None):
                 try:
                     operations.stop(cluster, SshOptions(known_hosts=tb.known_hosts), everything=True)
                 except Exception as exc:  # down() kills whatever runs in the namespaces anyway
-                    print("  (stop --all before teardown: %s)" % exc)
+                    print(f"  (stop --all before teardown: {exc})")
                 try:
                     os.unlink(operations.state_path(cluster))
                 except OSError:
@@ -479,19 +482,19 @@ def main(argv=None):
             Controller._start_one = saved_start_one
         rows = report(n, bench, profile, build_s, down_s, load_before, os.getloadavg()[0], args.via)
         if calibration:
-            print("  one node, one open connection, sequential (median of 5): %s" % ", ".join(
-                "%s %.0f ms" % (label, 1000 * value) for label, value in calibration.items()))
+            timed = ", ".join(f"{label} {1000 * value:.0f} ms" for label, value in calibration.items())
+            print(f"  one node, one open connection, sequential (median of 5): {timed}")
         results["sizes"][str(n)] = {"testbed_up_s": build_s, "testbed_down_s": down_s, "steps": rows,
                                     "calibration_s": calibration}
 
-    print("\nsummary (median of %d runs, seconds; %s):" % (
-        args.repeat, "meshperf CLI as a subprocess" if args.via == "cli" else "operations.* in process"))
-    print("  %-8s" % "nodes" + "".join("%17s" % s for s in STEPS))
+    how = "meshperf CLI as a subprocess" if args.via == "cli" else "operations.* in process"
+    print(f"\nsummary (median of {args.repeat} runs, seconds; {how}):")
+    print(f"  {'nodes':<8}" + "".join(f"{s!s:>17}" for s in STEPS))
     for n in sizes:
         steps = results["sizes"][str(n)]["steps"]
-        print("  %-8d" % n + "".join("%17s" % ("%.2f" % steps[s]["median_s"] if s in steps and "median_s" in steps[s]
-                                               else "-") for s in STEPS))
-    print("total benchmark time %.0f s" % (time.monotonic() - started))
+        medians = (f"{steps[s]['median_s']:.2f}" if s in steps and "median_s" in steps[s] else "-" for s in STEPS)
+        print(f"  {n:<8d}" + "".join(f"{m:>17}" for m in medians))
+    print(f"total benchmark time {time.monotonic() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1, default=str)

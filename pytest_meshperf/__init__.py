@@ -3,6 +3,7 @@
 This module stays free of heavy imports: the node agent ships with
 ``pytest_meshperf/__init__.py``, ``agent/`` and ``tools/`` only.
 """
+from __future__ import annotations
 
 import os
 

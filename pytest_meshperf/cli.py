@@ -6,6 +6,7 @@ steps by hand, following netperf-orchestrate's workflow: check, deploy, start,
 status, stop; and work with results: summary, report, assemble, export.  The operations live in
 ``operations.py``; this module parses arguments and formats output.
 """
+from __future__ import annotations
 
 import argparse
 import os
@@ -14,6 +15,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
+from typing import Any
 
 from pytest_meshperf import __version__
 from pytest_meshperf.cluster.inventory import is_testbed_spec, load_cluster
@@ -40,7 +43,7 @@ ASCII_MARKS = ("+", "x")            # where the terminal cannot encode them (LAN
 INTERRUPTED_EXIT = 130              # 128 + SIGINT, as shells report it
 
 
-def marks():
+def marks() -> tuple[str, str]:
     """The ok/failed marks this stdout can print."""
     try:
         "".join(MARKS).encode(sys.stdout.encoding or "ascii")
@@ -49,12 +52,12 @@ def marks():
     return MARKS
 
 
-def say(args, text="", **kwargs):
+def say(args: argparse.Namespace, text: str = "", **kwargs: Any) -> None:
     """A human line: on stdout, or on stderr when stdout carries the --json document."""
     print(text, file=sys.stderr if getattr(args, "json", False) else sys.stdout, **kwargs)
 
 
-def cmd_summary(args):
+def cmd_summary(args: argparse.Namespace) -> int:
     mesh_path = resolve_mesh(args.result)
     nodes, rows, counts = load_rows(mesh_path)
     if args.json:
@@ -65,21 +68,21 @@ def cmd_summary(args):
     if problems:
         print("\nfailures and errors:")
         for row, message in problems:
-            print("  %s %s->%s: %s" % (row.status.upper(), row.src, row.dst, message))
+            print(f"  {row.status.upper()} {row.src}->{row.dst}: {message}")
     return 1 if counts.get("failed") or counts.get("error") else 0
 
 
-def cmd_report(args):
+def cmd_report(args: argparse.Namespace) -> int:
     mesh_path = resolve_mesh(args.result)
     if args.metric:
         try:
             args.metric = resolve_metric(args.metric).name
         except UsageError as exc:
-            raise UsageError("--metric: %s" % exc)
+            raise UsageError(f"--metric: {exc}")
     try:
         mesh = html_report.load_mesh(mesh_path)
     except (OSError, ValueError) as exc:
-        raise UsageError("%s: not a readable mesh.json (%s)" % (mesh_path, exc))
+        raise UsageError(f"{mesh_path}: not a readable mesh.json ({exc})")
     page = html_report.build_report(mesh, mesh_path)
     return _publish(args, page, args.output or (None if args.png else html_report.beside(mesh_path)), "-o",
                     _fragment(pin=args.pin, view=args.view, metric=args.metric))
@@ -87,7 +90,7 @@ def cmd_report(args):
 
 def _fragment(**asked):
     """report.js's #pin=SRC->DST&view=...&metric=...: what a screenshot shows."""
-    return "&".join("%s=%s" % (name, urllib.parse.quote(value, safe=">-")) for name, value in asked.items() if value)
+    return "&".join(f"{name}={urllib.parse.quote(value, safe='>-')}" for name, value in asked.items() if value)
 
 
 def _publish(args, page, out_path, option, fragment=""):
@@ -95,12 +98,12 @@ def _publish(args, page, out_path, option, fragment=""):
     the --png screenshot (``fragment``: report.js's #pin=...&view=...); returns 0."""
     folder = os.path.dirname(os.path.abspath(args.png)) if args.png else None
     if folder and not os.path.isdir(folder):   # found before Chromium starts, not as "wrote no screenshot"
-        raise UsageError("--png %s: cannot write the screenshot: no directory %s" % (args.png, folder))
+        raise UsageError(f"--png {args.png}: cannot write the screenshot: no directory {folder}")
     if not out_path:
         with tempfile.TemporaryDirectory(prefix="meshperf-report-") as tmp:
             return _screenshot(args, _save(page, os.path.join(tmp, html_report.REPORT_FILE), option), fragment)
     out = _save(page, out_path, option)
-    say(args, "report: %s" % out)
+    say(args, f"report: {out}")
     return _screenshot(args, out, fragment) if args.png else 0
 
 
@@ -108,31 +111,30 @@ def _save(page, path, option):
     try:
         return html_report.save_page(page, path)
     except OSError as exc:
-        raise UsageError("%s %s: cannot write the report: %s" % (option, path, exc.strerror or exc))
+        raise UsageError(f"{option} {path}: cannot write the report: {exc.strerror or exc}")
 
 
 def _screenshot(args, html_path, fragment):
     png, (width, height) = browser.full_page_screenshot(html_path, args.png, getattr(args, "png_width", None),
                                                         getattr(args, "png_height", None), fragment)
-    say(args, "screenshot: %s (%dx%d)" % (png, width, height))
+    say(args, f"screenshot: {png} ({width}x{height})")
     return 0
 
 
-def cmd_assemble(args):
+def cmd_assemble(args: argparse.Namespace) -> int:
     run_path = os.path.abspath(args.run_dir)
     if not os.path.isfile(os.path.join(run_path, "run.json")):
-        return _fail("%s: not a meshperf run directory (no run.json); give <mesh-out>/<run-id>" % args.run_dir)
+        return _fail(f"{args.run_dir}: not a meshperf run directory (no run.json); give <mesh-out>/<run-id>")
     run_dir = RunDir(os.path.dirname(run_path), os.path.basename(run_path))
     meta = run_dir.read_meta()["run"]
     # Rebuilt after the fact: the run did not finish itself, so it counts as interrupted.
     assembled = assemble(run_dir, time.time(), interrupted=True, exit_status=meta.get("exit_status"))
-    print("%s: %d measurements (%d passed, %d failed, %d errors)" % (
-        assembled.path, len(assembled.rows), assembled.counts.get("passed", 0), assembled.counts.get("failed", 0),
-        assembled.counts.get("error", 0)))
+    print(f"{assembled.path}: {len(assembled.rows)} measurements ({assembled.counts.get('passed', 0)} passed, "
+          f"{assembled.counts.get('failed', 0)} failed, {assembled.counts.get('error', 0)} errors)")
     return 0
 
 
-def cmd_compare(args):
+def cmd_compare(args: argparse.Namespace) -> int:
     tolerance = parse_tolerance(args.max_regression, "--max-regression") if args.max_regression is not None \
         else DEFAULT_TOLERANCE
     comparison = compare_results(args.old, args.new, tolerance, parse_metrics(args.metric, "--metric"))
@@ -145,19 +147,19 @@ def cmd_compare(args):
     return 1 if comparison.failed else 0
 
 
-def cmd_export(args):
+def cmd_export(args: argparse.Namespace) -> int:
     mesh_path = resolve_mesh(args.result)
     if args.format == "openmetrics":
         series = write_openmetrics(mesh_path, args.file)
         if args.file != "-":
-            print("%s: %d series, OpenMetrics (from %s)" % (args.file, series, mesh_path))
+            print(f"{args.file}: {series} series, OpenMetrics (from {mesh_path})")
         return 0
     count = write_export(mesh_path, export_path(args.file, os.getcwd(), "meshperf export"))
-    print("%s: %d entries (from %s)" % (args.file, count, mesh_path))
+    print(f"{args.file}: {count} entries (from {mesh_path})")
     return 0
 
 
-def cmd_completion(args):
+def cmd_completion(args: argparse.Namespace) -> int:
     import shtab  # only here: completion scripts are generated once, at install time
     print(shtab.complete(build_parser(), shell=args.shell), end="")
     return 0
@@ -165,8 +167,8 @@ def cmd_completion(args):
 
 def _cluster_and_options(args):
     if is_testbed_spec(args.cluster):
-        raise UsageError("--cluster %s: a netns testbed lives only as long as the pytest run that builds it; "
-                         "use its hosts.yaml here, or --cluster local:N" % args.cluster)
+        raise UsageError(f"--cluster {args.cluster}: a netns testbed lives only as long as the pytest run that builds "
+                         "it; use its hosts.yaml here, or --cluster local:N")
     cluster = load_cluster(args.cluster, os.getcwd())
     options = ssh_options_from(args, os.getcwd())
     if args.verbose:
@@ -174,7 +176,7 @@ def _cluster_and_options(args):
 
         def echo(line):
             with lock:
-                say(args, "    %s" % line, flush=True)
+                say(args, f"    {line}", flush=True)
         options.echo = echo
     return cluster, options
 
@@ -183,12 +185,12 @@ def _print_hosts(results, width=None):
     width = width or max(len(r.node.name) for r in results)
     ok, failed = marks()
     for r in results:
-        print("  %s %-*s (%s)  %s" % (ok if r.ok else failed, width, r.node.name, r.node.address, r.message))
+        print(f"  {ok if r.ok else failed} {r.node.name:<{width}} ({r.node.address})  {r.message}")
 
 
-def cmd_check(args):
+def cmd_check(args: argparse.Namespace) -> int:
     cluster, options = _cluster_and_options(args)
-    say(args, "Checking %d hosts..." % len(cluster.nodes), flush=True)
+    say(args, f"Checking {len(cluster.nodes)} hosts...", flush=True)
     results = operations.check(cluster, options, required=args.tool or ())
     spread = operations.clock_spread_s(results)
     online = sum(r.ok for r in results)
@@ -198,35 +200,35 @@ def cmd_check(args):
     _print_hosts(results)
     print()
     if spread is not None:
-        print("Clock offset between nodes: %.3f s%s" % (spread, "  (sync clocks with NTP: timestamps in results "
-                                                              "compare across nodes)" if spread > 0.1 else ""))
-    print("Result: %d/%d hosts online" % (online, len(results)))
+        advice = "  (sync clocks with NTP: timestamps in results compare across nodes)" if spread > 0.1 else ""
+        print(f"Clock offset between nodes: {spread:.3f} s{advice}")
+    print(f"Result: {online}/{len(results)} hosts online")
     return 0 if online == len(results) else 1
 
 
 def _per_host(args, title, operation, outcome, **kwargs):
     """Run a per-host operation with a heading, one line per host and a result line."""
     cluster, options = _cluster_and_options(args)
-    print("%s %d hosts..." % (title, len(cluster.nodes)), flush=True)
+    print(f"{title} {len(cluster.nodes)} hosts...", flush=True)
     results = operation(cluster, options, **kwargs)
     _print_hosts(results)
-    print("\nResult: %d/%d %s" % (sum(r.ok for r in results), len(results), outcome))
+    print(f"\nResult: {sum(r.ok for r in results)}/{len(results)} {outcome}")
     return 0 if all(r.ok for r in results) else 1
 
 
-def cmd_deploy(args):
+def cmd_deploy(args: argparse.Namespace) -> int:
     return _per_host(args, "Deploying the meshperf agent to", operations.deploy, "hosts deployed")
 
 
-def cmd_start(args):
+def cmd_start(args: argparse.Namespace) -> int:
     return _per_host(args, "Starting meshperf agents on", operations.start, "agents started", lease_s=args.lease)
 
 
-def cmd_stop(args):
+def cmd_stop(args: argparse.Namespace) -> int:
     return _per_host(args, "Stopping meshperf agents on", operations.stop, "hosts clean", everything=args.all)
 
 
-def cmd_status(args):
+def cmd_status(args: argparse.Namespace) -> int:
     cluster, options = _cluster_and_options(args)
     results = operations.status(cluster, options)
     if args.json:
@@ -235,21 +237,21 @@ def cmd_status(args):
     print("Agent status:")
     width = max(len(r.node.name) for r in results)
     for r in results:
-        print("  %-*s : %s" % (width, r.node.name, r.message))
+        print(f"  {r.node.name:<{width}} : {r.message}")
     return 0 if all(r.ok for r in results) else 1
 
 
 def _fail(message):
-    sys.stderr.write("meshperf: %s\n" % message)
+    sys.stderr.write(f"meshperf: {message}\n")
     return 2
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meshperf", description="meshperf: a network measured as a full mesh. Measure with "
                                      "'pytest --cluster hosts.yaml suites/' (it does every step by itself); these "
                                      "commands do the steps by hand and work with the results.")
-    parser.add_argument("--version", action="version", version="meshperf %s" % __version__)
+    parser.add_argument("--version", action="version", version=f"meshperf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     cluster_args = argparse.ArgumentParser(add_help=False)
@@ -278,8 +280,7 @@ def build_parser():
         command.set_defaults(func=func)
         if name in ("check", "status"):
             command.add_argument("--json", action="store_true",
-                                 help="print one JSON document (schema/%s.schema.json) and nothing else on stdout"
-                                      % name)
+                                 help=f"print one JSON document (schema/{name}.schema.json) and nothing else on stdout")
         if name == "check":
             command.add_argument("--tool", action="append", choices=sorted(TOOLS), metavar="TOOL",
                                  help="a tool the hosts must have (repeatable: iperf3, netperf); without it a "
@@ -338,7 +339,7 @@ def build_parser():
     report.add_argument("--png-width", type=int, metavar="PIXELS",
                         help="screenshot width (default: as wide as the widest heatmap and its details need)")
     report.add_argument("--png-height", type=int, metavar="PIXELS",
-                        help="screenshot height (default: the whole page, up to %d)" % browser.MAX_PNG_HEIGHT)
+                        help=f"screenshot height (default: the whole page, up to {browser.MAX_PNG_HEIGHT})")
     report.add_argument("--pin", metavar="SRC->DST", help="screenshot with this pair's details open")
     report.add_argument("--view", choices=("value", "median", "asymmetry"),
                         help="screenshot with the heatmaps showing values (default), each pair against the test's "
@@ -373,7 +374,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):   # a character the terminal cannot show is escaped, never a traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

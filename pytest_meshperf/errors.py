@@ -7,9 +7,10 @@ made; the plugin reports the test as an error, never as a threshold failure.
 When its tool client ran, it carries what the client did (``ClientRun``), so
 the result file and the export keep the failed command, its exit and output.
 """
+from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any
 
 OUTPUT_TAIL_CHARS = 64 * 1024   # of a failed client's stdout and stderr, the end is kept (the error is there)
 
@@ -39,17 +40,17 @@ class ClientRun:
     """What a tool client that ran and failed did: its command line (no secrets: tool arguments only),
     how it ended, the last OUTPUT_TAIL_CHARS of its stdout and stderr, its start and end (epoch s)."""
     command: str
-    pid: Optional[int]
-    exit_code: Optional[int]      # None: killed by a signal
-    signal: Optional[int]
+    pid: int | None
+    exit_code: int | None      # None: killed by a signal
+    signal: int | None
     timed_out: bool               # killed at its time limit
     stdout: str
     stderr: str
-    started: Optional[float]
-    ended: Optional[float]
+    started: float | None
+    ended: float | None
 
     @classmethod
-    def from_process(cls, proc: Dict[str, Any]) -> "ClientRun":
+    def from_process(cls, proc: dict[str, Any]) -> ClientRun:
         """From an agent's process result (supervisor.py ``result()``)."""
         return cls(command=proc.get("command") or "", pid=proc.get("pid"), exit_code=proc.get("exit_code"),
                    signal=proc.get("signal"), timed_out=bool(proc.get("timed_out")),
@@ -62,7 +63,7 @@ class MeasurementError(MeshperfError):
     """A measurement could not be made: tool error, refused connection, time-out.
     ``client``: what the tool client did, when one ran (None: the error came before any client ran)."""
 
-    def __init__(self, message: str, client: Optional[ClientRun] = None):
+    def __init__(self, message: str, client: ClientRun | None = None):
         super().__init__(message)
         self.client = client
 

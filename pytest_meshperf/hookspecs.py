@@ -14,13 +14,19 @@ meshperf's own.  An exception in a hook is reported as a warning, never as a tes
 failure.  Under pytest-xdist the measurement hook runs in the worker that measured
 (each worker loads the conftest), the results hook once, on the controller.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
 
 
-def pytest_meshperf_measurement(config, record):
+def pytest_meshperf_measurement(config: pytest.Config, record: dict[str, Any]) -> None:
     """A measurement was journaled: ``record`` is its entry as in mesh.json (plain JSON types: test, src, dst,
     status, metrics, thresholds, error, ...).  Do not change it."""
 
 
-def pytest_meshperf_results(config, mesh_path, counts):
+def pytest_meshperf_results(config: pytest.Config, mesh_path: str, counts: dict[str, int]) -> None:
     """mesh.json was written: ``mesh_path`` its absolute path, ``counts`` the measurements by status
     (``{"passed": 5, "failed": 1, "error": 0}``)."""

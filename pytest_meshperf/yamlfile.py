@@ -1,7 +1,8 @@
 """YAML read with line numbers: composed nodes, repeated keys refused, every message one line naming file:line.
 
-hosts.yaml (cluster/hosts_file.py) reads through it: a subclass sets ``error`` and walks the nodes with the
-loader open, so values are constructed (and merge keys honoured) where they stand.
+hosts.yaml (cluster/hosts_file.py), profiles (spec/profiles.py) and threshold files (spec/threshold_lists.py)
+read through it: a subclass sets ``error`` and walks the nodes with the loader open, so values are constructed
+(and merge keys honoured) where they stand.
 """
 
 from __future__ import annotations
@@ -44,6 +45,26 @@ def kind_of(value: Any) -> str:
     return f"a {type(value).__name__} ({short(value)})"
 
 
+def yaml_problem(err: yaml.YAMLError, text: str) -> tuple[int, int, str, str, str]:
+    """(line, column, kind, problem, fix) of a YAML error, the problem on one line."""
+    if isinstance(err, yaml.reader.ReaderError):
+        before = text[: err.position]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        return (line, column, "YAML syntax error", f"unacceptable character #x{err.character:04x}: {err.reason}",
+                "remove the character")
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = getattr(err, "problem", None) or str(err)
+    context = getattr(err, "context", None)
+    if context:
+        problem = f"{problem} ({context})"
+    if isinstance(err, yaml.constructor.ConstructorError):
+        kind, fix = "invalid YAML", "use plain YAML values (no tags or bad merges) there"
+    else:
+        kind, fix = "YAML syntax error", "check indentation, ':', '-' and quotes there"
+    return line, column, kind, " ".join(problem.split()), fix
+
+
 class YamlDocument:
     """One YAML file's nodes, read with the loader open; a subclass names its error type (``error``) and walks them."""
 
@@ -74,35 +95,14 @@ class YamlDocument:
         )
 
     def yaml_error(self, err: yaml.YAMLError, text: str) -> MeshperfError:
-        if isinstance(err, yaml.reader.ReaderError):
-            before = text[: err.position]
-            line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
-            kind = "YAML syntax error"
-            problem = f"unacceptable character #x{err.character:04x}: {err.reason}"
-            fix = "remove the character"
-        else:
-            mark = getattr(err, "problem_mark", None) or getattr(
-                err, "context_mark", None
-            )
-            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problem = getattr(err, "problem", None) or str(err)
-            context = getattr(err, "context", None)
-            if context:
-                problem = f"{problem} ({context})"
-            if isinstance(err, yaml.constructor.ConstructorError):
-                kind, fix = (
-                    "invalid YAML",
-                    "use plain YAML values (no tags or bad merges) there",
-                )
-            else:
-                kind, fix = (
-                    "YAML syntax error",
-                    "check indentation, ':', '-' and quotes there",
-                )
-        problem = " ".join(problem.split())
-        return self.error(
-            one_line(f"{self.display}:{line}:{column}: {kind}: {problem}; {fix}")
-        )
+        """A YAML error as one line: ``file:line:column: kind: problem; fix``."""
+        line, column, kind, problem, fix = yaml_problem(err, text)
+        return self.error(one_line(f"{self.display}:{line}:{column}: {kind}: {problem}; {fix}"))
+
+    def repeated_key(self, key_node: _YamlNode, where: str, key: str, first_line: int) -> MeshperfError:
+        """A key given twice in one mapping: a subclass may say what to write instead."""
+        return self.fail(key_node, where, f"key {key!r} is given twice (first at line {first_line})",
+                         "keep only one of them")
 
     # -- nodes --------------------------------------------------------------
 
@@ -137,13 +137,7 @@ class YamlDocument:
                 continue
             key = self.key(key_node, where)
             if key in own:
-                first = own[key][0].start_mark.line + 1
-                raise self.fail(
-                    key_node,
-                    where,
-                    f"key {key!r} is given twice (first at line {first})",
-                    "keep only one of them",
-                )
+                raise self.repeated_key(key_node, where, key, own[key][0].start_mark.line + 1)
             own[key] = (key_node, value_node)
         result = own
         if has_merge:

@@ -57,7 +57,7 @@ def from_deb822(text):
                 continue
             if field.lower() == "components":
                 value = " ".join(with_non_free(components))
-            lines.append("%s: %s" % (field, value))
+            lines.append(f"{field}: {value}")
         out.append("\n".join(lines))
     return out
 
@@ -79,12 +79,12 @@ def from_one_line(text):
                     break
         if len(words) < 3 or "main" not in words[2:]:
             continue
-        lines = ["Types: deb", "URIs: %s" % words[0], "Suites: %s" % words[1],
-                 "Components: %s" % " ".join(with_non_free(words[2:]))]
+        lines = ["Types: deb", f"URIs: {words[0]}", f"Suites: {words[1]}",
+                 f"Components: {' '.join(with_non_free(words[2:]))}"]
         for option in filter(None, options):
             key, _, value = option.partition("=")
             if key.lower() == "signed-by":
-                lines.append("Signed-By: %s" % value)
+                lines.append(f"Signed-By: {value}")
         out.append("\n".join(lines))
     return out
 
@@ -104,8 +104,8 @@ def main(argv):
         except OSError:
             pass
     if not entries:
-        sys.exit("nonfree_sources.py: no enabled 'deb ... main' entry in %s/sources.list or %s/sources.list.d/; "
-                 "add Debian's non-free component by hand and install netperf" % (apt, apt))
+        sys.exit(f"nonfree_sources.py: no enabled 'deb ... main' entry in {apt}/sources.list or {apt}/sources.list.d/; "
+                 "add Debian's non-free component by hand and install netperf")
     with open(argv[1], "w") as handle:
         handle.write("\n\n".join(entries) + "\n")
 

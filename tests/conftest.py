@@ -30,6 +30,6 @@ def netns_required():
     from pytest_meshperf.testbed import unavailable_reason
     reason = unavailable_reason()
     if reason and os.environ.get("CI"):
-        pytest.fail("CI must be able to build the netns testbed: %s" % reason)
+        pytest.fail(f"CI must be able to build the netns testbed: {reason}")
     if reason:
         pytest.skip(reason)

@@ -3,9 +3,9 @@
 import os
 
 import pytest
-from commands import meshperf
-from test_cli_json import document
-from testbed_fixtures import netns_testbed
+
+from support.commands import document, meshperf
+from support.testbed_fixtures import netns_testbed
 
 CHECK, CROSS = "\u2713", "\u2717"
 
@@ -14,7 +14,7 @@ def test_check_on_the_embedded_cluster():
     result = meshperf("check", "--cluster", "local:2")
     assert result.returncode == 0
     assert result.stdout.splitlines()[0] == "Checking 2 hosts..."
-    assert "%s node1 (127.0.0.11)" % CHECK in result.stdout and "iperf3 3." in result.stdout
+    assert f"{CHECK} node1 (127.0.0.11)" in result.stdout and "iperf3 3." in result.stdout
     assert result.stdout.rstrip().endswith("Result: 2/2 hosts online")
 
 
@@ -28,7 +28,7 @@ def test_bad_cluster_is_one_line_usage_error(tmp_path):
                                      "compare"])
 def test_every_command_has_complete_help(command):
     result = meshperf(command, "--help")
-    assert result.returncode == 0 and result.stdout.startswith("usage: meshperf %s" % command)
+    assert result.returncode == 0 and result.stdout.startswith(f"usage: meshperf {command}")
     if command not in ("summary", "report", "assemble", "compare"):
         for option in ("--cluster", "-v", "--ssh-host-keys", "--ssh-known-hosts", "--ssh-config", "--iperf3",
                        "--local-iperf3"):
@@ -47,7 +47,7 @@ def test_workflow_on_four_namespaced_hosts(tmp_path):
         assert check.stdout.rstrip().endswith("Result: 4/4 hosts online")
         checked = document(meshperf("check", *common, "--json", env=env), "check")
         assert checked["online"] == 4 and all(h["host_key_check"] == "yes" for h in checked["hosts"])
-        assert [h["address"] for h in checked["hosts"]] == [tb.node("node%d" % i).address for i in range(1, 5)]
+        assert [h["address"] for h in checked["hosts"]] == [tb.node(f"node{i}").address for i in range(1, 5)]
 
         first = meshperf("deploy", *common, env=env)
         # Testbed nodes share one disk (like NFS homes): the first node to finish ships, the others may find it.
@@ -76,5 +76,5 @@ def test_workflow_on_four_namespaced_hosts(tmp_path):
         tb.stop_sshd("node4")
         down = meshperf("check", *common, env=env)
         assert down.returncode == 1
-        assert "%s node4 (%s)  cannot connect to port 22" % (CROSS, tb.node("node4").address) in down.stdout
+        assert f"{CROSS} node4 ({tb.node('node4').address})  cannot connect to port 22" in down.stdout
         assert down.stdout.rstrip().endswith("Result: 3/4 hosts online")

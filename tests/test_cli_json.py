@@ -11,28 +11,13 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
-import jsonschema
 import pytest
-from commands import MESHPERF, meshperf
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS = ROOT / "pytest_meshperf" / "schema"
-DATA = Path(__file__).resolve().parent / "data"
-RECORDED = DATA / "report" / "mesh-3-nodes.json"
-BASELINE, SLOW_LINK = DATA / "compare" / "baseline.json", DATA / "compare" / "slow-link.json"
-
-
-def document(result, command):
-    """stdout is exactly one JSON document, valid against its schema."""
-    doc = json.loads(result.stdout)
-    schema = json.loads((SCHEMAS / ("%s.schema.json" % command)).read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    jsonschema.validate(doc, schema)
-    assert doc["command"] == command
-    return doc
+from support.commands import MESHPERF, document, meshperf
+from support.paths import BASELINE, SLOW_LINK
+from support.paths import RECORDED_MESH as RECORDED
 
 
 def test_check_and_status_json_on_the_embedded_cluster(tmp_path):
@@ -138,13 +123,14 @@ def test_ctrl_c_exits_130(tmp_path):
     servers, accepted = [], []
     for i in range(2):   # a mesh needs two hosts, each its own address
         server = socket.socket()
-        server.bind(("127.0.0.%d" % (i + 1), 0))
+        server.bind((f"127.0.0.{i + 1}", 0))
         server.listen(4)
         servers.append(server)
         threading.Thread(target=lambda s=server: accepted.append(s.accept()), daemon=True).start()
     hosts = tmp_path / "hosts.yaml"
-    hosts.write_text("hosts:\n" + "".join("  - {name: silent%d, address: %s, ssh_port: %d, ssh_user: nobody}\n"
-                                           % (i, *server.getsockname()) for i, server in enumerate(servers)))
+    hosts.write_text("hosts:\n" + "".join(
+        f"  - {{name: silent{i}, address: {address}, ssh_port: {port}, ssh_user: nobody}}\n"
+        for i, (address, port) in enumerate(server.getsockname() for server in servers)))
     proc = subprocess.Popen([MESHPERF, "check", "--cluster", str(hosts), "--ssh-connect-timeout", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -4,7 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from meshcheck import iter_entries
+
+from support.meshcheck import iter_entries
 
 STORE = """
 import json, os

@@ -4,16 +4,21 @@ Read from the source (every import statement, function-local ones included), not
 """
 
 import ast
+import io
 import subprocess
 import sys
-from pathlib import Path
+import tokenize
 
-PACKAGE = Path(__file__).resolve().parent.parent / "pytest_meshperf"
-# The pytest side: plugin.py and the session package (hooks, the session, collection, fixtures, items, xdist's
+from support.paths import ROOT
+
+PACKAGE = ROOT / "pytest_meshperf"
+
+
+# The pytest side: plugin.py, hookspecs.py and the session package (hooks, the session, collection, fixtures, items, xdist's
 # scheduler).  Everything else (cluster, spec, plan, transport, control, agent, tools, measure, verdicts, results,
 # reports, CLI) works without pytest.
 def is_pytest_side(name):
-    return name == "plugin" or name == "session" or name.startswith("session.")
+    return name in ("plugin", "hookspecs") or name == "session" or name.startswith("session.")
 
 
 def modules():
@@ -141,3 +146,69 @@ def test_the_node_side_imports_only_what_the_bundle_ships():
     outside = [f"{name} -> {other}" for name, path in known.items() if _package(name) in ("agent", "tools")
                for other in imports(name, path, known)[0] if _package(other) not in ("", "agent", "tools")]
     assert outside == []
+
+
+def test_a_function_local_import_says_why():
+    """Imports belong at the top; one inside a function is for start-up cost or an optional dependency, and a
+    comment on its line says which (a cycle it might hide is caught above: the graph counts these imports too)."""
+    unexplained = []
+    for name, path in sorted(modules().items()):
+        text = path.read_text()
+        commented = {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+                     if tok.type == tokenize.COMMENT}
+        for function in ast.walk(ast.parse(text)):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and not (
+                        set(range(node.lineno, node.end_lineno + 1)) & commented):
+                    unexplained.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert unexplained == [], "function-local imports without a comment saying why: " + ", ".join(unexplained)
+
+
+def test_the_tests_mirror_the_packages():
+    """A test file about one package sits in tests/<package>/; helpers live in tests/support/ alone."""
+    packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    tests = ROOT / "tests"
+    folders = {path.name for path in tests.iterdir() if path.is_dir() and not path.name.startswith((".", "__"))}
+    assert folders - {"support", "data"} <= packages, folders - packages
+    for path in tests.rglob("*.py"):
+        relative = path.relative_to(tests)
+        if relative.parts[0] not in ("support", "data") and path.name != "conftest.py":
+            assert path.name.startswith("test_"), f"{relative}: a helper belongs in tests/support/"
+
+
+# Runs as bare source on any python3, to report an old one's version: no annotations it could choke on.
+UNANNOTATED = {"agent.boot"}
+
+
+def public_functions(tree):
+    """(qualified name, function node) of every public function and method (of a public class) in a module."""
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
+                yield from walk(child, prefix + child.name + ".")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                dunder = child.name.startswith("__") and child.name.endswith("__")
+                if dunder or not child.name.startswith("_"):
+                    yield prefix + child.name, child
+    yield from walk(tree, "")
+
+
+def test_every_public_function_is_annotated():
+    missing = []
+    for name, path in sorted(modules().items()):
+        if name in UNANNOTATED:
+            continue
+        for qualname, function in public_functions(ast.parse(path.read_text())):
+            arguments = function.args.posonlyargs + function.args.args + function.args.kwonlyargs
+            if arguments and arguments[0].arg in ("self", "cls"):
+                arguments = arguments[1:]
+            unannotated = [a.arg for a in arguments if a.annotation is None]
+            unannotated += [f"*{a.arg}" for a in (function.args.vararg, function.args.kwarg)
+                            if a is not None and a.annotation is None]
+            if function.returns is None and function.name != "__init__":
+                unannotated.append("return")
+            if unannotated:
+                missing.append(f"{name}.{qualname} ({', '.join(unannotated)})")
+    assert missing == [], f"{len(missing)} public functions lack annotations: " + "; ".join(missing)

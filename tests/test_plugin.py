@@ -5,9 +5,10 @@ import signal
 import xml.etree.ElementTree as ET
 
 import pytest
-from meshcheck import iter_entries as entries
-from meshcheck import validate_mesh_file
-from procs import alive, descendants, find_iperf3, inner_pytest, is_agent, is_iperf3, journal_records, wait_for
+
+from support.meshcheck import iter_entries as entries
+from support.meshcheck import validate_mesh_file
+from support.procs import alive, descendants, find_iperf3, inner_pytest, is_agent, is_iperf3, journal_records, wait_for
 
 TCP_TEST = """
 import pytest
@@ -44,7 +45,7 @@ def test_full_mesh_on_embedded_cluster(pytester, mesh_out):
         (instance,) = entry["instances"]
         assert instance["raw"]["end"]["sum_received"]["bits_per_second"] == entry["metrics"]["throughput_bps"]
         assert instance["raw"]["start"]["version"].startswith("iperf 3")
-        assert "-c 127.0.0.1%s" % dst[-1] in instance["command"]
+        assert f"-c 127.0.0.1{dst[-1]}" in instance["command"]
     assert mesh["cluster"]["nodes"]["node1"]["tools"]["iperf3"]["version"].startswith("3.")
 
 
@@ -87,7 +88,7 @@ def test_junit_has_one_testcase_per_pair_with_metric_properties(pytester, mesh_o
     result.assert_outcomes(passed=6)
     cases = ET.parse(xml_path).getroot().iter("testcase")
     by_name = {case.get("name"): case for case in cases}
-    assert sorted(by_name) == sorted("test_tcp[%s->%s]" % (a, b) for a in ("node1", "node2", "node3")
+    assert sorted(by_name) == sorted(f"test_tcp[{a}->{b}]" for a in ("node1", "node2", "node3")
                                      for b in ("node1", "node2", "node3") if a != b)
     for case in by_name.values():
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
@@ -136,7 +137,7 @@ def test_killed_tool_process_makes_that_pair_an_error(pytester, mesh_out, role_f
     assert statuses == {("node1", "node2"): "error", ("node2", "node1"): "passed"}
     error = mesh["sources"]["node1"]["destinations"]["node2"]["tests"]["test_mesh.py::test_tcp"]["error"]
     assert expected in error
-    assert alive(seen) == [], "left behind: %s" % alive(seen)
+    assert alive(seen) == [], f"left behind: {alive(seen)}"
 
 
 def test_sigint_leaves_valid_result_and_no_processes(pytester, mesh_out):
@@ -157,7 +158,7 @@ def test_sigint_leaves_valid_result_and_no_processes(pytester, mesh_out):
     exported = json.loads((pytester.path / "export.json").read_text())   # written after the interrupt too
     assert [(e["client"], e["server"]) for e in exported] == [(src, dst) for src, dst, _, _ in entries(mesh)]
     assert (mesh_out / "latest" / "report.html").stat().st_size > 0   # the report is written after Ctrl-C too
-    assert alive(seen) == [], "left behind: %s" % alive(seen)
+    assert alive(seen) == [], f"left behind: {alive(seen)}"
     assert [p for p in descendants(proc.pid)] == []
 
 
@@ -174,5 +175,5 @@ def test_own_parametrization_keeps_every_variant(pytester, mesh_out):
     result.assert_outcomes(passed=4)
     mesh = load_mesh(mesh_out)
     found = {(src, dst, key): entry["params"]["parallel"] for src, dst, key, entry in entries(mesh)}
-    assert found == {(src, dst, "test_mesh.py::test_tcp[%d]" % n): n
+    assert found == {(src, dst, f"test_mesh.py::test_tcp[{n}]"): n
                      for src, dst in (("node1", "node2"), ("node2", "node1")) for n in (1, 2)}

@@ -3,9 +3,10 @@ Debian entries (deb822 and one-line formats) with the non-free component added."
 
 import subprocess
 import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "nonfree_sources.py"
+from support.paths import ROOT
+
+SCRIPT = ROOT / "scripts" / "nonfree_sources.py"
 
 
 def derive(apt_dir, out):
@@ -39,5 +40,5 @@ def test_no_debian_entry_is_a_one_line_error(tmp_path):
     result = derive(tmp_path / "apt", tmp_path / "out.sources")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "nonfree_sources.py: no enabled 'deb ... main' entry in %s/sources.list or %s/sources.list.d/; add Debian's "
-        "non-free component by hand and install netperf" % (tmp_path / "apt", tmp_path / "apt")]
+        f"nonfree_sources.py: no enabled 'deb ... main' entry in {tmp_path / 'apt'}/sources.list or {tmp_path / 'apt'}"
+        "/sources.list.d/; add Debian's non-free component by hand and install netperf"]

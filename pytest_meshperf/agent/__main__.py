@@ -1,4 +1,5 @@
 """``python3 -m pytest_meshperf.agent``: a shim over the daemon (daemon.py)."""
+from __future__ import annotations
 
 import sys
 

@@ -130,8 +130,8 @@ def unpack(bundle_path, digest):
     lib = lib_dir(bundle_path, digest)
     if os.path.isdir(lib):
         return
-    import compileall
-    import zipfile
+    import compileall  # here: only a node's first start unpacks; at the top it would cost every start
+    import zipfile  # here: as compileall
     tmp = "%s.tmp-%s-%d" % (lib, socket.gethostname(), os.getpid())
     try:
         with zipfile.ZipFile(bundle_path) as archive:
@@ -144,7 +144,7 @@ def unpack(bundle_path, digest):
 
 def add_site_packages():
     """Run with -S: make site-packages importable (psutil) without running site's .pth hooks."""
-    import site
+    import site  # here: only a start with -S needs it
     for path in site.getsitepackages():
         if path not in sys.path and os.path.isdir(path):
             sys.path.append(path)
@@ -173,7 +173,7 @@ def main(argv=None):
         add_site_packages()
     # The agent runs as ``python -m pytest_meshperf.agent`` would run it (this module imports nothing of the
     # agent: the agent's server imports this module's helpers, not the reverse).
-    import runpy
+    import runpy  # here: a --probe never runs the agent
     sys.argv = [sys.argv[0]] + list(agent_argv)
     runpy.run_module("pytest_meshperf.agent", run_name="__main__", alter_sys=True)   # exits with its status
     return 0

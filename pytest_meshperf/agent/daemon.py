@@ -7,16 +7,19 @@ appears in a process list.  Once listening, the agent prints one JSON line on
 standard output (``{"meshperf_agent": 1, "port": P, "pid": N, ...}``) and
 writes nothing more there; it logs to ``--log`` (default: standard error).
 """
+from __future__ import annotations
 
 import argparse
 import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 
 from pytest_meshperf import __version__
 from pytest_meshperf.agent import protocol, resources
@@ -39,7 +42,7 @@ def _loopback(text):
         if not ipaddress.ip_address(text).is_loopback:
             raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError("the agent listens on a loopback address only (got %r)" % text)
+        raise argparse.ArgumentTypeError(f"the agent listens on a loopback address only (got {text!r})")
     return text
 
 
@@ -50,7 +53,7 @@ def _tool_path(text):
     return name, path
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m pytest_meshperf.agent",
                                      description="meshperf node agent (reads the run secret from stdin)")
     parser.add_argument("--node", required=True, help="the node's name in the inventory")
@@ -70,12 +73,12 @@ def parse_args(argv=None):
                         help="also stop when standard input closes (the controller's pipe)")
     parser.add_argument("--daemon", action="store_true",
                         help="detach (for SSH starts): print the ready line, then keep running in the background")
-    parser.add_argument("--version", action="version", version="meshperf-agent %s (protocol %d)"
-                        % (__version__, protocol.PROTOCOL_VERSION))
+    parser.add_argument("--version", action="version", version=f"meshperf-agent {__version__} (protocol "
+                                                               f"{protocol.PROTOCOL_VERSION})")
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(filename=args.log, level=logging.INFO,
                         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
@@ -96,12 +99,12 @@ def main(argv=None):
         port = agent.serve(args.listen, args.port)
     except Exception as exc:  # a detached daemon's stderr is gone: say why through the ready channel
         logging.getLogger("meshperf.agent").exception("cannot start")
-        ready_out.write(json.dumps({"error": "%s: %s" % (type(exc).__name__, exc)}) + "\n")
+        ready_out.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
         ready_out.flush()
         return 1
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda s, f: threading.Thread(
-            target=agent.shutdown, args=("signal %d" % s,), daemon=True).start())
+            target=agent.shutdown, args=(f"signal {s}",), daemon=True).start())
     if args.watch_stdin:
         def watch():
             while sys.stdin.readline():
@@ -119,7 +122,6 @@ def main(argv=None):
         agent.run_forever()
     finally:
         if own_state:
-            import shutil
             shutil.rmtree(state_dir, ignore_errors=True)
     return 0
 
@@ -140,7 +142,7 @@ def _daemonize():
             sys.stderr.write("meshperf agent: the daemon exited before it was ready (see its log)\n")
             os._exit(1)
         if '"error"' in line:
-            sys.stderr.write("meshperf agent: %s\n" % json.loads(line)["error"])
+            sys.stderr.write(f"meshperf agent: {json.loads(line)['error']}\n")
             os._exit(1)
         sys.stdout.write(line)
         sys.stdout.flush()

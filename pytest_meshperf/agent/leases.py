@@ -11,16 +11,18 @@ A lease may also reserve cores of the node (``cores``): the free ones, up to the
 number asked for, so that pinned tool processes of different measurements do
 not share a core while cores remain.  They are free again with the lease.
 """
+from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
+from typing import Any
 
 ROLES = ("send", "recv", "cluster")
 
 
 class Leases:
-    def __init__(self, capacity=None, cores=()):
-        # role -> how many holders at once (max_send / max_recv in the inventory)
+    def __init__(self, capacity: dict[str, int] | None = None, cores: Iterable[int] = ()) -> None:
         self.capacity = {"send": 1, "recv": 1, "cluster": 1}
         self.capacity.update(capacity or {})
         self.cores = list(cores)
@@ -37,7 +39,8 @@ class Leases:
         del self._held[ident]
         self._cores.pop(ident, None)
 
-    def acquire(self, role, holder, owner, ttl_s, cores=0):
+    def acquire(self, role: str, holder: str, owner: object, ttl_s: float,
+                cores: int = 0) -> tuple[str | None, list[int]]:
         """(lease id, reserved cores), or (None, []) when the role is at capacity. ``owner`` is the connection."""
         now = time.monotonic()
         with self._lock:
@@ -45,13 +48,13 @@ class Leases:
             if sum(1 for r, _, _, _ in self._held.values() if r == role) >= self.capacity[role]:
                 return None, []
             self._counter += 1
-            ident = "l%d" % self._counter
+            ident = f"l{self._counter}"
             self._held[ident] = (role, holder, owner, now + ttl_s)
             taken = {core for reserved in self._cores.values() for core in reserved}
             self._cores[ident] = [core for core in self.cores if core not in taken][:max(0, cores)]
             return ident, list(self._cores[ident])
 
-    def release(self, ident, owner=None):
+    def release(self, ident: str, owner: object = None) -> bool:
         with self._lock:
             entry = self._held.get(ident)
             if entry is not None and (owner is None or entry[2] is owner):
@@ -59,13 +62,13 @@ class Leases:
                 return True
             return False
 
-    def release_owner(self, owner):
+    def release_owner(self, owner: object) -> None:
         """Everything a connection held: called when it closes."""
         with self._lock:
             for ident in [i for i, (_, _, o, _) in self._held.items() if o is owner]:
                 self._drop(ident)
 
-    def holders(self):
+    def holders(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         with self._lock:
             self._expire(now)

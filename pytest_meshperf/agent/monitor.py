@@ -10,6 +10,7 @@ On nodes that share a machine (or with other load) a saturated core may be
 someone else's, so each window also follows its own tool process's CPU time
 (``process_cpu_percent``, of one core), which other load cannot inflate.
 """
+from __future__ import annotations
 
 import os
 import threading
@@ -20,13 +21,15 @@ try:
 except ImportError:  # the agent must run on nodes that have only python3
     psutil = None
 
+from typing import Any
+
 from pytest_meshperf.agent.resources import memory_used
 
 SATURATED_PERCENT = 90.0      # a core this busy in a sample counts as saturated
 MAX_WINDOWS = 4096            # bounds memory if windows are never closed
 
 
-def read_cores():
+def read_cores() -> list[tuple[float, float, float]]:
     """Per core: (busy, softirq, total) jiffies (psutil when present, else /proc/stat)."""
     if psutil is not None:
         cores = []
@@ -52,10 +55,10 @@ def _percent(part, whole):
     return round(100.0 * part / whole, 1) if whole > 0 else 0.0
 
 
-def process_cpu_s(pid):
+def process_cpu_s(pid: int) -> float | None:
     """CPU seconds (user + system) the process has used so far, or None once it is gone."""
     try:
-        with open("/proc/%d/stat" % pid) as handle:
+        with open(f"/proc/{pid}/stat") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / _TICKS
     except (OSError, ValueError, IndexError):
@@ -129,7 +132,7 @@ class _Window:
 
 
 class CpuMonitor:
-    def __init__(self, interval_s=0.25):
+    def __init__(self, interval_s: float = 0.25) -> None:
         self.interval_s = interval_s
         self._windows = {}
         self._lock = threading.Lock()
@@ -142,16 +145,16 @@ class CpuMonitor:
         except (OSError, ValueError):  # not Linux and no psutil: processes simply carry no monitor data
             self.available = False
 
-    def start(self):
+    def start(self) -> CpuMonitor:
         if self.available and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
             self._thread.start()
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
 
-    def open(self, key, pid=None, cpu=None):
+    def open(self, key: str, pid: int | None = None, cpu: int | None = None) -> None:
         """Start a window for tool process ``key`` (``pid``: its process; ``cpu``: the core it is pinned to)."""
         if not self.available:
             return
@@ -160,7 +163,7 @@ class CpuMonitor:
             if len(self._windows) < MAX_WINDOWS:
                 self._windows[key] = _Window(cores, time.monotonic(), pid, cpu)
 
-    def close(self, key):
+    def close(self, key: str) -> dict[str, Any] | None:
         """The window's summary, or None (no monitoring on this node, or no such window)."""
         with self._lock:
             window = self._windows.pop(key, None)

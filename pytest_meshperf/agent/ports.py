@@ -1,4 +1,5 @@
 """Port allocation for tool servers: never two live servers on one port."""
+from __future__ import annotations
 
 import os
 import socket
@@ -8,9 +9,9 @@ import threading
 def _socket_inodes(pid):
     inodes = set()
     try:
-        for fd in os.listdir("/proc/%d/fd" % pid):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
-                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
             except OSError:
                 continue
             if target.startswith("socket:["):
@@ -20,7 +21,7 @@ def _socket_inodes(pid):
     return inodes
 
 
-def pid_is_listening(pid, port):
+def pid_is_listening(pid: int, port: int) -> bool:
     """True when process ``pid`` itself holds a listening TCP socket on ``port``.
 
     Matching the socket's inode to the process matters: several local nodes, or
@@ -61,15 +62,15 @@ def _can_bind(bind, port):
 class PortAllocator:
     """Hands out ports from ``[low, high]`` round-robin, so a just-freed port rests before reuse."""
 
-    def __init__(self, low, high):
+    def __init__(self, low: int, high: int) -> None:
         if not 1 <= low <= high <= 65535:
-            raise ValueError("bad port range %d-%d" % (low, high))
+            raise ValueError(f"bad port range {low}-{high}")
         self.low, self.high = low, high
         self._next = low
         self._held = set()
         self._lock = threading.Lock()
 
-    def allocate(self, bind=None):
+    def allocate(self, bind: str | None = None) -> int | None:
         with self._lock:
             for _ in range(self.high - self.low + 1):
                 port = self._next
@@ -79,11 +80,11 @@ class PortAllocator:
                     return port
         return None
 
-    def release(self, port):
+    def release(self, port: int) -> None:
         with self._lock:
             self._held.discard(port)
 
     @property
-    def held(self):
+    def held(self) -> list[int]:
         with self._lock:
             return sorted(self._held)

@@ -7,12 +7,15 @@ caller knows it reached the agent of its own run.  The secret never crosses the
 wire.  Used over plain sockets and over SSH channels alike (anything with
 ``sendall`` and ``recv``).
 """
+from __future__ import annotations
 
 import hashlib
 import hmac
 import json
 import os
+import socket
 import struct
+from typing import Any
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -23,10 +26,10 @@ class ProtocolError(Exception):
     """The peer broke the protocol, closed the connection or failed to authenticate."""
 
 
-def send_frame(sock, message):
+def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
     data = json.dumps(message, separators=(",", ":")).encode("utf-8")
     if len(data) > MAX_FRAME_BYTES:
-        raise ProtocolError("frame of %d bytes exceeds the %d byte limit" % (len(data), MAX_FRAME_BYTES))
+        raise ProtocolError(f"frame of {len(data)} bytes exceeds the {MAX_FRAME_BYTES} byte limit")
     sock.sendall(_HEADER.pack(len(data)) + data)
 
 
@@ -42,42 +45,42 @@ def _recv_exact(sock, size):
     return b"".join(chunks)
 
 
-def recv_frame(sock):
+def recv_frame(sock: socket.socket) -> dict[str, Any]:
     (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
     if size > MAX_FRAME_BYTES:
-        raise ProtocolError("frame of %d bytes exceeds the %d byte limit" % (size, MAX_FRAME_BYTES))
+        raise ProtocolError(f"frame of {size} bytes exceeds the {MAX_FRAME_BYTES} byte limit")
     try:
         message = json.loads(_recv_exact(sock, size).decode("utf-8"))
     except ValueError as exc:
-        raise ProtocolError("malformed frame: %s" % exc)
+        raise ProtocolError(f"malformed frame: {exc}")
     if not isinstance(message, dict):
         raise ProtocolError("a frame must hold a JSON object")
     return message
 
 
-def new_nonce():
+def new_nonce() -> str:
     return os.urandom(32).hex()
 
 
-def mac(secret, role, nonce):
+def mac(secret: str | bytes, role: str, nonce: str) -> str:
     """HMAC of one side's proof: role is 'client' or 'agent', nonce the other side's challenge."""
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return hmac.new(key, ("meshperf/%d/%s/%s" % (PROTOCOL_VERSION, role, nonce)).encode("ascii"), hashlib.sha256).hexdigest()
+    return hmac.new(key, (f"meshperf/{PROTOCOL_VERSION}/{role}/{nonce}").encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def macs_equal(a, b):
+def macs_equal(a: object, b: object) -> bool:
     return isinstance(a, str) and isinstance(b, str) and hmac.compare_digest(a, b)
 
 
-def agent_handshake(sock, secret):
+def agent_handshake(sock: socket.socket, secret: str | bytes) -> None:
     """Agent side: challenge the caller, check its proof, prove ourselves. Raises ProtocolError."""
     nonce = new_nonce()
     send_frame(sock, {"meshperf_agent": PROTOCOL_VERSION, "nonce": nonce})
     hello = recv_frame(sock)
     if hello.get("protocol") != PROTOCOL_VERSION:
         send_frame(sock, {"ok": False, "error": {"code": "protocol_mismatch",
-                                                 "message": "agent speaks protocol %d" % PROTOCOL_VERSION}})
-        raise ProtocolError("caller speaks protocol %r" % hello.get("protocol"))
+                                                 "message": f"agent speaks protocol {PROTOCOL_VERSION}"}})
+        raise ProtocolError(f"caller speaks protocol {hello.get('protocol')!r}")
     if not macs_equal(hello.get("mac"), mac(secret, "client", nonce)):
         send_frame(sock, {"ok": False, "error": {"code": "auth_failed", "message": "authentication failed"}})
         raise ProtocolError("caller failed authentication")
@@ -85,18 +88,18 @@ def agent_handshake(sock, secret):
     send_frame(sock, {"ok": True, "mac": mac(secret, "agent", client_nonce)})
 
 
-def client_handshake(sock, secret):
+def client_handshake(sock: socket.socket, secret: str | bytes) -> None:
     """Caller side: answer the agent's challenge and check the agent's proof."""
     challenge = recv_frame(sock)
     if challenge.get("meshperf_agent") != PROTOCOL_VERSION:
-        raise ProtocolError("peer is not a meshperf agent of protocol %d (got %r)"
-                            % (PROTOCOL_VERSION, challenge.get("meshperf_agent")))
+        raise ProtocolError(f"peer is not a meshperf agent of protocol {PROTOCOL_VERSION} (got "
+                            f"{challenge.get('meshperf_agent')!r})")
     nonce = new_nonce()
     send_frame(sock, {"protocol": PROTOCOL_VERSION, "mac": mac(secret, "client", challenge.get("nonce", "")),
                       "nonce": nonce})
     answer = recv_frame(sock)
     if not answer.get("ok"):
         error = answer.get("error") or {}
-        raise ProtocolError("agent refused the connection: %s" % error.get("message", "unknown reason"))
+        raise ProtocolError(f"agent refused the connection: {error.get('message', 'unknown reason')}")
     if not macs_equal(answer.get("mac"), mac(secret, "agent", nonce)):
         raise ProtocolError("agent failed to prove it knows the run secret")

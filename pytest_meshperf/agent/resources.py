@@ -1,7 +1,9 @@
 """What the node has and how busy it is; psutil when present, /proc otherwise."""
+from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 try:
     import psutil
@@ -9,7 +11,7 @@ except ImportError:  # the agent must run on nodes that have only python3
     psutil = None
 
 
-def usable_cores():
+def usable_cores() -> list[int]:
     """The cores this agent (and the tools it starts) may run on."""
     try:
         return sorted(os.sched_getaffinity(0))
@@ -17,7 +19,7 @@ def usable_cores():
         return list(range(os.cpu_count() or 1))
 
 
-def node_resources():
+def node_resources() -> dict[str, Any]:
     info = {"cpu_count": os.cpu_count(), "cores": usable_cores(), "psutil": psutil is not None,
             "nics": nics()}
     if psutil is not None:
@@ -27,7 +29,7 @@ def node_resources():
     return info
 
 
-def memory_used():
+def memory_used() -> dict[str, Any] | None:
     """{used_bytes, used_percent} now, or None."""
     if psutil is not None:
         vm = psutil.virtual_memory()
@@ -39,7 +41,7 @@ def memory_used():
     return {"used_bytes": used, "used_percent": round(100.0 * used / mem["MemTotal"], 1)}
 
 
-def nics():
+def nics() -> dict[str, dict[str, Any]]:
     """Network interfaces in the agent's network namespace: up or not, link speed (None when unknown), MTU."""
     found = {}
     if psutil is not None:
@@ -74,7 +76,7 @@ def _positive_int(text):
     return value if value > 0 else None
 
 
-def node_load():
+def node_load() -> dict[str, Any]:
     if psutil is not None:
         vm = psutil.virtual_memory()
         return {"cpu_percent": psutil.cpu_percent(interval=None), "memory_used_percent": vm.percent,
@@ -84,7 +86,7 @@ def node_load():
             "loadavg": list(os.getloadavg())}
 
 
-def own_usage(started_monotonic):
+def own_usage(started_monotonic: float) -> dict[str, Any]:
     if psutil is not None:
         proc = psutil.Process()
         times = proc.cpu_times()

@@ -4,6 +4,7 @@ Methods are listed in ``METHODS`` and documented in docs/agent-api.md.  Any
 request renews the controller's lease; when the lease runs out (the controller
 died or the network to it was cut) the agent stops everything and exits.
 """
+from __future__ import annotations
 
 import logging
 import os
@@ -13,6 +14,7 @@ import socketserver
 import subprocess
 import threading
 import time
+from typing import Any
 
 from pytest_meshperf import __version__
 from pytest_meshperf.agent import protocol, resources
@@ -35,15 +37,16 @@ MAX_SERVER_LIFE_S = 86400.0 + 600   # a shared server's deadline: it ends with t
 
 
 class RpcError(Exception):
-    def __init__(self, code, message):
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
 
 
 class Agent:
-    def __init__(self, node, secret, state_dir, port_range=(5201, 5999), lease_s=60.0,
-                 max_processes=64, tool_paths=None, max_send=1, max_recv=1):
+    def __init__(self, node: str, secret: str, state_dir: str, port_range: tuple[int, int] = (5201, 5999),
+                 lease_s: float = 60.0, max_processes: int = 64, tool_paths: dict[str, str] | None = None,
+                 max_send: int = 1, max_recv: int = 1) -> None:
         self.node = node
         self.secret = secret
         self.state_dir = state_dir
@@ -80,8 +83,8 @@ class Agent:
             binary = shutil.which(given or module.DEFAULT_BINARY)
             entry = {"path": binary, "version": None, "error": None}
             if not binary:
-                entry["error"] = "%s not found on the node%s; install it (%s)" % (
-                    given or name, "" if given else " (PATH)", module.INSTALL_HINT)
+                where = "" if given else " (PATH)"
+                entry["error"] = f"{given or name} not found on the node{where}; install it ({module.INSTALL_HINT})"
             else:
                 entry["version"], entry["error"] = _version(module, name, binary)
             server = getattr(module, "SERVER_BINARY", None)
@@ -89,8 +92,8 @@ class Agent:
                 given_server = tool_paths.get(server)
                 entry["server_path"] = locate_server(binary, server, given_server)
                 if not entry["server_path"]:
-                    entry["error"] = "%s %s not found on the node; install it (%s)" % (
-                        server, given_server or "(beside %s nor on PATH)" % binary, module.INSTALL_HINT)
+                    missing = given_server or f"(beside {binary} nor on PATH)"
+                    entry["error"] = f"{server} {missing} not found on the node; install it ({module.INSTALL_HINT})"
                 else:
                     entry["server_version"], entry["error"] = _version(module, server, entry["server_path"])
             found[name] = entry
@@ -99,13 +102,13 @@ class Agent:
     def _binary(self, tool):
         entry = self.tools.get(tool)
         if entry is None:
-            raise RpcError("bad_request", "unknown tool %r" % tool)
+            raise RpcError("bad_request", f"unknown tool {tool!r}")
         if entry["error"]:
-            raise RpcError("tool_missing", "node %s: %s" % (self.node, entry["error"]))
+            raise RpcError("tool_missing", f"node {self.node}: {entry['error']}")
         return entry["path"]
 
     # -- methods ------------------------------------------------------------------
-    def m_agent_info(self, params):
+    def m_agent_info(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"agent_version": __version__, "protocol": protocol.PROTOCOL_VERSION, "node": self.node,
                 "pid": os.getpid(), "hostname": socket.gethostname(), "started": self.started,
                 "uptime_s": round(time.monotonic() - self.started_monotonic, 3), "lease_s": self.lease_s,
@@ -113,21 +116,21 @@ class Agent:
                 "limits": {"max_processes": self.supervisor.max_processes, "max_send": self.leases.capacity["send"],
                            "max_recv": self.leases.capacity["recv"], "ports": [self.ports.low, self.ports.high]}}
 
-    def m_agent_health(self, params):
+    def m_agent_health(self, params: dict[str, Any]) -> dict[str, Any]:
         info = self.m_agent_info(params)
         info.update({"time": time.time(), "processes": self.supervisor.running(), "leases": self.leases.holders(),
                      "ports_held": self.ports.held, "load": resources.node_load(),
                      "agent_usage": resources.own_usage(self.started_monotonic)})
         return info
 
-    def m_agent_ping(self, params):
+    def m_agent_ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"time": time.time()}
 
-    def m_agent_shutdown(self, params):
+    def m_agent_shutdown(self, params: dict[str, Any]) -> dict[str, Any]:
         threading.Thread(target=self.shutdown, args=("asked by the controller",), daemon=True).start()
         return {"stopping": True}
 
-    def m_process_start(self, params):
+    def m_process_start(self, params: dict[str, Any]) -> dict[str, Any]:
         tool = _field(params, "tool", str)
         role = _field(params, "role", str)
         timeout_s = _field(params, "timeout_s", (int, float))
@@ -138,8 +141,8 @@ class Agent:
             raise RpcError("bad_request", "bind must be a string")
         cpu = params.get("cpu")
         if cpu is not None and (isinstance(cpu, bool) or cpu not in self.cores):
-            raise RpcError("bad_request", "node %s: cpu must be one of its usable cores %s, not %r"
-                           % (self.node, self.cores, cpu))
+            raise RpcError("bad_request", f"node {self.node}: cpu must be one of its usable cores {self.cores}, not "
+                                          f"{cpu!r}")
         start_in_s = None
         if params.get("start_at") is not None:
             start_at = params["start_at"]
@@ -147,8 +150,8 @@ class Agent:
                 raise RpcError("bad_request", "start_at must be a number (epoch seconds on the node's clock)")
             start_in_s = start_at - time.time()
             if not -1.0 <= start_in_s <= MAX_START_DELAY_S:
-                raise RpcError("bad_request", "node %s: start_at is %.1f s from now; it must lie within -1 s and "
-                               "%.0f s (are the clocks far apart?)" % (self.node, start_in_s, MAX_START_DELAY_S))
+                raise RpcError("bad_request", f"node {self.node}: start_at is {start_in_s:.1f} s from now; it must lie "
+                                              f"within -1 s and {MAX_START_DELAY_S:.0f} s (are the clocks far apart?)")
         binary = self._binary(tool)
         module = get_tool(tool)
         if role == "server":
@@ -170,10 +173,10 @@ class Agent:
             return self.supervisor.start(tool, role, argv, timeout_s, port=port, cpu=cpu, start_in_s=start_in_s,
                                          shared=shared)
         except TooManyProcesses:
-            raise RpcError("too_many_processes", "node %s runs its maximum of %d tool processes"
-                           % (self.node, self.supervisor.max_processes))
+            raise RpcError("too_many_processes", f"node {self.node} runs its maximum of {self.supervisor.max_processes}"
+                                                 " tool processes")
         except OSError as exc:
-            raise RpcError("tool_failed_to_start", "node %s: %s: %s" % (self.node, argv[0], exc))
+            raise RpcError("tool_failed_to_start", f"node {self.node}: {argv[0]}: {exc}")
 
     def _start_server(self, module, binary, bind, timeout_s, cpu=None):
         if getattr(module, "SHARED_SERVER", False):
@@ -204,8 +207,7 @@ class Agent:
         for _ in range(START_ATTEMPTS):
             port = self.ports.allocate(bind)
             if port is None:
-                raise RpcError("no_free_port", "node %s: no free port in %d-%d"
-                               % (self.node, self.ports.low, self.ports.high))
+                raise RpcError("no_free_port", f"node {self.node}: no free port in {self.ports.low}-{self.ports.high}")
             proc = self._start(module.NAME, "server", module.server_argv(binary, port, bind), timeout_s, port, cpu,
                                shared=shared)
             deadline = time.monotonic() + READY_TIMEOUT_S
@@ -215,12 +217,11 @@ class Agent:
                 time.sleep(0.002)
             result = self.supervisor.stop(proc.id)
             self.ports.release(port)
-            last_error = (result["stdout"] + result["stderr"]).strip()[-300:] or "did not listen within %.0f s" % READY_TIMEOUT_S
+            last_error = (result["stdout"] + result["stderr"]).strip()[-300:] or f"did not listen within {READY_TIMEOUT_S:.0f} s"
             log.warning("server on port %d failed to start: %s", port, last_error)
-        raise RpcError("tool_failed_to_start", "node %s: %s server failed to start: %s"
-                       % (self.node, module.NAME, last_error))
+        raise RpcError("tool_failed_to_start", f"node {self.node}: {module.NAME} server failed to start: {last_error}")
 
-    def m_process_wait(self, params):
+    def m_process_wait(self, params: dict[str, Any]) -> dict[str, Any]:
         ident = _field(params, "id", str)
         timeout_s = params.get("timeout_s", MAX_WAIT_S)
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
@@ -229,30 +230,30 @@ class Agent:
         try:
             result = self.supervisor.wait(ident, timeout_s)
         except KeyError:
-            raise RpcError("unknown_process", "node %s has no process %s" % (self.node, ident))
+            raise RpcError("unknown_process", f"node {self.node} has no process {ident}")
         if result is None:
             return {"done": False}
         if result["port"] is not None:
             self.ports.release(result["port"])
         return {"done": True, "result": result}
 
-    def m_process_stop(self, params):
+    def m_process_stop(self, params: dict[str, Any]) -> dict[str, Any]:
         ident = _field(params, "id", str)
         try:
             result = self.supervisor.stop(ident)
         except KeyError:
-            raise RpcError("unknown_process", "node %s has no process %s" % (self.node, ident))
+            raise RpcError("unknown_process", f"node {self.node} has no process {ident}")
         if result["port"] is not None:
             self.ports.release(result["port"])
         return {"done": True, "result": result}
 
-    def m_process_list(self, params):
+    def m_process_list(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"processes": self.supervisor.running()}
 
-    def m_lease_acquire(self, params):
+    def m_lease_acquire(self, params: dict[str, Any]) -> dict[str, Any]:
         role = _field(params, "role", str)
         if role not in LEASE_ROLES:
-            raise RpcError("bad_request", "role must be one of %s" % ", ".join(LEASE_ROLES))
+            raise RpcError("bad_request", f"role must be one of {', '.join(LEASE_ROLES)}")
         ttl_s = _field(params, "ttl_s", (int, float))
         if not 0 < ttl_s <= 86400 + 600:
             raise RpcError("bad_request", "ttl_s must be in (0, 87000]")
@@ -264,7 +265,7 @@ class Agent:
         return {"granted": ident is not None, "id": ident, "cores": reserved,
                 "holders": [] if ident else [h for h in self.leases.holders() if h["role"] == role]}
 
-    def m_lease_release(self, params):
+    def m_lease_release(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"released": self.leases.release(_field(params, "id", str), getattr(self._caller, "conn", None))}
 
     METHODS = {
@@ -280,13 +281,13 @@ class Agent:
         "lease.release": m_lease_release,
     }
 
-    def dispatch(self, request):
+    def dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         self.last_contact = time.monotonic()
         try:
             method = request.get("method")
             handler = self.METHODS.get(method)
             if handler is None:
-                raise RpcError("unknown_method", "no method %r" % (method,))
+                raise RpcError("unknown_method", f"no method {method!r}")
             params = request.get("params") or {}
             if not isinstance(params, dict):
                 raise RpcError("bad_request", "params must be an object")
@@ -295,13 +296,12 @@ class Agent:
             return {"id": request.get("id"), "error": {"code": exc.code, "message": exc.message}}
         except Exception as exc:  # an agent bug must not kill the connection silently
             log.exception("internal error in %r", request.get("method"))
-            return {"id": request.get("id"), "error": {"code": "internal", "message": "%s: %s"
-                                                       % (type(exc).__name__, exc)}}
+            return {"id": request.get("id"), "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}}
         finally:
             self.last_contact = time.monotonic()
 
     # -- serving --------------------------------------------------------------
-    def serve(self, listen="127.0.0.1", port=0):
+    def serve(self, listen: str = "127.0.0.1", port: int = 0) -> int:
         agent = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -330,7 +330,7 @@ class Agent:
         self.server = Server((listen, port), Handler)
         return self.server.server_address[1]
 
-    def run_forever(self):
+    def run_forever(self) -> None:
         threading.Thread(target=self._lease_watch, name="lease", daemon=True).start()
         try:
             self.server.serve_forever(poll_interval=0.2)
@@ -342,9 +342,9 @@ class Agent:
         while not self.stopping.wait(0.5):
             idle = time.monotonic() - self.last_contact
             if idle > self.lease_s:
-                self.shutdown("lease expired: no word from the controller for %.0f s" % idle)
+                self.shutdown(f"lease expired: no word from the controller for {idle:.0f} s")
 
-    def shutdown(self, reason):
+    def shutdown(self, reason: str) -> None:
         if self.stopping.is_set():
             return
         self.stopping.set()
@@ -359,7 +359,7 @@ class Agent:
 def _field(params, name, kinds):
     value = params.get(name)
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise RpcError("bad_request", "field %r is missing or has the wrong type" % name)
+        raise RpcError("bad_request", f"field {name!r} is missing or has the wrong type")
     return value
 
 
@@ -369,9 +369,9 @@ def _version(module, name, binary):
         out = subprocess.run(module.version_argv(binary), stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
     except (OSError, subprocess.SubprocessError) as exc:
-        return None, "%s does not run: %s" % (binary, exc)
+        return None, f"{binary} does not run: {exc}"
     text = out.stdout.decode("utf-8", "replace")
     version = module.parse_version(text)
     if version is None:
-        return None, "%s does not look like %s (its --version said %r)" % (binary, name, text.strip()[:80])
+        return None, f"{binary} does not look like {name} (its --version said {text.strip()[:80]!r})"
     return version, None

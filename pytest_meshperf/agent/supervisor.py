@@ -5,6 +5,7 @@ agent (PR_SET_PDEATHSIG, set by setpriv or in the child), so a SIGKILLed agent
 leaves nothing behind; output goes to files, so a chatty tool cannot block on a
 full pipe.
 """
+from __future__ import annotations
 
 import ctypes
 import heapq
@@ -18,7 +19,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 log = logging.getLogger("meshperf.agent")
 
@@ -65,7 +68,8 @@ def _wrappers():
 
 
 class ManagedProcess:
-    def __init__(self, ident, tool, role, argv, timeout_s, port, out_path, err_path, cpu=None, shared=False):
+    def __init__(self, ident: str, tool: str, role: str, argv: list[str], timeout_s: float, port: int | None,
+                 out_path: str, err_path: str, cpu: int | None = None, shared: bool = False) -> None:
         self.id = ident
         self.shared = shared      # a long-lived server every measurement uses (netserver)
         self.cpu = cpu
@@ -89,15 +93,15 @@ class ManagedProcess:
         self.done = threading.Event()
 
     @property
-    def pid(self):
+    def pid(self) -> int | None:
         return self.popen.pid if self.popen else None
 
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         return {"id": self.id, "tool": self.tool, "role": self.role, "pid": self.pid, "port": self.port,
                 "cpu": self.cpu, "shared": self.shared, "started": self.started, "running": not self.done.is_set(),
                 "deadline_in_s": None if self.deadline is None else round(self.deadline - time.monotonic(), 3)}
 
-    def result(self):
+    def result(self) -> dict[str, Any]:
         rc = self.exit_code
         return {
             "id": self.id, "tool": self.tool, "role": self.role, "pid": self.pid, "port": self.port,
@@ -120,7 +124,9 @@ def _read(path):
 
 
 class Supervisor:
-    def __init__(self, state_dir, max_processes=64, on_start=None, on_end=None):
+    def __init__(self, state_dir: str, max_processes: int = 64,
+                 on_start: Callable[[ManagedProcess], object] | None = None,
+                 on_end: Callable[[ManagedProcess], object] | None = None) -> None:
         self.state_dir = state_dir
         self.max_processes = max_processes
         self._on_start = on_start or (lambda proc: None)
@@ -140,13 +146,14 @@ class Supervisor:
         self._reaper.start()
 
     # -- starting -----------------------------------------------------------
-    def start(self, tool, role, argv, timeout_s, port=None, cpu=None, start_in_s=None, shared=False):
+    def start(self, tool: str, role: str, argv: list[str], timeout_s: float, port: int | None = None,
+              cpu: int | None = None, start_in_s: float | None = None, shared: bool = False) -> ManagedProcess:
         """Start a tool process now, or ``start_in_s`` seconds from now (then return at once, pid unknown yet)."""
         with self._lock:
             running = sum(1 for p in self._procs.values() if not p.done.is_set())
             if running >= self.max_processes:
                 raise TooManyProcesses()
-            ident = "p%d" % next(self._ids)
+            ident = f"p{next(self._ids)}"
             base = os.path.join(self.state_dir, ident)
             proc = ManagedProcess(ident, tool, role, list(argv), float(timeout_s), port, base + ".out",
                                   base + ".err", cpu=cpu, shared=shared)
@@ -200,9 +207,9 @@ class Supervisor:
             proc.deadline = time.monotonic() + proc.timeout_s  # from here the reaper watches it
             # A waiter per process notices its exit at once (the reaper's tick would add up to 50 ms
             # to every measurement, twice: client and server).
-            threading.Thread(target=self._wait_exit, args=(proc,), name="wait-%s" % proc.id, daemon=True).start()
+            threading.Thread(target=self._wait_exit, args=(proc,), name=f"wait-{proc.id}", daemon=True).start()
             log.info("started %s %s pid %s%s: %s", proc.role, proc.tool, proc.pid,
-                     "" if proc.cpu is None else " on core %d" % proc.cpu, proc.result()["command"])
+                     "" if proc.cpu is None else f" on core {proc.cpu}", proc.result()["command"])
             future.set_result(proc)
         except BaseException as exc:
             self._spawn_failed(proc, future, exc)
@@ -220,7 +227,7 @@ class Supervisor:
         return {} if self._fast(proc) else {"preexec_fn": _preexec(os.getpid(), proc.cpu)}
 
     def _spawn_failed(self, proc, future, exc):
-        proc.spawn_error = "%s: %s" % (proc.argv[0], exc)
+        proc.spawn_error = f"{proc.argv[0]}: {exc}"
         proc.ended = time.time()
         proc.done.set()
         future.set_exception(exc)
@@ -273,21 +280,21 @@ class Supervisor:
         self._finish(proc)
 
     # -- collecting ---------------------------------------------------------
-    def get(self, ident):
+    def get(self, ident: str) -> ManagedProcess:
         with self._lock:
             proc = self._procs.get(ident)
         if proc is None:
             raise KeyError(ident)
         return proc
 
-    def wait(self, ident, timeout_s):
+    def wait(self, ident: str, timeout_s: float) -> dict[str, Any] | None:
         """The result once the process ended (and forget it), or None if still running."""
         proc = self.get(ident)
         if not proc.done.wait(max(0.0, timeout_s)):
             return None
         return self._collect(proc)
 
-    def stop(self, ident):
+    def stop(self, ident: str) -> dict[str, Any]:
         proc = self.get(ident)
         if not proc.done.is_set():
             proc.stopped = True
@@ -308,11 +315,11 @@ class Supervisor:
                 pass
         return result
 
-    def running(self):
+    def running(self) -> list[dict[str, Any]]:
         with self._lock:
             return [p.summary() for p in self._procs.values() if not p.done.is_set()]
 
-    def stop_all(self):
+    def stop_all(self) -> int:
         """Stop every running process; returns how many were running."""
         with self._lock:
             procs = [p for p in self._procs.values() if not p.done.is_set()]
@@ -322,7 +329,7 @@ class Supervisor:
                 self._terminate(proc)
         return len(procs)
 
-    def close(self):
+    def close(self) -> None:
         self.stop_all()
         self._closing.set()
         self._spawn_queue.put(None)

@@ -82,7 +82,7 @@ def local_cluster(n: int) -> Cluster:
     return _local(n, f"local:{n}")
 
 
-def is_testbed_spec(spec) -> bool:
+def is_testbed_spec(spec: str | None) -> bool:
     """A ``netns:N`` spec: a testbed the run builds (testbed/), not an inventory to load."""
     return bool(spec) and (spec == "netns" or spec.startswith("netns:"))
 

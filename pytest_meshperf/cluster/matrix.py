@@ -36,7 +36,7 @@ class Entry:
 
     @property
     def where(self) -> str:
-        return "%s:%d" % (self.shown, self.line)
+        return f"{self.shown}:{self.line}"
 
 
 def read_list(shown: str, base_dir: str) -> list[Entry]:
@@ -46,15 +46,15 @@ def read_list(shown: str, base_dir: str) -> list[Entry]:
         with open(path, encoding="utf-8-sig") as handle:
             text = handle.read()
     except FileNotFoundError:
-        raise InventoryError("--matrix %s: no such file (%s); give a text file with %s" % (shown, path, LIST_HELP))
+        raise InventoryError(f"--matrix {shown}: no such file ({path}); give a text file with {LIST_HELP}")
     except IsADirectoryError:
-        raise InventoryError("--matrix %s: is a directory; give a text file with %s" % (shown, LIST_HELP))
+        raise InventoryError(f"--matrix {shown}: is a directory; give a text file with {LIST_HELP}")
     except UnicodeDecodeError as err:
-        raise InventoryError("--matrix %s: is not UTF-8 text (byte %#04x at offset %d); save it as UTF-8 text"
-                             % (shown, err.object[err.start], err.start))
+        raise InventoryError(f"--matrix {shown}: is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                             f"{err.start}); save it as UTF-8 text")
     except OSError as err:
-        raise InventoryError("--matrix %s: cannot read the file (%s); check its permissions"
-                             % (shown, err.strerror or type(err).__name__))
+        raise InventoryError(f"--matrix {shown}: cannot read the file ({err.strerror or type(err).__name__}); check "
+                             "its permissions")
     entries: list[Entry] = []
     seen: dict[str, Entry] = {}
     for number, raw in enumerate(text.splitlines(), 1):
@@ -63,21 +63,21 @@ def read_list(shown: str, base_dir: str) -> list[Entry]:
             continue
         entry = Entry(words[0], shown, number)
         if len(words) > 1:
-            raise InventoryError("%s: %r is more than one word; give %s" % (entry.where, " ".join(words), LIST_HELP))
+            raise InventoryError(f"{entry.where}: {' '.join(words)!r} is more than one word; give {LIST_HELP}")
         problem = address_problem(entry.address)
         if problem:
             what, fix = problem
             if "@" in entry.address:  # user@host: the user belongs in ssh_config
                 fix += " without a user: set User (and Port, IdentityFile) in ssh_config (--ssh-config)"
-            raise InventoryError("%s: %s; %s" % (entry.where, what, fix))
+            raise InventoryError(f"{entry.where}: {what}; {fix}")
         first = seen.get(entry.address.lower())   # host names are case-insensitive
         if first is not None:
-            raise InventoryError("%s: %r is listed twice (first at line %d); list each host once"
-                                 % (entry.where, entry.address, first.line))
+            raise InventoryError(f"{entry.where}: {entry.address!r} is listed twice (first at line {first.line}); list "
+                                 "each host once")
         seen[entry.address.lower()] = entry
         entries.append(entry)
     if not entries:
-        raise InventoryError("--matrix %s: lists no host (only comments or blank lines); give %s" % (shown, LIST_HELP))
+        raise InventoryError(f"--matrix {shown}: lists no host (only comments or blank lines); give {LIST_HELP}")
     return entries
 
 
@@ -99,13 +99,13 @@ def load_matrix(clients: str, servers: str, base_dir: str | os.PathLike[str] = "
         name = node_name(entry.address)
         other = named.setdefault(name.lower(), entry)
         if other is not entry:
-            raise InventoryError("%s: %r and %r (%s) would both be node %r; list each host once, under one spelling"
-                                 % (entry.where, entry.address, other.address, other.where, name))
+            raise InventoryError(f"{entry.where}: {entry.address!r} and {other.address!r} ({other.where}) would both "
+                                 f"be node {name!r}; list each host once, under one spelling")
         try:
             nodes.append(Node(name=name, address=entry.address, role=role))
         except InventoryError as exc:
-            raise InventoryError("%s: %s" % (entry.where, exc))
+            raise InventoryError(f"{entry.where}: {exc}")
     if len(nodes) < 2:
-        raise InventoryError("--matrix %s %s: %s is the only host, and a host is never measured against itself; "
-                             "add another client or server" % (clients, servers, nodes[0].address))
-    return Cluster(kind="matrix", spec="matrix:%s,%s" % (clients, servers), nodes=tuple(nodes))
+        raise InventoryError(f"--matrix {clients} {servers}: {nodes[0].address} is the only host, and a host is never "
+                             "measured against itself; add another client or server")
+    return Cluster(kind="matrix", spec=f"matrix:{clients},{servers}", nodes=tuple(nodes))

@@ -5,15 +5,18 @@ Exactly one ``Controller`` exists per run, in the process that owns the run
 open their own connections through an ``AgentPool``.  A node that cannot be
 reached is recorded in ``failed`` with the reason; the others go on.
 """
+from __future__ import annotations
 
 import logging
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict
+from typing import Any
 
 from pytest_meshperf import transport
+from pytest_meshperf.cluster.model import Cluster
 from pytest_meshperf.errors import AgentError
+from pytest_meshperf.transport.options import SshOptions
 from pytest_meshperf.transport.rpc import AgentClient, clock_offset, tcp_connector
 
 log = logging.getLogger("meshperf")
@@ -30,7 +33,7 @@ def new_secret() -> str:
 class AgentPool:
     """Agent clients by node name, one connection per thread (connections are not thread-safe)."""
 
-    def __init__(self, endpoints: Dict[str, dict], secret: str, failed: Dict[str, str] = None):
+    def __init__(self, endpoints: dict[str, dict], secret: str, failed: dict[str, str] = None):
         self.endpoints = endpoints
         self.failed = dict(failed or {})
         self._secret = secret
@@ -58,13 +61,13 @@ class AgentPool:
         if node not in clients:
             endpoint = self.endpoints.get(node)
             if endpoint is None:
-                raise AgentError("%s: no agent is running for this node" % node)
+                raise AgentError(f"{node}: no agent is running for this node")
             clients[node] = AgentClient(node, tcp_connector(endpoint["host"], endpoint["port"]), self._secret)
             with self._lock:
                 self._all.append(clients[node])
         return clients[node]
 
-    def close_thread(self):
+    def close_thread(self) -> None:
         """Close this thread's connections (a short-lived thread's, before it ends)."""
         clients = getattr(self._local, "clients", None) or {}
         with self._lock:
@@ -74,7 +77,7 @@ class AgentPool:
                     self._all.remove(client)
         self._local.clients = {}
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             for client in self._all:
                 client.close()
@@ -83,7 +86,8 @@ class AgentPool:
 
 
 class Controller:
-    def __init__(self, cluster, log_dir, run_id, secret=None, lease_s=DEFAULT_LEASE_S, ssh_options=None):
+    def __init__(self, cluster: Cluster, log_dir: str, run_id: str, secret: str | None = None,
+                 lease_s: float = DEFAULT_LEASE_S, ssh_options: SshOptions | None = None) -> None:
         self.cluster = cluster
         self.log_dir = log_dir
         self.run_id = run_id
@@ -91,7 +95,7 @@ class Controller:
         self.lease_s = lease_s
         self.ssh_options = ssh_options
         self.handles = {}
-        self.failed: Dict[str, str] = {}
+        self.failed: dict[str, str] = {}
         self.node_info = {}
         self.pool = None
         self._stop_keepalive = threading.Event()
@@ -106,9 +110,9 @@ class Controller:
         try:
             return handle, self._learn(node.name, handle)
         except Exception as exc:  # the handle must come back, or nothing would stop this agent
-            return handle, "%s: %s: %s" % (node.name, type(exc).__name__, exc)
+            return handle, f"{node.name}: {type(exc).__name__}: {exc}"
 
-    def start(self):
+    def start(self) -> None:
         """Start every node's agent (bounded fan-out) and learn what each node has."""
         with self._lock:
             if self.pool is not None:
@@ -127,7 +131,7 @@ class Controller:
                     self.failed[name] = str(exc)
                     log.warning("%s", exc)
                 except Exception as exc:  # a surprise on one node must not orphan the others' agents
-                    self.failed[name] = "%s: %s: %s" % (name, type(exc).__name__, exc)
+                    self.failed[name] = f"{name}: {type(exc).__name__}: {exc}"
                     log.warning("%s", self.failed[name])
             self.pool = AgentPool(self.endpoints(), self.secret, self.failed)
             self._keepalive = threading.Thread(target=self._keep_leases, name="meshperf-keepalive", daemon=True)
@@ -146,7 +150,7 @@ class Controller:
         finally:
             client.close()
 
-    def endpoints(self):
+    def endpoints(self) -> dict[str, dict[str, Any]]:
         return {name: handle.endpoint for name, handle in self.handles.items()}
 
     def _keep_leases(self):
@@ -163,7 +167,7 @@ class Controller:
         finally:
             pool.close()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop every agent; each stops all the tool processes it started."""
         self._stop_keepalive.set()
         if self.pool is not None:

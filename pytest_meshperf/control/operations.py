@@ -6,15 +6,18 @@ Agents started by ``meshperf start`` outlive the command: their secret, PIDs
 and ports are kept in a state file readable by this user only
 (``~/.meshperf/state/``), which ``status`` and ``stop`` use.
 """
+from __future__ import annotations
 
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_meshperf.cluster.model import Cluster, Node
 from pytest_meshperf.control.controller import new_secret
 from pytest_meshperf.errors import AgentError
 from pytest_meshperf.tools import get_tool
@@ -22,6 +25,9 @@ from pytest_meshperf.transport import is_local
 from pytest_meshperf.transport.local import LocalNode
 from pytest_meshperf.transport.options import SshOptions
 from pytest_meshperf.transport.rpc import AgentClient
+
+if TYPE_CHECKING:
+    from pytest_meshperf.transport.ssh import SshNode
 
 MAX_FAN_OUT = 16
 DEFAULT_CLI_LEASE_S = 3600.0
@@ -32,17 +38,17 @@ class HostResult:
     node: Any
     ok: bool
     message: str
-    details: Dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
-def backend(node, options: SshOptions, nodes_by_name):
+def backend(node: Node, options: SshOptions, nodes_by_name: dict[str, Node]) -> LocalNode | SshNode:
     if is_local(node):
         return LocalNode(node)
     from pytest_meshperf.transport.ssh import SshNode  # the SSH stack (paramiko, ~0.2 s) only for remote nodes
     return SshNode(node, options, nodes_by_name)
 
 
-def for_each(cluster, options, action: Callable, fan_out: int = MAX_FAN_OUT) -> List[HostResult]:
+def for_each(cluster: Cluster, options: SshOptions, action: Callable, fan_out: int = MAX_FAN_OUT) -> list[HostResult]:
     nodes_by_name = {n.name: n for n in cluster.nodes}
 
     def one(node):
@@ -52,7 +58,7 @@ def for_each(cluster, options, action: Callable, fan_out: int = MAX_FAN_OUT) -> 
         except AgentError as exc:
             return HostResult(node, False, _short(str(exc), node))
         except Exception as exc:  # one host's surprise must not end the others' results
-            return HostResult(node, False, "%s: %s" % (type(exc).__name__, exc))
+            return HostResult(node, False, f"{type(exc).__name__}: {exc}")
         finally:
             remote.close()
 
@@ -68,14 +74,14 @@ def for_each(cluster, options, action: Callable, fan_out: int = MAX_FAN_OUT) -> 
 
 def _short(message, node):
     """Errors name the node already in the output's first column."""
-    for prefix in ("%s (%s): " % (node.name, node.address), "%s: " % node.name):
+    for prefix in (f"{node.name} ({node.address}): ", f"{node.name}: "):
         if message.startswith(prefix):
             return message[len(prefix):]
     return message
 
 
 # -- check -------------------------------------------------------------------------
-def check(cluster, options, required=()) -> List[HostResult]:
+def check(cluster: Cluster, options: SshOptions, required: Iterable[str] = ()) -> list[HostResult]:
     """Every host's facts.  A host fails when a ``required`` tool is missing there, or when no tool works
     at all; a missing tool nobody requires is reported (with its install hint) without failing the host:
     a cluster measured with iperf3 only needs no netperf."""
@@ -85,12 +91,12 @@ def check(cluster, options, required=()) -> List[HostResult]:
         errors = {name: t["error"] for name, t in facts["tools"].items() if t["error"]}
         usable = len(errors) < len(facts["tools"])
         problems = [errors[name] for name in required if name in errors] if usable else list(errors.values())
-        notes = [] if problems else ["%s missing: %s" % (name, error) for name, error in errors.items()]
+        notes = [] if problems else [f"{name} missing: {error}" for name, error in errors.items()]
         tools = describe_tools(facts["tools"])
-        parts = ["python %s" % facts["python"]] + ([tools] if tools else [])
+        parts = [f"python {facts['python']}"] + ([tools] if tools else [])
         if not is_local(node):
             if facts["clock_offset_s"] is not None:
-                parts.append("clock %+.3f s" % facts["clock_offset_s"])
+                parts.append(f"clock {facts['clock_offset_s']:+.3f} s")
             parts.append({"yes": "host key verified", "accept-new": "host key verified or added (accept-new)",
                           "off": "HOST KEY NOT CHECKED"}[facts["host_key_check"]])
         else:
@@ -100,26 +106,26 @@ def check(cluster, options, required=()) -> List[HostResult]:
     return for_each(cluster, options, action)
 
 
-def describe_tools(tools) -> str:
+def describe_tools(tools: dict[str, dict[str, Any]]) -> str:
     """The binaries a node uses: 'iperf3 3.12 /usr/bin/iperf3, netperf 2.7.0 /usr/bin/netperf (netserver 2.7.0
     /usr/bin/netserver)'; a tool not found is left out (its error says why)."""
     shown = []
     for name, t in tools.items():
         if t.get("version"):
-            server = " (%s %s %s)" % (get_tool(name).SERVER_BINARY, t.get("server_version") or "?", t["server_path"]) \
+            server = f" ({get_tool(name).SERVER_BINARY} {t.get('server_version') or '?'} {t['server_path']})" \
                 if t.get("server_path") else ""
-            shown.append("%s %s %s%s" % (name, t["version"], t["path"], server))
+            shown.append(f"{name} {t['version']} {t['path']}{server}")
     return ", ".join(shown)
 
 
-def clock_spread_s(results: List[HostResult]) -> Optional[float]:
+def clock_spread_s(results: list[HostResult]) -> float | None:
     offsets = [r.details["clock_offset_s"] for r in results
                if r.ok and r.details.get("clock_offset_s") is not None and not is_local(r.node)]
     return max(offsets) - min(offsets) if len(offsets) > 1 else None
 
 
 # -- deploy ------------------------------------------------------------------------
-def deploy(cluster, options) -> List[HostResult]:
+def deploy(cluster: Cluster, options: SshOptions) -> list[HostResult]:
     def action(node, remote):
         remote.connect()
         if is_local(node):
@@ -128,18 +134,19 @@ def deploy(cluster, options) -> List[HostResult]:
         parts = []
         for name, item in shipped.items():
             sent = item["transferred_bytes"]
-            parts.append("%s %s (%s)" % (name, item["path"], "%d bytes sent" % sent if sent else "up to date"))
+            shipped_how = f"{sent} bytes sent" if sent else "up to date"
+            parts.append(f"{name} {item['path']} ({shipped_how})")
         return HostResult(node, True, ", ".join(parts), shipped)
     return for_each(cluster, options, action)
 
 
 # -- state of started agents -------------------------------------------------------
-def state_path(cluster) -> str:
+def state_path(cluster: Cluster) -> str:
     key = hashlib.sha256((cluster.source or cluster.spec).encode("utf-8")).hexdigest()[:16]
-    return os.path.join(os.path.expanduser("~"), ".meshperf", "state", "%s.json" % key)
+    return os.path.join(os.path.expanduser("~"), ".meshperf", "state", f"{key}.json")
 
 
-def load_state(cluster) -> Dict[str, Any]:
+def load_state(cluster: Cluster) -> dict[str, Any]:
     try:
         with open(state_path(cluster)) as handle:
             return json.load(handle)
@@ -147,7 +154,7 @@ def load_state(cluster) -> Dict[str, Any]:
         return {}
 
 
-def save_state(cluster, state):
+def save_state(cluster: Cluster, state: dict[str, Any]) -> None:
     path = state_path(cluster)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = path + ".tmp"
@@ -158,19 +165,19 @@ def save_state(cluster, state):
 
 
 # -- start / status / stop ----------------------------------------------------------
-def start(cluster, options, lease_s=DEFAULT_CLI_LEASE_S) -> List[HostResult]:
+def start(cluster: Cluster, options: SshOptions, lease_s: float = DEFAULT_CLI_LEASE_S) -> list[HostResult]:
     state = load_state(cluster)
     secret = state.get("secret") or new_secret()
-    run_id = "cli-%d" % time.time()
+    run_id = f"cli-{int(time.time())}"
 
     def action(node, remote):
         known = state.get("agents", {}).get(node.name)
         if known and _health(remote, known, secret) is not None:
-            return HostResult(node, True, "already running (PID %s)" % known["pid"], known)
+            return HostResult(node, True, f"already running (PID {known['pid']})", known)
         remote.connect()
         ready = remote.launch_agent(secret, lease_s, run_id)  # checks the node and the bundle first
         entry = {"pid": ready["pid"], "port": ready["port"], "started": time.time(), "lease_s": lease_s}
-        return HostResult(node, True, "agent started (PID %s, lease %.0f s)" % (ready["pid"], lease_s), entry)
+        return HostResult(node, True, f"agent started (PID {ready['pid']}, lease {lease_s:.0f} s)", entry)
 
     results = for_each(cluster, options, action)
     agents = dict(state.get("agents", {}))
@@ -193,7 +200,7 @@ def _health(remote, entry, secret):
         client.close()
 
 
-def status(cluster, options) -> List[HostResult]:
+def status(cluster: Cluster, options: SshOptions) -> list[HostResult]:
     state = load_state(cluster)
 
     def action(node, remote):
@@ -202,34 +209,36 @@ def status(cluster, options) -> List[HostResult]:
             return HostResult(node, False, "not running (no agent started by meshperf start)")
         health = _health(remote, entry, state["secret"])
         if health is None:
-            return HostResult(node, False, "not running (agent PID %s is gone)" % entry["pid"], entry)
+            return HostResult(node, False, f"not running (agent PID {entry['pid']} is gone)", entry)
         return HostResult(node, True, describe_health(health), health)
     return for_each(cluster, options, action)
 
 
-def describe_health(health) -> str:
+def describe_health(health: dict[str, Any]) -> str:
     procs = health.get("processes", [])
-    tools = ", ".join("%s %s pid %s port %s" % (p["tool"], p["role"], p["pid"], p["port"] or "-") for p in procs)
+    tools = ", ".join(f"{p['tool']} {p['role']} pid {p['pid']} port {p['port'] or '-'}" for p in procs)
     usage, load = health.get("agent_usage", {}), health.get("load", {})
     rss = usage.get("rss_bytes")
     binaries = describe_tools(health.get("tools") or {})
-    parts = ["Running (PID %s)" % health["pid"], "up %s" % _duration(health.get("uptime_s", 0)),
-             "%d tool processes%s" % (len(procs), " (%s)" % tools if tools else ""),
+    parts = [f"Running (PID {health['pid']})", f"up {_duration(health.get('uptime_s', 0))}",
+             f"{len(procs)} tool processes" + (f" ({tools})" if tools else ""),
              *([binaries] if binaries else []),
-             "node CPU %s%%" % ("?" if load.get("cpu_percent") is None else "%.0f" % load["cpu_percent"]),
-             "agent CPU %.2f s" % usage.get("cpu_seconds", 0),
-             "RSS %s" % ("%.1f MB" % (rss / 1e6) if rss else "?"),
-             "RPC %.1f ms" % (1000 * health.get("rpc_rtt_s", 0)),
+             "node CPU " + ("?" if load.get("cpu_percent") is None else f"{load['cpu_percent']:.0f}") + "%",
+             f"agent CPU {usage.get('cpu_seconds', 0):.2f} s",
+             "RSS %s" % (f"{rss / 1e6:.1f} MB" if rss else "?"),
+             f"RPC {1000 * health.get('rpc_rtt_s', 0):.1f} ms",
              "psutil" if health.get("resources", {}).get("psutil") else "no psutil (reduced figures)"]
     return ", ".join(parts)
 
 
 def _duration(seconds):
     seconds = int(seconds)
-    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60) if seconds >= 3600 else "%dm%02ds" % divmod(seconds, 60)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def stop(cluster, options, everything=False) -> List[HostResult]:
+def stop(cluster: Cluster, options: SshOptions, everything: bool = False) -> list[HostResult]:
     """Stop the agents ``start`` recorded (with ``everything``, every meshperf agent of this user on the node)."""
     state = load_state(cluster)
 
@@ -238,10 +247,10 @@ def stop(cluster, options, everything=False) -> List[HostResult]:
         pids = [entry["pid"]] if entry else []
         remote.connect()
         stopped, others = remote.stop_agents(pids, everything)
-        message = "stopped %s" % ", ".join("PID %s" % p for p in stopped) if stopped else "no agent was running"
+        message = ("stopped " + ", ".join(f"PID {p}" for p in stopped)) if stopped else "no agent was running"
         if others and not everything:
-            message += "; %d other meshperf agent(s) of this user run here (PIDs %s): stop them with --all" % (
-                len(others), ", ".join(map(str, others)))
+            message += (f"; {len(others)} other meshperf agent(s) of this user run here (PIDs "
+                        f"{', '.join(map(str, others))}): stop them with --all")
         return HostResult(node, True, message, {"stopped": stopped})
 
     results = for_each(cluster, options, action)

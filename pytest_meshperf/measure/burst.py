@@ -14,6 +14,7 @@ and writes the group file; every pair test of the group then reports its own sha
 from there.  A worker killed mid-group drops the lock, and the next test of the
 group runs it again.
 """
+from __future__ import annotations
 
 import dataclasses
 import fcntl
@@ -22,7 +23,8 @@ import json
 import os
 import threading
 import time
-from typing import Dict, List
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pytest_meshperf.errors import AgentError, ClientRun, MeasurementError
 from pytest_meshperf.measure.measurement import (
@@ -38,6 +40,7 @@ from pytest_meshperf.measure.runner import (
     LEASE_MARGIN_S,
     LEASE_WAIT_S,
     SERVER_GRACE_S,
+    Pool,
     client_timeout_s,
     collect_server,
     instance_from,
@@ -49,6 +52,10 @@ from pytest_meshperf.measure.runner import (
     take_leases,
     wait_client,
 )
+from pytest_meshperf.plan.links import Pair
+from pytest_meshperf.plan.schedule import Schedule
+from pytest_meshperf.spec.params import Params
+from pytest_meshperf.spec.thresholds import Threshold
 from pytest_meshperf.tools import get_tool
 from pytest_meshperf.transport.rpc import clock_offset
 
@@ -57,12 +64,12 @@ START_LEAD_S = 0.5          # from the planned start's announcement to the start
 START_LEAD_PER_FLOW_S = 0.005   # each source's agent gets one call per flow before that moment
 
 
-def flows_per_pair(params) -> int:
-    # instances=auto sizes from free cores; in a burst every core is busy already, so one flow per pair.
+def flows_per_pair(params: Params) -> int:
     return 1 if params.instances == "auto" else params.instances
 
 
-def run_group(pool, pairs, params, schedule, test, nodeids, holder) -> Dict[str, Measurement]:
+def run_group(pool: Pool, pairs: Sequence[Pair], params: Params, schedule: Schedule, test: str,
+              nodeids: dict[str, str], holder: str) -> dict[str, Measurement]:
     """Measure ``pairs`` all at once; a Measurement per pair id (errors included, never raised)."""
     module = get_tool(params.tool)
     timeout_s = client_timeout_s(module, params)
@@ -201,7 +208,7 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
 
 # -- one group out of many pair tests -----------------------------------------------------------------
 
-def measurement_from_dict(data) -> Measurement:
+def measurement_from_dict(data: dict[str, Any]) -> Measurement:
     data = dict(data)
     data["instances"] = [Instance(**inst) for inst in data["instances"]]
     data["client"] = ClientRun(**data["client"]) if data.get("client") else None
@@ -211,7 +218,8 @@ def measurement_from_dict(data) -> Measurement:
 class GroupRunner:
     """Per run and process: runs a test's group once (across xdist workers) and hands out the shares."""
 
-    def __init__(self, run_path, get_pool, schedule, writer, baseline=None):
+    def __init__(self, run_path: str, get_pool: Callable[[], Pool], schedule: Schedule, writer: str,
+                 baseline: Any = None) -> None:
         self.dir = os.path.join(run_path, GROUP_DIR)
         self.baseline = baseline   # baseline.Baseline: judged with the thresholds
         self.get_pool = get_pool
@@ -219,8 +227,9 @@ class GroupRunner:
         self.writer = writer
         self._cache = {}
 
-    def measurement(self, members: List, pair, params, thresholds, test, name, nodeids, holder,
-                    record) -> Measurement:
+    def measurement(self, members: list[Pair], pair: Pair, params: Params, thresholds: Sequence[Threshold], test: str,
+                    name: str, nodeids: dict[str, str], holder: str,
+                    record: Callable[[dict[str, Any]], None]) -> Measurement:
         """This pair's share of its group's run, judged (``members``: the group's pairs, this one included;
         ``record``: journals one record; the group's runner journals them all)."""
         digest = hashlib.sha256(test.encode("utf-8")).hexdigest()[:20]
@@ -233,14 +242,14 @@ class GroupRunner:
                                  tool=params.tool, params=params.to_dict(), round=pair.round,
                                  started=time.time(), finished=time.time())
             result.status, result.error = STATUS_ERROR, (
-                "%s runs every pair of a test at once with one set of parameters and thresholds; this pair asked "
-                "for others than its group (measure() overrides that differ per pair?)" % self.schedule)
+                f"{self.schedule} runs every pair of a test at once with one set of parameters and thresholds; this "
+                "pair asked for others than its group (measure() overrides that differ per pair?)")
             judge(result, thresholds, self.baseline)
             record(record_of(result, name))
             return result
         data = group["measurements"].get(pair.id)
         if data is None:
-            raise MeasurementError("%s: not part of the %s group of %s" % (pair.id, self.schedule, test))
+            raise MeasurementError(f"{pair.id}: not part of the {self.schedule} group of {test}")
         return measurement_from_dict(data)
 
     def _load_or_run(self, digest, members, params, thresholds, wanted, test, name, nodeids, holder, record):
@@ -274,6 +283,6 @@ def _lock(handle, wait_s, test):
             return
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise MeasurementError("the group of %s did not finish within %.0f s" % (test, wait_s))
+                raise MeasurementError(f"the group of {test} did not finish within {wait_s:.0f} s")
             time.sleep(delay)
             delay = min(delay * 2, 0.25)

@@ -4,14 +4,16 @@
 stores (``to_record``).  Pair-level metrics combine the instances' metrics
 (``combine_metrics``), so several processes per pair add up correctly.
 """
+from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from pytest_meshperf.errors import ClientRun
 from pytest_meshperf.plan.links import link_id
-from pytest_meshperf.spec.thresholds import check_all
+from pytest_meshperf.spec.thresholds import Threshold, check_all
 from pytest_meshperf.spec.units import iso
 
 STATUS_PASSED = "passed"
@@ -23,17 +25,17 @@ STATUS_ERROR = "error"
 class Instance:
     """One tool process of a measurement, with everything needed to trust or redo it."""
     instance: int
-    pid: Optional[int]
-    client_port: Optional[int]
-    server_port: Optional[int]
-    start: Optional[float]          # epoch seconds, client start
-    end: Optional[float]
+    pid: int | None
+    client_port: int | None
+    server_port: int | None
+    start: float | None          # epoch seconds, client start
+    end: float | None
     command: str
-    metrics: Dict[str, float]
+    metrics: dict[str, float]
     raw: Any                         # the client's complete tool output (iperf3 JSON)
-    server: Dict[str, Any] = field(default_factory=dict)   # server pid, port, command, core, raw output
-    cpu: Optional[int] = None        # the core the client was pinned to (None: not pinned)
-    exit_code: Optional[int] = None  # the client's exit status (None: killed by a signal, or not known)
+    server: dict[str, Any] = field(default_factory=dict)   # server pid, port, command, core, raw output
+    cpu: int | None = None        # the core the client was pinned to (None: not pinned)
+    exit_code: int | None = None  # the client's exit status (None: killed by a signal, or not known)
 
 
 @dataclass
@@ -43,43 +45,43 @@ class Measurement:
     test: str                        # the test's key in the result file
     nodeid: str
     tool: str
-    params: Dict[str, Any]
+    params: dict[str, Any]
     status: str = STATUS_PASSED
-    metrics: Dict[str, float] = field(default_factory=dict)
-    instances: List[Instance] = field(default_factory=list)
-    thresholds: List[Dict[str, Any]] = field(default_factory=list)   # ThresholdResult.to_dict()
-    error: Optional[str] = None
-    tool_version: Optional[str] = None
-    round: Optional[int] = None
-    started: Optional[float] = None
-    finished: Optional[float] = None
-    node_load: Dict[str, Any] = field(default_factory=dict)   # "src"/"dst": the node's CPU and memory meanwhile
-    warnings: List[str] = field(default_factory=list)         # e.g. a CPU-bound sender: trust the figure less
-    group: Optional[Dict[str, Any]] = None                    # burst/incast: the flows started together, skew
-    baseline: Optional[Dict[str, Any]] = None                 # --mesh-baseline: found, its values, the verdicts
-    client: Optional[ClientRun] = None                        # status error after a client ran: what it did
+    metrics: dict[str, float] = field(default_factory=dict)
+    instances: list[Instance] = field(default_factory=list)
+    thresholds: list[dict[str, Any]] = field(default_factory=list)   # ThresholdResult.to_dict()
+    error: str | None = None
+    tool_version: str | None = None
+    round: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    node_load: dict[str, Any] = field(default_factory=dict)   # "src"/"dst": the node's CPU and memory meanwhile
+    warnings: list[str] = field(default_factory=list)         # e.g. a CPU-bound sender: trust the figure less
+    group: dict[str, Any] | None = None                    # burst/incast: the flows started together, skew
+    baseline: dict[str, Any] | None = None                 # --mesh-baseline: found, its values, the verdicts
+    client: ClientRun | None = None                        # status error after a client ran: what it did
 
     @property
     def pair(self) -> str:
         return link_id(self.src, self.dst)
 
     @property
-    def throughput_bps(self) -> Optional[float]:
+    def throughput_bps(self) -> float | None:
         return self.metrics.get("throughput_bps")
 
     @property
-    def retransmits(self) -> Optional[float]:
+    def retransmits(self) -> float | None:
         return self.metrics.get("retransmits")
 
     @property
-    def jitter_ms(self) -> Optional[float]:
+    def jitter_ms(self) -> float | None:
         return self.metrics.get("jitter_ms")
 
     @property
-    def lost_percent(self) -> Optional[float]:
+    def lost_percent(self) -> float | None:
         return self.metrics.get("lost_percent")
 
-    def to_record(self) -> Dict[str, Any]:
+    def to_record(self) -> dict[str, Any]:
         """The journal line: JSON-able, times as ISO 8601 UTC strings."""
         record = asdict(self)
         record["started"], record["finished"] = iso(self.started), iso(self.finished)
@@ -94,14 +96,14 @@ class Measurement:
         return record
 
 
-def record_of(result: "Measurement", name: str) -> Dict[str, Any]:
+def record_of(result: Measurement, name: str) -> dict[str, Any]:
     """The journal line of a judged measurement of the test function ``name``."""
     record = result.to_record()
     record["name"] = name
     return record
 
 
-def finite(metrics: Dict[str, float]) -> Dict[str, float]:
+def finite(metrics: dict[str, float]) -> dict[str, float]:
     """Drop NaN and infinities: they are not JSON, and a metric that is not a number was not measured."""
     return {name: value for name, value in metrics.items() if math.isfinite(value)}
 
@@ -111,7 +113,7 @@ STARVED_FRACTION = 0.5     # or a core saturated in this share of the samples ..
 STARVED_PROCESS_PERCENT = 25.0   # ... while the tool itself worked this hard (not a bitrate-capped flow)
 
 
-def cpu_bound_warnings(result: "Measurement") -> List[str]:
+def cpu_bound_warnings(result: Measurement) -> list[str]:
     """Why this measurement may have measured a CPU rather than the network (from the agents' monitoring).
 
     A side is CPU-bound when its tool process used at least 90% of a core over its life, when the
@@ -128,16 +130,16 @@ def cpu_bound_warnings(result: "Measurement") -> List[str]:
         starved = (load.get("saturated_fraction") or 0) >= STARVED_FRACTION and \
             (process or 0) >= STARVED_PROCESS_PERCENT
         if (process or 0) >= CPU_BOUND_PERCENT or (pinned_busy or 0) >= CPU_BOUND_PERCENT or starved:
-            what = "its %s used %.0f%% of a core" % (result.tool, process) if process is not None else \
-                "its %s's core" % result.tool
-            core = "core %s %.0f%% busy on average" % (pinned, pinned_busy) if pinned_busy is not None else \
-                "a core saturated in %.0f%% of the samples" % (100 * (load.get("saturated_fraction") or 0))
-            warnings.append("%s %s was CPU-bound (%s; %s, softirq peak %.0f%%): this measured the CPU, "
-                            "not the network" % (name, node, what, core, load.get("softirq_peak_percent") or 0))
+            what = f"its {result.tool} used {process:.0f}% of a core" if process is not None else \
+                f"its {result.tool}'s core"
+            core = f"core {pinned} {pinned_busy:.0f}% busy on average" if pinned_busy is not None else \
+                f"a core saturated in {100 * (load.get('saturated_fraction') or 0):.0f}% of the samples"
+            warnings.append(f"{name} {node} was CPU-bound ({what}; {core}, softirq peak "
+                            f"{load.get('softirq_peak_percent') or 0:.0f}%): this measured the CPU, not the network")
     return warnings
 
 
-def judge(result: "Measurement", thresholds, baseline=None) -> List[str]:
+def judge(result: Measurement, thresholds: Sequence[Threshold], baseline: Any = None) -> list[str]:
     """Check ``thresholds`` (and the ``baseline`` gate, baseline.py) against a measurement, record every
     verdict in it, set its status; returns the failure messages.  An errored measurement's thresholds are
     recorded as not evaluated."""
@@ -156,11 +158,11 @@ def judge(result: "Measurement", thresholds, baseline=None) -> List[str]:
     return failed
 
 
-def combine_metrics(per_instance: List[Dict[str, float]]) -> Dict[str, float]:
+def combine_metrics(per_instance: list[dict[str, float]]) -> dict[str, float]:
     """Pair metrics from instance metrics: rates and counts add up, loss is recomputed, the rest is the worst."""
     if len(per_instance) == 1:
         return dict(per_instance[0])
-    combined: Dict[str, float] = {}
+    combined: dict[str, float] = {}
     keys = {key for metrics in per_instance for key in metrics}
     for key in keys:
         values = [m[key] for m in per_instance if key in m]

@@ -6,30 +6,40 @@ the server's own output is collected; both are bounded in time on the node.
 Anything that prevents a result raises MeasurementError with the tool's own words,
 and with what the client did (ClientRun) when one ran.
 """
+from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import List
+from types import ModuleType
+from typing import Any
 
 from pytest_meshperf.errors import AgentError, ClientRun, MeasurementError
 from pytest_meshperf.measure.measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings
-from pytest_meshperf.spec.params import MAX_INSTANCES
+from pytest_meshperf.plan.links import Pair
+from pytest_meshperf.spec.params import MAX_INSTANCES, Params
 from pytest_meshperf.tools import get_tool
 from pytest_meshperf.tools.errors import ToolFailure
+from pytest_meshperf.transport.rpc import AgentClient
 
 CONNECT_GRACE_S = 15.0     # client start-up, connection set-up and result exchange
 SERVER_GRACE_S = 10.0      # the server outlives its client by this much at most
 LEASE_MARGIN_S = 30.0      # a lease outlives its measurement's time limits by this much at most
 LEASE_WAIT_S = 3600.0      # how long a test waits for its nodes to be free
 
+# The run's AgentPool (control/controller.py; measure/ sits below control/ and does not import it): a
+# ``client(node)`` for each node, its ``failed`` nodes and its ``coordinator()``.
+Pool = Any
 
-def client_timeout_s(module, params) -> float:
+
+def client_timeout_s(module: ModuleType, params: Params) -> float:
     runtime = module.expected_runtime_s(params.tool_params())
     return runtime + CONNECT_GRACE_S + 0.1 * runtime
 
 
-def measure_pair(get_pool, pair, params, test, nodeid, schedule="rounds", holder="") -> Measurement:
+def measure_pair(get_pool: Callable[[], Pool], pair: Pair, params: Params, test: str, nodeid: str,
+                 schedule: str = "rounds", holder: str = "") -> Measurement:
     """Measure ``pair``: a Measurement with its instances and metrics, or with status error and the reason.
 
     ``get_pool`` returns the AgentPool (reaching the agents may itself fail, and that is this pair's error).
@@ -47,7 +57,8 @@ def measure_pair(get_pool, pair, params, test, nodeid, schedule="rounds", holder
     return result
 
 
-def run_measurement(pool, pair, params, schedule="rounds", holder=""):
+def run_measurement(pool: Pool, pair: Pair, params: Params, schedule: str = "rounds",
+                    holder: str = "") -> tuple[list[Instance], str | None, dict[str, Any]]:
     """Returns (instances, tool version, node load by end).
 
     Both ends bind to their data address: nodes sharing one network stack (the
@@ -71,7 +82,7 @@ def run_measurement(pool, pair, params, schedule="rounds", holder=""):
         release_leases(pool, leases)
 
 
-def instance_pins(instances, leases):
+def instance_pins(instances: int, leases: Sequence[HeldLease]) -> list[tuple[int | None, int | None]]:
     """[(client core, server core)] per instance, from the cores the send and receive leases reserved.
 
     ``auto``: as many instances as both ends have free cores (at least one); a number:
@@ -91,10 +102,10 @@ class HeldLease:
     node: str
     role: str
     id: str
-    cores: List[int]
+    cores: list[int]
 
 
-def pair_leases(pool, pair, schedule):
+def pair_leases(pool: Pool, pair: Pair, schedule: str) -> list[tuple[str, str]]:
     """The (node, role) leases one measurement of ``pair`` holds."""
     wanted = [(pair.src.name, "send"), (pair.dst.name, "recv")]
     if schedule == "sequential":
@@ -102,7 +113,8 @@ def pair_leases(pool, pair, schedule):
     return wanted
 
 
-def take_leases(pool, wanted, ttl_s, holder, wait_s=None, cores=0):
+def take_leases(pool: Pool, wanted: Sequence[tuple[str, str]], ttl_s: float, holder: str, wait_s: float | None = None,
+                cores: int = 0) -> list[HeldLease]:
     """Hold-none-while-waiting: take every (node, role) lease of ``wanted`` or none, back off, retry;
     bounded by ``wait_s``.  Send and receive leases also reserve up to ``cores`` cores each."""
     wait_s = LEASE_WAIT_S if wait_s is None else wait_s
@@ -124,13 +136,13 @@ def take_leases(pool, wanted, ttl_s, holder, wait_s=None, cores=0):
             raise MeasurementError(reason(exc))
         release_leases(pool, held)
         if time.monotonic() > deadline:
-            raise MeasurementError("%s could not %s for %.0f s: busy with %s" % (
-                busy[0], {"send": "send", "recv": "receive", "cluster": "run alone"}[busy[1]], wait_s, busy[2]))
+            doing = {"send": "send", "recv": "receive", "cluster": "run alone"}[busy[1]]
+            raise MeasurementError(f"{busy[0]} could not {doing} for {wait_s:.0f} s: busy with {busy[2]}")
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
 
 
-def release_leases(pool, held):
+def release_leases(pool: Pool, held: Iterable[HeldLease]) -> None:
     for lease in held:
         try:
             pool.client(lease.node).call("lease.release", {"id": lease.id})
@@ -160,42 +172,44 @@ def _measure(module, src, dst, pool, pair, params, timeout_s, pins):
     return instances, module.tool_version(instances[0].raw), {k: v for k, v in node_load.items() if v}
 
 
-def start_server(agent, pair, params, bind, timeout_s, cpu=None):
+def start_server(agent: AgentClient, pair: Pair, params: Params, bind: str | None, timeout_s: float,
+                 cpu: int | None = None) -> dict[str, Any]:
     try:
         return agent.call("process.start", {"tool": params.tool, "role": "server", "bind": bind,
                                             "timeout_s": timeout_s, "cpu": cpu})
     except AgentError as exc:
-        raise MeasurementError("cannot start the %s server on %s: %s" % (params.tool, pair.dst.name, reason(exc)))
+        raise MeasurementError(f"cannot start the {params.tool} server on {pair.dst.name}: {reason(exc)}")
 
 
-def start_client(agent, pair, params, target, port, bind, timeout_s, cpu=None, start_at=None):
+def start_client(agent: AgentClient, pair: Pair, params: Params, target: str, port: int, bind: str | None,
+                 timeout_s: float, cpu: int | None = None, start_at: float | None = None) -> dict[str, Any]:
     try:
         return agent.call("process.start", {"tool": params.tool, "role": "client", "target": target, "port": port,
                                             "bind": bind, "params": params.tool_params(), "timeout_s": timeout_s,
                                             "cpu": cpu, "start_at": start_at})
     except AgentError as exc:
-        raise MeasurementError("%s client on %s: %s" % (params.tool, pair.src.name, reason(exc)))
+        raise MeasurementError(f"{params.tool} client on {pair.src.name}: {reason(exc)}")
 
 
-def wait_client(agent, pair, params, ident, timeout_s):
+def wait_client(agent: AgentClient, pair: Pair, params: Params, ident: str, timeout_s: float) -> dict[str, Any]:
     try:
         result = agent.wait_process(ident, timeout_s + SERVER_GRACE_S)
     except AgentError as exc:
-        raise MeasurementError("%s client on %s: %s" % (params.tool, pair.src.name, reason(exc)))
+        raise MeasurementError(f"{params.tool} client on {pair.src.name}: {reason(exc)}")
     if result is None:
-        raise MeasurementError("the %s client on %s did not end within %.0f s" % (params.tool, pair.src.name,
-                                                                                 timeout_s + SERVER_GRACE_S))
+        raise MeasurementError(f"the {params.tool} client on {pair.src.name} did not end within "
+                               f"{timeout_s + SERVER_GRACE_S:.0f} s")
     return result
 
 
-def stop_process(agent, ident):
+def stop_process(agent: AgentClient, ident: str) -> None:
     try:
         agent.call("process.stop", {"id": ident})
     except AgentError:
         pass  # its deadline, or the agent's end, stops it anyway
 
 
-def collect_server(agent, server):
+def collect_server(agent: AgentClient, server: dict[str, Any]) -> dict[str, Any] | None:
     """Give the one-off server a moment to write its JSON, then stop it whatever state it is in.
     A shared server (netserver) serves the next measurement too: left running, described as started."""
     if server.get("shared"):
@@ -211,29 +225,30 @@ def collect_server(agent, server):
 
 def _load(module, client, server, timeout_s):
     if client.get("spawn_error"):   # nothing ran: the reason is all there is
-        raise MeasurementError("the %s client did not start: %s" % (client["tool"], client["spawn_error"]))
+        raise MeasurementError(f"the {client['tool']} client did not start: {client['spawn_error']}")
     ran = ClientRun.from_process(client)
     if client["timed_out"]:
-        raise MeasurementError("the %s client (pid %s) ran past its %.0f s limit and was killed"
-                               % (client["tool"], client["pid"], timeout_s), ran)
+        raise MeasurementError(f"the {client['tool']} client (pid {client['pid']}) ran past its {timeout_s:.0f} s "
+                               "limit and was killed", ran)
     if client["signal"] is not None:
-        raise MeasurementError("the %s client (pid %s) was killed by signal %d%s"
-                               % (client["tool"], client["pid"], client["signal"], _server_note(server)), ran)
+        raise MeasurementError(f"the {client['tool']} client (pid {client['pid']}) was killed by signal "
+                               f"{client['signal']}{_server_note(server)}", ran)
     try:
         return module.load_output(client["stdout"])
     except ToolFailure as exc:
         stderr = client["stderr"].strip()
-        raise MeasurementError("%s%s%s" % (exc, " (stderr: %s)" % stderr[-300:] if stderr else "",
-                                           _server_note(server)), ran)
+        shown = f" (stderr: {stderr[-300:]})" if stderr else ""
+        raise MeasurementError(f"{exc}{shown}{_server_note(server)}", ran)
 
 
 def _server_note(server):
     if server and server.get("signal") is not None and not server.get("stopped"):
-        return "; the server (pid %s) was killed by signal %d" % (server["pid"], server["signal"])
+        return f"; the server (pid {server['pid']}) was killed by signal {server['signal']}"
     return ""
 
 
-def instance_from(module, number, client, server, timeout_s) -> Instance:
+def instance_from(module: ModuleType, number: int, client: dict[str, Any], server: dict[str, Any] | None,
+                  timeout_s: float) -> Instance:
     data = _load(module, client, server, timeout_s)
     try:
         metrics = module.metrics_from_json(data)
@@ -260,6 +275,6 @@ def _command(command):
     return " ".join(shlex.quote(a) for a in command) if isinstance(command, list) else command
 
 
-def reason(exc):
+def reason(exc: BaseException) -> str:
     return getattr(exc, "message", None) or str(exc)
 

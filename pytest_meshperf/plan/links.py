@@ -2,11 +2,14 @@
 
 Pair (one directed pair of nodes and its round), and ``--mesh-links`` patterns that select pairs.
 """
+from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any
 
+from pytest_meshperf.cluster.model import Cluster
 from pytest_meshperf.errors import UsageError
 
 ARROW = "->"
@@ -17,7 +20,7 @@ def link_id(src: str, dst: str) -> str:
     return f"{src}{ARROW}{dst}"
 
 
-def split_link(text: str) -> Optional[Tuple[str, str]]:
+def split_link(text: str) -> tuple[str, str] | None:
     """(src, dst) of ``SRC->DST`` (each side stripped); None unless there is one arrow with a name on each side."""
     src, sep, dst = str(text).partition(ARROW)
     src, dst = src.strip(), dst.strip()
@@ -50,7 +53,7 @@ class LinkPattern:
         return fnmatch.fnmatchcase(pair.src.name, self.src) and fnmatch.fnmatchcase(pair.dst.name, self.dst)
 
 
-def parse_links(values, cluster) -> Tuple[LinkPattern, ...]:
+def parse_links(values: Iterable[str] | None, cluster: Cluster) -> tuple[LinkPattern, ...]:
     """``--mesh-links`` values (each may hold several, comma-separated), checked against the cluster.
 
     pytest's ``-k`` cannot say ``node1->`` (its expression language has no ``>``), so links get
@@ -73,6 +76,6 @@ def parse_links(values, cluster) -> Tuple[LinkPattern, ...]:
     return tuple(patterns)
 
 
-def link_selected(pair: Pair, patterns) -> bool:
+def link_selected(pair: Pair, patterns: Sequence[LinkPattern]) -> bool:
     """No patterns select every pair; otherwise a pair any pattern matches."""
     return not patterns or any(pattern.matches(pair) for pattern in patterns)

@@ -14,10 +14,11 @@ order comes from the schedule, and every pytest-xdist worker reproduces it:
   the whole fabric loaded, each pair test asserting on its share.
 - ``incast:NODE``: every other node sends to NODE at once (burst.py as well).
 """
+from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
 
+from pytest_meshperf.cluster.model import Cluster
 from pytest_meshperf.errors import UsageError
 from pytest_meshperf.plan.links import Pair
 
@@ -28,17 +29,17 @@ GROUPED = ("burst", "incast")   # schedules whose pairs run together, started at
 @dataclass(frozen=True)
 class Schedule:
     kind: str                      # rounds | sequential | burst | incast
-    target: Optional[str] = None   # incast: the receiving node
+    target: str | None = None   # incast: the receiving node
 
     @property
     def grouped(self) -> bool:
         return self.kind in GROUPED
 
-    def __str__(self):
-        return "%s:%s" % (self.kind, self.target) if self.target else self.kind
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}" if self.target else self.kind
 
 
-def parse_schedule(text: str, cluster) -> Schedule:
+def parse_schedule(text: str, cluster: Cluster) -> Schedule:
     """``--mesh-schedule``'s value, checked against the cluster; UsageError with the fix otherwise."""
     text = (text or "rounds").strip()
     kind, sep, target = text.partition(":")
@@ -47,19 +48,19 @@ def parse_schedule(text: str, cluster) -> Schedule:
     names = [node.name for node in cluster.nodes]
     if kind == "incast":
         if not target:
-            raise UsageError("--mesh-schedule incast: name the receiving node, e.g. incast:%s" % names[0])
+            raise UsageError(f"--mesh-schedule incast: name the receiving node, e.g. incast:{names[0]}")
         node = next((n for n in cluster.nodes if n.name == target), None)
         if node is None:
-            raise UsageError("--mesh-schedule %s: no node %r in the cluster; its nodes: %s"
-                             % (text, target, ", ".join(names)))
+            raise UsageError(f"--mesh-schedule {text}: no node {target!r} in the cluster; its nodes: "
+                             f"{', '.join(names)}")
         if not node.can_receive:
-            raise UsageError("--mesh-schedule %s: node %r has role %s and does not receive; choose a node with "
-                             "role server or both" % (text, target, node.role))
+            raise UsageError(f"--mesh-schedule {text}: node {target!r} has role {node.role} and does not receive; "
+                             "choose a node with role server or both")
         return Schedule("incast", target)
-    raise UsageError("--mesh-schedule %r: choose one of %s" % (text, ", ".join(SCHEDULES)))
+    raise UsageError(f"--mesh-schedule {text!r}: choose one of {', '.join(SCHEDULES)}")
 
 
-def mesh_pairs(cluster) -> List[Pair]:
+def mesh_pairs(cluster: Cluster) -> list[Pair]:
     nodes = list(cluster.nodes)
     count = len(nodes)
     pairs = []
@@ -71,7 +72,7 @@ def mesh_pairs(cluster) -> List[Pair]:
     return pairs
 
 
-def plan_pairs(cluster, schedule: Schedule) -> List[Pair]:
+def plan_pairs(cluster: Cluster, schedule: Schedule) -> list[Pair]:
     """The pairs the schedule measures, in its order (incast: only the pairs into its target)."""
     pairs = mesh_pairs(cluster)
     if schedule.kind == "incast":
@@ -79,7 +80,7 @@ def plan_pairs(cluster, schedule: Schedule) -> List[Pair]:
     return pairs
 
 
-def rounds(pairs: List[Pair]) -> List[List[Pair]]:
+def rounds(pairs: list[Pair]) -> list[list[Pair]]:
     """The pairs grouped by round, in order."""
     grouped = {}
     for pair in pairs:

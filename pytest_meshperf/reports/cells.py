@@ -1,10 +1,10 @@
 """One cell of the HTML mesh report: its label and state, and the details shown when it is opened (instances, clients, load)."""
+from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Dict, Optional
 
-from pytest_meshperf.reports.heatmap import Cell
+from pytest_meshperf.reports.heatmap import Cell, Section
 from pytest_meshperf.spec.metrics import METRICS, format_value
 from pytest_meshperf.spec.units import format_number
 
@@ -18,7 +18,7 @@ PARAM_TEXT = (("duration_s", "duration %s s"), ("omit_s", "omit %s s"), ("parall
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # mesh.json's times (results.iso)
 
 
-def seconds_between(record: dict, start: str, end: str) -> Optional[float]:
+def seconds_between(record: dict, start: str, end: str) -> float | None:
     try:
         first, last = (datetime.strptime(record[k], TIME_FORMAT) for k in (start, end))
     except (KeyError, TypeError, ValueError):
@@ -30,7 +30,7 @@ def when_text(entry: dict) -> str:
     """The start to the second, and how long measure() took: full times are in mesh.json."""
     seconds = seconds_between(entry, "started", "finished")
     started = (entry.get("started") or "?")[:19].replace("T", " ")
-    return started + ("" if seconds is None else " UTC, %s s" % format_number(seconds, 3))
+    return started + ("" if seconds is None else f" UTC, {format_number(seconds, 3)} s")
 
 
 def label(metric: str, value: float) -> str:
@@ -47,7 +47,7 @@ def _metric_order(names):
     return known + sorted(name for name in names if name not in METRICS)
 
 
-def _numbers(metrics: dict) -> Dict[str, float]:
+def _numbers(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in (metrics or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
@@ -68,23 +68,23 @@ def params_text(params: dict) -> str:
 def _load_text(load: dict) -> str:
     parts = []
     if load.get("core_busy_peak_percent") is not None:
-        parts.append("busiest core peak %s%%" % format_number(load["core_busy_peak_percent"], 3))
+        parts.append(f"busiest core peak {format_number(load['core_busy_peak_percent'], 3)}%")
     if load.get("process_cpu_percent") is not None:
-        parts.append("tool %s%% of a core" % format_number(load["process_cpu_percent"], 3))
+        parts.append(f"tool {format_number(load['process_cpu_percent'], 3)}% of a core")
     if load.get("softirq_peak_percent") is not None:
-        parts.append("softirq peak %s%%" % format_number(load["softirq_peak_percent"], 3))
+        parts.append(f"softirq peak {format_number(load['softirq_peak_percent'], 3)}%")
     if load.get("pinned_core") is not None:
-        parts.append("pinned to core %s" % load["pinned_core"])
+        parts.append(f"pinned to core {load['pinned_core']}")
     return ", ".join(parts)
 
 
 def _instance_rows(instance: dict, src: str, dst: str, several: bool):
     server = instance.get("server") or {}
-    rows = [("ports", "client %s \u2192 server %s" % (instance.get("client_port") or "?",
-                                                       instance.get("server_port") or server.get("port") or "?"), ""),
-            ("pids", "%s on %s, %s on %s" % (instance.get("pid") or "?", src, server.get("pid") or "?", dst), "")]
+    rows = [("ports", f"client {instance.get('client_port') or '?'} \u2192 server "
+                      f"{instance.get('server_port') or server.get('port') or '?'}", ""),
+            ("pids", f"{instance.get('pid') or '?'} on {src}, {server.get('pid') or '?'} on {dst}", "")]
     if instance.get("cpu") is not None or server.get("cpu") is not None:
-        rows.append(("cores", "client %s, server %s" % (instance.get("cpu"), server.get("cpu")), ""))
+        rows.append(("cores", f"client {instance.get('cpu')}, server {server.get('cpu')}", ""))
     if several:
         rows += [(metric_label(k), label(k, v), "") for k, v in _numbers(instance.get("metrics")).items()]
     rows.append(("command", instance.get("command") or "", "mono"))
@@ -98,8 +98,8 @@ def _instance_rows(instance: dict, src: str, dst: str, several: bool):
 def _client_rows(client: dict):
     """An errored measurement's client (mesh.json ``client``): its command, how it ended, its output's end."""
     ended = ("killed at its time limit" if client.get("timed_out") else
-             "killed by signal %s" % client["signal"] if client.get("signal") is not None else
-             "exit %s" % client.get("exit_code"))
+             f"killed by signal {client['signal']}" if client.get("signal") is not None else
+             f"exit {client.get('exit_code')}")
     rows = [("command", client.get("command") or "", "mono"), ("ended", ended, "bad")]
     for stream in ("stdout", "stderr"):
         text = (client.get(stream) or "").strip()
@@ -109,7 +109,7 @@ def _client_rows(client: dict):
     return rows
 
 
-def cell_detail(src: str, dst: str, key: str, entry: dict, labels: Dict[str, str]):
+def cell_detail(src: str, dst: str, key: str, entry: dict, labels: dict[str, str]) -> list[Section]:
     """The sections shown for one measurement: result, metrics, thresholds, instances, load, warnings."""
     status = entry.get("status", "?")
     result = [("status", status, {"passed": "ok", "failed": "bad", "error": "bad"}.get(status, ""))]
@@ -125,7 +125,7 @@ def cell_detail(src: str, dst: str, key: str, entry: dict, labels: Dict[str, str
         result.append(("round", str(entry["round"]), ""))
     group = entry.get("group") or {}
     if group.get("skew_s") is not None:
-        result.append(("start skew", "%s s (%s)" % (format_number(group["skew_s"], 3), group.get("schedule")), ""))
+        result.append(("start skew", f"{format_number(group['skew_s'], 3)} s ({group.get('schedule')})", ""))
     result.append(("test", key, "mono"))
     sections = [("Result", result)]
     if labels:
@@ -134,14 +134,14 @@ def cell_detail(src: str, dst: str, key: str, entry: dict, labels: Dict[str, str
     if thresholds:
         verdicts = {True: ("held", "ok"), False: ("FAILED", "bad"), None: ("not applicable", "na")}
         sections.append(("Thresholds", [
-            (t.get("expression", "?"), "%s: %s" % (verdicts[t.get("passed")][0], t.get("message", "")),
+            (t.get("expression", "?"), f"{verdicts[t.get('passed')][0]}: {t.get('message', '')}",
              verdicts[t.get("passed")][1]) for t in thresholds]))
     instances = entry.get("instances") or []
     for instance in instances[:MAX_INSTANCES_SHOWN]:
-        title = "Instance %s" % instance.get("instance", "") if len(instances) > 1 else "Processes"
+        title = f"Instance {instance.get('instance', '')}" if len(instances) > 1 else "Processes"
         sections.append((title, _instance_rows(instance, src, dst, len(instances) > 1)))
     if len(instances) > MAX_INSTANCES_SHOWN:
-        sections.append(("More instances", [("", "%d more in mesh.json" % (len(instances) - MAX_INSTANCES_SHOWN),
+        sections.append(("More instances", [("", f"{len(instances) - MAX_INSTANCES_SHOWN} more in mesh.json",
                                              "na")]))
     if entry.get("client"):
         sections.append(("Failed client", _client_rows(entry["client"])))

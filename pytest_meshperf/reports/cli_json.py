@@ -6,37 +6,45 @@ starts with ``command`` and ``meshperf_version``; values are in canonical units
 (``metrics`` as in mesh.json).  Built from the same results the text output
 prints, so the two never disagree.
 """
+from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_meshperf import __version__
+from pytest_meshperf.cluster.model import Cluster
+from pytest_meshperf.results.rows import Row
+from pytest_meshperf.verdicts.compare import Comparison
+
+if TYPE_CHECKING:
+    from pytest_meshperf.control.operations import HostResult
 
 _FACT_KEYS = ("python", "hostname", "clock_offset_s", "host_key_check", "rtt_s")
 _TOOL_KEYS = ("path", "version", "error", "server_path", "server_version")
 
 
-def emit(document: Dict[str, Any]) -> None:
+def emit(document: dict[str, Any]) -> None:
     json.dump(document, sys.stdout, indent=2, ensure_ascii=True)
     sys.stdout.write("\n")
 
 
-def _head(command: str) -> Dict[str, Any]:
+def _head(command: str) -> dict[str, Any]:
     return {"command": command, "meshperf_version": __version__}
 
 
-def _cluster(cluster) -> Dict[str, Any]:
+def _cluster(cluster) -> dict[str, Any]:
     return {"spec": cluster.spec, "kind": cluster.kind, "source": cluster.source}
 
 
-def _tools(tools: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def _tools(tools: dict[str, Any] | None) -> dict[str, Any]:
     return {name: {key: entry.get(key) for key in _TOOL_KEYS if key in entry}
             for name, entry in (tools or {}).items()}
 
 
-def check_document(cluster, results, clock_spread_s) -> Dict[str, Any]:
+def check_document(cluster: Cluster, results: Sequence[HostResult], clock_spread_s: float | None) -> dict[str, Any]:
     hosts = []
     for r in results:
         facts = r.details or {}
@@ -49,7 +57,7 @@ def check_document(cluster, results, clock_spread_s) -> Dict[str, Any]:
                 total=len(results), clock_spread_s=clock_spread_s, hosts=hosts)
 
 
-def status_document(cluster, results) -> Dict[str, Any]:
+def status_document(cluster: Cluster, results: Sequence[HostResult]) -> dict[str, Any]:
     hosts = []
     for r in results:
         health = r.details if r.ok else {}
@@ -67,7 +75,7 @@ def status_document(cluster, results) -> Dict[str, Any]:
                 total=len(results), hosts=hosts)
 
 
-def summary_document(mesh_path: str, nodes: List[str], rows, counts: Dict[str, int]) -> Dict[str, Any]:
+def summary_document(mesh_path: str, nodes: list[str], rows: Sequence[Row], counts: dict[str, int]) -> dict[str, Any]:
     links = [{"test": row.test, "name": row.name, "src": row.src, "dst": row.dst, "status": row.status,
               "metrics": dict(row.metrics), "messages": list(row.messages), "warnings": list(row.warnings)}
              for row in rows]
@@ -76,7 +84,7 @@ def summary_document(mesh_path: str, nodes: List[str], rows, counts: Dict[str, i
                 counts={status: int(n) for status, n in counts.items()}, links=links)
 
 
-def compare_document(comparison) -> Dict[str, Any]:
+def compare_document(comparison: Comparison) -> dict[str, Any]:
     changes = [{"test": c.test, "src": c.src, "dst": c.dst, "metric": c.metric, "status": c.status,
                 "old": c.old, "new": c.new, "change": c.change, "worse_by": c.worse_by,
                 "old_status": c.old_status, "new_status": c.new_status, "old_error": c.old_error,

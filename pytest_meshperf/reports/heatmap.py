@@ -5,13 +5,15 @@ Python decides every text a cell shows (labels are formatted here, with ``metric
 page's inline JavaScript (``report.js``) draws the matrices from data embedded as JSON, colours them,
 and shows a cell's details on hover or click.  The page loads nothing: no network, no CDN.
 """
+from __future__ import annotations
 
 import html
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Union
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -23,8 +25,8 @@ STATE_FAILED, STATE_ERROR = "failed", "error"
 # dashed and never a value, "none" blank; a state not listed in a heatmap's ``states`` is drawn by its colour.
 LOOKS = ("failed", "error", "missing", "none")
 
-DetailRow = Tuple[str, str, str]       # (name, value, style: "" | "ok" | "bad" | "warn" | "na" | "mono")
-Section = Tuple[str, Sequence[DetailRow]]  # (title, rows)
+DetailRow = tuple[str, str, str]       # (name, value, style: "" | "ok" | "bad" | "warn" | "na" | "mono")
+Section = tuple[str, Sequence[DetailRow]]  # (title, rows)
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class Cell:
     src: str
     dst: str
     state: str                                               # "passed", "failed", "error", or another word
-    values: Dict[str, float] = field(default_factory=dict)   # scale key -> value (absent: none for that scale)
-    labels: Dict[str, str] = field(default_factory=dict)     # scale key -> the text shown for that value
+    values: dict[str, float] = field(default_factory=dict)   # scale key -> value (absent: none for that scale)
+    labels: dict[str, str] = field(default_factory=dict)     # scale key -> the text shown for that value
     detail: Sequence[Section] = ()                           # shown on hover or click
     marks: Sequence[str] = ()                                # short words shown on the cell's line in details
 
@@ -67,34 +69,34 @@ class Heatmap:
     """A matrix: rows are sources, columns destinations; a pair without a cell is drawn as not measured."""
     key: str                     # unique in the page (an HTML id is derived from it)
     title: str
-    sources: List[str]
-    destinations: List[str]
-    scales: List[Scale]          # the first is shown first
-    cells: List[Cell]
-    views: Tuple[str, ...] = ("value", "median", "asymmetry")   # the JS views offered, the first shown (report.js)
-    states: Tuple[State, ...] = MESH_STATES                      # in legend order
+    sources: list[str]
+    destinations: list[str]
+    scales: list[Scale]          # the first is shown first
+    cells: list[Cell]
+    views: tuple[str, ...] = ("value", "median", "asymmetry")   # the JS views offered, the first shown (report.js)
+    states: tuple[State, ...] = MESH_STATES                      # in legend order
 
 
 Block = Union[str, Heatmap]      # a page is trusted HTML (already escaped) and heatmaps, in order
 
 
-def esc(text) -> str:
+def esc(text: object) -> str:
     return html.escape("" if text is None else str(text), quote=True)
 
 
-def _compact(value: float) -> Optional[float]:
+def _compact(value: float) -> float | None:
     """Six significant digits: the colour and the median need no more, and 9,900 cells stay small."""
     if value is None or not math.isfinite(value):
         return None
-    return float("%.6g" % value)
+    return float(f"{value:.6g}")
 
 
 class _Strings:
     """Interns repeated detail texts ("client port", "passed", a test's command prefix) as indices."""
 
     def __init__(self):
-        self.index: Dict[str, int] = {}
-        self.table: List[str] = []
+        self.index: dict[str, int] = {}
+        self.table: list[str] = []
 
     def __call__(self, text: str) -> int:
         if text.__class__ is not str:   # a hand-edited mesh.json may hold anything
@@ -112,11 +114,11 @@ def _payload(heatmap: Heatmap, strings: _Strings) -> dict:
     keys = [scale.key for scale in heatmap.scales]
     for state in heatmap.states:
         if state.look not in LOOKS:
-            raise ValueError("state %r: look %r is not one of %s" % (state.name, state.look, ", ".join(LOOKS)))
+            raise ValueError(f"state {state.name!r}: look {state.look!r} is not one of {', '.join(LOOKS)}")
     cells = []
     for cell in heatmap.cells:
         if cell.src not in rows or cell.dst not in cols:
-            raise ValueError("cell %s->%s: not a row and column of heatmap %r" % (cell.src, cell.dst, heatmap.key))
+            raise ValueError(f"cell {cell.src}->{cell.dst}: not a row and column of heatmap {heatmap.key!r}")
         cells.append([
             rows[cell.src], cols[cell.dst], strings(cell.state),
             [_compact(cell.values[k]) if k in cell.values else None for k in keys],
@@ -131,7 +133,7 @@ def _payload(heatmap: Heatmap, strings: _Strings) -> dict:
             "states": [{"name": s.name, "look": s.look, "legend": s.legend, "text": s.text} for s in heatmap.states]}
 
 
-def script_json(data) -> str:
+def script_json(data: Any) -> str:
     """JSON safe inside <script type="application/json">: no '<' (so no '</script>' or '<!--'), no '&'."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
@@ -139,7 +141,7 @@ def script_json(data) -> str:
 
 def heatmap_anchor(heatmap: Heatmap) -> str:
     """The container a heatmap is drawn into; put it where the matrix belongs in the page."""
-    return '<div class="heatmap" data-heatmap="%s"></div>' % esc(heatmap.key)
+    return f'<div class="heatmap" data-heatmap="{esc(heatmap.key)}"></div>'
 
 
 def _asset(name: str) -> str:
@@ -167,12 +169,12 @@ def render_page(title: str, blocks: Sequence[Block]) -> str:
         # No fetches of any kind: everything the page needs is in this file.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">",
-        "<title>%s</title>" % esc(title),
-        "<style>\n%s</style>" % _asset("report.css"),
+        f"<title>{esc(title)}</title>",
+        f"<style>\n{_asset('report.css')}</style>",
         "</head><body>",
         *body,
-        '<script type="application/json" id="meshperf-data">%s</script>' % script_json(data),
-        "<script>\n%s</script>" % _asset("report.js"),
+        f'<script type="application/json" id="meshperf-data">{script_json(data)}</script>',
+        f"<script>\n{_asset('report.js')}</script>",
         "</body></html>",
         "",
     ])

@@ -5,19 +5,20 @@ the process that sees every report (plain pytest, or the xdist controller), so
 it never lands in the middle of pytest's own output and works with and without
 xdist.
 """
+from __future__ import annotations
 
 import time
 
 
 class Progress:
-    def __init__(self, total, interval_s, started=None):
+    def __init__(self, total: int, interval_s: float, started: float | None = None) -> None:
         self.total = total
         self.interval_s = interval_s
         self.started = started if started is not None else time.monotonic()
         self.done = self.failed = self.errors = 0
         self._last = self.started
 
-    def record(self, outcome):
+    def record(self, outcome: str) -> None:
         """Count one finished mesh test (``passed``, ``failed``, ``error`` or ``skipped``)."""
         self.done += 1
         if outcome == "failed":
@@ -25,7 +26,7 @@ class Progress:
         elif outcome == "error":
             self.errors += 1
 
-    def due(self, now=None):
+    def due(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         if self.interval_s < 0 or self.done == 0 or self.done >= self.total:
             return False
@@ -34,15 +35,16 @@ class Progress:
             return True
         return False
 
-    def line(self, now=None):
+    def line(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now
         elapsed = now - self.started
         eta = elapsed / self.done * (self.total - self.done) if self.done else None
-        return "meshperf: %d/%d pairs measured, %d failed, %d errors, elapsed %s, ETA %s" % (
-            self.done, self.total, self.failed, self.errors, _clock(elapsed), _clock(eta) if eta is not None else "?")
+        return (f"meshperf: {self.done}/{self.total} pairs measured, {self.failed} failed, {self.errors} errors, "
+                f"elapsed {_clock(elapsed)}, ETA {_clock(eta) if eta is not None else '?'}")
 
 
 def _clock(seconds):
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
-    return ("%d:%02d:%02d" % (hours, rest // 60, rest % 60)) if hours else "%d:%02d" % divmod(rest, 60)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"

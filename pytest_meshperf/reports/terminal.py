@@ -1,11 +1,18 @@
 """The mesh as a matrix in the terminal: rows source, columns destination, one per test."""
+from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import List
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
+from pytest_meshperf.results.assemble import Assembled
+from pytest_meshperf.results.rows import Row
 from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS, format_value
 from pytest_meshperf.verdicts.checks import is_check_key
+
+if TYPE_CHECKING:
+    from pytest_meshperf.reports.html import ReportOutcome
 
 # A latency test is judged by its tail as much as by its median: its p99 gets a matrix too.
 ALSO_SHOWN = {"latency_p50_us": ("latency_p99_us",)}
@@ -14,20 +21,20 @@ ERROR_CELL = "ERROR"
 MAX_WARNINGS_SHOWN = 10
 
 
-def main_metric(rows):
+def main_metric(rows: Sequence[Row]) -> str | None:
     for name in MAIN_METRICS:
         if any(name in row.metrics for row in rows):
             return name
     return None
 
 
-def shown_metrics(rows):
+def shown_metrics(rows: Sequence[Row]) -> list[str]:
     """The main metric, then the companions of it that were measured."""
     metric = main_metric(rows)
     return [metric] + [m for m in ALSO_SHOWN.get(metric, ()) if any(m in row.metrics for row in rows)]
 
 
-def matrices(node_names, rows):
+def matrices(node_names: Sequence[str], rows: Sequence[Row]) -> Iterator[tuple[str, str, list[str]]]:
     """Yields (test key, metric, lines) for each test in the run (a latency test twice: p50 and p99)."""
     by_test = OrderedDict()
     for row in rows:
@@ -37,7 +44,7 @@ def matrices(node_names, rows):
             yield test, metric, matrix_lines(node_names, test_rows, metric)
 
 
-def matrix_lines(node_names, test_rows, metric):
+def matrix_lines(node_names: Sequence[str], test_rows: Sequence[Row], metric: str) -> list[str]:
     cells = {}
     for row in test_rows:
         if row.status == "error":
@@ -61,18 +68,18 @@ def matrix_lines(node_names, test_rows, metric):
     return lines
 
 
-def _check_lines(checks) -> List[str]:
+def _check_lines(checks) -> list[str]:
     """Relative and asymmetry checks (checks.py): their counts, and what failed or errored."""
     if not checks:
         return []
     by_status = {}
     for row in checks:
         by_status[row.status] = by_status.get(row.status, 0) + 1
-    out = ["", "mesh checks (relative, asymmetry): %s" % ", ".join(
-        "%d %s" % (n, status) for status, n in sorted(by_status.items()))]
+    counted = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+    out = ["", f"mesh checks (relative, asymmetry): {counted}"]
     for row in checks:
         if row.status in ("failed", "error"):
-            out += ["  %s %s->%s %s: %s" % (row.status.upper(), row.src, row.dst, row.name, "; ".join(row.messages))]
+            out += [f"  {row.status.upper()} {row.src}->{row.dst} {row.name}: {'; '.join(row.messages)}"]
     return out
 
 
@@ -82,37 +89,39 @@ def _shown(path, cwd):
     return path
 
 
-def summary_lines(node_names, rows, counts, mesh_path, cwd=None) -> List[str]:
+def summary_lines(node_names: Sequence[str], rows: Sequence[Row], counts: dict[str, int], mesh_path: str,
+                  cwd: str | None = None) -> list[str]:
     checks = [row for row in rows if is_check_key(row.test)]
     if checks:   # the matrices and counts are the measurements'
         rows = [row for row in rows if not is_check_key(row.test)]
         counts = {status: sum(row.status == status for row in rows) for status in ("passed", "failed", "error")}
     out = []
     for key, metric, lines in matrices(node_names, rows):
-        out += ["", "%s: %s" % (key, METRICS[metric].label if metric in METRICS else "no metric")] + lines
+        label = METRICS[metric].label if metric in METRICS else "no metric"
+        out += ["", f"{key}: {label}"] + lines
     warned = [row for row in rows if row.warnings]
     if warned:
-        out += ["", "CPU-bound or otherwise doubtful (%d of %d measurements; see warnings in mesh.json):"
-                % (len(warned), len(rows))]
+        out += ["", f"CPU-bound or otherwise doubtful ({len(warned)} of {len(rows)} measurements; see warnings in "
+                    "mesh.json):"]
         for row in warned[:MAX_WARNINGS_SHOWN]:
-            out += ["  %s->%s %s: %s" % (row.src, row.dst, row.name, "; ".join(row.warnings))]
+            out += [f"  {row.src}->{row.dst} {row.name}: {'; '.join(row.warnings)}"]
         if len(warned) > MAX_WARNINGS_SHOWN:
-            out.append("  ... and %d more" % (len(warned) - MAX_WARNINGS_SHOWN))
+            out.append(f"  ... and {len(warned) - MAX_WARNINGS_SHOWN} more")
     out += _check_lines(checks)
-    out += ["", "%d measurements: %d passed, %d failed (marked%s), %d errors (%s)" % (
-        sum(counts.values()), counts.get("passed", 0), counts.get("failed", 0), FAILED_MARK,
-        counts.get("error", 0), ERROR_CELL)]
+    out += ["", f"{sum(counts.values())} measurements: {counts.get('passed', 0)} passed, {counts.get('failed', 0)} "
+                f"failed (marked{FAILED_MARK}), {counts.get('error', 0)} errors ({ERROR_CELL})"]
     path = _shown(mesh_path, cwd)
-    out.append("results: %s  (csv: %s)" % (path, os.path.join(os.path.dirname(path), "mesh.csv")))
+    out.append(f"results: {path}  (csv: {os.path.join(os.path.dirname(path), 'mesh.csv')})")
     return out
 
 
-def write_summary(tr, node_names, assembled, cwd, report=None):
+def write_summary(tr: Any, node_names: Sequence[str], assembled: Assembled, cwd: str,
+                  report: ReportOutcome | None = None) -> None:
     """The matrices, counts and paths; ``report``: the automatic HTML report's outcome (html.ReportOutcome)."""
     tr.write_sep("=", "meshperf mesh (rows: source, columns: destination)")
     for line in summary_lines(node_names, assembled.rows, assembled.counts, assembled.path, cwd):
         tr.write_line(line)
     if report is not None and report.path:
-        tr.write_line("report: %s" % _shown(report.path, cwd))
+        tr.write_line(f"report: {_shown(report.path, cwd)}")
     elif report is not None:
-        tr.write_line("meshperf: report %s" % report.problem, yellow=True)
+        tr.write_line(f"meshperf: report {report.problem}", yellow=True)

@@ -9,6 +9,7 @@ them and parsing their rows and mesh.csv rows, and where an index line is
 missing it reads the journal itself (1000 nodes: docs/performance.md).
 mesh.json is written to a temporary name and renamed, so it is always valid.
 """
+from __future__ import annotations
 
 import csv
 import io
@@ -16,7 +17,6 @@ import json
 import os
 from array import array
 from dataclasses import dataclass
-from typing import Dict, List, Optional
 
 from pytest_meshperf import __version__
 from pytest_meshperf.results.index import _STATUS_NAMES, _STATUSES, _index, _StaleIndex
@@ -34,8 +34,8 @@ from pytest_meshperf.spec.units import iso
 @dataclass
 class Assembled:
     path: str
-    rows: List[Row]
-    counts: Dict[str, int]
+    rows: list[Row]
+    counts: dict[str, int]
 
 
 # -- assembling mesh.json from the journal ------------------------------------------------------------
@@ -85,7 +85,7 @@ def _value_at(text, at, end=None):
     """The JSON value starting at ``text[at]``; ValueError unless it ends at ``end`` (when given)."""
     value, stop = _decoder.raw_decode(text, at)
     if end is not None and stop != end:
-        raise ValueError("the value ends at %d, not %d" % (stop, end))
+        raise ValueError(f"the value ends at {stop}, not {end}")
     return value
 
 
@@ -238,7 +238,7 @@ class _MeshWriter:
         self._entry(src, dst, test, b"{", line[copy:end])
         self._row(src, dst, test, *row)
         field = self._csv_field
-        prefix = "%s,%s,%s,%s,%s," % (field(self.run_id), field(src), field(dst), field(test), field(status))
+        prefix = f"{field(self.run_id)},{field(src)},{field(dst)},{field(test)},{field(status)},"
         for csv_row in csv_rows:
             self.csv_handle.write(prefix + csv_row)
 
@@ -341,7 +341,7 @@ def _copy_records(index, order, writer):
                 handle.close()
 
 
-def assemble(run_dir: RunDir, finished: float, interrupted: bool, exit_status: Optional[int]) -> Assembled:
+def assemble(run_dir: RunDir, finished: float, interrupted: bool, exit_status: int | None) -> Assembled:
     try:
         return _assemble(run_dir, finished, interrupted, exit_status, use_index=True)
     except _StaleIndex:   # an index that does not match the journal: read the journal alone
@@ -361,9 +361,9 @@ def _assemble(run_dir, finished, interrupted, exit_status, use_index):
         writer = _MeshWriter(out, csv_handle, run.get("id"))
         writer.csv.writerow(["run_id", "src", "dst", "test", "status", "instance", "pid", "client_port",
                              "server_port", "start", "end", *CSV_METRICS, "command", "error"])
-        out.write(('{\n"meshperf_version": %s,\n"schema_version": %d,\n"run": %s,\n"cluster": %s,\n"sources": {'
-                   % (json.dumps(__version__), SCHEMA_VERSION, json.dumps(run, indent=1),
-                      json.dumps(cluster, indent=1))).encode("ascii"))
+        out.write((f'{{\n"meshperf_version": {json.dumps(__version__)},\n"schema_version": {SCHEMA_VERSION},\n"run": '
+                   f'{json.dumps(run, indent=1)},\n"cluster": {json.dumps(cluster, indent=1)},\n"sources": '
+                   '{').encode("ascii"))
         _copy_records(index, order, writer)
         writer.close()
         out.write(b"\n}\n}\n")

@@ -11,11 +11,13 @@ measurement that produced no result has one entry with success false and the rea
 in ``error``; if its client ran (the entry's ``client``), with that client's command,
 exit code, elapsed time and stdout (its last 64 KiB), as the spec's users debug a failed link.  Written to a temporary file, fsynced and renamed: never half written.
 """
+from __future__ import annotations
 
 import datetime
 import json
 import os
-from typing import Any, Dict, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from pytest_meshperf.errors import UsageError
 
@@ -24,20 +26,20 @@ SPEC_KEYS = ("client", "server", "client_address", "server_address", "success", 
 MESHPERF_KEYS = ("test", "instance", "status", "error")
 
 
-def export_path(value: Optional[str], base_dir: str, option: str = "--mesh-export") -> Optional[str]:
+def export_path(value: str | None, base_dir: str, option: str = "--mesh-export") -> str | None:
     """``--mesh-export``'s absolute path, checked before anything is measured; UsageError with the fix."""
     if not value:
         return None
     path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
     if os.path.isdir(path):
-        raise UsageError("%s %s: is a directory; give the path of the JSON file to write" % (option, value))
+        raise UsageError(f"{option} {value}: is a directory; give the path of the JSON file to write")
     if not os.path.isdir(os.path.dirname(path)):
-        raise UsageError("%s %s: the directory %s does not exist; create it or give another path"
-                         % (option, value, os.path.dirname(path)))
+        raise UsageError(f"{option} {value}: the directory {os.path.dirname(path)} does not exist; create it or give "
+                         "another path")
     return path
 
 
-def export_entries(mesh: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+def export_entries(mesh: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The export's entries of a loaded mesh.json, in its order (source, destination, test, instance)."""
     nodes = mesh["cluster"]["nodes"]
     for src, source in mesh["sources"].items():
@@ -95,7 +97,7 @@ def write_export(mesh_path: str, path: str) -> int:
     mesh.json is read whole (about its size in memory); the entries are written one at a time."""
     with open(mesh_path, encoding="utf-8") as handle:
         mesh = json.load(handle)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
+    tmp = f"{path}.tmp-{os.getpid()}"
     count = 0
     try:
         with open(tmp, "w", encoding="utf-8") as handle:

@@ -1,4 +1,5 @@
 """The journal's index: where each record's line is, read from the index files or found by scanning the journal."""
+from __future__ import annotations
 
 import json
 import os

@@ -1,10 +1,11 @@
 """The journal: one line per finished measurement, fsynced before the next starts, and its index line."""
+from __future__ import annotations
 
 import csv
 import io
 import json
 import os
-from typing import Any, Dict
+from typing import Any
 
 from pytest_meshperf.results.layout import (
     _HEAD,
@@ -19,11 +20,11 @@ class Journal:
     what its row and mesh.csv rows are (``_index_entry``).  That index is a cache for ``assemble``, not
     fsynced: where it lacks a line, assemble reads the journal instead."""
 
-    def __init__(self, path, index_path=None):
+    def __init__(self, path: str, index_path: str | None = None) -> None:
         self.path, self.index_path = path, index_path
         self._handle = self._index = None
 
-    def append(self, record: Dict[str, Any]):
+    def append(self, record: dict[str, Any]) -> None:
         if self._handle is None:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._handle = open(self.path, "ab")
@@ -44,7 +45,7 @@ class Journal:
                 except OSError:   # a cache: without it assemble reads the journal
                     pass
 
-    def close(self):
+    def close(self) -> None:
         for handle in (self._handle, self._index):
             if handle is not None:
                 handle.close()

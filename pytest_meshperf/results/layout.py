@@ -7,6 +7,7 @@
     <mesh-out>/<run-id>/mesh.csv          one row per measured instance
     <mesh-out>/latest -> <run-id>
 """
+from __future__ import annotations
 
 import json
 import os
@@ -40,7 +41,7 @@ _HEAD = re.compile(rb'\{"src":(' + _JSON_STRING + rb'),"dst":(' + _JSON_STRING +
                    + rb'),')
 
 
-def record_head(line: bytes):
+def record_head(line: bytes) -> tuple[str, str, str] | None:
     """(src, dst, test) of a journal line as Journal.append writes it, without parsing the rest; or None."""
     head = _HEAD.match(line)
     if head is None:

@@ -10,12 +10,13 @@ label); ``meshperf_run_timestamp_seconds`` when the run finished.  No label is
 unbounded: the run id is never one, so series stay the same from run to run.
 prometheus_client writes the text (escaping, ``# EOF``) and its parser reads it back in the tests.
 """
+from __future__ import annotations
 
 import datetime
 import json
 import os
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 from pytest_meshperf.errors import UsageError
 from pytest_meshperf.results.read import iter_entries
@@ -30,17 +31,17 @@ _UNIT_FACTOR = {  # canonical unit -> (Prometheus base unit, factor)
 _SUFFIXES = ("_bps", "_ms", "_us", "_percent")
 
 
-def family_name(metric: Metric) -> Tuple[str, str, float]:
+def family_name(metric: Metric) -> tuple[str, str, float]:
     """(family name, OpenMetrics unit, factor from the canonical unit) of a metric."""
     unit, factor = _UNIT_FACTOR[metric.unit]
     base = metric.name
     for suffix in _SUFFIXES:
         if base.endswith(suffix):
             base = base[:-len(suffix)]
-    return "meshperf_%s%s" % (base, "_" + unit if unit else ""), unit, factor
+    return f"meshperf_{base}{'_' + unit if unit else ''}", unit, factor
 
 
-def _epoch(text: Optional[str]) -> Optional[float]:
+def _epoch(text: str | None) -> float | None:
     if not text:
         return None
     try:
@@ -49,9 +50,9 @@ def _epoch(text: Optional[str]) -> Optional[float]:
         return None
 
 
-def collector(mesh: Dict[str, Any]):
+def collector(mesh: dict[str, Any]) -> Any:
     """A prometheus_client collector (an object with ``collect()``) of one mesh.json."""
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import GaugeMetricFamily  # here: only --format openmetrics pays for the import
 
     class MeshCollector:
         def collect(self):
@@ -67,7 +68,7 @@ def collector(mesh: Dict[str, Any]):
                         continue
                     family, unit, factor = family_name(metric)
                     if family not in families:
-                        families[family] = GaugeMetricFamily(family, "meshperf %s (%s)" % (metric.label, name),
+                        families[family] = GaugeMetricFamily(family, f"meshperf {metric.label} ({name})",
                                                              labels=LABELS, unit=unit)
                     families[family].add_metric(labels, float(value) * factor)
             run = mesh.get("run") or {}
@@ -83,8 +84,8 @@ def collector(mesh: Dict[str, Any]):
     return MeshCollector()
 
 
-def render(mesh: Dict[str, Any]) -> bytes:
-    from prometheus_client.openmetrics.exposition import generate_latest
+def render(mesh: dict[str, Any]) -> bytes:
+    from prometheus_client.openmetrics.exposition import generate_latest  # here: as above
     return generate_latest(collector(mesh))
 
 
@@ -94,14 +95,14 @@ def write_openmetrics(mesh_path: str, out: str) -> int:
         with open(mesh_path, encoding="utf-8") as handle:
             mesh = json.load(handle)
     except (OSError, ValueError) as exc:
-        raise UsageError("%s: not a readable mesh.json (%s)" % (mesh_path, exc)) from None
+        raise UsageError(f"{mesh_path}: not a readable mesh.json ({exc})") from None
     text = render(mesh)
     series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
     if out == "-":
         sys.stdout.buffer.write(text)
         sys.stdout.flush()
         return series
-    tmp = "%s.%d.tmp" % (out, os.getpid())   # the textfile collector must never read half a file
+    tmp = f"{out}.{os.getpid()}.tmp"   # the textfile collector must never read half a file
     try:
         with open(tmp, "wb") as handle:
             handle.write(text)
@@ -109,5 +110,5 @@ def write_openmetrics(mesh_path: str, out: str) -> int:
     except OSError as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise UsageError("%s: cannot write the OpenMetrics file: %s" % (out, exc.strerror or exc)) from None
+        raise UsageError(f"{out}: cannot write the OpenMetrics file: {exc.strerror or exc}") from None
     return series

@@ -1,8 +1,10 @@
 """Reading results back: a run's mesh.json found from a folder or run directory, its entries and rows."""
+from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List
+from collections.abc import Iterator
+from typing import Any
 
 from pytest_meshperf.errors import UsageError
 from pytest_meshperf.results.layout import (
@@ -27,10 +29,10 @@ def resolve_mesh(path: str, what: str = "") -> str:
         return resolve(path)
     except FileNotFoundError:
         raise UsageError("%s: no mesh.json there; give a mesh.json, a run directory or a results folder"
-                         % ("%s %s" % (what, path) if what else path)) from None
+                         % (f"{what} {path}" if what else path)) from None
 
 
-def iter_entries(mesh: Dict[str, Any], checks: bool = False):
+def iter_entries(mesh: dict[str, Any], checks: bool = False) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
     """(source, destination, test key, entry) of every measurement in a loaded mesh.json, in its order; with
     ``checks``, the verdicts of check items (``"kind": "check"``, checks.py) too."""
     for src, source in mesh.get("sources", {}).items():
@@ -40,7 +42,7 @@ def iter_entries(mesh: Dict[str, Any], checks: bool = False):
                     yield src, dst, key, entry
 
 
-def entry_messages(entry: Dict[str, Any]) -> List[str]:
+def entry_messages(entry: dict[str, Any]) -> list[str]:
     """What went wrong in an entry: its error, the messages of the thresholds it failed, then its baseline's."""
     messages = [t["message"] for t in entry.get("thresholds", []) if t.get("passed") is False]
     messages += [m["message"] for m in ((entry.get("baseline") or {}).get("metrics") or {}).values()
@@ -50,7 +52,7 @@ def entry_messages(entry: Dict[str, Any]) -> List[str]:
     return messages
 
 
-def load_rows(mesh_path: str):
+def load_rows(mesh_path: str) -> tuple[list[str], list[Row], dict[str, int]]:
     """(node names, rows, counts) of a mesh.json, for summaries and reports."""
     with open(mesh_path, encoding="utf-8") as handle:
         mesh = json.load(handle)

@@ -1,8 +1,8 @@
 """Row: what the terminal summary and reports need of one measurement, without its raw data."""
+from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, List
 
 
 @dataclass(**({"slots": True} if sys.version_info >= (3, 10) else {}))   # a run can have 10^6 of them
@@ -13,6 +13,6 @@ class Row:
     test: str
     name: str
     status: str
-    metrics: Dict[str, float]
-    messages: List[str] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)   # the record's: why its figures may mislead
+    metrics: dict[str, float]
+    messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # the record's: why its figures may mislead

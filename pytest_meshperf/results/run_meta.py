@@ -1,9 +1,15 @@
 """run.json's cluster section: each node as the inventory gave it, with what its agent reported at start."""
+from __future__ import annotations
 
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any
+
+from pytest_meshperf.cluster.model import Cluster
+
+if TYPE_CHECKING:
+    from pytest_meshperf.control.controller import Controller
 
 
-def cluster_meta(cluster, controller) -> Dict[str, Any]:
+def cluster_meta(cluster: Cluster, controller: Controller | None) -> dict[str, Any]:
     """run.json's cluster: each node as the inventory gave it, and what its agent reported (None: no agents)."""
     nodes = {}
     for node in cluster.nodes:

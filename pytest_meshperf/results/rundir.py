@@ -1,9 +1,10 @@
 """The run directory: created at start with run.json, the latest link, and the journals of its writers."""
+from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any
 
 from pytest_meshperf.results.journal import Journal
 from pytest_meshperf.results.layout import (
@@ -38,21 +39,21 @@ class RunDir:
     def logs(self) -> str:
         return os.path.join(self.path, "agents")
 
-    def create(self, run: Dict[str, Any], cluster: Dict[str, Any]):
+    def create(self, run: dict[str, Any], cluster: dict[str, Any]) -> None:
         os.makedirs(os.path.join(self.path, JOURNAL_DIR), exist_ok=True)
         self.write_meta(run, cluster)
         self._point_latest()
 
-    def write_meta(self, run, cluster):
+    def write_meta(self, run: dict[str, Any], cluster: dict[str, Any]) -> None:
         _write_json_atomic(os.path.join(self.path, RUN_FILE), {"run": run, "cluster": cluster})
 
-    def read_meta(self):
+    def read_meta(self) -> dict[str, Any]:
         with open(os.path.join(self.path, RUN_FILE), encoding="utf-8") as handle:
             return json.load(handle)
 
     def _point_latest(self):
         link = os.path.join(self.out_dir, LATEST)
-        tmp = link + ".%d.tmp" % os.getpid()
+        tmp = link + f".{os.getpid()}.tmp"
         try:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
@@ -62,6 +63,6 @@ class RunDir:
             with open(link + ".txt", "w") as handle:
                 handle.write(self.run_id + "\n")
 
-    def journal(self, writer: str) -> "Journal":
-        return Journal(os.path.join(self.path, JOURNAL_DIR, "%s.jsonl" % writer),
-                       os.path.join(self.path, INDEX_DIR, "%s.jsonl" % writer))
+    def journal(self, writer: str) -> Journal:
+        return Journal(os.path.join(self.path, JOURNAL_DIR, f"{writer}.jsonl"),
+                       os.path.join(self.path, INDEX_DIR, f"{writer}.jsonl"))

@@ -4,13 +4,17 @@
 collection; ``run_check`` waits for the test's pairs in the journal, judges
 with checks.py, journals the verdict and reports it as pytest's outcome.
 """
+from __future__ import annotations
 
 import time
-from typing import Any, Dict, List
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_meshperf.errors import MeasurementError
+from pytest_meshperf.session.measuring import MeasuringSession
+from pytest_meshperf.spec.testspec import TestSpec
 from pytest_meshperf.spec.thresholds import MEDIAN
 from pytest_meshperf.spec.units import iso
 from pytest_meshperf.verdicts.checks import (
@@ -28,21 +32,21 @@ from pytest_meshperf.verdicts.checks import (
 
 
 class MeshCheckItem(pytest.Item):
-    def __init__(self, *, plan: CheckPlan, mesh_session, **kwargs):
+    def __init__(self, *, plan: CheckPlan, mesh_session: MeasuringSession, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.plan = plan
         self.mesh_session = mesh_session   # the MeshSession that planned it (session.py imports this module)
 
-    def runtest(self):
+    def runtest(self) -> None:
         run_check(self.mesh_session, self.plan, self)
 
-    def reportinfo(self):
-        return self.path, None, "%s (check of %s)" % (self.name, self.plan.pair.id)
+    def reportinfo(self) -> tuple[Path, None, str]:
+        return self.path, None, f"{self.name} (check of {self.plan.pair.id})"
 
 
-def add_check_items(items, session, spec_key) -> None:
+def add_check_items(items: list[pytest.Item], session: MeasuringSession, spec_key: pytest.StashKey[TestSpec]) -> None:
     """Append one check item per selected pair of every test with deferred thresholds (after -k)."""
-    by_test: Dict[str, List[Any]] = {}
+    by_test: dict[str, list[Any]] = {}
     for item in items:
         callspec = getattr(item, "callspec", None)
         if spec_key in item.stash and callspec is not None and "mesh_pair" in callspec.params:
@@ -63,7 +67,7 @@ def add_check_items(items, session, spec_key) -> None:
                                                    plan=plan, mesh_session=session))
 
 
-def run_check(session, plan: CheckPlan, item) -> None:
+def run_check(session: MeasuringSession, plan: CheckPlan, item: pytest.Item) -> None:
     """Wait for the test's selected pairs, judge this pair's deferred thresholds, journal, report."""
     started = time.time()
     pair = plan.pair
@@ -72,15 +76,15 @@ def run_check(session, plan: CheckPlan, item) -> None:
               "checks": plan.test, "nodeid": item.nodeid, "name": plan.name, "status": "error", "metrics": {},
               "thresholds": [], "error": None, "started": iso(started), "finished": None,
               "pairs_selected": len(plan.pairs), "pairs_measured": None}
-    verdicts: List[Verdict] = []
+    verdicts: list[Verdict] = []
     try:
         if pair not in needed:
-            pytest.skip("%s is unreachable: nothing to check" % pair.id)
+            pytest.skip(f"{pair.id} is unreachable: nothing to check")
         entries = wait_for_entries(session.run_dir.path, plan, needed)
         record["pairs_measured"] = sum(e.status != "error" for e in entries.values())
         this = entries[pair.id]
         if this.status == "error":
-            raise MeasurementError("not evaluated: this pair has no measurement (%s)" % this.error)
+            raise MeasurementError(f"not evaluated: this pair has no measurement ({this.error})")
         selected = {p.id for p in needed}
         for t in plan.thresholds:
             verdicts.append(judge_median(t, pair.id, entries) if t.reference == MEDIAN
@@ -90,7 +94,7 @@ def run_check(session, plan: CheckPlan, item) -> None:
     except MeasurementError as exc:
         record["error"] = str(exc)
         _journal(session, record, verdicts)
-        raise MeasurementError("%s: %s" % (pair.id, exc)) from None
+        raise MeasurementError(f"{pair.id}: {exc}") from None
     outcomes = {v.outcome for v in verdicts}
     errors = [v.data["message"] for v in verdicts if v.outcome == "error"]
     failures = [v.data["message"] for v in verdicts if v.outcome == "failed"]
@@ -102,9 +106,9 @@ def run_check(session, plan: CheckPlan, item) -> None:
         item.user_properties.extend(v.properties)
     item.user_properties.append(("meshperf_check", record["status"]))
     if errors:
-        raise MeasurementError("%s: %s" % (pair.id, "; ".join(errors)))
+        raise MeasurementError(f"{pair.id}: {'; '.join(errors)}")
     if failures:
-        pytest.fail("\n".join("%s: %s" % (pair.id, m) for m in failures), pytrace=False)
+        pytest.fail("\n".join(f"{pair.id}: {m}" for m in failures), pytrace=False)
     if record["status"] == "skipped":
         pytest.skip("; ".join(v.data["message"] for v in verdicts))
 

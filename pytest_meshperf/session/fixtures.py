@@ -1,13 +1,20 @@
 """The public fixtures: ``mesh_pair`` and ``measure``."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_meshperf.session.lifecycle import state_of
 from pytest_meshperf.session.mesh_items import SPEC_KEY
 
+if TYPE_CHECKING:   # the types only: a pytest start-up without mesh tests must not import the measuring side
+    from pytest_meshperf.plan.links import Pair
+    from pytest_meshperf.session.measuring import Measure
+
 
 @pytest.fixture
-def mesh_pair(request):
+def mesh_pair(request: pytest.FixtureRequest) -> Pair:
     """The directed pair (source -> destination) this test measures.
 
     A test that asks for it runs once per ordered pair of a client-capable and a
@@ -22,7 +29,7 @@ def mesh_pair(request):
 
 
 @pytest.fixture
-def measure(request, mesh_pair):
+def measure(request: pytest.FixtureRequest, mesh_pair: Pair) -> Measure:
     """Callable that measures this test's pair: ``measure(**overrides) -> Measurement``.
 
     Parameters merge, lowest precedence first: the mark's ``profile=`` file,

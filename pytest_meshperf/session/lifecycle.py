@@ -16,53 +16,39 @@ no id is ever parsed to guess what a test is.  Not in the results folder: pytest
 picks its rootdir from the arguments that exist as paths (``--mesh-out DIR``),
 and a worker starting after another had created it would collect other node ids.
 """
+from __future__ import annotations
 
-import datetime
 import json
 import os
 import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_meshperf.errors import MeshperfError, UsageError
 from pytest_meshperf.session.mesh_items import MeshItems
 from pytest_meshperf.session.options import Settings, resolve
+from pytest_meshperf.session.run_identity import RunIdentity, new_run_id
+
+if TYPE_CHECKING:
+    from pytest_meshperf.session.mesh_session import MeshSession
 
 STATE_KEY = pytest.StashKey()
-
-
-def new_run_id(epoch: float) -> str:
-    stamp = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return "%s-%s" % (stamp, secrets.token_hex(2))
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """What every process of one run shares: where results go and the agents' secret (never on disk)."""
-    run_id: str
-    out_dir: str
-    secret: str
-    started: float
-
-    def as_workerinput(self) -> dict:
-        return {"run_id": self.run_id, "out_dir": self.out_dir, "secret": self.secret, "started": self.started}
 
 
 class MeshState:
     """One pytest process's view of meshperf: its settings now, its session once a mesh test needs one."""
 
-    def __init__(self, config):
+    def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.settings: Settings = resolve(config)
         self.items = MeshItems()           # xdist controller: the mesh tests the workers collected
         self._session = None
-        self._identity: Optional[RunIdentity] = None
-        self._handoff: Optional[str] = None   # xdist: where workers say which tests are mesh tests
+        self._identity: RunIdentity | None = None
+        self._handoff: str | None = None   # xdist: where workers say which tests are mesh tests
         self._heard = 0                        # xdist: workers whose collection arrived
         workerinput = getattr(config, "workerinput", None)
         if workerinput is not None and "meshperf" in workerinput:
@@ -85,7 +71,7 @@ class MeshState:
         return self._identity
 
     @property
-    def session(self):
+    def session(self) -> MeshSession | None:
         """The run's MeshSession, made on first need; None until then (``active``)."""
         return self._session
 
@@ -93,7 +79,7 @@ class MeshState:
     def active(self) -> bool:
         return self._session is not None
 
-    def activate(self):
+    def activate(self) -> MeshSession:
         """The MeshSession (made now if need be); a bad setting is pytest's usage error."""
         if self._session is None:
             from pytest_meshperf.session.mesh_session import (
@@ -113,7 +99,7 @@ class MeshState:
         return dict(self.identity.as_workerinput(), handoff=self._handoff)
 
     def _collected_path(self, worker_id: str) -> str:
-        return os.path.join(self._handoff, "%s.json" % worker_id)
+        return os.path.join(self._handoff, f"{worker_id}.json")
 
     def tell_controller(self, items: MeshItems) -> None:
         """Worker: write which collected tests are mesh tests, for the controller (nothing when there are none)."""
@@ -128,7 +114,7 @@ class MeshState:
     def all_workers_collected(self) -> bool:
         """Controller: every worker xdist started has collected.  Only then may the run create anything:
         a worker still starting would take a new results folder into its rootdir (``--mesh-out DIR``)."""
-        from xdist.workermanage import parse_tx_spec_config
+        from xdist.workermanage import parse_tx_spec_config  # here: xdist is optional; this runs only with -n
         return self._heard >= len(parse_tx_spec_config(self.config))
 
     def hear_worker(self, worker_id: str) -> MeshItems:
@@ -143,8 +129,7 @@ class MeshState:
         except FileNotFoundError:
             return MeshItems()
         except (OSError, ValueError) as exc:
-            raise UsageError("meshperf: cannot read what xdist worker %s collected (%s): %s"
-                             % (worker_id, path, exc)) from None
+            raise UsageError(f"meshperf: cannot read what xdist worker {worker_id} collected ({path}): {exc}") from None
         os.unlink(path)
         if not self.items:
             self.items = heard
@@ -157,5 +142,5 @@ class MeshState:
             self._handoff = None
 
 
-def state_of(config) -> Optional[MeshState]:
+def state_of(config: pytest.Config) -> MeshState | None:
     return config.stash.get(STATE_KEY, None)

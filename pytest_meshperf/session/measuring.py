@@ -1,17 +1,28 @@
 """What ``measure()`` does inside a pair test: measure the pair, journal it, report it, assert its thresholds."""
+from __future__ import annotations
+
+from typing import Any, Protocol
 
 import pytest
 
+from pytest_meshperf.control.controller import AgentPool
 from pytest_meshperf.errors import MeasurementError
+from pytest_meshperf.measure.burst import GroupRunner
 from pytest_meshperf.measure.measurement import STATUS_ERROR, Measurement, judge, record_of
 from pytest_meshperf.measure.runner import measure_pair
-from pytest_meshperf.verdicts.baseline import MISSING
+from pytest_meshperf.plan.links import Pair
+from pytest_meshperf.plan.schedule import Schedule
+from pytest_meshperf.results.rundir import RunDir
+from pytest_meshperf.spec.params import Layer
+from pytest_meshperf.spec.testspec import TestSpec
+from pytest_meshperf.spec.thresholds import Threshold
+from pytest_meshperf.verdicts.baseline import MISSING, Baseline
 from pytest_meshperf.verdicts.baseline import PROPERTY as BASELINE_PROPERTY
 
 GROUP_KEY = pytest.StashKey()
 
 
-def assign_groups(items, spec_key):
+def assign_groups(items: list[pytest.Item], spec_key: pytest.StashKey[TestSpec]) -> None:
     """burst/incast: each mesh item learns its group, the selected pairs of the same test (and their node ids)."""
     groups = {}
     for item in items:
@@ -23,26 +34,49 @@ def assign_groups(items, spec_key):
             item.stash[GROUP_KEY] = (members, nodeids)
 
 
+class MeasuringSession(Protocol):
+    """What a measurement and a check item use of the run's session (mesh_session.MeshSession): parameters and
+    thresholds from the options, the agents, the journal."""
+
+    role: str
+    writer: str
+    run_dir: RunDir
+    schedule: Schedule
+    groups: GroupRunner | None
+
+    @property
+    def option_params(self) -> Layer: ...
+    @property
+    def option_thresholds(self) -> list[Threshold]: ...
+    @property
+    def baseline(self) -> Baseline | None: ...
+    @property
+    def skip_unreachable(self) -> bool: ...
+    def pool(self) -> AgentPool: ...
+    def unreachable(self, pair: Pair) -> str | None: ...
+    def record(self, record: dict[str, Any]) -> None: ...
+
+
 class Measure:
     """``measure(**overrides)``: measure this test's pair, record it, assert its thresholds."""
 
-    def __init__(self, item, pair, session, spec):
+    def __init__(self, item: pytest.Item, pair: Pair, session: MeasuringSession, spec: TestSpec) -> None:
         self._item = item
         self._pair = pair
         self._session = session
         self._spec = spec
         self._calls = 0
 
-    def __call__(self, **overrides) -> Measurement:
+    def __call__(self, **overrides: Any) -> Measurement:
         session, pair, item = self._session, self._pair, self._item
         params, thresholds = self._spec.resolve(overrides, session.option_params, session.option_thresholds)
         self._calls += 1
-        key = self._spec.key if self._calls == 1 else "%s#%d" % (self._spec.key, self._calls)
+        key = self._spec.key if self._calls == 1 else f"{self._spec.key}#{self._calls}"
         if session.skip_unreachable:
             reason = session.unreachable(pair)
             if reason:
-                pytest.skip("unreachable: %s" % reason)
-        holder = "%s %s" % (session.writer, item.nodeid)
+                pytest.skip(f"unreachable: {reason}")
+        holder = f"{session.writer} {item.nodeid}"
         if session.groups is not None:
             # The group's runner judged and journaled every pair of the group as soon as it ended.
             members, nodeids = item.stash[GROUP_KEY]
@@ -61,7 +95,7 @@ class Measure:
         for warning in result.warnings:
             item.user_properties.append(("meshperf_warning", warning))
         if result.status == STATUS_ERROR:
-            raise MeasurementError("%s: %s" % (pair.id, result.error))
+            raise MeasurementError(f"{pair.id}: {result.error}")
         if failed:
-            pytest.fail("\n".join("%s: %s" % (pair.id, message) for message in failed), pytrace=False)
+            pytest.fail("\n".join(f"{pair.id}: {message}" for message in failed), pytrace=False)
         return result

@@ -2,9 +2,9 @@
 
 Shared by the plugin's hooks, the session and the xdist hand-off; imports nothing of meshperf.
 """
+from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Set
 
 import pytest
 
@@ -12,15 +12,15 @@ MESH_MARK = "meshperf"
 SPEC_KEY = pytest.StashKey()   # a mesh item's TestSpec (testspec.py), set at collection
 
 
-def is_mesh_item(item) -> bool:
+def is_mesh_item(item: pytest.Item) -> bool:
     return "mesh_pair" in getattr(item, "fixturenames", ()) or item.get_closest_marker(MESH_MARK) is not None
 
 
 @dataclass
 class MeshItems:
     """The mesh tests of this run: pair tests by node id (-> source node) and check items."""
-    sources: Dict[str, str] = field(default_factory=dict)
-    checks: Set[str] = field(default_factory=set)
+    sources: dict[str, str] = field(default_factory=dict)
+    checks: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.sources)
@@ -29,5 +29,5 @@ class MeshItems:
         return {"sources": self.sources, "checks": sorted(self.checks)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "MeshItems":
+    def from_json(cls, data: dict) -> MeshItems:
         return cls(dict(data.get("sources") or {}), set(data.get("checks") or ()))

@@ -9,28 +9,32 @@ common) is left to it: meshperf keeps its ``--mesh-`` spelling and the ini key.
 
 This module is imported at every pytest start-up, mesh tests or not: it imports nothing heavy.
 """
+from __future__ import annotations
 
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_meshperf.errors import UsageError
 from pytest_meshperf.vocabulary import HOST_KEY_CHECKS, TOOL_BINARIES
+
+if TYPE_CHECKING:
+    import pytest
 
 SCHEDULE_WORDS = "rounds|sequential|burst|incast:NODE"
 
 
 @dataclass(frozen=True)
 class Option:
-    flags: Tuple[str, ...]                 # the first is the one help and messages use
+    flags: tuple[str, ...]                 # the first is the one help and messages use
     dest: str                              # also the ini key
     help: str
     metavar: Any = None
     kind: str = "str"                      # str, int, float, list (repeatable), pair (two words)
-    choices: Tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
     default: Any = None
-    path: Optional[Callable[[str], bool]] = None   # which values are local paths (relative to the ini file)
+    path: Callable[[str], bool] | None = None   # which values are local paths (relative to the ini file)
     group: str = "meshperf"
 
     @property
@@ -134,7 +138,7 @@ OPTIONS = (
                 "netperf, else netserver on PATH)"),
 ) + tuple(
     Option(("--local-" + binary,), "meshperf_local_" + binary, metavar="PATH", path=_always, group="meshperf-ssh",
-           help="upload this %s binary to every remote node and use it" % binary)
+           help=f"upload this {binary} binary to every remote node and use it")
     for binary in TOOL_BINARIES
 ) + (
     Option(("--mesh-remote-dir",), "meshperf_remote_dir", metavar="DIR", group="meshperf-ssh",
@@ -147,9 +151,9 @@ _GROUPS = {"meshperf": "meshperf: full-mesh network measurement", "meshperf-ssh"
 _INI_TYPES = {"list": "linelist", "pair": "args"}
 
 
-def argparse_attrs(option: Option, default: Any = None) -> Dict[str, Any]:
+def argparse_attrs(option: Option, default: Any = None) -> dict[str, Any]:
     """``add_argument`` keywords of an option (pytest's and the ``meshperf`` command's)."""
-    attrs: Dict[str, Any] = {"dest": option.dest, "help": option.help, "default": default}
+    attrs: dict[str, Any] = {"dest": option.dest, "help": option.help, "default": default}
     if option.metavar is not None:
         attrs["metavar"] = option.metavar
     if option.choices:
@@ -163,12 +167,12 @@ def argparse_attrs(option: Option, default: Any = None) -> Dict[str, Any]:
     return attrs
 
 
-def register(parser) -> None:
+def register(parser: pytest.Parser) -> None:
     """Every option and its ini key.  Option defaults are None: ``resolve`` tells given from not given."""
     _yield_on_conflict(parser)
     for option in OPTIONS:
         parser.getgroup(option.group, _GROUPS[option.group]).addoption(*option.flags, **argparse_attrs(option))
-        parser.addini(option.dest, "meshperf: default for %s (%s)" % (option.flag, _first_sentence(option.help)),
+        parser.addini(option.dest, f"meshperf: default for {option.flag} ({_first_sentence(option.help)})",
                       type=_INI_TYPES.get(option.kind, "string"))
 
 
@@ -205,7 +209,7 @@ def _yield_on_conflict(parser) -> None:
         container.conflict_handler = _CONFLICTS
 
 
-def yield_taken_flags(parser) -> None:
+def yield_taken_flags(parser: pytest.Parser) -> None:
     """Leave a flag that another plugin or a conftest declares to it (``--cluster`` is common in conftests).
 
     pytest builds argparse from every group at parse time and fails the whole run on a flag declared
@@ -235,7 +239,7 @@ def yield_taken_flags(parser) -> None:
 class Settings:
     """Where each meshperf setting came from: ``where(dest)`` names the flag or the ini key and its file."""
 
-    def __init__(self, origins: Dict[str, str]):
+    def __init__(self, origins: dict[str, str]):
         self.origins = origins
 
     @property
@@ -253,17 +257,17 @@ class Settings:
         """A usage error for a bad value, naming the ini key and file when the value came from there."""
         text = str(exc)
         if self.from_ini(dest):
-            text = "%s: %s" % (self.origins[dest], text)
+            text = f"{self.origins[dest]}: {text}"
         return UsageError(text)
 
 
-def resolve(config) -> Settings:
+def resolve(config: pytest.Config) -> Settings:
     """Command line over ini file over default, into ``config.option``; returns where each value came from."""
     opt = config.option
     inipath = getattr(config, "inipath", None)
     ini_dir = os.path.dirname(str(inipath)) if inipath else str(config.rootpath)
     shown_ini = os.path.relpath(str(inipath), str(config.invocation_params.dir)) if inipath else "the ini file"
-    origins: Dict[str, str] = {}
+    origins: dict[str, str] = {}
     for option in OPTIONS:
         given = getattr(opt, option.dest, None)
         if given is not None:
@@ -273,7 +277,7 @@ def resolve(config) -> Settings:
         if raw in (None, "", []):
             setattr(opt, option.dest, option.default)
             continue
-        where = "ini %s in %s" % (option.dest, shown_ini)
+        where = f"ini {option.dest} in {shown_ini}"
         setattr(opt, option.dest, _ini_value(option, raw, ini_dir, where))
         origins[option.dest] = where
     return Settings(origins)
@@ -281,7 +285,7 @@ def resolve(config) -> Settings:
 
 def _ini_value(option: Option, raw: Any, ini_dir: str, where: str) -> Any:
     def bad(what: str) -> UsageError:
-        return UsageError("%s: %s; %s" % (where, what, "set it as for %s (see pytest --help)" % option.flag))
+        return UsageError(f"{where}: {what}; set it as for {option.flag} (see pytest --help)")
 
     if option.kind == "list":
         values = [line.strip() for line in raw if line.strip()]
@@ -289,21 +293,21 @@ def _ini_value(option: Option, raw: Any, ini_dir: str, where: str) -> Any:
     if option.kind == "pair":
         words = list(raw)
         if len(words) != 2:
-            raise bad("%r: give two files, CLIENTS SERVERS" % " ".join(words))
+            raise bad(f"{' '.join(words)!r}: give two files, CLIENTS SERVERS")
         return [_ini_path(option, word, ini_dir) for word in words]
     text = str(raw).strip()
     if option.choices and text not in option.choices:
-        raise bad("%r is not one of %s" % (text, ", ".join(option.choices)))
+        raise bad(f"{text!r} is not one of {', '.join(option.choices)}")
     if option.kind == "int":
         try:
             return int(text)
         except ValueError:
-            raise bad("%r is not a whole number" % text) from None
+            raise bad(f"{text!r} is not a whole number") from None
     if option.kind == "float":
         try:
             return float(text)
         except ValueError:
-            raise bad("%r is not a number" % text) from None
+            raise bad(f"{text!r} is not a number") from None
     return _ini_path(option, text, ini_dir)
 
 

@@ -8,26 +8,28 @@ like any test module (every worker collects it the same way from the same
 arguments).  The test itself is ``measure()``: the profile reaches it as the
 lowest parameter and threshold layer, as it reaches every mesh test of the run.
 """
+from __future__ import annotations
 
 import os
 import types
+from pathlib import Path
 
 import pytest
 
 from pytest_meshperf.spec.profiles import SHIPPED_PREFIX, load_profile, shown_path
 
 
-def alone(config) -> bool:
+def alone(config: pytest.Config) -> bool:
     """No test path was given (pytest falls back to the invocation dir or testpaths): run only the profile."""
     return config.args_source != pytest.Config.ArgsSource.ARGS
 
 
-def run_profile_alone(config, profile_path):
+def run_profile_alone(config: pytest.Config, profile_path: str) -> None:
     """Make this session collect the profile file instead of the invocation dir (the spec's --profile)."""
     config.args = [profile_path]
 
 
-def collect_file(file_path, parent, profile_path):
+def collect_file(file_path: Path, parent: pytest.Collector, profile_path: str) -> pytest.Module | None:
     """The profile's test module when pytest reaches the profile file of a profile-only run, else None."""
     if profile_path is None or os.path.abspath(str(file_path)) != profile_path:
         return None
@@ -49,11 +51,11 @@ class ProfileModule(pytest.Module):
 
     # _getobj is where pytest.Module imports its file (pytest 7.4 to 9): here the module is built instead.
     def _getobj(self):
-        module = types.ModuleType("meshperf_profile_%s" % self.test_name,
+        module = types.ModuleType(f"meshperf_profile_{self.test_name}",
                                   load_profile(str(self.path)).description or None)
         module.__file__ = str(self.path)
         setattr(module, self.test_name, _measure_profile)
         return module
 
-    def funcnamefilter(self, name):
+    def funcnamefilter(self, name: str) -> bool:
         return name == self.test_name

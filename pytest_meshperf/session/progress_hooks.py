@@ -4,22 +4,24 @@ Registered by the session on the process that sees every report (plain pytest,
 or the xdist controller), and only once mesh tests are known: which reports are
 mesh tests comes from collection (``MeshItems``), never from a test's id.
 """
+from __future__ import annotations
 
 import pytest
 
 from pytest_meshperf.reports.progress import Progress
+from pytest_meshperf.session.mesh_items import MeshItems
 from pytest_meshperf.verdicts.baseline import MissingPairs
 
 
 class ProgressHooks:
-    def __init__(self, config, items):
+    def __init__(self, config: pytest.Config, items: MeshItems) -> None:
         self.config = config
         self.items = items                 # mesh_items.MeshItems: the pair tests to count
         self.missing = MissingPairs()
         self.progress = Progress(len(items.sources), config.option.meshperf_progress)
 
     @pytest.hookimpl(trylast=True)
-    def pytest_runtest_logreport(self, report):
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.nodeid not in self.items.sources:
             return
         self.missing.observe(report)

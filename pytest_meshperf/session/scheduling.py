@@ -21,22 +21,28 @@ each pick costs O(batch + sources): queues per source in collection order, and
 ``pending`` kept as a set-like list with O(1) removal, so a run of many tests
 is scheduled in time linear in their number.
 """
+from __future__ import annotations
 
 import collections
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable
+
+from pytest_meshperf.session.mesh_items import MeshItems
+
+if TYPE_CHECKING:
+    import pytest
 
 
-def make_scheduler(config, log, mesh_items: Callable):
+def make_scheduler(config: pytest.Config, log: Any, mesh_items: Callable[[], MeshItems | None]) -> Any:
     """``mesh_items()``: the run's MeshItems, known once the first worker's collection arrived."""
-    from xdist.scheduler import LoadScheduling
+    from xdist.scheduler import LoadScheduling  # here: xdist is optional; this runs only with -n
 
     class SourceScheduling(LoadScheduling):
         def __init__(self, config, log=None):
             super().__init__(config, log)
-            self._queues: Optional[Dict[Optional[str], collections.deque]] = None  # source (None: plain) -> items
+            self._queues: dict[str | None, collections.deque] | None = None  # source (None: plain) -> items
             self._held: collections.deque = collections.deque()      # check items, in collection order
-            self._where: Dict[int, int] = {}   # item index -> its position in self.pending
-            self._owner: Dict[object, str] = {}  # worker -> the source it takes pairs from
+            self._where: dict[int, int] = {}   # item index -> its position in self.pending
+            self._owner: dict[object, str] = {}  # worker -> the source it takes pairs from
             self._mesh = None
 
         def _send_tests(self, node, num):
@@ -74,7 +80,7 @@ def make_scheduler(config, log, mesh_items: Callable):
                 self._where[last] = position
 
         # -- what a worker gets --------------------------------------------------------------------------------
-        def _pick(self, node, num) -> List[int]:
+        def _pick(self, node, num) -> list[int]:
             measurements_left = any(self._queues.values())
             if not measurements_left:
                 return [self._held.popleft() for _ in range(min(num, len(self._held)))]
@@ -87,7 +93,7 @@ def make_scheduler(config, log, mesh_items: Callable):
                     chosen.append(self._held.popleft())
             return chosen
 
-        def _head(self, allowed) -> Optional[str]:
+        def _head(self, allowed) -> str | None:
             """The queue (a source, or None for plain tests) whose next item comes first in collection order."""
             best, best_index = False, None
             for source, queue in self._queues.items():
@@ -95,8 +101,8 @@ def make_scheduler(config, log, mesh_items: Callable):
                     best, best_index = source, queue[0]
             return best
 
-        def _pick_measurements(self, node, num) -> List[int]:
-            chosen: List[int] = []
+        def _pick_measurements(self, node, num) -> list[int]:
+            chosen: list[int] = []
             source = self._owner.get(node)
             while len(chosen) < num:
                 if source is not None:

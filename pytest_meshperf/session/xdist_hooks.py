@@ -1,4 +1,8 @@
 """The pytest-xdist hooks: registered only when xdist is installed (plugin.py), so plain pytest never sees them."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -9,14 +13,14 @@ class XdistHooks:
     """The controller's side of a mesh run under ``-n``: the run to join, the scheduler, agents before tests."""
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node):
+    def pytest_configure_node(self, node: Any) -> None:
         """xdist controller -> worker: the run to join (the secret travels here, never on disk)."""
         state = state_of(node.config)
         if state is not None:
             node.workerinput["meshperf"] = state.workerinput()
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_make_scheduler(self, config, log):
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         """-n with xdist's default distribution: pair tests by source node once mesh tests are known."""
         state = state_of(config)
         if state is None or config.option.dist != "load":
@@ -25,7 +29,7 @@ class XdistHooks:
         return make_scheduler(config, log, lambda: state.items)
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node, ids):
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
         """xdist controller: start the agents before the first mesh test is handed to a worker."""
         state = state_of(node.config)
         if state is None:

@@ -4,12 +4,14 @@ User-facing keys (``duration=5``, ``bitrate="100Mbit/s"``) become one typed
 ``Params``; layers merge in increasing precedence: profile file, mark,
 ``measure(**overrides)``, command-line options (which override every test).
 """
+from __future__ import annotations
 
 import dataclasses
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any
 
 from pytest_meshperf.errors import ParameterError, ThresholdError
 from pytest_meshperf.spec.units import parse_quantity
@@ -27,30 +29,30 @@ class Params:
     reverse: bool = False
     bidir: bool = False
     udp: bool = False
-    bitrate_bps: Optional[float] = None
+    bitrate_bps: float | None = None
     omit_s: int = 0
-    window: Optional[str] = None
-    length: Optional[str] = None
-    congestion: Optional[str] = None
+    window: str | None = None
+    length: str | None = None
+    congestion: str | None = None
     zerocopy: bool = False
-    connect_timeout_ms: Optional[int] = None
+    connect_timeout_ms: int | None = None
     instances: Any = 1          # tool processes per pair, each pinned to its own core; or "auto"
     # netperf
     test: str = "send"          # OMNI direction: send, recv, rr
-    request_size: Optional[int] = None    # rr: bytes per request (netperf -r)
-    response_size: Optional[int] = None
-    selectors: Tuple[str, ...] = ()       # output selectors besides meshperf's own
+    request_size: int | None = None    # rr: bytes per request (netperf -r)
+    response_size: int | None = None
+    selectors: tuple[str, ...] = ()       # output selectors besides meshperf's own
     # native arguments passed through: before netperf's `--` (all of iperf3's), after it
-    args: Tuple[str, ...] = ()
-    test_args: Tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    test_args: tuple[str, ...] = ()
 
-    def tool_params(self):
+    def tool_params(self) -> dict[str, Any]:
         """The canonical parameters the agent's tool module takes (per process): its own fields only."""
         accepted = get_tool(self.tool).CLIENT_PARAMS
         return {key: list(value) if isinstance(value, tuple) else value
                 for key, value in dataclasses.asdict(self).items() if key in accepted}
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready: tuples as lists."""
         return {key: list(value) if isinstance(value, tuple) else value
                 for key, value in dataclasses.asdict(self).items()}
@@ -62,11 +64,11 @@ def _seconds(key, value, origin):
 
 def _quantity(key, value, origin, kind, canonical=None):
     if isinstance(value, bool):
-        raise ParameterError("%s: %s=%r: expected a number, not a boolean" % (origin, key, value))
+        raise ParameterError(f"{origin}: {key}={value!r}: expected a number, not a boolean")
     try:
         number, _unit = parse_quantity(str(value), kind, canonical=canonical) if canonical else parse_quantity(str(value), kind)
     except ThresholdError as exc:
-        raise ParameterError("%s: %s=%r: %s" % (origin, key, value, _short(exc)))
+        raise ParameterError(f"{origin}: {key}={value!r}: {_short(exc)}")
     return number
 
 
@@ -76,14 +78,14 @@ def _short(exc):
 
 def _bool(key, value, origin):
     if not isinstance(value, bool):
-        raise ParameterError("%s: %s=%r: expected true or false" % (origin, key, value))
+        raise ParameterError(f"{origin}: {key}={value!r}: expected true or false")
     return value
 
 
 def _int(low, high):
     def parse(key, value, origin):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ParameterError("%s: %s=%r: expected a whole number from %d to %d" % (origin, key, value, low, high))
+            raise ParameterError(f"{origin}: {key}={value!r}: expected a whole number from {low} to {high}")
         return value
     return parse
 
@@ -91,19 +93,19 @@ def _int(low, high):
 def _size(key, value, origin):
     text = str(value)
     if not _SIZE.match(text):
-        raise ParameterError("%s: %s=%r: expected a size in bytes such as 131072 or 128K" % (origin, key, value))
+        raise ParameterError(f"{origin}: {key}={value!r}: expected a size in bytes such as 131072 or 128K")
     return text
 
 
 def _congestion(key, value, origin):
     if not isinstance(value, str) or not re.match(r"^[a-z0-9_]{1,32}$", value):
-        raise ParameterError("%s: %s=%r: expected a congestion algorithm name such as cubic or bbr" % (origin, key, value))
+        raise ParameterError(f"{origin}: {key}={value!r}: expected a congestion algorithm name such as cubic or bbr")
     return value
 
 
 def _tool(key, value, origin):
     if value not in TOOLS:
-        raise ParameterError("%s: tool=%r: unknown tool; known tools: %s" % (origin, value, ", ".join(sorted(TOOLS))))
+        raise ParameterError(f"{origin}: tool={value!r}: unknown tool; known tools: {', '.join(sorted(TOOLS))}")
     return value
 
 
@@ -111,8 +113,8 @@ def _whole_seconds(key, value, origin, low, high):
     # iperf3 3.12 reads -t and -O as whole seconds: "-t 0.5" would mean "run forever".
     seconds = _seconds(key, value, origin)
     if not float(seconds).is_integer() or not low <= seconds <= high:
-        raise ParameterError("%s: %s=%r: give whole seconds from %d to %d (iperf3 counts whole seconds)"
-                             % (origin, key, value, low, high))
+        raise ParameterError(f"{origin}: {key}={value!r}: give whole seconds from {low} to {high} (iperf3 counts whole "
+                             "seconds)")
     return int(seconds)
 
 
@@ -137,8 +139,8 @@ def _instances(key, value, origin):
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INSTANCES:
-        raise ParameterError("%s: instances=%r: expected auto (sized from the cores free on both ends) or a whole "
-                             "number from 1 to %d" % (origin, value, MAX_INSTANCES))
+        raise ParameterError(f"{origin}: instances={value!r}: expected auto (sized from the cores free on both ends) "
+                             f"or a whole number from 1 to {MAX_INSTANCES}")
     return value
 
 
@@ -149,14 +151,14 @@ def _connect_timeout(key, value, origin):
 def _test(key, value, origin):
     tests = get_tool("netperf").TESTS
     if value not in tests:
-        raise ParameterError("%s: test=%r: expected one of %s (netperf OMNI direction; rr is request/response)"
-                             % (origin, value, ", ".join(tests)))
+        raise ParameterError(f"{origin}: test={value!r}: expected one of {', '.join(tests)} (netperf OMNI direction; "
+                             "rr is request/response)")
     return value
 
 
 def _bytes(key, value, origin):
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 30:
-        raise ParameterError("%s: %s=%r: expected a size in bytes from 1 to %d" % (origin, key, value, 1 << 30))
+        raise ParameterError(f"{origin}: {key}={value!r}: expected a size in bytes from 1 to {1 << 30}")
     return value
 
 
@@ -164,12 +166,12 @@ def _selectors(key, value, origin):
     text = value if isinstance(value, str) else ",".join(value) if isinstance(value, (list, tuple)) and \
         all(isinstance(v, str) for v in value) else None
     if text is None:
-        raise ParameterError("%s: selectors=%r: expected netperf output selectors such as 'P99_LATENCY,"
-                             "THROUGHPUT_CONFID' or a list of them" % (origin, value))
+        raise ParameterError(f"{origin}: selectors={value!r}: expected netperf output selectors such as 'P99_LATENCY,"
+                             "THROUGHPUT_CONFID' or a list of them")
     try:
         return tuple(get_tool("netperf").selector_list(text))
     except ArgError as exc:
-        raise ParameterError("%s: selectors: %s" % (origin, exc))
+        raise ParameterError(f"{origin}: selectors: {exc}")
 
 
 def _args(key, value, origin):
@@ -177,7 +179,7 @@ def _args(key, value, origin):
         where = "--mesh-tool-args" if origin == GLOBAL_ORIGIN else origin
         return (where, tuple(as_list(value)))   # interpreted by merge_params, once the tool is known
     except ArgError as exc:
-        raise ParameterError("%s: %s=%r: %s" % (origin, key, value, exc))
+        raise ParameterError(f"{origin}: {key}={value!r}: {exc}")
 
 
 # user key -> (Params field, parser)
@@ -210,7 +212,7 @@ class Layer(dict):
     """One layer's parsed parameters, and where they came from (for messages): the layer's origin, and
     per field where it differs (a profile's fields each have their file:line)."""
 
-    def __init__(self, origin=""):
+    def __init__(self, origin: str = "") -> None:
         super().__init__()
         self.origin = origin
         self.origins = {}
@@ -218,31 +220,31 @@ class Layer(dict):
         # does not take are left out for that test instead of being an error.
         self.everywhere = origin == GLOBAL_ORIGIN
 
-    def for_every_test(self):
+    def for_every_test(self) -> Layer:
         """A copy that applies to every test (profiles are cached: the original stays as it is)."""
         copy = Layer(self.origin)
         copy.add(self)
         copy.everywhere = True
         return copy
 
-    def add(self, other):
+    def add(self, other: Mapping[str, Any]) -> None:
         """Take ``other``'s fields (a later line of the same profile), with their origins."""
         for field, value in other.items():
             self[field] = value
             self.origins[field] = getattr(other, "origins", {}).get(field, getattr(other, "origin", ""))
 
-    def origin_of(self, field):
+    def origin_of(self, field: str) -> str:
         return self.origins.get(field, self.origin)
 
 
-def parse_params(values: Mapping[str, Any], origin: str):
+def parse_params(values: Mapping[str, Any], origin: str) -> Layer:
     """User keys -> {Params field: canonical value}; unknown keys are a ParameterError with a suggestion."""
     parsed = Layer(origin)
     for key, value in values.items():
         if key not in KEYS:
             close = difflib.get_close_matches(key, list(KEYS), n=1)
-            hint = ("did you mean %r?" % close[0]) if close else "known parameters: %s" % ", ".join(sorted(KEYS))
-            raise ParameterError("%s: unknown parameter %r; %s" % (origin, key, hint))
+            hint = f"did you mean {close[0]!r}?" if close else f"known parameters: {', '.join(sorted(KEYS))}"
+            raise ParameterError(f"{origin}: unknown parameter {key!r}; {hint}")
         field, parser = KEYS[key]
         parsed[field] = parser(key, value, origin)
         parsed.origins[field] = origin
@@ -270,15 +272,15 @@ def merge_params(*layers: Mapping[str, Any]) -> Params:
             key = next(k for k, (f, _) in KEYS.items() if f == field)
             users = sorted(name for name, other in TOOLS.items() if field in other.CLIENT_PARAMS)
             where = layer.origin_of(field) if isinstance(layer, Layer) else origin
-            raise ParameterError("%s: %s=%r is a parameter of %s only; this test measures with %s" % (
-                where, key, value, " and ".join(users) or "no tool", tool))
+            raise ParameterError(f"{where}: {key}={value!r} is a parameter of {' and '.join(users) or 'no tool'} only; "
+                                 f"this test measures with {tool}")
         merged.update({f: v for f, v in layer.items() if f != "args" and f in taken})
         if "args" in layer:
             where, tokens = layer["args"]
             try:
                 mapped, global_args, test_args = module.native_params(list(tokens))
             except ArgError as exc:
-                raise ParameterError("%s: %s args %r: %s" % (where, tool, " ".join(tokens), exc))
+                raise ParameterError(f"{where}: {tool} args {' '.join(tokens)!r}: {exc}")
             selectors = mapped.pop("selectors", [])
             merged.update(mapped)
             if selectors:

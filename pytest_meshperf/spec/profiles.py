@@ -14,10 +14,11 @@ meshperf) or ``profile="lab/tcp.yaml"`` (a path relative to the test module);
 ``--mesh-profile NAME|PATH`` names one for the whole run.  Shipped profiles: tcp,
 udp, latency, throughput (``data/profiles/``).  Every threshold remembers ``file:line``.
 """
+from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
 
 import yaml
 
@@ -37,14 +38,14 @@ SHIPPED_PREFIX = "meshperf:"   # how messages and result keys show a shipped pro
 class Profile:
     path: str
     description: str
-    params: Dict[str, Any]              # parsed (Params fields)
-    thresholds: Tuple[Threshold, ...]
+    params: Layer                       # parsed (Params fields), with their file:line
+    thresholds: tuple[Threshold, ...]
 
 
 _cache = {}
 
 
-def load_profile(path, shown=None) -> Profile:
+def load_profile(path: str, shown: str | None = None) -> Profile:
     """Load (once per process) the profile at ``path``; errors name ``shown`` (the path as the user wrote it)."""
     shown = shown or path
     key = os.path.abspath(path)
@@ -58,7 +59,8 @@ def is_profile_name(value: str) -> bool:
     return not ("/" in value or os.sep in value or value.endswith((".yaml", ".yml")))
 
 
-def find_profile(value, search_roots, base_dir, option="--mesh-profile"):
+def find_profile(value: str, search_roots: Sequence[str | os.PathLike[str]], base_dir: str,
+                 option: str = "--mesh-profile") -> tuple[str, str]:
     """A profile NAME or path -> (absolute path, path as shown); ParameterError naming what was searched.
 
     A path (see ``is_profile_name``) is relative to ``base_dir``.  A NAME is ``suites/profiles/NAME.yaml``
@@ -68,8 +70,8 @@ def find_profile(value, search_roots, base_dir, option="--mesh-profile"):
     if not is_profile_name(value):
         path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
         if not os.path.isfile(path):
-            raise ParameterError("%s %s: no such file (%s); give a profile NAME or the path of a profile .yaml file"
-                                 % (option, value, path))
+            raise ParameterError(f"{option} {value}: no such file ({path}); give a profile NAME or the path of a "
+                                 "profile .yaml file")
         return path, value
     searched, found = [], []
     folders = [os.path.join(root, PROFILE_DIR) for root in dict.fromkeys(os.path.abspath(str(r)) for r in search_roots)]
@@ -82,9 +84,9 @@ def find_profile(value, search_roots, base_dir, option="--mesh-profile"):
             found += [name[:-5] for name in sorted(os.listdir(folder)) if name.endswith(".yaml")]
         except OSError:
             pass
-    raise ParameterError("%s %s: no profile of that name; searched %s (profiles there: %s); give one of those "
-                         "names or the path of a profile .yaml file"
-                         % (option, value, ", ".join(searched), ", ".join(dict.fromkeys(found)) or "none"))
+    raise ParameterError(f"{option} {value}: no profile of that name; searched {', '.join(searched)} (profiles there: "
+                         f"{', '.join(dict.fromkeys(found)) or 'none'}); give one of those names or the path of a "
+                         "profile .yaml file")
 
 
 def shown_path(path: str, base_dir: str) -> str:
@@ -100,8 +102,8 @@ def _load(path, shown):
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as exc:
-        raise ParameterError("%s: cannot read profile: %s; check the path (relative to the test module)"
-                             % (shown, exc.strerror or exc))
+        raise ParameterError(f"{shown}: cannot read profile: {exc.strerror or exc}; check the path (relative to the "
+                             "test module)")
     doc = _ProfileFile(shown)
     return doc.read_nodes(text, lambda root: _profile(doc, root, shown))
 
@@ -112,37 +114,35 @@ class _ProfileFile(YamlDocument):
 
 def _profile(doc, root, shown):
     if root is None:
-        raise ParameterError("%s: the profile is empty; give at least a tool or thresholds" % shown)
+        raise ParameterError(f"{shown}: the profile is empty; give at least a tool or thresholds")
     if not isinstance(root, yaml.MappingNode):
-        raise ParameterError("%s:%d: a profile must be a mapping of keys such as tool, duration, thresholds"
-                             % (shown, root.start_mark.line + 1))
+        raise ParameterError(f"{shown}:{root.start_mark.line + 1}: a profile must be a mapping of keys such as tool, "
+                             "duration, thresholds")
     raw_params, description, thresholds = Layer(shown), "", []
     for key, (key_node, value_node) in doc.pairs(root, "profile").items():
         line = key_node.start_mark.line + 1
         if key == "description":
             description = str(value_node.value)
         elif key == "thresholds":
-            thresholds = _thresholds(value_node, shown)
+            thresholds = _thresholds(doc, value_node, shown)
         else:
-            value = yaml.safe_load(yaml.serialize(value_node))
-            raw_params.add(parse_params({key: value}, "%s:%d" % (shown, line)))
+            raw_params.add(parse_params({key: doc.value(value_node)}, f"{shown}:{line}"))
     return Profile(path=shown, description=description, params=raw_params, thresholds=tuple(thresholds))
 
 
-def _thresholds(node, shown):
+def _thresholds(doc, node, shown):
     """A list of expressions, or a mapping metric -> 'OP VALUE'."""
     out = []
     if isinstance(node, yaml.SequenceNode):
         for item in node.value:
             if not isinstance(item, yaml.ScalarNode):
-                raise ParameterError("%s:%d: a threshold must be an expression such as 'throughput >= 1Gbit/s'"
-                                     % (shown, item.start_mark.line + 1))
-            out.append(parse_threshold(str(item.value), "%s:%d" % (shown, item.start_mark.line + 1)))
+                raise ParameterError(f"{shown}:{item.start_mark.line + 1}: a threshold must be an expression such as "
+                                     "'throughput >= 1Gbit/s'")
+            out.append(parse_threshold(str(item.value), f"{shown}:{item.start_mark.line + 1}"))
     elif isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            out.append(parse_threshold("%s %s" % (key_node.value, value_node.value),
-                                       "%s:%d" % (shown, key_node.start_mark.line + 1)))
+        for key, (key_node, value_node) in doc.pairs(node, "thresholds").items():
+            out.append(parse_threshold(f"{key} {value_node.value}", f"{shown}:{key_node.start_mark.line + 1}"))
     else:
-        raise ParameterError("%s:%d: thresholds must be a list of expressions such as 'throughput >= 1Gbit/s'"
-                             % (shown, node.start_mark.line + 1))
+        raise ParameterError(f"{shown}:{node.start_mark.line + 1}: thresholds must be a list of expressions such as "
+                             "'throughput >= 1Gbit/s'")
     return out

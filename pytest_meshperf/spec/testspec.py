@@ -5,14 +5,16 @@ threshold is a usage error before anything is measured.  Precedence, lowest
 first: the run's --mesh-profile, profile file, mark, ``measure(**overrides)``,
 command-line options.
 """
+from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 from pytest_meshperf.errors import ParameterError, ThresholdError
-from pytest_meshperf.spec.params import Params, merge_params, parse_params
-from pytest_meshperf.spec.profiles import find_profile, is_profile_name, load_profile
+from pytest_meshperf.spec.params import Layer, Params, merge_params, parse_params
+from pytest_meshperf.spec.profiles import Profile, find_profile, is_profile_name, load_profile
 from pytest_meshperf.spec.threshold_lists import parse_thresholds
 from pytest_meshperf.spec.thresholds import Threshold, merge_thresholds
 
@@ -23,10 +25,11 @@ MARK = "meshperf"
 class TestSpec:
     name: str                                   # short test name
     key: str                                    # the test's key in the result file
-    param_layers: Tuple[Dict[str, Any], ...]    # parsed, lowest precedence first (options excluded)
-    threshold_layers: Tuple[Tuple[Threshold, ...], ...]
+    param_layers: tuple[dict[str, Any], ...]    # parsed, lowest precedence first (options excluded)
+    threshold_layers: tuple[tuple[Threshold, ...], ...]
 
-    def resolve(self, overrides: Dict[str, Any], option_params, option_thresholds) -> Tuple[Params, List[Threshold]]:
+    def resolve(self, overrides: dict[str, Any], option_params: Layer,
+                option_thresholds: Sequence[Threshold]) -> tuple[Params, list[Threshold]]:
         overrides = dict(overrides)
         override_thresholds = overrides.pop("thresholds", None)
         layers = list(self.param_layers) + [parse_params(overrides, "measure()"), option_params]
@@ -35,9 +38,9 @@ class TestSpec:
             overrides_parsed = tuple(parse_thresholds(override_thresholds, "measure()"))
             for t in overrides_parsed:
                 if t.deferred:
-                    raise ThresholdError("measure() %r: relative and asymmetry thresholds are judged by check "
-                                         "items planned at collection; put it in the mark, a profile or "
-                                         "--mesh-threshold" % t.expression)
+                    raise ThresholdError(f"measure() {t.expression!r}: relative and asymmetry thresholds are judged by "
+                                         "check items planned at collection; put it in the mark, a profile or "
+                                         "--mesh-threshold")
             thresholds.append(overrides_parsed)
         thresholds.append(tuple(option_thresholds))
         return merge_params(*layers), merge_thresholds(*thresholds)
@@ -51,27 +54,27 @@ def _other_params_id(item) -> str:
     pair_id, ident = callspec.params["mesh_pair"].id, callspec.id
     for candidate in (pair_id + "-", "-" + pair_id):
         if candidate in ident:
-            return "[%s]" % ident.replace(candidate, "", 1)
-    return "[%s]" % ident
+            return f"[{ident.replace(candidate, '', 1)}]"
+    return f"[{ident}]"
 
 
-def spec_for_item(item, invocation_dir, base_profile=None, option_params=None) -> TestSpec:
+def spec_for_item(item: Any, invocation_dir: str, base_profile: Profile | None = None,
+                  option_params: Layer | None = None) -> TestSpec:
     """``base_profile``: the run's --mesh-profile (a Profile), the lowest layer of every mesh test;
     ``option_params``: the command line's layer, merged here only to validate the whole combination now."""
     param_layers = [base_profile.params.for_every_test()] if base_profile else []
     threshold_layers = [base_profile.thresholds] if base_profile else []
-    where = "%s::%s" % (os.path.basename(str(item.path)), item.originalname)
+    where = f"{os.path.basename(str(item.path))}::{item.originalname}"
     # Farthest mark first (module pytestmark, class, function) so the closest wins.
     for mark in reversed(list(item.iter_markers(MARK))):
         if mark.args:
-            raise ParameterError("%s: @pytest.mark.meshperf takes keyword arguments only, got %r"
-                                 % (where, mark.args))
+            raise ParameterError(f"{where}: @pytest.mark.meshperf takes keyword arguments only, got {mark.args!r}")
         kwargs = dict(mark.kwargs)
         profile = kwargs.pop("profile", None)
         thresholds = kwargs.pop("thresholds", None)
         if profile is not None and is_profile_name(str(profile)):
             loaded = load_profile(*find_profile(str(profile), [item.config.rootpath, invocation_dir], invocation_dir,
-                                                "%s: profile=" % where))
+                                                f"{where}: profile="))
         elif profile is not None:
             path = os.path.join(os.path.dirname(str(item.path)), str(profile))
             shown = os.path.relpath(path, invocation_dir) if os.path.isabs(path) else path
@@ -79,12 +82,12 @@ def spec_for_item(item, invocation_dir, base_profile=None, option_params=None) -
         if profile is not None:
             param_layers.append(loaded.params)
             threshold_layers.append(loaded.thresholds)
-        param_layers.append(parse_params(kwargs, "%s: mark" % where))
+        param_layers.append(parse_params(kwargs, f"{where}: mark"))
         if thresholds is not None:
             threshold_layers.append(tuple(parse_thresholds(thresholds, "mark")))
     # Validates the combination now (reverse with bidir; a parameter or native argument the tool does not take).
     merge_params(*param_layers, *([option_params] if option_params is not None else []))
-    key = "%s::%s" % (item.parent.nodeid, item.originalname) if item.parent.nodeid else item.originalname
+    key = f"{item.parent.nodeid}::{item.originalname}" if item.parent.nodeid else item.originalname
     key += _other_params_id(item)
     return TestSpec(name=item.originalname, key=key, param_layers=tuple(param_layers),
                     threshold_layers=tuple(threshold_layers))

@@ -6,9 +6,11 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import yaml
+
 from pytest_meshperf.errors import ThresholdError
 from pytest_meshperf.spec.thresholds import GENERIC_EXAMPLE, Threshold, parse_threshold
-from pytest_meshperf.yamlfile import one_line
+from pytest_meshperf.yamlfile import YamlDocument, one_line, yaml_problem
 
 
 class _Located(str):
@@ -102,32 +104,42 @@ def parse_thresholds(items: Any, origin: str) -> list[Threshold]:
     return out
 
 
-def _yaml_to_data(node: Any, path: str) -> Any:
-    """Plain data from a composed YAML node, every scalar a ``_Located`` string.
+class ThresholdFile(YamlDocument):
+    """A threshold file's YAML as plain data, every scalar and key a ``_Located`` string (``file.yaml:4``).
 
-    Scalars keep their text as written (``1e9`` stays ``"1e9"``).
+    Scalars keep their text as written (``1e9`` stays ``"1e9"``): the threshold grammar reads them.
     """
-    import yaml
 
-    origin = f"{path}:{node.start_mark.line + 1}"
-    if isinstance(node, yaml.ScalarNode):
-        return _located(node.value, origin)
-    if isinstance(node, yaml.SequenceNode):
-        return [_yaml_to_data(child, path) for child in node.value]
-    result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = _yaml_to_data(key_node, path)
-        if not isinstance(key, str):
-            raise ThresholdError(
-                f"{path}:{key_node.start_mark.line + 1}: a key must be a metric name"
-            )
-        if key in result:
-            raise ThresholdError(
-                f"{path}:{key_node.start_mark.line + 1}: duplicate key {str(key)!r}; "
-                f"put several conditions in a list or a mapping, e.g. {key}: {{'>=': 1, '<=': 2}}"
-            )
-        result[key] = _yaml_to_data(value_node, path)
-    return result
+    error = ThresholdError
+
+    def read(self, text: str) -> tuple[Any, str]:
+        """(the file's data or None when it is empty, where its top level starts)."""
+        def walk(root: Any) -> tuple[Any, str]:
+            return self.data(root), f"{self.display}:{root.start_mark.line + 1 if root is not None else 1}"
+        return self.read_nodes(text, walk)
+
+    def data(self, node: Any) -> Any:
+        if node is None:
+            return None
+        origin = f"{self.display}:{node.start_mark.line + 1}"
+        if isinstance(node, yaml.ScalarNode):
+            return _located(node.value, origin)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.data(child) for child in node.value]
+        return {_located(key, f"{self.display}:{key_node.start_mark.line + 1}"): self.data(value_node)
+                for key, (key_node, value_node) in self.pairs(node, "thresholds").items()}
+
+    def yaml_error(self, err: yaml.YAMLError, text: str) -> ThresholdError:
+        line, _column, _kind, problem, _fix = yaml_problem(err, text)
+        hint = ""
+        if "chomping" in problem or "block scalar" in problem:
+            hint = "; quote conditions that start with an operator, e.g. throughput: '>= 9Gbit/s'"
+        return ThresholdError(f"{self.display}:{line}: invalid YAML: {problem}{hint}")
+
+    def repeated_key(self, key_node: Any, where: str, key: str, first_line: int) -> ThresholdError:
+        return ThresholdError(f"{self.display}:{key_node.start_mark.line + 1}: duplicate key {key!r} (first at line "
+                              f"{first_line}); put several conditions in a list or a mapping, e.g. "
+                              f"{key}: {{'>=': 1, '<=': 2}}")
 
 
 def load_threshold_file(path: str | os.PathLike[str]) -> list[Threshold]:
@@ -138,8 +150,6 @@ def load_threshold_file(path: str | os.PathLike[str]) -> list[Threshold]:
     its YAML node); every error names the file and line.  An empty file gives
     no thresholds.
     """
-    import yaml
-
     shown = os.fspath(path)
     try:
         with open(shown, encoding="utf-8") as handle:
@@ -152,22 +162,9 @@ def load_threshold_file(path: str | os.PathLike[str]) -> list[Threshold]:
         raise ThresholdError(
             f"{shown}: cannot read threshold file: not UTF-8 text"
         ) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{shown}:{mark.line + 1}" if mark is not None else shown
-        problem = getattr(err, "problem", None) or str(err)
-        hint = ""
-        if "chomping" in problem or "block scalar" in problem:
-            hint = "; quote conditions that start with an operator, e.g. throughput: '>= 9Gbit/s'"
-        raise ThresholdError(
-            f"{where}: invalid YAML: {one_line(problem)}{hint}"
-        ) from None
-    if node is None:
+    data, origin = ThresholdFile(shown).read(text)
+    if data is None:
         return []
-    data = _yaml_to_data(node, shown)
-    origin = f"{shown}:{node.start_mark.line + 1}"
     if isinstance(data, dict) and list(data) == ["thresholds"]:
         data = data["thresholds"]
     if isinstance(data, str):

@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from typing import Optional
 
 from pytest_meshperf.errors import ThresholdError
 
@@ -350,7 +349,7 @@ def format_rate_bps(value: float, digits: int = 4) -> str:
     return f"{text} {_RATE_PREFIXES[index]}bit/s"
 
 
-def iso(epoch: Optional[float]) -> Optional[str]:
+def iso(epoch: float | None) -> str | None:
     """A moment as results write it: UTC, ISO 8601 with microseconds (``2026-12-01T21:46:26.000000Z``)."""
     if epoch is None:
         return None

@@ -15,6 +15,7 @@ build.py (``up()``), sshd.py (keys, sshd, SSH files), shaping.py (tc), stale.py 
 owners) and netns.py (the testbed object, its commands and ``down()``).  Imports ``cluster`` and the
 foundations only.
 """
+from __future__ import annotations
 
 from pytest_meshperf.testbed.netns import NetnsTestbed
 from pytest_meshperf.testbed.processes import unavailable_reason

@@ -49,7 +49,7 @@ import os
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from pytest_meshperf.plan.links import link_id
@@ -164,7 +164,7 @@ class NetnsTestbed(Build, SshHosts, Shaping):
     def __enter__(self) -> NetnsTestbed:  # noqa: PYI034 - Self needs Python 3.11
         return self.up()
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is None:
             self.down()
             return

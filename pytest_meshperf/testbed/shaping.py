@@ -49,7 +49,7 @@ def shaping_commands(
     if node_rate:
         commands.append(_htb_class(base, "1:1", "1:10", node_rate))
     for index, (address, rate) in enumerate(sorted(link_rates.items()), start=11):
-        classid = "1:%d" % index
+        classid = f"1:{index}"
         commands.append(_htb_class(base, "1:1", classid, rate))
         commands.append(base + ["filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "prio", "1",
                                 "u32", "match", "ip", "dst", address + "/32", "flowid", classid])  # fmt: skip

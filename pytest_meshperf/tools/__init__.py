@@ -9,14 +9,17 @@ load_output, metrics_from_json, client_ports, tool_version); SHARED_SERVER says
 its server is long-lived and shared by every measurement (netperf's netserver)
 rather than one-off (iperf3 -s -1).
 """
+from __future__ import annotations
+
+from types import ModuleType
 
 from pytest_meshperf.tools import iperf3, netperf
 
 TOOLS = {iperf3.NAME: iperf3, netperf.NAME: netperf}
 
 
-def get_tool(name):
+def get_tool(name: str) -> ModuleType:
     try:
         return TOOLS[name]
     except KeyError:
-        raise ValueError("unknown tool %r; known tools: %s" % (name, ", ".join(sorted(TOOLS))))
+        raise ValueError(f"unknown tool {name!r}; known tools: {', '.join(sorted(TOOLS))}")

@@ -6,9 +6,12 @@ as its value unless that token is itself an option (starts with ``-`` and is not
 Short options must stand alone: ``-c10.0.0.1`` or a bundle such as ``-RZ`` would hide an option meshperf
 owns from the tool module's check, so they are refused with the separate-word spelling to use.
 """
+from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 MAX_ARGS = 64
 _NEGATIVE = re.compile(r"^-[0-9]")
@@ -18,27 +21,27 @@ class ArgError(ValueError):
     """A native argument meshperf cannot accept; the message names it and says why."""
 
 
-def as_list(value):
+def as_list(value: str | Sequence[Any] | None) -> list[str]:
     """A mark's ``args="-d rr -l 5"`` (split like a shell, never run by one) or ``args=["-d", "rr"]``."""
     if isinstance(value, str):
         try:
             tokens = shlex.split(value)
         except ValueError as exc:
-            raise ArgError("cannot split %r: %s" % (value, exc))
+            raise ArgError(f"cannot split {value!r}: {exc}")
     elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         tokens = list(value)
     else:
-        raise ArgError("expected a string such as '-d rr -l 5' or a list of strings, not %r" % (value,))
+        raise ArgError(f"expected a string such as '-d rr -l 5' or a list of strings, not {value!r}")
     if len(tokens) > MAX_ARGS:
-        raise ArgError("%d arguments; at most %d" % (len(tokens), MAX_ARGS))
+        raise ArgError(f"{len(tokens)} arguments; at most {MAX_ARGS}")
     return tokens
 
 
-def is_option(token):
+def is_option(token: str) -> bool:
     return token.startswith("-") and token != "-" and not _NEGATIVE.match(token)
 
 
-def options(tokens):
+def options(tokens: Sequence[str]) -> list[tuple[str, str | None, int | None]]:
     """[(option, value or None, section)]: section is 0 before a literal ``--`` and 1 after it (or None
     when there is none).  ``--opt=value`` is split.  A stray value with no option is an ArgError."""
     out, section, i = [], None, 0
@@ -51,10 +54,10 @@ def options(tokens):
             section, i = 1, i + 1
             continue
         if not is_option(token):
-            raise ArgError("%r: a value without an option before it" % token)
+            raise ArgError(f"{token!r}: a value without an option before it")
         if not token.startswith("--") and len(token) > 2:
-            raise ArgError("%s: write a short option and its value (or several short options) as separate words, "
-                           "e.g. '%s %s', so meshperf can check each" % (token, token[:2], token[2:]))
+            raise ArgError(f"{token}: write a short option and its value (or several short options) as separate words, "
+                           f"e.g. '{token[:2]} {token[2:]}', so meshperf can check each")
         value = None
         if token.startswith("--") and "=" in token:
             token, value = token.split("=", 1)
@@ -65,7 +68,7 @@ def options(tokens):
     return out
 
 
-def flatten(pairs):
+def flatten(pairs: Iterable[tuple[str, str | None]]) -> list[str]:
     argv = []
     for option, value in pairs:
         argv.append(option)

@@ -1,4 +1,5 @@
 """What a tool module raises, for every tool: the controller turns it into a measurement error."""
+from __future__ import annotations
 
 
 class ToolFailure(Exception):

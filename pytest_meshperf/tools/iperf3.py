@@ -9,9 +9,12 @@ Facts this relies on (iperf3 3.12 to 3.21):
   from the sender (``end.sum_sent``); UDP jitter and loss from ``end.sum_received``
   (older versions only have ``end.sum``).
 """
+from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pytest_meshperf.tools.args import ArgError, as_list, flatten, options
 from pytest_meshperf.tools.errors import ToolFailure
@@ -47,13 +50,13 @@ _AFFINITY = re.compile(r"^[0-9]{1,4}(,[0-9]{1,4})?$")
 def _check_params(params):
     unknown = set(params) - set(CLIENT_PARAMS)
     if unknown:
-        raise ValueError("unknown iperf3 parameters: %s" % ", ".join(sorted(unknown)))
+        raise ValueError(f"unknown iperf3 parameters: {', '.join(sorted(unknown))}")
     for key, value in params.items():
         kinds = CLIENT_PARAMS[key]
         if isinstance(value, bool) and kinds is not bool and bool not in (kinds if isinstance(kinds, tuple) else ()):
-            raise ValueError("iperf3 parameter %s must not be a boolean" % key)
+            raise ValueError(f"iperf3 parameter {key} must not be a boolean")
         if not isinstance(value, kinds):
-            raise ValueError("iperf3 parameter %s has the wrong type (%s)" % (key, type(value).__name__))
+            raise ValueError(f"iperf3 parameter {key} has the wrong type ({type(value).__name__})")
     duration = params.get("duration_s", 10)
     if not 0 < duration <= 86400:
         raise ValueError("duration_s must be in (0, 86400]")
@@ -65,7 +68,7 @@ def _check_params(params):
         raise ValueError("reverse and bidir exclude each other")
     for key in ("window", "length"):
         if params.get(key) is not None and not _SIZE.match(params[key]):
-            raise ValueError("%s must look like 128K" % key)
+            raise ValueError(f"{key} must look like 128K")
     if params.get("congestion") is not None and not _CONGESTION.match(params["congestion"]):
         raise ValueError("congestion must be an algorithm name such as cubic")
     if params.get("cpu_affinity") is not None and not _AFFINITY.match(params["cpu_affinity"]):
@@ -95,7 +98,7 @@ _OWNED = {
 _WHOLE_SECONDS = re.compile(r"^[0-9]{1,5}$")
 
 
-def native_params(args):
+def native_params(args: Sequence[str]) -> tuple[dict[str, Any], list[str], list[str]]:
     """Native iperf3 arguments -> ({meshperf parameter: value}, args passed through, []); ArgError names an
     argument meshperf owns.  ``-t`` maps onto duration and ``-O`` onto omit (meshperf sizes its time limits
     from them); anything else is passed through to the client."""
@@ -103,17 +106,17 @@ def native_params(args):
     for option, value, section in options(as_list(args)):
         why = _OWNED.get(option)
         if why is not None:
-            raise ArgError("%s: %s" % (option, _OWNED.get(why, why)))
+            raise ArgError(f"{option}: {_OWNED.get(why, why)}")
         if option in ("-t", "--time", "-O", "--omit"):
             if value is None or not _WHOLE_SECONDS.match(value):
-                raise ArgError("%s %s: give whole seconds" % (option, value or ""))
+                raise ArgError(f"{option} {value or ''}: give whole seconds")
             mapped["duration_s" if option in ("-t", "--time") else "omit_s"] = int(value)
         else:
             passed.append((option, value))
     return mapped, flatten(passed), []
 
 
-def server_argv(binary, port, bind=None):
+def server_argv(binary: str, port: int, bind: str | None = None) -> list[str]:
     """A one-off server: serves exactly one test, then exits with its JSON."""
     argv = [binary, "-s", "-1", "-J", "-p", str(int(port))]
     if bind:
@@ -121,7 +124,7 @@ def server_argv(binary, port, bind=None):
     return argv
 
 
-def client_argv(binary, target, port, params, bind=None):
+def client_argv(binary: str, target: str, port: int, params: Mapping[str, Any], bind: str | None = None) -> list[str]:
     """The client command for one measurement; ``params`` uses CLIENT_PARAMS keys."""
     _check_params(params)
     duration = params.get("duration_s", 10)
@@ -137,7 +140,7 @@ def client_argv(binary, target, port, params, bind=None):
     if params.get("udp"):
         argv.append("-u")
     if params.get("bitrate_bps") is not None:
-        argv += ["-b", "%d" % int(params["bitrate_bps"])]
+        argv += ["-b", f"{int(params['bitrate_bps'])}"]
     if params.get("omit_s"):
         argv += ["-O", _num(params["omit_s"])]
     if params.get("window"):
@@ -158,16 +161,16 @@ def client_argv(binary, target, port, params, bind=None):
     return argv + passed
 
 
-def expected_runtime_s(params):
+def expected_runtime_s(params: Mapping[str, Any]) -> float:
     """How long a client should run, before any grace the caller adds."""
     return float(params.get("duration_s", 10)) + float(params.get("omit_s", 0))
 
 
 def _num(value):
-    return ("%d" % value) if float(value).is_integer() else ("%g" % value)
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def version_argv(binary):
+def version_argv(binary: str) -> list[str]:
     return [binary, "--version"]
 
 
@@ -175,13 +178,13 @@ def version_argv(binary):
 VERSION_PATTERN = r"iperf\s+(\d+\.\d+(?:\.\d+)?\S*)"
 
 
-def parse_version(text):
+def parse_version(text: str | None) -> str | None:
     """'iperf 3.12 (cJSON 1.7.15)' -> '3.12'."""
     match = re.search(VERSION_PATTERN, text or "")
     return match.group(1) if match else None
 
 
-def load_output(stdout):
+def load_output(stdout: str | None) -> dict[str, Any]:
     """The tool's JSON document, or ToolFailure when there is none."""
     text = (stdout or "").strip()
     if not text:
@@ -190,15 +193,15 @@ def load_output(stdout):
         data = json.loads(text)
     except ValueError:
         # iperf3 can print a plain-text error before -J takes effect.
-        raise ToolFailure("iperf3 printed no JSON: %s" % text.splitlines()[-1][:300])
+        raise ToolFailure(f"iperf3 printed no JSON: {text.splitlines()[-1][:300]}")
     if not isinstance(data, dict):
         raise ToolFailure("iperf3 printed unexpected JSON")
     if data.get("error"):
-        raise ToolFailure("iperf3: %s" % data["error"])
+        raise ToolFailure(f"iperf3: {data['error']}")
     return data
 
 
-def metrics_from_json(data):
+def metrics_from_json(data: dict[str, Any]) -> dict[str, float]:
     """Metric-name -> value from a client's iperf3 JSON (names per pytest_meshperf.spec.metrics)."""
     end = data.get("end") or {}
     udp = (data.get("start") or {}).get("test_start", {}).get("protocol") == "UDP"
@@ -225,10 +228,10 @@ def metrics_from_json(data):
     return metrics
 
 
-def client_ports(data):
+def client_ports(data: dict[str, Any]) -> list[int]:
     """Local ports of the data streams, from ``start.connected``."""
     return [c.get("local_port") for c in (data.get("start") or {}).get("connected", []) if c.get("local_port")]
 
 
-def tool_version(data):
+def tool_version(data: dict[str, Any]) -> str | None:
     return parse_version((data.get("start") or {}).get("version", ""))

@@ -11,9 +11,12 @@ Facts this relies on (netperf 2.7):
   system-wide (the whole node's CPU, not netperf's own);
 - a failure (no netserver, a refused connection) is text on stderr and a non-zero exit status.
 """
+from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pytest_meshperf.tools.args import ArgError, as_list, flatten, options
 from pytest_meshperf.tools.errors import ToolFailure
@@ -102,7 +105,7 @@ _SIZE = re.compile(r"^[0-9]{1,9}[KMG]?$")
 _SELECTOR = re.compile(r"^[A-Z0-9_]{1,40}$")
 
 
-def native_params(args):
+def native_params(args: Sequence[str]) -> tuple[dict[str, Any], list[str], list[str]]:
     """Native netperf arguments -> ({meshperf parameter: value}, global args, test args); ArgError names an
     argument meshperf cannot accept.  ``-l``, ``-d``, ``-T tcp|udp``, ``-r``, ``-m`` and ``-o/-O/-k`` map
     onto meshperf's parameters; ``-t`` must be omni; ``-c``/``-C`` are always on."""
@@ -112,9 +115,9 @@ def native_params(args):
         test = section == 1 or (section is None and option not in _GLOBAL_PASS and
                                 not (option == "-T" and (value or "").lower() not in ("tcp", "udp")))
         if section == 0 and option in _GLOBAL_OWNED:
-            raise ArgError("%s: %s" % (option, _GLOBAL_OWNED[option]))
+            raise ArgError(f"{option}: {_GLOBAL_OWNED[option]}")
         if option in _OWNED and _OWNED[option]:
-            raise ArgError("%s: %s" % (option, _OWNED[option]))
+            raise ArgError(f"{option}: {_OWNED[option]}")
         if option in ("-c", "-C"):
             continue  # meshperf always asks for both ends' CPU utilisation
         if option in ("-o", "-O", "-k"):
@@ -122,17 +125,17 @@ def native_params(args):
         elif option == "-l" and section != 1:
             seconds = _value(option, value)
             if not re.match(r"^[0-9]{1,5}$", seconds) or int(seconds) == 0:
-                raise ArgError("-l %s: give whole seconds above 0 (meshperf bounds every test in time; a byte or "
-                               "transaction count is not supported)" % seconds)
+                raise ArgError(f"-l {seconds}: give whole seconds above 0 (meshperf bounds every test in time; a byte "
+                               "or transaction count is not supported)")
             mapped["duration_s"] = int(seconds)
         elif option == "-t" and section != 1:
             if _value(option, value).lower() != "omni":
-                raise ArgError("-t %s: meshperf runs netperf's OMNI test; choose send, recv or rr with -d "
-                               "(or test=)" % value)
+                raise ArgError(f"-t {value}: meshperf runs netperf's OMNI test; choose send, recv or rr with -d "
+                               "(or test=)")
         elif option == "-d" and section != 0:
             direction = _value(option, value).lower()
             if direction not in TESTS:
-                raise ArgError("-d %s: give one of %s" % (value, ", ".join(TESTS)))
+                raise ArgError(f"-d {value}: give one of {', '.join(TESTS)}")
             mapped["test"] = direction
         elif option == "-T" and (value or "").lower() in ("tcp", "udp"):
             mapped["udp"] = value.lower() == "udp"
@@ -151,17 +154,17 @@ def native_params(args):
 
 def _value(option, value):
     if value is None:
-        raise ArgError("%s needs a value" % option)
+        raise ArgError(f"{option} needs a value")
     return value
 
 
 def _bytes(option, text):
     if not re.match(r"^[0-9]{1,9}$", text) or int(text) == 0:
-        raise ArgError("%s %s: give sizes in bytes, e.g. -r 1,1 or -r 64,1024" % (option, text))
+        raise ArgError(f"{option} {text}: give sizes in bytes, e.g. -r 1,1 or -r 64,1024")
     return int(text)
 
 
-def selector_list(text):
+def selector_list(text: str) -> list[str]:
     """'THROUGHPUT,p99_latency' -> ['THROUGHPUT', 'P99_LATENCY']; an unknown selector is an ArgError."""
     out = []
     for word in (w.strip().upper() for w in re.split(r"[,\s]+", str(text)) if w.strip()):
@@ -169,8 +172,8 @@ def selector_list(text):
             continue
         if not _SELECTOR.match(word) or word not in KNOWN_SELECTORS:
             close = difflib.get_close_matches(word, sorted(KNOWN_SELECTORS), n=1)
-            raise ArgError("unknown netperf output selector %r%s" % (
-                word, "; did you mean %r?" % close[0] if close else " (netperf 2.7 lists them with -- -k '?')"))
+            hint = f"; did you mean {close[0]!r}?" if close else " (netperf 2.7 lists them with -- -k '?')"
+            raise ArgError(f"unknown netperf output selector {word!r}{hint}")
         out.append(word)
     return out
 
@@ -178,21 +181,21 @@ def selector_list(text):
 def _check_params(params):
     unknown = set(params) - set(CLIENT_PARAMS)
     if unknown:
-        raise ValueError("unknown netperf parameters: %s" % ", ".join(sorted(unknown)))
+        raise ValueError(f"unknown netperf parameters: {', '.join(sorted(unknown))}")
     for key, value in params.items():
         if isinstance(value, bool) and CLIENT_PARAMS[key] is not bool:
-            raise ValueError("netperf parameter %s must not be a boolean" % key)
+            raise ValueError(f"netperf parameter {key} must not be a boolean")
         if not isinstance(value, CLIENT_PARAMS[key]):
-            raise ValueError("netperf parameter %s has the wrong type (%s)" % (key, type(value).__name__))
+            raise ValueError(f"netperf parameter {key} has the wrong type ({type(value).__name__})")
     if not 0 < params.get("duration_s", 10) <= 86400:
         raise ValueError("duration_s must be in (0, 86400]")
     if params.get("test", "send") not in TESTS:
-        raise ValueError("test must be one of %s" % ", ".join(TESTS))
+        raise ValueError(f"test must be one of {', '.join(TESTS)}")
     if params.get("length") is not None and not _SIZE.match(params["length"]):
         raise ValueError("length must look like 1400 or 64K")
     for key in ("request_size", "response_size"):
         if params.get(key) is not None and not 1 <= params[key] <= 1 << 30:
-            raise ValueError("%s must be 1 byte to 1 GiB" % key)
+            raise ValueError(f"{key} must be 1 byte to 1 GiB")
     selector_list(",".join(params.get("selectors", [])))
     # The agent checks passed-through arguments again: a caller other than meshperf's controller
     # must not slip a second -H past it.
@@ -201,7 +204,7 @@ def _check_params(params):
         raise ValueError("args and test_args must be plain pass-through arguments")
 
 
-def selectors(params):
+def selectors(params: Mapping[str, Any]) -> list[str]:
     chosen = list(DEFAULT_SELECTORS)
     if params.get("udp") and params.get("test", "send") == "send":
         chosen += UDP_SEND_SELECTORS
@@ -211,7 +214,7 @@ def selectors(params):
     return chosen
 
 
-def server_argv(binary, port, bind=None):
+def server_argv(binary: str, port: int, bind: str | None = None) -> list[str]:
     """One netserver for every measurement to this node: -D keeps it in the foreground (supervised)."""
     argv = [binary, "-D", "-p", str(int(port))]
     if bind:
@@ -219,17 +222,17 @@ def server_argv(binary, port, bind=None):
     return argv
 
 
-def client_argv(binary, target, port, params, bind=None):
+def client_argv(binary: str, target: str, port: int, params: Mapping[str, Any], bind: str | None = None) -> list[str]:
     """netperf OMNI against the node's netserver; ``params`` uses CLIENT_PARAMS keys."""
     _check_params(params)
     argv = [binary, "-H", target, "-p", str(int(port))]
     if bind:
         argv += ["-L", bind]
-    argv += ["-t", "omni", "-l", "%d" % params.get("duration_s", 10), "-P", "0", "-c", "-C"]
+    argv += ["-t", "omni", "-l", str(int(params.get("duration_s", 10))), "-P", "0", "-c", "-C"]
     argv += params.get("args", [])
     argv += ["--", "-d", params.get("test", "send"), "-T", "udp" if params.get("udp") else "tcp"]
     if params.get("request_size") is not None:
-        argv += ["-r", "%d,%d" % (params["request_size"], params.get("response_size") or params["request_size"])]
+        argv += ["-r", f"{params['request_size']},{params.get('response_size') or params['request_size']}"]
     if params.get("length"):
         argv += ["-m", params["length"]]
     argv += params.get("test_args", [])
@@ -237,7 +240,7 @@ def client_argv(binary, target, port, params, bind=None):
     return argv
 
 
-def expected_runtime_s(params):
+def expected_runtime_s(params: Mapping[str, Any]) -> float:
     """The duration, times the most iterations a confidence interval (-i max,min) may take."""
     iterations, global_args = 1, params.get("args", [])
     for option, value in zip(global_args, global_args[1:]):
@@ -247,7 +250,7 @@ def expected_runtime_s(params):
     return float(params.get("duration_s", 10)) * iterations
 
 
-def version_argv(binary):
+def version_argv(binary: str) -> list[str]:
     return [binary, "-V"]
 
 
@@ -255,13 +258,13 @@ def version_argv(binary):
 VERSION_PATTERN = r"[Nn]etperf version\s+(\d+\.\d+(?:\.\d+)?\S*)"
 
 
-def parse_version(text):
+def parse_version(text: str | None) -> str | None:
     """'Netperf version 2.7.0' -> '2.7.0'."""
     match = re.search(VERSION_PATTERN, text or "")
     return match.group(1) if match else None
 
 
-def load_output(stdout):
+def load_output(stdout: str | None) -> dict[str, Any]:
     """netperf's ``-k`` output as {selector: text}; ToolFailure when it holds no result."""
     values = {}
     for line in (stdout or "").splitlines():
@@ -270,7 +273,7 @@ def load_output(stdout):
             values[name.strip()] = value.strip().strip('"')
     if "THROUGHPUT" not in values:
         text = (stdout or "").strip()
-        raise ToolFailure("netperf printed no result%s" % (": " + text.splitlines()[-1][:300] if text else ""))
+        raise ToolFailure(f"netperf printed no result{': ' + text.splitlines()[-1][:300] if text else ''}")
     return {"selectors": values, "stdout": stdout}
 
 
@@ -288,7 +291,7 @@ def _number(values, name):
         return None
 
 
-def metrics_from_json(data):
+def metrics_from_json(data: dict[str, Any]) -> dict[str, float]:
     """Metric-name -> value (names per pytest_meshperf.spec.metrics) from load_output's result.
 
     A send test's THROUGHPUT is the receiver's figure (netperf reports what arrived) in THROUGHPUT_UNITS;
@@ -302,7 +305,7 @@ def metrics_from_json(data):
     if throughput is not None and units in _UNITS_BPS:
         metrics["throughput_bps"] = throughput * _UNITS_BPS[units]
     elif throughput is not None and units != "Trans/s":
-        raise ToolFailure("netperf reported THROUGHPUT in units meshperf does not know: %r" % units)
+        raise ToolFailure(f"netperf reported THROUGHPUT in units meshperf does not know: {units!r}")
     if units == "Trans/s":
         # Only a request/response test has transactions and round-trip latencies: for send, netperf
         # prints TRANSACTION_RATE=1 and the time of one send call as "latency" (kept in raw, not metrics).
@@ -326,10 +329,10 @@ def metrics_from_json(data):
     return metrics
 
 
-def client_ports(data):
+def client_ports(data: dict[str, Any]) -> list[int]:
     port = _number(data["selectors"], "SOURCE_PORT")
     return [int(port)] if port else []
 
 
-def tool_version(data):
+def tool_version(data: dict[str, Any]) -> str | None:
     return None  # netperf prints no version with its results; the agent's probe (agent.info) has it

@@ -1,20 +1,23 @@
 """What every transport shares: the handle of a started agent, and which nodes are this machine's."""
+from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict
+from typing import Any, Callable
+
+from pytest_meshperf.cluster.model import Node
 
 
 @dataclass
 class AgentHandle:
     node: str
-    endpoint: Dict[str, Any]          # plain builtins: {"kind", "host", "port", "data_address"}, for xdist workers too
+    endpoint: dict[str, Any]          # plain builtins: {"kind", "host", "port", "data_address"}, for xdist workers too
     connect: Callable[[], Any]        # returns a socket-like object connected to the agent
-    info: Dict[str, Any] = field(default_factory=dict)   # the agent's ready line
+    info: dict[str, Any] = field(default_factory=dict)   # the agent's ready line
     stop: Callable[[], None] = lambda: None
 
 
-def is_local(node) -> bool:
+def is_local(node: Node) -> bool:
     """A node on this machine: a loopback address and no SSH settings."""
     try:
         loopback = ipaddress.ip_address(node.address).is_loopback

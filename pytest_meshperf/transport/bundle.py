@@ -6,6 +6,7 @@ files, then runs the agent in the same process.  The same code gives the same
 bytes (fixed timestamps, sorted entries), so its SHA-256 names the deployed
 version and a second deploy of it transfers nothing.
 """
+from __future__ import annotations
 
 import hashlib
 import io
@@ -38,7 +39,7 @@ class Bundle:
     @property
     def version_dir(self) -> str:
         """Directory name on the node: the meshperf version and the bundle's hash."""
-        return "%s-%s" % (__version__, self.sha256[:12])
+        return f"{__version__}-{self.sha256[:12]}"
 
 
 def _files():

@@ -1,10 +1,12 @@
 """What ``SshNode`` runs on a node and reads back: one exec channel's result, boot.py's facts line, ``mkdir -p``
 over SFTP, and the script that stops and finds agents (sent as ``python3 -I -S -c SCRIPT ARGS``)."""
+from __future__ import annotations
 
 import json
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 @dataclass
@@ -72,7 +74,7 @@ if len(sys.argv) > 4:
 """
 
 
-def read_to_eof(recv, deadline):
+def read_to_eof(recv: Callable[[int], bytes], deadline: float) -> bytes:
     data = b""
     while time.monotonic() < deadline:  # recv itself times out (channel timeout); this bounds the total
         chunk = recv(65536)
@@ -82,7 +84,7 @@ def read_to_eof(recv, deadline):
     raise socket.timeout()
 
 
-def facts_line(stdout):
+def facts_line(stdout: str) -> dict[str, Any] | None:
     """boot.py's facts line in a command's output, or None."""
     for line in stdout.splitlines():
         if line.startswith('{"meshperf_boot"'):
@@ -93,7 +95,7 @@ def facts_line(stdout):
     return None
 
 
-def sftp_makedirs(sftp, path):
+def sftp_makedirs(sftp: Any, path: str) -> None:
     """``mkdir -p`` over SFTP (relative paths start in the home directory, as commands do)."""
     parts = [p for p in path.split("/") if p]
     for depth in range(1, len(parts) + 1):

@@ -3,45 +3,52 @@
 The agent gets the secret on stdin and keeps the pipe open: when the controller
 dies for any reason, the pipe closes and the agent stops all it started.
 """
+from __future__ import annotations
 
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from pytest_meshperf.agent import protocol
 from pytest_meshperf.agent.boot import locate_server
+from pytest_meshperf.cluster.model import Node
 from pytest_meshperf.errors import AgentError
+from pytest_meshperf.tools import TOOLS, get_tool
 from pytest_meshperf.transport.base import AgentHandle
-from pytest_meshperf.transport.rpc import tcp_connector
+from pytest_meshperf.transport.rpc import Connector, tcp_connector
 from pytest_meshperf.vocabulary import TOOL_BINARIES
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
 
-def limit_args(node):
+def limit_args(node: Node) -> Iterator[str]:
     """The node's limits (inventory max_send, max_recv, max_processes, ports) as agent arguments."""
     for key in ("max_send", "max_recv", "max_processes"):
         if getattr(node, key, None):
-            yield "--%s" % key.replace("_", "-")
+            yield f"--{key.replace('_', '-')}"
             yield str(int(getattr(node, key)))
     if getattr(node, "ports", None):
         yield "--port-range"
         yield node.ports   # validated by the inventory: digits and one dash
 
 
-def agent_argv(node, log_path, lease_s, extra=()):
+def agent_argv(node: Node, log_path: str, lease_s: float, extra: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "pytest_meshperf.agent", "--node", node.name, "--listen", "127.0.0.1",
             "--lease", str(lease_s), "--log", log_path, "--watch-stdin", *extra]
 
 
-def start_agent(node, secret, log_dir, lease_s=60.0, extra_args=()):
+def start_agent(node: Node, secret: str, log_dir: str, lease_s: float = 60.0,
+                extra_args: Sequence[str] = ()) -> AgentHandle:
     os.makedirs(log_dir, exist_ok=True)
-    log_path = os.path.join(log_dir, "agent-%s.log" % node.name)
+    log_path = os.path.join(log_dir, f"agent-{node.name}.log")
     env = dict(os.environ)
     # The agent must import this very package, wherever it is installed or checked out.
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,13 +56,13 @@ def start_agent(node, secret, log_dir, lease_s=60.0, extra_args=()):
     extra_args = tuple(limit_args(node)) + tuple(extra_args)
     for binary in TOOL_BINARIES:
         if getattr(node, binary, None):
-            extra_args = ("--tool", "%s=%s" % (binary, getattr(node, binary))) + extra_args
+            extra_args = ("--tool", f"{binary}={getattr(node, binary)}") + extra_args
     try:
         proc = subprocess.Popen(agent_argv(node, log_path, lease_s, extra_args), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                 start_new_session=True)  # a terminal's Ctrl-C reaches the controller only
     except OSError as exc:
-        raise AgentError("%s: cannot start the local agent: %s" % (node.name, exc))
+        raise AgentError(f"{node.name}: cannot start the local agent: {exc}")
     proc.stdin.write((secret + "\n").encode("ascii"))
     proc.stdin.flush()
     ready = _read_ready_line(proc, node, log_path)
@@ -76,7 +83,7 @@ def _read_ready_line(proc, node, log_path):
         remaining = deadline - time.monotonic()
         if remaining <= 0 or proc.poll() is not None:
             _stop(proc)
-            raise AgentError("%s: the local agent did not start (see %s)" % (node.name, log_path))
+            raise AgentError(f"{node.name}: the local agent did not start (see {log_path})")
         readable, _, _ = select.select([fd], [], [], min(remaining, 0.5))
         if readable:
             chunk = os.read(fd, 4096)
@@ -87,10 +94,10 @@ def _read_ready_line(proc, node, log_path):
         ready = json.loads(buffer.split(b"\n", 1)[0])
         int(ready["port"])
         if ready.get("meshperf_agent") != protocol.PROTOCOL_VERSION:
-            raise ValueError("protocol %r" % ready.get("meshperf_agent"))
+            raise ValueError(f"protocol {ready.get('meshperf_agent')!r}")
     except (ValueError, KeyError, TypeError):
         _stop(proc)
-        raise AgentError("%s: the local agent's ready line is malformed: %r" % (node.name, buffer[:200]))
+        raise AgentError(f"{node.name}: the local agent's ready line is malformed: {buffer[:200]!r}")
     return ready
 
 
@@ -115,26 +122,22 @@ def _stop(proc):
 class LocalNode:
     """A node on this machine, with the operations SshNode offers (for the meshperf CLI)."""
 
-    def __init__(self, node):
+    def __init__(self, node: Node) -> None:
         self.node = node
 
     @property
-    def where(self):
-        return "%s (%s)" % (self.node.name, self.node.address)
+    def where(self) -> str:
+        return f"{self.node.name} ({self.node.address})"
 
-    def connect(self):
+    def connect(self) -> None:
         return None
 
-    def close(self):
+    def close(self) -> None:
         pass
 
-    def check(self, clock=False, prepare=False):
-        import shutil
-        import time
-
-        from pytest_meshperf.tools import TOOLS, get_tool
-        facts = {"host_key_check": None, "python": "%d.%d.%d" % sys.version_info[:3], "clock_offset_s": None,
-                 "hostname": os.uname().nodename, "rtt_s": 0.0, "tools": {}}
+    def check(self, clock: bool = False, prepare: bool = False) -> dict[str, Any]:
+        facts = {"host_key_check": None, "python": ".".join(map(str, sys.version_info[:3])),
+                 "clock_offset_s": None, "hostname": os.uname().nodename, "rtt_s": 0.0, "tools": {}}
         for name in TOOLS:
             module, started = get_tool(name), time.time()
             given = getattr(self.node, name, None)   # the inventory's path, as the agent would use it
@@ -145,56 +148,56 @@ class LocalNode:
                 entry["server_path"] = locate_server(path, server, getattr(self.node, server, None))
                 entry["server_version"] = _version(module, entry["server_path"])
             if not entry["version"]:
-                entry["error"] = "%s not found; install it (%s)" % (given or name, module.INSTALL_HINT)
+                entry["error"] = f"{given or name} not found; install it ({module.INSTALL_HINT})"
             elif server and not entry["server_version"]:
-                entry["error"] = "%s %s not found; install it (%s)" % (
-                    server, getattr(self.node, server, None) or "(beside %s nor on PATH)" % path, module.INSTALL_HINT)
+                missing = getattr(self.node, server, None) or f"(beside {path} nor on PATH)"
+                entry["error"] = f"{server} {missing} not found; install it ({module.INSTALL_HINT})"
             facts["tools"][name] = entry
             facts["rtt_s"] = round(time.time() - started, 4)
         return facts
 
-    def deploy(self):
+    def deploy(self) -> dict[str, dict[str, Any]]:
         return {"agent": {"path": "(this installation)", "transferred_bytes": 0}}
 
-    def launch_agent(self, secret, lease_s, run_id):
+    def launch_agent(self, secret: str, lease_s: float, run_id: str) -> dict[str, Any]:
         """A detached local agent (for ``meshperf start``); returns its ready line."""
         log_dir = os.path.expanduser(os.path.join("~", ".meshperf", "logs"))
         os.makedirs(log_dir, exist_ok=True)
         argv = [sys.executable, "-m", "pytest_meshperf.agent", "--node", self.node.name, "--listen", "127.0.0.1",
-                "--lease", "%g" % lease_s, "--daemon", "--log",
-                os.path.join(log_dir, "agent-%s-%s.log" % (run_id, self.node.name))]
+                "--lease", f"{lease_s:g}", "--daemon", "--log",
+                os.path.join(log_dir, f"agent-{run_id}-{self.node.name}.log")]
         env = dict(os.environ)
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         out = subprocess.run(argv, input=(secret + "\n").encode("ascii"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, timeout=READY_TIMEOUT_S, env=env)
         if out.returncode != 0:
-            raise AgentError("%s: the agent did not start: %s" % (self.where, out.stderr.decode().strip()[-300:]))
+            raise AgentError(f"{self.where}: the agent did not start: {out.stderr.decode().strip()[-300:]}")
         return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
-    def channel_connector(self, port):
+    def channel_connector(self, port: int) -> Connector:
         return tcp_connector("127.0.0.1", port)
 
-    def stop_agents(self, pids, everything=False):
+    def stop_agents(self, pids: Iterable[int], everything: bool = False) -> tuple[list[int], list[int]]:
         """As SshNode.stop_agents: (PIDs stopped, other agents' PIDs)."""
         others = [p for p in self.agent_pids() if p not in pids]
         return [p for p in list(pids) + (others if everything else []) if self.kill_agent(p)], others
 
-    def kill_agent(self, pid):
+    def kill_agent(self, pid: int) -> bool:
         try:
-            with open("/proc/%d/cmdline" % int(pid), "rb") as handle:
+            with open(f"/proc/{int(pid)}/cmdline", "rb") as handle:
                 if b"pytest_meshperf.agent" not in handle.read():
                     return False
             os.kill(int(pid), signal.SIGTERM)
         except OSError:
             return False
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and os.path.exists("/proc/%d" % int(pid)):
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{int(pid)}"):
             time.sleep(0.05)
         return True
 
-    def agent_pids(self):
-        out = subprocess.run(["pgrep", "-u", str(os.getuid()), "-f", "pytest_meshperf.agent --node %s " % self.node.name],
+    def agent_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-u", str(os.getuid()), "-f", f"pytest_meshperf.agent --node {self.node.name} "],
                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         return [int(p) for p in out.stdout.split()]
 

@@ -4,9 +4,11 @@ A client holds one authenticated connection and is not thread-safe: use one per
 thread.  ``connect`` is any callable returning a socket-like object, so the
 same client works over loopback TCP (local nodes) and SSH channels (remote).
 """
+from __future__ import annotations
 
 import socket
 import time
+from typing import Any, Callable
 
 from pytest_meshperf.agent import protocol
 from pytest_meshperf.errors import AgentError
@@ -14,26 +16,29 @@ from pytest_meshperf.errors import AgentError
 CALL_MARGIN_S = 10.0
 HANDSHAKE_TIMEOUT_S = 10.0   # an agent answers its challenge in milliseconds
 
+# Opens a fresh connection to an agent: a TCP socket, or an SSH channel that acts as one.
+Connector = Callable[[], Any]
+
 
 class RemoteError(AgentError):
     """The agent answered a call with an error."""
 
-    def __init__(self, node, method, code, message):
-        super().__init__("%s: %s" % (node, message))
+    def __init__(self, node: str, method: str, code: str, message: str) -> None:
+        super().__init__(f"{node}: {message}")
         self.node = node
         self.method = method
         self.code = code
         self.message = message
 
 
-def tcp_connector(host, port, timeout_s=10.0):
+def tcp_connector(host: str, port: int, timeout_s: float = 10.0) -> Connector:
     def connect():
         return socket.create_connection((host, port), timeout=timeout_s)
     return connect
 
 
 class AgentClient:
-    def __init__(self, node, connect, secret):
+    def __init__(self, node: str, connect: Connector, secret: str) -> None:
         self.node = node
         self._connect = connect
         self._secret = secret
@@ -47,11 +52,11 @@ class AgentClient:
                 sock.settimeout(HANDSHAKE_TIMEOUT_S)
                 protocol.client_handshake(sock, self._secret)
             except (OSError, protocol.ProtocolError) as exc:
-                raise AgentError("%s: cannot reach the meshperf agent: %s" % (self.node, exc))
+                raise AgentError(f"{self.node}: cannot reach the meshperf agent: {exc}")
             self._sock = sock
         return self._sock
 
-    def call(self, method, params=None, timeout_s=30.0):
+    def call(self, method: str, params: dict[str, Any] | None = None, timeout_s: float = 30.0) -> Any:
         sock = self._ensure()
         self._ids += 1
         try:
@@ -60,16 +65,16 @@ class AgentClient:
             answer = protocol.recv_frame(sock)
         except (OSError, protocol.ProtocolError) as exc:
             self.close()
-            raise AgentError("%s: lost the meshperf agent during %s: %s" % (self.node, method, exc))
+            raise AgentError(f"{self.node}: lost the meshperf agent during {method}: {exc}")
         if answer.get("id") != self._ids:
             self.close()
-            raise AgentError("%s: the agent answered request %r to request %d" % (self.node, answer.get("id"), self._ids))
+            raise AgentError(f"{self.node}: the agent answered request {answer.get('id')!r} to request {self._ids}")
         if "error" in answer:
             error = answer["error"] or {}
             raise RemoteError(self.node, method, error.get("code", "unknown"), error.get("message", "unknown error"))
         return answer.get("result")
 
-    def wait_process(self, ident, timeout_s):
+    def wait_process(self, ident: str, timeout_s: float) -> dict[str, Any] | None:
         """Long-poll ``process.wait`` until the process ends; bounded by ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -81,7 +86,7 @@ class AgentClient:
             if remaining <= 0:
                 return None
 
-    def close(self):
+    def close(self) -> None:
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -90,7 +95,7 @@ class AgentClient:
             self._sock = None
 
 
-def clock_offset(client, samples=3):
+def clock_offset(client: AgentClient, samples: int = 3) -> tuple[float, float]:
     """(the node's clock minus ours, the round trip it was measured over), from agent.ping: the sample
     with the shortest round trip wins; the offset is known to within half that round trip."""
     best = None

@@ -11,9 +11,8 @@ opts out explicitly (``--ssh-host-keys``, the inventory's ``host_key_check``, or
 ssh_config's ``StrictHostKeyChecking``): ``yes`` (default), ``accept-new`` (add
 unknown keys, refuse changed ones, as OpenSSH means it) or ``off``.
 """
+from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
 import os
@@ -21,20 +20,23 @@ import posixpath
 import shlex
 import socket
 import time
-from typing import List, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import paramiko
 from fabric import Config, Connection
 
 from pytest_meshperf.agent.boot import CANNOT_RUN, NEEDS_UPLOAD
+from pytest_meshperf.cluster.model import Node
 from pytest_meshperf.errors import TransportError
 from pytest_meshperf.tools import TOOLS, get_tool
 from pytest_meshperf.transport import bundle as agent_bundle
 from pytest_meshperf.transport.base import AgentHandle
-from pytest_meshperf.transport.commands import AGENTS_SCRIPT, CommandResult, facts_line, read_to_eof, sftp_makedirs
+from pytest_meshperf.transport.commands import AGENTS_SCRIPT, CommandResult, facts_line, read_to_eof
+from pytest_meshperf.transport.deploy import Shipment, shipments, upload
 from pytest_meshperf.transport.local import limit_args
 from pytest_meshperf.transport.options import CONNECT_TIMEOUT_S, REMOTE_HOME_DIR, SshOptions  # noqa: F401  (SshOptions re-exported)
-from pytest_meshperf.transport.rpc import tcp_connector
+from pytest_meshperf.transport.rpc import Connector, tcp_connector
 from pytest_meshperf.transport.ssh_auth import apply_host_key_policy, explain
 from pytest_meshperf.transport.tunnel import Tunnel
 
@@ -44,12 +46,17 @@ COMMAND_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 30.0
 
 
+def _shown_arg(arg):
+    """An argument as --echo-commands shows it: a script by its size, anything else as the shell reads it."""
+    return f"'<script: {arg.count(chr(10)) + 1} lines>'" if "\n" in arg else shlex.quote(arg)
+
+
 class SshNode:
-    def __init__(self, node, options: SshOptions, nodes_by_name=None):
+    def __init__(self, node: Node, options: SshOptions, nodes_by_name: dict[str, Node] | None = None) -> None:
         self.node = node
         self.options = options
         self._nodes_by_name = nodes_by_name or {}
-        self.conn: Optional[Connection] = None
+        self.conn: Connection | None = None
         self.host_key_check = None
         self.known_hosts = None
         self._forward = None
@@ -87,10 +94,10 @@ class SshNode:
         return self._connection(hop)[0]
 
     @property
-    def where(self):
-        return "%s (%s)" % (self.node.name, self.node.address)
+    def where(self) -> str:
+        return f"{self.node.name} ({self.node.address})"
 
-    def connect(self):
+    def connect(self) -> Connection:
         if self.conn is not None and self.conn.is_connected:
             return self.conn
         self.conn, (self.host_key_check, self.known_hosts) = self._connection(self.node, gateway=self._gateway())
@@ -99,36 +106,36 @@ class SshNode:
         except paramiko.BadHostKeyException as exc:
             self.close()
             raise TransportError(
-                "%s: HOST KEY CHANGED: the %s key it presents is not the one %s holds for %s; no connection "
-                "was made. If the host was reinstalled, remove the old key (ssh-keygen -f %s -R %s) and connect "
-                "again; otherwise someone may be intercepting the connection"
-                % (self.where, exc.key.get_name(), self.known_hosts, exc.hostname, shlex.quote(self.known_hosts),
-                   shlex.quote(exc.hostname)))
+                f"{self.where}: HOST KEY CHANGED: the {exc.key.get_name()} key it presents is not the one "
+                f"{self.known_hosts} holds for {exc.hostname}; no connection was made. If the host was reinstalled, "
+                f"remove the old key (ssh-keygen -f {shlex.quote(self.known_hosts)} -R {shlex.quote(exc.hostname)}) "
+                "and connect again; otherwise someone may be intercepting the connection")
         except paramiko.SSHException as exc:
-            message = "%s: %s" % (self.where, explain(exc, self))
+            message = f"{self.where}: {explain(exc, self)}"
             self.close()
             raise TransportError(message)
         except (OSError, EOFError) as exc:
             self.close()
-            raise TransportError("%s: cannot connect to port %s: %s" % (
-                self.where, self.node.ssh_port or 22, getattr(exc, "strerror", None) or exc or type(exc).__name__))
+            raise TransportError(f"{self.where}: cannot connect to port {self.node.ssh_port or 22}: "
+                                 f"{getattr(exc, 'strerror', None) or exc or type(exc).__name__}")
         transport = self.conn.transport
         transport.set_keepalive(15)
         return self.conn
 
     # -- commands ----------------------------------------------------------------
-    def run(self, argv: List[str], timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True, stdin: bytes = b""):
+    def run(self, argv: list[str], timeout_s: float = COMMAND_TIMEOUT_S, check: bool = True,
+            stdin: bytes = b"") -> CommandResult:
         """Run ``argv`` on the node (quoted, never a shell string from the inventory); returns a CommandResult.
         ``stdin`` is written to the command and closed (secrets go there, never into argv)."""
         command = " ".join(shlex.quote(str(a)) for a in argv)
         if self.options.echo:
-            shown = " ".join("'<script: %d lines>'" % (str(a).count("\n") + 1) if "\n" in str(a)
-                             else shlex.quote(str(a)) for a in argv)
-            self.options.echo("%s$ %s%s" % (self.node.name, shown, "   (secret on stdin)" if stdin else ""))
+            shown = " ".join(_shown_arg(str(a)) for a in argv)
+            secret = "   (secret on stdin)" if stdin else ""
+            self.options.echo(f"{self.node.name}$ {shown}{secret}")
         result = self._exec(command, timeout_s, stdin)
         if check and result.exited != 0:
-            raise TransportError("%s: %r exited %s: %s" % (self.where, command, result.exited,
-                                                           (result.stderr or result.stdout).strip()[-300:]))
+            raise TransportError(f"{self.where}: {command!r} exited {result.exited}: "
+                                 f"{(result.stderr or result.stdout).strip()[-300:]}")
         return result
 
     def _exec(self, command: str, timeout_s: float, stdin: bytes):
@@ -138,7 +145,7 @@ class SshNode:
         try:
             channel = transport.open_session(timeout=timeout_s)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise TransportError("%s: %r failed: %s" % (self.where, command, exc))
+            raise TransportError(f"{self.where}: {command!r} failed: {exc}")
         try:
             channel.settimeout(timeout_s)
             channel.exec_command(command)
@@ -150,41 +157,41 @@ class SshNode:
             err = read_to_eof(channel.recv_stderr, deadline)  # buffered by paramiko meanwhile
             status = channel.recv_exit_status()
         except socket.timeout:
-            raise TransportError("%s: %r failed: no answer within %.0f s" % (self.where, command, timeout_s))
+            raise TransportError(f"{self.where}: {command!r} failed: no answer within {timeout_s:.0f} s")
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise TransportError("%s: %r failed: %s" % (self.where, command, exc))
+            raise TransportError(f"{self.where}: {command!r} failed: {exc}")
         finally:
             channel.close()
         return CommandResult(status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     # -- node facts ---------------------------------------------------------------
-    def python(self):
+    def python(self) -> str:
         return self.node.python or getattr(self, "_python", None) or "python3"
 
     def _probe(self, tools=(), expect=()):
         """boot.py's facts, sent as source: needs no bundle on the node.  Returns (facts line, sent, arrived)."""
         argv = [self.python(), "-I", "-S", "-c", agent_bundle.boot_source(), "--probe"]
         for path, digest in expect:
-            argv += ["--expect", "%s=%s" % (path, digest)]
+            argv += ["--expect", f"{path}={digest}"]
         for name, path in tools:
-            argv += ["--tool", "%s=%s" % (name, path)]
+            argv += ["--tool", f"{name}={path}"]
         started = time.time()
         result = self.run(argv, check=False)
         arrived = time.time()
         data = facts_line(result.stdout)
         if data is None:
             self._no_python(result)
-            raise TransportError("%s: python3 probe failed: %s" % (self.where, (result.stderr or result.stdout)
-                                                                   .strip()[-300:]))
+            raise TransportError(f"{self.where}: python3 probe failed: "
+                                 f"{(result.stderr or result.stdout).strip()[-300:]}")
         return data, started, arrived
 
     def _no_python(self, result):
         text = (result.stderr or result.stdout).strip()
         if result.exited == 127 or "not found" in text:
-            raise TransportError("%s: %s not found; install python3 (3.9 or newer) on the node or set "
-                                 "the inventory key python" % (self.where, self.python()))
+            raise TransportError(f"{self.where}: {self.python()} not found; install python3 (3.9 or newer) on the node "
+                                 "or set the inventory key python")
 
-    def check(self, clock=False):
+    def check(self, clock: bool = False) -> dict[str, Any]:
         """What a node offers: python3 version, tool versions (and with ``clock``, its clock offset), from one
         remote command.  Raises TransportError."""
         data, started, arrived = self._probe(tools=self.tool_args(TOOLS, {}))
@@ -195,8 +202,7 @@ class SshNode:
         facts = {"host_key_check": self.host_key_check, "rtt_s": round(arrived - started, 4)}
         facts["python"] = ".".join(str(p) for p in data["python"])
         if tuple(data["python"][:2]) < (3, 9):
-            raise TransportError("%s: python %s is too old; the agent needs 3.9 or newer" % (self.where,
-                                                                                          facts["python"]))
+            raise TransportError(f"{self.where}: python {facts['python']} is too old; the agent needs 3.9 or newer")
         facts["hostname"] = data["hostname"]
         # The node read its clock as the probe ended: compare with when the answer arrived (biased by the
         # return latency only, milliseconds). Runs measure it precisely with agent.ping.
@@ -213,27 +219,28 @@ class SshNode:
         version = module.parse_version(info["version_output"]) if info["path"] else None
         entry = {"path": info["path"], "version": version, "error": None}
         if not info["path"]:
-            entry["error"] = "%s not found on the node; install it (%s) or upload one with --local-%s" % (
-                self.tool_path(name), module.INSTALL_HINT, name)
+            entry["error"] = (f"{self.tool_path(name)} not found on the node; install it ({module.INSTALL_HINT}) or "
+                              f"upload one with --local-{name}")
         elif not version:
-            entry["error"] = "%s does not look like %s" % (info["path"], name)
+            entry["error"] = f"{info['path']} does not look like {name}"
         server = info.get("server")
         if server is not None:
             entry["server_path"] = server["path"]
             entry["server_version"] = module.parse_version(server["version_output"]) if server["path"] else None
             if not entry["error"] and not server["path"]:
-                entry["error"] = "%s %s not found on the node; install it (%s) or upload one with --local-%s" % (
-                    module.SERVER_BINARY, info.get("server_given") or "(beside %s nor on PATH)" % info["path"],
-                    module.INSTALL_HINT, module.SERVER_BINARY)
+                server_binary = module.SERVER_BINARY
+                missing = info.get("server_given") or f"(beside {info['path']} nor on PATH)"
+                entry["error"] = (f"{server_binary} {missing} not found on the node; install it ({module.INSTALL_HINT}) "
+                                  f"or upload one with --local-{server_binary}")
             elif not entry["error"] and not entry["server_version"]:
-                entry["error"] = "%s does not look like %s" % (server["path"], module.SERVER_BINARY)
+                entry["error"] = f"{server['path']} does not look like {module.SERVER_BINARY}"
         return entry
 
-    def tool_path(self, binary):
+    def tool_path(self, binary: str) -> str:
         """Where ``binary`` is on the node: --BINARY, else the inventory's key, else its name (found on PATH)."""
         return self.options.tool_paths.get(binary) or getattr(self.node, binary, None) or binary
 
-    def tool_args(self, tools, uploaded):
+    def tool_args(self, tools: Iterable[str], uploaded: dict[str, str]) -> list[tuple[str, str]]:
         """(binary, path) for boot.py's and the agent's ``--tool``: each tool's client and, only when one was
         given or uploaded, its server (else the agent looks beside the client, then on PATH)."""
         args = []
@@ -244,68 +251,39 @@ class SshNode:
                 args.append((server, uploaded.get(server) or self.tool_path(server)))
         return args
 
-    # -- deploy ----------------------------------------------------------------
-    def shipments(self):
-        """What deploy puts on the node: (name, data, sha256, remote path, mode); computed here, no round trip."""
-        shipped = agent_bundle.build()
-        items = [("agent", shipped.data, shipped.sha256,
-                  posixpath.join(self.options.remote_dir, "agent", shipped.version_dir, "agent.pyz"), 0o644)]
-        for tool, local in sorted(self.options.local_tools.items()):
-            with open(local, "rb") as handle:
-                data = handle.read()
-            digest = hashlib.sha256(data).hexdigest()
-            items.append((tool, data, digest, posixpath.join(self.options.remote_dir, "bin", "%s-%s" % (
-                tool, digest[:12]), tool), 0o755))
-        return items
+    # -- deploy (transport/deploy.py) -----------------------------------------------
+    def shipments(self) -> list[Shipment]:
+        """What deploy puts on the node; computed here, no round trip."""
+        return shipments(self.options)
 
-    def log_dir(self):
+    def log_dir(self) -> str:
         return posixpath.join(self.options.remote_dir, "logs")
 
-    def deploy(self):
+    def deploy(self) -> dict[str, dict[str, Any]]:
         """Ship the agent (and --local-TOOL binaries) into the remote dir; a second deploy transfers nothing.
         One remote command compares the hashes; SFTP uploads what differs."""
         items = self.shipments()
-        data, _, _ = self._probe(expect=[(item[3], item[2]) for item in items])
+        data, _, _ = self._probe(expect=[(item.remote_path, item.sha256) for item in items])
         return self._upload(items, set(data["deploy"]))
 
-    def _upload(self, items, needed):
-        """Upload the shipments whose remote path is in ``needed`` over one SFTP session (which creates the
-        directories: no remote command); returns {name: {path, transferred_bytes, sha256}}."""
-        shipped, sftp = {}, None
-        for name, data, sha256, remote_path, mode in items:
-            shipped[name] = {"path": remote_path, "transferred_bytes": 0, "sha256": sha256}
-            if remote_path not in needed:
-                continue
-            # Unique per upload: nodes may share a home directory (NFS), and all uploads of a run share one pid.
-            tmp = "%s.tmp-%s-%s" % (remote_path, self.node.name, os.urandom(4).hex())
-            if self.options.echo:
-                self.options.echo("%s: sftp put %d bytes -> %s" % (self.node.name, len(data), remote_path))
-            try:
-                sftp = sftp or self.connect().sftp()  # one session for every file
-                sftp_makedirs(sftp, posixpath.dirname(remote_path))
-                sftp.putfo(io.BytesIO(data), tmp)
-                sftp.chmod(tmp, mode)
-                sftp.posix_rename(tmp, remote_path)
-            except (OSError, paramiko.SSHException) as exc:
-                raise TransportError("%s: uploading %s failed: %s" % (self.where, remote_path, exc))
-            shipped[name]["transferred_bytes"] = len(data)
-        return shipped  # the SFTP session stays open: Fabric keeps it for the connection (the log fetch)
+    def _upload(self, items: list[Shipment], needed: set[str]) -> dict[str, dict[str, Any]]:
+        return upload(self, items, needed)   # a method of its own: bench/setup_bench.py times it
 
     # -- the agent ----------------------------------------------------------------
-    def launch_agent(self, secret, lease_s, run_id):
+    def launch_agent(self, secret: str, lease_s: float, run_id: str) -> dict[str, Any]:
         """Start the agent as a daemon on the node's loopback, in one remote command (agent/boot.py checks the
         node and the shipped files first); uploads and tries once more when something is missing or outdated.
         Returns its ready line (port, pid) with the node's facts and what was uploaded."""
         items = self.shipments()
-        log_path = posixpath.join(self.log_dir(), "agent-%s-%s.log" % (run_id, self.node.name))
-        argv = [self.python(), "-I", "-S", items[0][3]]
+        log_path = posixpath.join(self.log_dir(), f"agent-{run_id}-{self.node.name}.log")
+        argv = [self.python(), "-I", "-S", items[0].remote_path]
         for _, _, sha256, remote_path, _ in items:
-            argv += ["--expect", "%s=%s" % (remote_path, sha256)]
-        argv += ["--node", self.node.name, "--listen", "127.0.0.1", "--lease", "%g" % lease_s, "--daemon",
+            argv += ["--expect", f"{remote_path}={sha256}"]
+        argv += ["--node", self.node.name, "--listen", "127.0.0.1", "--lease", f"{lease_s:g}", "--daemon",
                  "--log", log_path]
-        local = {item[0]: item[3] for item in items[1:]}
+        local = {item.name: item.remote_path for item in items[1:]}
         for binary, path in self.tool_args(TOOLS, local):
-            argv += ["--tool", "%s=%s" % (binary, path)]
+            argv += ["--tool", f"{binary}={path}"]
         argv += list(limit_args(self.node))
         deployed = self._upload(items, set())
         for attempt in range(2):  # the second only after an upload
@@ -317,34 +295,35 @@ class SshNode:
                 self._no_python(result)
             if attempt == 0 and (data is None or result.exited == NEEDS_UPLOAD):
                 # No facts: the bundle is missing (python cannot open it) or broken; else boot named the files.
-                deployed = self._upload(items, {item[3] for item in items} if data is None else set(data["deploy"]))
+                needed = {item.remote_path for item in items} if data is None else set(data["deploy"])
+                deployed = self._upload(items, needed)
                 continue
             break
         if data is None:
-            raise TransportError("%s: the agent did not start (exit %s): %s" % (
-                self.where, result.exited, (result.stderr or result.stdout).strip()[-300:]))
+            raise TransportError(f"{self.where}: the agent did not start (exit {result.exited}): "
+                                 f"{(result.stderr or result.stdout).strip()[-300:]}")
         facts = self._facts(data, started, arrived, clock=False)
         if result.exited == NEEDS_UPLOAD:
-            raise TransportError("%s: %s still missing or different on the node after the upload" % (
-                self.where, ", ".join(data["deploy"])))
+            raise TransportError(f"{self.where}: {', '.join(data['deploy'])} still missing or different on the node "
+                                 "after the upload")
         if result.exited == CANNOT_RUN:
             errors = [t["error"] for t in facts["tools"].values() if t["error"]]
-            raise TransportError("%s: %s" % (self.where, "; ".join(errors) or "the node cannot run the agent"))
+            raise TransportError(f"{self.where}: {'; '.join(errors) or 'the node cannot run the agent'}")
         if result.exited != 0:
-            raise TransportError("%s: the agent did not start (exit %s): %s" % (self.where, result.exited,
-                                                                               result.stderr.strip()[-300:]))
+            raise TransportError(f"{self.where}: the agent did not start (exit {result.exited}): "
+                                 f"{result.stderr.strip()[-300:]}")
         try:
             ready = json.loads(result.stdout.strip().splitlines()[-1])
             int(ready["port"])
             self.agent_pid = int(ready["pid"])
         except (ValueError, KeyError, IndexError):
-            raise TransportError("%s: the agent's ready line is malformed: %r" % (self.where, result.stdout[-200:]))
+            raise TransportError(f"{self.where}: the agent's ready line is malformed: {result.stdout[-200:]!r}")
         ready["deploy"] = deployed
         ready["log"] = log_path
         ready["facts"] = facts
         return ready
 
-    def channel_connector(self, port):
+    def channel_connector(self, port: int) -> Connector:
         """Connections to the agent on the node's loopback ``port``, as direct-tcpip channels of this SSH link."""
         def connect():
             transport = self.connect().transport
@@ -352,7 +331,7 @@ class SshNode:
                                           timeout=self.options.connect_timeout_s)
         return connect
 
-    def start_agent(self, secret, lease_s, run_id, log_dir=None):
+    def start_agent(self, secret: str, lease_s: float, run_id: str, log_dir: str | None = None) -> AgentHandle:
         """Start the agent for a run; returns an AgentHandle reached through a tunnel on this machine's loopback.
         At stop, the agent's log is fetched into ``log_dir`` (the run directory) and removed from the node."""
         ready = self.launch_agent(secret, lease_s, run_id)
@@ -371,16 +350,16 @@ class SshNode:
 
         def open_channel(dest, origin):
             return transport.open_channel("direct-tcpip", dest, origin, timeout=self.options.connect_timeout_s)
-        self._forward = Tunnel(open_channel, "127.0.0.1", remote_port, name="tunnel-%s" % self.node.name)
+        self._forward = Tunnel(open_channel, "127.0.0.1", remote_port, name=f"tunnel-{self.node.name}")
         return self._forward.port
 
-    def data_address(self):
+    def data_address(self) -> str:
         """Where tests reach this node: data_address, or the address SSH resolved (an ssh_config alias's HostName)."""
         if self.node.data_address != self.node.address:
             return self.node.data_address
         return self.conn.host if self.conn is not None else self.node.address
 
-    def stop_agent(self):
+    def stop_agent(self) -> None:
         """Ask the agent to stop (it stops its tools); make sure it is gone; close the tunnel and the connection."""
         if self._forward is not None:
             self._forward.close()
@@ -399,12 +378,12 @@ class SshNode:
     def _keep_log(self, text, log_dir):
         try:
             os.makedirs(log_dir, exist_ok=True)
-            with open(os.path.join(log_dir, "agent-%s.log" % self.node.name), "w", encoding="utf-8") as handle:
+            with open(os.path.join(log_dir, f"agent-{self.node.name}.log"), "w", encoding="utf-8") as handle:
                 handle.write(text)
         except OSError as exc:
             log.warning("%s: could not keep the agent log in %s: %s", self.where, log_dir, exc)
 
-    def stop_agents(self, pids, everything=False):
+    def stop_agents(self, pids: Iterable[int], everything: bool = False) -> tuple[list[int], list[int]]:
         """Stop the agents ``pids`` (only this node's meshperf agents) and find this user's others here, in one
         command; with ``everything``, stop those too.  Returns (PIDs stopped, other agents' PIDs)."""
         stopped, others, _ = self._agents(pids, "all" if everything else "find")
@@ -424,7 +403,7 @@ class SshNode:
         fetched, _, text = rest.partition("\n")
         return found.get("stopped", []), found.get("others", []), text if fetched == "log" else None
 
-    def close(self):
+    def close(self) -> None:
         if self.conn is not None:
             try:
                 self.conn.close()

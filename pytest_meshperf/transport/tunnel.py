@@ -9,11 +9,13 @@ instead of seeing the agent is gone.  This forwarder binds before it returns,
 serves each connection on its own thread, and closes the local side as soon as
 the remote side cannot be reached.
 """
+from __future__ import annotations
 
 import logging
 import selectors
 import socket
 import threading
+from typing import Any, Callable
 
 log = logging.getLogger("meshperf.ssh")
 
@@ -22,7 +24,7 @@ ACCEPT_POLL_S = 0.5
 
 
 class Tunnel:
-    def __init__(self, open_channel, remote_host, remote_port, name="tunnel"):
+    def __init__(self, open_channel: Callable[..., Any], remote_host: str, remote_port: int, name: str = "tunnel") -> None:
         """``open_channel(dest, origin)`` opens a direct-tcpip channel (a paramiko Transport method, bound)."""
         self._open_channel = open_channel
         self._remote = (remote_host, remote_port)
@@ -35,7 +37,7 @@ class Tunnel:
         self._listener.listen(64)
         self._listener.settimeout(ACCEPT_POLL_S)
         self.port = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._accept_loop, name="%s-accept" % name, daemon=True)
+        self._thread = threading.Thread(target=self._accept_loop, name=f"{name}-accept", daemon=True)
         self._thread.start()
 
     def _accept_loop(self):
@@ -46,7 +48,7 @@ class Tunnel:
                 continue
             except OSError:
                 break
-            threading.Thread(target=self._serve, args=(conn, origin), name="%s-conn" % self._name,
+            threading.Thread(target=self._serve, args=(conn, origin), name=f"{self._name}-conn",
                              daemon=True).start()
 
     def _serve(self, conn, origin):
@@ -84,7 +86,7 @@ class Tunnel:
                 except (OSError, ValueError):   # an end closed under us (close(), a reset peer): this one is over
                     return
 
-    def close(self):
+    def close(self) -> None:
         self._closing.set()
         try:
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept loop now, not at its next poll

@@ -9,12 +9,14 @@ entry's ``baseline.found`` says so, the JUnit property ``meshperf_baseline``
 too, and the terminal summary lists those pairs in one line.  Entries are found as ``meshperf compare``
 matches them (``compare.find_entry``).
 """
+from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from pytest_meshperf.errors import UsageError
+from pytest_meshperf.measure.measurement import Measurement
 from pytest_meshperf.results.read import resolve_mesh
 from pytest_meshperf.spec.metrics import METRICS, format_value
 from pytest_meshperf.verdicts.compare import (
@@ -36,18 +38,18 @@ class Baseline:
     path: str                              # the baseline's mesh.json, absolute
     shown: str                             # the path as messages show it (relative to where pytest started)
     tolerance: float                       # 0.1 = 10%
-    metrics: Optional[Tuple[str, ...]]     # --mesh-regression-metric; None: each test's default metrics
-    entries: Dict[Tuple[str, str, str], Any]   # (test, src, dst) -> results.Row
+    metrics: tuple[str, ...] | None     # --mesh-regression-metric; None: each test's default metrics
+    entries: dict[tuple[str, str, str], Any]   # (test, src, dst) -> results.Row
 
-    def meta(self) -> Dict[str, Any]:
+    def meta(self) -> dict[str, Any]:
         """run.parameters.baseline in mesh.json."""
         return {"path": self.path, "max_regression": self.tolerance,
                 "metrics": list(self.metrics) if self.metrics else None}
 
-    def check(self, result) -> List[str]:
+    def check(self, result: Measurement) -> list[str]:
         """Compare a measurement with its baseline entry; sets ``result.baseline``; returns failure messages."""
         old = find_entry(self.entries, result.test, result.src, result.dst)
-        record: Dict[str, Any] = {"found": old is not None, "status": old.status if old else None, "metrics": {}}
+        record: dict[str, Any] = {"found": old is not None, "status": old.status if old else None, "metrics": {}}
         result.baseline = record
         if old is None or old.status == "error" or result.status == "error":
             return []
@@ -66,12 +68,12 @@ class Baseline:
 
     def _message(self, name, before, after, change) -> str:
         info = METRICS[name]
-        return "%s %s is %.0f%% %s the baseline's %s (--mesh-max-regression %g%%, baseline %s)" % (
-            info.label, format_value(info, after), 100 * abs(change), "below" if change < 0 else "above",
-            format_value(info, before), 100 * self.tolerance, self.shown)
+        return (f"{info.label} {format_value(info, after)} is {100 * abs(change):.0f}% "
+                f"{'below' if change < 0 else 'above'} the baseline's {format_value(info, before)} "
+                f"(--mesh-max-regression {100 * self.tolerance:g}%, baseline {self.shown})")
 
 
-def load_baseline(path: Optional[str], tolerance: Optional[str], metrics, base_dir: str) -> Optional[Baseline]:
+def load_baseline(path: str | None, tolerance: str | None, metrics: str | None, base_dir: str) -> Baseline | None:
     """The gate the options ask for, or None; bad values are one-line UsageErrors naming the option."""
     if path is None:
         if tolerance is not None or metrics:
@@ -91,13 +93,13 @@ class MissingPairs:
     """Controller side: the pair tests whose pair the baseline lacks, for one summary line at the end."""
 
     def __init__(self):
-        self.nodeids: List[str] = []
+        self.nodeids: list[str] = []
 
-    def observe(self, report) -> None:
+    def observe(self, report: Any) -> None:
         if report.when == "call" and (PROPERTY, MISSING) in getattr(report, "user_properties", ()):
             self.nodeids.append(report.nodeid)
 
-    def summary_line(self, baseline: Baseline) -> Optional[str]:
+    def summary_line(self, baseline: Baseline) -> str | None:
         if not self.nodeids:
             return None
-        return "not in the baseline %s (recorded, not judged): %s" % (baseline.shown, ", ".join(self.nodeids))
+        return f"not in the baseline {baseline.shown} (recorded, not judged): {', '.join(self.nodeids)}"

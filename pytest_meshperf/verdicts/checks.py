@@ -21,6 +21,7 @@ or skips (the reverse pair is not selected in this run).
 This module is the judging (plans, the journal reader, verdicts); the pytest items
 that run it are check_items.py.
 """
+from __future__ import annotations
 
 import glob
 import json
@@ -28,11 +29,12 @@ import os
 import re
 import statistics
 import time
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from pytest_meshperf.errors import MeasurementError
-from pytest_meshperf.plan.links import link_id
+from pytest_meshperf.plan.links import Pair, link_id
 from pytest_meshperf.results.layout import JOURNAL_DIR, record_head
 from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS, format_value
 from pytest_meshperf.spec.thresholds import NEGATED, Threshold, holds
@@ -60,8 +62,8 @@ class CheckPlan:
     test: str                               # the measured test's key in the result file
     name: str                               # the test function's name
     pair: Any                               # measurement.Pair
-    pairs: Tuple[Any, ...]                  # every selected pair of the test, in collection order
-    thresholds: Tuple[Threshold, ...]       # the deferred ones only
+    pairs: tuple[Any, ...]                  # every selected pair of the test, in collection order
+    thresholds: tuple[Threshold, ...]       # the deferred ones only
     wait_s: float                           # how long to wait for the other pairs' entries
 
 
@@ -69,8 +71,8 @@ class CheckPlan:
 class Entry:
     """What a check needs of a journaled measurement."""
     status: str
-    metrics: Dict[str, float]
-    error: Optional[str]
+    metrics: dict[str, float]
+    error: str | None
 
 
 class JournalReader:
@@ -78,10 +80,10 @@ class JournalReader:
 
     def __init__(self, run_path: str):
         self.dir = os.path.join(run_path, JOURNAL_DIR)
-        self.offsets: Dict[str, int] = {}
-        self.entries: Dict[Tuple[str, str, str], Entry] = {}
+        self.offsets: dict[str, int] = {}
+        self.entries: dict[tuple[str, str, str], Entry] = {}
 
-    def read(self, tests) -> None:
+    def read(self, tests: Container[str]) -> None:
         for path in sorted(glob.glob(os.path.join(self.dir, "*.jsonl"))):
             with open(path, "rb") as handle:
                 handle.seek(self.offsets.get(path, 0))
@@ -101,10 +103,10 @@ class JournalReader:
             self.offsets[path] = self.offsets.get(path, 0) + end
 
 
-_READERS: Dict[str, JournalReader] = {}   # per run directory: read each journal line once per process
+_READERS: dict[str, JournalReader] = {}   # per run directory: read each journal line once per process
 
 
-def wait_for_entries(run_path: str, plan: CheckPlan, needed) -> Dict[str, Entry]:
+def wait_for_entries(run_path: str, plan: CheckPlan, needed: Iterable[Pair]) -> dict[str, Entry]:
     """pair id -> its entry, for every pair in ``needed``; MeasurementError after ``plan.wait_s``."""
     reader = _READERS.setdefault(run_path, JournalReader(run_path))
     deadline = time.monotonic() + plan.wait_s
@@ -116,63 +118,62 @@ def wait_for_entries(run_path: str, plan: CheckPlan, needed) -> Dict[str, Entry]
         if not missing:
             return found
         if time.monotonic() >= deadline:
-            waited = "waited %.0f s for the other pairs of %s to be journaled; still missing" % (
-                plan.wait_s, plan.test) if plan.wait_s else "pairs of %s that ran without a measurement" % plan.test
-            raise MeasurementError("%s: %s (did their tests call measure()?)" % (waited, ", ".join(missing)))
+            waited = (f"waited {plan.wait_s:.0f} s for the other pairs of {plan.test} to be journaled; still "
+                      "missing") if plan.wait_s else f"pairs of {plan.test} that ran without a measurement"
+            raise MeasurementError(f"{waited}: {', '.join(missing)} (did their tests call measure()?)")
         time.sleep(POLL_S)
 
 
 @dataclass
 class Verdict:
-    data: Dict[str, Any]                    # the threshold's record: to_dict() + measured, passed, message ...
+    data: dict[str, Any]                    # the threshold's record: to_dict() + measured, passed, message ...
     outcome: str                            # "passed", "failed", "skipped" (n/a: reverse not selected), "error"
-    properties: List[Tuple[str, float]] = field(default_factory=list)
+    properties: list[tuple[str, float]] = field(default_factory=list)
 
 
 def _fmt(metric: str, value: float) -> str:
     return format_value(METRICS[metric], value)
 
 
-def judge_median(t: Threshold, pair_id: str, entries: Dict[str, Entry]) -> Verdict:
+def judge_median(t: Threshold, pair_id: str, entries: dict[str, Entry]) -> Verdict:
     info = METRICS[t.metric]
     values = [e.metrics[t.metric] for e in entries.values() if e.status != "error" and t.metric in e.metrics]
     measured = entries[pair_id].metrics.get(t.metric)
     if measured is None or not values:
         return Verdict({**t.to_dict(), "measured": None, "passed": None, "median": None, "limit": None,
                         "pairs": len(values),
-                        "message": "%s not measured by this test (%s)" % (info.label, t.origin)}, "passed")
+                        "message": f"{info.label} not measured by this test ({t.origin})"}, "passed")
     median = statistics.median(values)
     limit = t.value * median
     passed = holds(measured, t.op, limit)
-    message = "%s %s %s %g x median %s = %s (median of %d measured pair%s; %s)" % (
-        info.label, _fmt(t.metric, measured), t.op if passed else NEGATED[t.op], t.value, _fmt(t.metric, median),
-        _fmt(t.metric, limit), len(values), "" if len(values) == 1 else "s", t.origin)
+    message = (f"{info.label} {_fmt(t.metric, measured)} {t.op if passed else NEGATED[t.op]} {t.value:g} x median "
+               f"{_fmt(t.metric, median)} = {_fmt(t.metric, limit)} (median of {len(values)} measured pair"
+               f"{'' if len(values) == 1 else 's'}; {t.origin})")
     return Verdict({**t.to_dict(), "measured": measured, "passed": passed, "median": median, "limit": limit,
                     "pairs": len(values), "message": message}, "passed" if passed else "failed",
                    [("median_" + t.metric, median)])
 
 
-def judge_asymmetry(t: Threshold, pair, entries: Dict[str, Entry], selected) -> Verdict:
+def judge_asymmetry(t: Threshold, pair: Pair, entries: dict[str, Entry], selected: Container[str]) -> Verdict:
     reverse = link_id(pair.dst.name, pair.src.name)
     this = entries[pair.id]
     metric = t.metric or next((m for m in MAIN_METRICS if m in this.metrics), "")
     base = {**t.to_dict(), "metric": metric, "reverse": reverse, "value_pair": None, "value_reverse": None,
             "measured": None, "passed": None}
     if reverse not in selected:
-        return Verdict({**base, "message": "not evaluated: the reverse pair %s is not selected in this run (%s)"
-                        % (reverse, t.origin)}, "skipped")
+        return Verdict({**base, "message": f"not evaluated: the reverse pair {reverse} is not selected in this run ("
+                                           f"{t.origin})"}, "skipped")
     other = entries[reverse]
     if other.status == "error":
-        return Verdict({**base, "message": "not evaluated: the reverse pair %s has no measurement (%s)"
-                        % (reverse, other.error)}, "error")
+        return Verdict({**base, "message": f"not evaluated: the reverse pair {reverse} has no measurement ("
+                                           f"{other.error})"}, "error")
     a, b = this.metrics.get(metric), other.metrics.get(metric)
     if not metric or a is None or b is None:
-        return Verdict({**base, "message": "%s not measured by both %s and %s (%s)" % (
-            METRICS[metric].label if metric else "a main metric", pair.id, reverse, t.origin)}, "passed")
+        return Verdict({**base, "message": f"{METRICS[metric].label if metric else 'a main metric'} not measured by "
+                                           f"both {pair.id} and {reverse} ({t.origin})"}, "passed")
     asymmetry = 100.0 * abs(a - b) / max(a, b) if max(a, b) > 0 else 0.0
     passed = holds(asymmetry, t.op, t.value)
-    message = "asymmetry of %s %.1f%% %s %g%%: %s %s, %s %s (%s)" % (
-        METRICS[metric].label, asymmetry, t.op if passed else NEGATED[t.op], t.value, pair.id, _fmt(metric, a),
-        reverse, _fmt(metric, b), t.origin)
+    message = (f"asymmetry of {METRICS[metric].label} {asymmetry:.1f}% {t.op if passed else NEGATED[t.op]} {t.value:g}"
+               f"%: {pair.id} {_fmt(metric, a)}, {reverse} {_fmt(metric, b)} ({t.origin})")
     return Verdict({**base, "value_pair": a, "value_reverse": b, "measured": asymmetry, "passed": passed,
                     "message": message}, "passed" if passed else "failed", [("asymmetry_" + metric, asymmetry)])

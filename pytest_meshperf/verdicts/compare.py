@@ -17,15 +17,18 @@ module's directory (``find_entry``): test keys hold the module's path relative
 to pytest's rootdir, which pytest picks before plugins load, so a path given
 as a separate word (``--mesh-baseline /elsewhere/mesh.json``) can move it.
 """
+from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 from pytest_meshperf.errors import UsageError
 from pytest_meshperf.plan.links import link_id
 from pytest_meshperf.results.read import load_rows, resolve_mesh
+from pytest_meshperf.results.rows import Row
 from pytest_meshperf.spec.metrics import METRICS, resolve_metric
 from pytest_meshperf.verdicts.checks import is_check_key
 
@@ -47,7 +50,7 @@ MISSING_IN_OLD, MISSING_IN_NEW = "missing_in_old", "missing_in_new"
 ERROR_IN_OLD, ERROR_IN_NEW = "error_in_old", "error_in_new"
 STATUSES = (REGRESSED, ERROR_IN_NEW, MISSING_IN_NEW, IMPROVED, OK, MISSING_IN_OLD, ERROR_IN_OLD)  # worst first
 
-LinkKey = Tuple[str, str, str]   # (test, src, dst)
+LinkKey = tuple[str, str, str]   # (test, src, dst)
 
 
 @dataclass(frozen=True)
@@ -56,16 +59,16 @@ class MetricChange:
     test: str
     src: str
     dst: str
-    metric: Optional[str]          # None: a link missing or errored on one side, with no metric to show
-    old: Optional[float]           # canonical unit; None when not measured
-    new: Optional[float]
-    change: Optional[float]        # (new - old) / max(old, floor); 0.25 = 25% more
-    worse_by: Optional[float]      # change turned by direction: > 0 worse, < 0 better
+    metric: str | None          # None: a link missing or errored on one side, with no metric to show
+    old: float | None           # canonical unit; None when not measured
+    new: float | None
+    change: float | None        # (new - old) / max(old, floor); 0.25 = 25% more
+    worse_by: float | None      # change turned by direction: > 0 worse, < 0 better
     status: str                    # one of STATUSES
-    old_status: Optional[str] = None   # the entries' own status (passed, failed, error); None: not there
-    new_status: Optional[str] = None
-    old_error: Optional[str] = None
-    new_error: Optional[str] = None
+    old_status: str | None = None   # the entries' own status (passed, failed, error); None: not there
+    new_status: str | None = None
+    old_error: str | None = None
+    new_error: str | None = None
 
     @property
     def link(self) -> str:
@@ -77,11 +80,11 @@ class Comparison:
     old_path: str                  # the mesh.json files compared
     new_path: str
     tolerance: float               # worse_by above this is a regression (0.1 = 10%)
-    metrics: Optional[Tuple[str, ...]]   # the metrics asked for; None: each test's defaults
-    changes: Tuple[MetricChange, ...] = field(default_factory=tuple)   # worst first
+    metrics: tuple[str, ...] | None   # the metrics asked for; None: each test's defaults
+    changes: tuple[MetricChange, ...] = field(default_factory=tuple)   # worst first
 
     @property
-    def counts(self) -> Dict[str, int]:
+    def counts(self) -> dict[str, int]:
         counts = {status: 0 for status in STATUSES}
         for change in self.changes:
             counts[change.status] += 1
@@ -97,23 +100,23 @@ def parse_tolerance(text: str, option: str) -> float:
     """``"10%"`` -> 0.1; a one-line UsageError naming ``option`` otherwise."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*", str(text))
     if not match:
-        raise UsageError("%s %r: give the tolerance as a percentage, e.g. 10%%" % (option, text))
+        raise UsageError(f"{option} {text!r}: give the tolerance as a percentage, e.g. 10%")
     return float(match.group(1)) / 100.0
 
 
-def parse_metrics(names: Optional[Iterable[str]], option: str) -> Optional[Tuple[str, ...]]:
+def parse_metrics(names: Iterable[str] | None, option: str) -> tuple[str, ...] | None:
     """Canonical names of ``--metric`` values (aliases allowed, comma-separated or repeated); None for none."""
-    out: List[str] = []
+    out: list[str] = []
     for text in names or ():
         for name in str(text).split(","):
             try:
                 out.append(resolve_metric(name).name)
             except UsageError as exc:
-                raise UsageError("%s %r: %s" % (option, name.strip(), exc)) from None
+                raise UsageError(f"{option} {name.strip()!r}: {exc}") from None
     return tuple(dict.fromkeys(out)) or None
 
 
-def metric_change(metric: str, old: float, new: float) -> Tuple[float, float]:
+def metric_change(metric: str, old: float, new: float) -> tuple[float, float]:
     """(change, worse_by) of ``metric`` going from ``old`` to ``new``."""
     denominator = max(abs(old), FLOORS.get(metric, 0.0))
     if denominator == 0.0:   # an unknown metric at 0 both times, or 0 -> x without a floor
@@ -133,7 +136,7 @@ def verdict(worse_by: float, tolerance: float) -> str:
     return OK
 
 
-def compared_metrics(asked: Optional[Sequence[str]], *metric_sets) -> List[str]:
+def compared_metrics(asked: Sequence[str] | None, *metric_sets: Iterable[str]) -> list[str]:
     """The metrics of one link to compare: those asked for, else the defaults either side measured."""
     if asked:
         return list(asked)
@@ -147,7 +150,7 @@ def short_test(key: str) -> str:
     return rest if sep else key
 
 
-def find_entry(entries: Dict[LinkKey, Any], test: str, src: str, dst: str):
+def find_entry(entries: dict[LinkKey, Any], test: str, src: str, dst: str) -> Any:
     """The entry of this test and pair: by exact key, else the only one whose test has the same short name."""
     exact = entries.get((test, src, dst))
     if exact is not None:
@@ -157,7 +160,7 @@ def find_entry(entries: Dict[LinkKey, Any], test: str, src: str, dst: str):
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _link_changes(key: LinkKey, old, new, tolerance, asked) -> List[MetricChange]:
+def _link_changes(key: LinkKey, old, new, tolerance, asked) -> list[MetricChange]:
     test, src, dst = key
     sides = dict(old_status=old.status if old else None, new_status=new.status if new else None,
                  old_error=_error(old), new_error=_error(new))
@@ -188,14 +191,14 @@ def _link_changes(key: LinkKey, old, new, tolerance, asked) -> List[MetricChange
     return out
 
 
-def _value(row, name) -> Optional[float]:
+def _value(row, name) -> float | None:
     if row is None or name is None:
         return None
     value = row.metrics.get(name)
     return float(value) if value is not None else None
 
 
-def _error(row) -> Optional[str]:
+def _error(row) -> str | None:
     if row is None or row.status != "error":
         return None
     return row.messages[0] if row.messages else "error"
@@ -207,12 +210,12 @@ def _order(change: MetricChange):
 
 
 def compare_results(old_path: str, new_path: str, tolerance: float = DEFAULT_TOLERANCE,
-                    metrics: Optional[Sequence[str]] = None) -> Comparison:
+                    metrics: Sequence[str] | None = None) -> Comparison:
     """Compare two runs' mesh.json (or run directories, or results folders: their latest run)."""
     old_file, new_file = resolve_mesh(old_path, "OLD"), resolve_mesh(new_path, "NEW")
     old, new = load_entries(old_file, "OLD"), load_entries(new_file, "NEW")
     asked = tuple(metrics) if metrics else None
-    changes: List[MetricChange] = []
+    changes: list[MetricChange] = []
     matched = set()
     for key, row in new.items():
         before = find_entry(old, *key)
@@ -224,12 +227,12 @@ def compare_results(old_path: str, new_path: str, tolerance: float = DEFAULT_TOL
     return Comparison(old_file, new_file, tolerance, asked, tuple(sorted(changes, key=_order)))
 
 
-def load_entries(path: str, what: str):
+def load_entries(path: str, what: str) -> dict[LinkKey, Row]:
     """(test, src, dst) -> results.Row of a mesh.json; a one-line UsageError naming ``what`` if it is not one."""
     try:
         _, rows, _ = load_rows(path)
         # check entries (checks.py) judge measurements and measure nothing: not links to compare
         return {(row.test, row.src, row.dst): row for row in rows if not is_check_key(row.test)}
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-        raise UsageError("%s %s: not a meshperf mesh.json (%s: %s)" % (what, path, type(exc).__name__, exc)) \
+        raise UsageError(f"{what} {path}: not a meshperf mesh.json ({type(exc).__name__}: {exc})") \
             from None

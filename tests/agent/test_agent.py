@@ -1,0 +1,205 @@
+"""The node agent on its own: real agent processes, real iperf3, real sockets."""
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+
+import psutil
+import pytest
+
+from pytest_meshperf.agent import protocol
+from pytest_meshperf.errors import AgentError
+from pytest_meshperf.transport.local import start_agent
+from pytest_meshperf.transport.rpc import AgentClient, RemoteError
+
+from support.procs import alive, wait_for
+
+SECRET = "s3cr3t" * 11
+
+
+@pytest.fixture
+def agent(tmp_path):
+    started = []
+
+    def start(name="node1", lease_s=60.0, extra=()):
+        handle = start_agent(types.SimpleNamespace(name=name, data_address="127.0.0.11"), SECRET, str(tmp_path), lease_s, extra)
+        started.append(handle)
+        return handle, AgentClient(name, handle.connect, SECRET)
+
+    yield start
+    for handle in started:
+        handle.stop()
+
+
+def agent_process(handle):
+    return psutil.Process(handle.info["pid"])
+
+
+def test_info_reports_tools_and_resources(agent):
+    _, client = agent()
+    info = client.call("agent.info")
+    assert info["node"] == "node1" and info["protocol"] == protocol.PROTOCOL_VERSION
+    assert info["tools"]["iperf3"]["version"].startswith("3.")
+    assert info["resources"]["cpu_count"] >= 1 and info["resources"]["memory_total_bytes"] > 0
+    health = client.call("agent.health")
+    assert health["processes"] == [] and health["agent_usage"]["cpu_seconds"] >= 0
+
+
+def test_wrong_secret_is_refused(agent):
+    handle, _ = agent()
+    with pytest.raises(AgentError, match="authentication failed"):
+        AgentClient("node1", handle.connect, "x" * 64).call("agent.ping")
+
+
+def test_unauthenticated_request_gets_nothing(agent):
+    handle, _ = agent()
+    sock = handle.connect()
+    challenge = protocol.recv_frame(sock)
+    assert set(challenge) == {"meshperf_agent", "nonce"}
+    protocol.send_frame(sock, {"id": 1, "method": "process.start", "params": {"tool": "iperf3", "role": "server",
+                                                                              "timeout_s": 5}})
+    answer = protocol.recv_frame(sock)
+    assert answer["ok"] is False and "result" not in answer
+    with pytest.raises(protocol.ProtocolError):
+        protocol.recv_frame(sock)  # the agent hung up
+
+
+def test_agent_listens_on_loopback_only(agent):
+    handle, _ = agent()
+    listening = [c for c in agent_process(handle).net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    assert [c.laddr.ip for c in listening] == ["127.0.0.1"]
+    refused = subprocess.run([sys.executable, "-m", "pytest_meshperf.agent", "--node", "n", "--listen", "0.0.0.0"],
+                             input=b"", capture_output=True, timeout=30)
+    assert refused.returncode == 2 and b"loopback address only" in refused.stderr
+
+
+def test_secret_is_not_in_the_process_list(agent):
+    handle, _ = agent()
+    assert SECRET not in " ".join(agent_process(handle).cmdline())
+    assert SECRET not in open(f"/proc/{handle.info['pid']}/environ", "rb").read().decode("latin-1")
+
+
+def test_concurrent_servers_get_distinct_ports(agent):
+    _, client = agent()
+    first = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
+    second = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
+    assert first["port"] != second["port"]
+    assert sorted(client.call("agent.health")["ports_held"]) == sorted([first["port"], second["port"]])
+    for ident in (first["id"], second["id"]):
+        assert client.call("process.stop", {"id": ident})["result"]["stopped"] is True
+    assert client.call("agent.health")["ports_held"] == []
+
+
+def test_pinned_process_runs_on_its_core_only(agent):
+    _, client = agent()
+    cores = client.call("agent.info")["resources"]["cores"]
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11",
+                                           "timeout_s": 30, "cpu": cores[-1]})
+    assert psutil.Process(server["pid"]).cpu_affinity() == [cores[-1]] and server["cpu"] == cores[-1]
+    assert client.call("process.stop", {"id": server["id"]})["result"]["cpu"] == cores[-1]
+    with pytest.raises(RemoteError, match="usable cores") as info:
+        client.call("process.start", {"tool": "iperf3", "role": "server", "timeout_s": 5, "cpu": max(cores) + 1})
+    assert info.value.code == "bad_request"
+
+
+def test_timed_start_waits_for_its_moment(agent):
+    _, client = agent()
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
+    start_at = time.time() + 0.8
+    pending = client.call("process.start", {"tool": "iperf3", "role": "client", "target": "127.0.0.11",
+                                            "port": server["port"], "params": {"duration_s": 1}, "timeout_s": 20,
+                                            "start_at": start_at})
+    assert pending["pid"] is None  # answered at once; the process starts at start_at
+    result = client.wait_process(pending["id"], 30)
+    assert start_at <= result["started"] and result["exit_code"] == 0
+    assert result["node_load"]["samples"] >= 1 and len(result["node_load"]["core_busy_mean_percent"]) >= 1
+    with pytest.raises(RemoteError, match="start_at is") as info:
+        client.call("process.start", {"tool": "iperf3", "role": "client", "target": "127.0.0.11", "port": 5201,
+                                      "timeout_s": 5, "start_at": time.time() + 3600})
+    assert info.value.code == "bad_request"
+
+
+def test_process_past_its_deadline_is_killed(agent):
+    _, client = agent()
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 1})
+    result = client.wait_process(server["id"], 30)
+    assert result["timed_out"] is True and result["ended"] is not None  # iperf3 exits on SIGTERM by itself
+    assert not psutil.pid_exists(server["pid"]) or psutil.Process(server["pid"]).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("request_, code", [
+    ({"method": "no.such"}, "unknown_method"),
+    ({"method": "process.start", "params": {"tool": "iperf3", "role": "client", "timeout_s": 5}}, "bad_request"),
+    ({"method": "process.start", "params": {"tool": "iperf3", "role": "client", "timeout_s": 5, "target": "127.0.0.12",
+                                            "port": 5201, "params": {"duration_s": 1, "rm -rf /": True}}},
+     "bad_request"),
+    ({"method": "process.start", "params": {"tool": "nc", "role": "server", "timeout_s": 5}}, "bad_request"),
+    ({"method": "process.wait", "params": {"id": "p999"}}, "unknown_process"),
+])
+def test_bad_requests_get_error_codes(agent, request_, code):
+    _, client = agent()
+    with pytest.raises(RemoteError) as info:
+        client.call(request_["method"], request_.get("params"))
+    assert info.value.code == code
+
+
+def test_missing_tool_is_reported(agent):
+    _, client = agent(extra=("--tool", "iperf3=/nonexistent/iperf3"))
+    assert "/nonexistent/iperf3 not found on the node; install it" in client.call("agent.info")["tools"]["iperf3"]["error"]
+    with pytest.raises(RemoteError) as info:
+        client.call("process.start", {"tool": "iperf3", "role": "server", "timeout_s": 5})
+    assert info.value.code == "tool_missing"
+
+
+def _running_server(client):
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 300})
+    return psutil.Process(server["pid"])
+
+
+def test_lease_expiry_stops_everything(agent, tmp_path):
+    handle, client = agent(lease_s=2.0)
+    server = _running_server(client)
+    client.close()
+    proc = agent_process(handle)
+    wait_for(lambda: not alive([proc]), 30, what="the agent to exit after its lease")
+    assert alive([server]) == []
+    assert "lease expired" in (tmp_path / "agent-node1.log").read_text()
+
+
+def test_controller_gone_stops_everything(agent):
+    handle, client = agent()
+    server = _running_server(client)
+    proc = agent_process(handle)
+    handle.stop()  # closes the agent's stdin, as the death of the controller does
+    wait_for(lambda: not alive([proc]), 30, what="the agent to exit")
+    assert alive([server]) == []
+
+
+@pytest.mark.parametrize("wrappers", ["setpriv", "without setpriv"])
+def test_killed_agent_takes_its_tools_along(agent, tmp_path, monkeypatch, wrappers):
+    if wrappers == "without setpriv":
+        # A PATH with iperf3 only: the agent falls back to setting PDEATHSIG and the core in the child.
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "iperf3").symlink_to(shutil.which("iperf3"))
+        monkeypatch.setenv("PATH", str(bin_dir))
+    handle, client = agent()
+    cores = client.call("agent.info")["resources"]["cores"]
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11",
+                                           "timeout_s": 300, "cpu": cores[-1]})
+    server = psutil.Process(server["pid"])
+    assert server.name() == "iperf3" and server.cpu_affinity() == [cores[-1]]
+    agent_process(handle).send_signal(signal.SIGKILL)
+    wait_for(lambda: not alive([server]), 30, what="iperf3 to die with its agent (PR_SET_PDEATHSIG)")
+
+
+def test_frames_over_the_limit_are_refused():
+    left, right = socket.socketpair()
+    with left, right:
+        right.sendall((protocol.MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+        with pytest.raises(protocol.ProtocolError, match="exceeds"):
+            protocol.recv_frame(left)
