@@ -8,8 +8,8 @@ per schedule:
 
 * (a) **wall time of the full mesh** per schedule: from the first measurement's
   start to the last one's end (from ``mesh.json``; agent set-up excluded, which
-  ``setup_bench.py`` measures), against the ideal: ``rounds`` (N-1) x T with
-  ``-n N``, ``sequential`` N(N-1) x T, ``burst`` and ``incast`` 1 x T; the
+  ``setup_bench.py`` measures), against the ideal: ``rounds`` (N-1) x T (no
+  xdist needed; ``--xdist N`` runs every schedule with ``-n N``), ``sequential`` N(N-1) x T, ``burst`` and ``incast`` 1 x T; the
   whole pytest command's wall time is printed too;
 * (b) **per-test orchestration overhead** (``sequential``, no xdist): the
   pytest test's own time (JUnit ``time``: set-up, call, teardown) minus T, and
@@ -74,10 +74,10 @@ def ideal_rounds(schedule, nodes):
     return {"rounds": nodes - 1, "sequential": nodes * (nodes - 1)}.get(schedule.split(":")[0], 1)
 
 
-def run_schedule(tb, workdir, schedule, nodes, duration):
+def run_schedule(tb, workdir, schedule, nodes, duration, workers=0):
     out = os.path.join(workdir, "out-" + schedule.replace(":", "-"))
     junit = os.path.join(workdir, f"junit-{schedule.replace(':', '-')}.xml")
-    xdist = ["-n", str(nodes)] if schedule == "rounds" else []
+    xdist = ["-n", str(workers)] if workers else []   # rounds needs none: the controller runs each round at once
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_mesh.py",
             "--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts, "--mesh-schedule", schedule,
             "--mesh-out", out, "--junitxml", junit, "--mesh-progress", "-1"] + xdist
@@ -105,6 +105,13 @@ def run_schedule(tb, workdir, schedule, nodes, duration):
     figures["test_overhead_s"] = _spread(tests)
     figures["throughput_bps"] = {f"{s}->{d}": e["metrics"].get("throughput_bps") for s, d, e in found}
     return figures
+
+
+def link_spread(measured, reference):
+    """Each link's rate against the same link's in ``reference``: min, median, and how many fell below 0.95."""
+    ratios = [measured[link] / reference[link] for link in measured if measured[link] and reference.get(link)]
+    return {"links": len(ratios), "min": min(ratios, default=0.0), "median": statistics.median(ratios or [0.0]),
+            "below_0_95": sum(r < 0.95 for r in ratios)}
 
 
 def _spread(values):
@@ -141,6 +148,8 @@ def main(argv=None):
                         help="schedules to run (incast means incast:node1)")
     parser.add_argument("--raw-pairs", type=int, default=12,
                         help="pairs compared with raw iperf3 per size (default 12; 0: none)")
+    parser.add_argument("--xdist", type=int, default=0, metavar="N",
+                        help="run pytest with -n N (default: no xdist; rounds does not need it)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     reason = unavailable_reason()
@@ -161,9 +170,9 @@ def main(argv=None):
             print(f"\n== {nodes} nodes, T = {args.duration} s, every node's egress shaped to {args.rate} ==")
             print(f"{'schedule':<14} {'pairs':>6} {'passed':>7} {'mesh wall':>9} {'ideal':>8} {'ratio':>7} "
                   f"{'pytest':>7} {'test overhead med (min-max)':>26}")
-            sequential = None
+            sequential, by_schedule = None, {}
             for schedule in schedules:
-                figures = run_schedule(tb, workdir, schedule, nodes, args.duration)
+                figures = run_schedule(tb, workdir, schedule, nodes, args.duration, args.xdist)
                 report["runs"].append(figures)
                 over = figures["test_overhead_s"]
                 skew = f"  skew {figures['skew_s']:.3f} s" if "skew_s" in figures else ""
@@ -174,6 +183,13 @@ def main(argv=None):
                     print(f"   pytest exited {figures['exit']}:\n{figures['output_tail']}")
                 if schedule == "sequential":
                     sequential = figures
+                by_schedule[schedule] = figures
+            if sequential and "rounds" in by_schedule:
+                # Per link: does measuring a round's pairs together cost any link its rate?
+                spread = link_spread(by_schedule["rounds"]["throughput_bps"], sequential["throughput_bps"])
+                report.setdefault("link_spread", []).append({"nodes": nodes, **spread})
+                print(f"rounds / sequential per link, over {spread['links']} links: min {spread['min']:.3f} "
+                      f"(median {spread['median']:.3f}); below 0.95: {spread['below_0_95']}")
             if sequential:
                 m = sequential["measurement_overhead_s"]
                 print("per-measurement overhead (sequential, mesh.json finished - started - T): median "

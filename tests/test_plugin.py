@@ -112,17 +112,18 @@ def _junit_outcomes(xml_path):
     return outcomes
 
 
-@pytest.mark.parametrize("role_flag, expected", [
-    ("-c", "killed by signal 9"),
-    ("-s", "iperf3"),
+@pytest.mark.parametrize("role_flag, bind, expected", [
+    ("-c", "127.0.0.11", "killed by signal 9"),   # node1->node2's client binds node1's address
+    ("-s", "127.0.0.12", "iperf3"),               # and its server node2's
 ])
-def test_killed_tool_process_makes_that_pair_an_error(pytester, mesh_out, role_flag, expected):
+def test_killed_tool_process_makes_that_pair_an_error(pytester, mesh_out, role_flag, bind, expected):
     run, xml_path = _inner_run(pytester, mesh_out, duration=4)
     with run as proc:
-        # Once the client runs, the server is serving it (a server killed before it is ready is
-        # not this case: the agent retries it on another port and the pair is measured).
-        wait_for(lambda: find_iperf3(proc.pid, "-c"), 60, what="the first pair's iperf3 client")
-        victim = find_iperf3(proc.pid, role_flag)
+        # Both pairs of local:2 are one round, measured together.  Once node1->node2's client runs, its server
+        # is serving it (a server killed before it is ready is not this case: the agent retries it on another
+        # port and the pair is measured).
+        wait_for(lambda: find_iperf3(proc.pid, "-c", "127.0.0.11"), 60, what="node1->node2's iperf3 client")
+        victim = find_iperf3(proc.pid, role_flag, bind)
         assert journal_records(mesh_out) == [] and victim.is_running()
         seen = [p for p in descendants(proc.pid) if is_iperf3(p) or is_agent(p)]
         victim.send_signal(signal.SIGKILL)

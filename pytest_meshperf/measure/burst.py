@@ -1,6 +1,8 @@
-"""burst and incast: all pairs of a test measured at once, from one synchronized start.
+"""Groups of pairs measured at once from one synchronized start: burst and incast (all pairs of a test), and
+each round of ``rounds`` (measure/rounds.py).
 
-``run_group`` holds the cluster lease (nothing else runs meanwhile), starts a
+``run_group`` holds the group's leases (burst, incast: the cluster's, nothing else
+runs meanwhile; a round: its nodes' send and receive leases), starts a
 one-off server per flow on every destination, then asks every source's agent to
 start its clients at one planned moment (each node's clock corrected by its
 measured offset), so all flows start together; the skew between the first and
@@ -61,11 +63,20 @@ from pytest_meshperf.transport.rpc import clock_offset
 
 GROUP_DIR = "groups"
 START_LEAD_S = 0.5          # from the planned start's announcement to the start itself
+ROUND_START_LEAD_S = 0.2    # a round: one flow per source, its start calls arrive within milliseconds
 START_LEAD_PER_FLOW_S = 0.005   # each source's agent gets one call per flow before that moment
 
 
 def flows_per_pair(params: Params) -> int:
     return 1 if params.instances == "auto" else params.instances
+
+
+def group_leases(pool: Pool, pairs: Sequence[Pair], schedule: Schedule) -> list[tuple[str, str]]:
+    """The leases a group holds while it runs: burst and incast the cluster (nothing else runs meanwhile); a
+    round its nodes' send and receive leases (another xdist worker may measure elsewhere, never on them)."""
+    if schedule.kind == "rounds":
+        return [lease for pair in pairs for lease in ((pair.src.name, "send"), (pair.dst.name, "recv"))]
+    return [(pool.coordinator(), "cluster")]
 
 
 def run_group(pool: Pool, pairs: Sequence[Pair], params: Params, schedule: Schedule, test: str,
@@ -90,9 +101,12 @@ def run_group(pool: Pool, pairs: Sequence[Pair], params: Params, schedule: Sched
             live.append(pair)
         except AgentError as exc:
             fail(pair, reason(exc))
+    # Before the leases: a node whose agent does not answer fails its own pairs, not the whole group.
+    offsets = _clock_offsets(pool, live, fail)
+    live = [p for p in live if results[p.id].status != STATUS_ERROR]
     if live:
         try:
-            lease = take_leases(pool, [(pool.coordinator(), "cluster")], timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S,
+            lease = take_leases(pool, group_leases(pool, live, schedule), timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S,
                                 holder)
         except (MeasurementError, AgentError) as exc:
             for pair in live:
@@ -100,7 +114,7 @@ def run_group(pool: Pool, pairs: Sequence[Pair], params: Params, schedule: Sched
             live = []
     if live:
         try:
-            _run(module, pool, live, params, schedule, timeout_s, results, fail)
+            _run(module, pool, live, params, schedule, timeout_s, results, fail, offsets)
         finally:
             release_leases(pool, lease)
     finished = time.time()
@@ -109,11 +123,10 @@ def run_group(pool: Pool, pairs: Sequence[Pair], params: Params, schedule: Sched
     return results
 
 
-def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
-    per_pair = flows_per_pair(params)
-    nodes = sorted({p.src.name for p in pairs} | {p.dst.name for p in pairs})
+def _clock_offsets(pool, pairs, fail):
+    """Each node's clock minus ours; a node that does not answer fails the pairs it is in."""
     offsets = {}
-    for name in nodes:
+    for name in sorted({p.src.name for p in pairs} | {p.dst.name for p in pairs}):
         try:
             offset_s, rtt_s = clock_offset(pool.client(name))
             # An offset within its own uncertainty (nodes sharing one clock, say) is no offset:
@@ -123,26 +136,35 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
             for pair in pairs:
                 if name in (pair.src.name, pair.dst.name):
                     fail(pair, reason(exc))
-    pairs = [p for p in pairs if results[p.id].status != STATUS_ERROR]
+    return offsets
+
+
+def _run(module, pool, pairs, params, schedule, timeout_s, results, fail, offsets):
+    per_pair = flows_per_pair(params)
     servers = {}   # pair id -> [server process]
     clients = {}   # pair id -> [client process]
     done = {}      # pair id -> [client result], every client of the pair ended
     try:
-        for pair in pairs:
-            dst = pool.client(pair.dst.name)
+        def start_servers(destination, group):
             try:
-                for _ in range(per_pair):
-                    servers.setdefault(pair.id, []).append(start_server(dst, pair, params,
-                                                                        pool.data_address(pair.dst.name),
-                                                                        timeout_s + SERVER_GRACE_S))
-            except MeasurementError as exc:
-                fail(pair, str(exc))
+                for pair in group:
+                    try:
+                        for _ in range(per_pair):
+                            servers.setdefault(pair.id, []).append(start_server(
+                                pool.client(destination), pair, params, pool.data_address(destination),
+                                timeout_s + SERVER_GRACE_S))
+                    except (MeasurementError, AgentError) as exc:
+                        fail(pair, reason(exc))
+            finally:
+                pool.close_thread()
+
+        # One thread per destination: each server start waits until it listens, and a round has one per node.
+        _each_in_a_thread(start_servers, _by_node(pairs, "dst"))
         ready = [p for p in pairs if results[p.id].status != STATUS_ERROR]
-        by_source = {}
-        for pair in ready:
-            by_source.setdefault(pair.src.name, []).append(pair)
+        by_source = _by_node(ready, "src")
         most = max((len(group) for group in by_source.values()), default=0) * per_pair
-        start_at = time.time() + START_LEAD_S + START_LEAD_PER_FLOW_S * most
+        lead_s = ROUND_START_LEAD_S if schedule.kind == "rounds" else START_LEAD_S
+        start_at = time.time() + lead_s + START_LEAD_PER_FLOW_S * most
 
         def start_from(source, group):
             try:
@@ -159,11 +181,7 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
                 pool.close_thread()
 
         # One thread per source, so a large group's calls all arrive before the planned start.
-        threads = [threading.Thread(target=start_from, args=item, daemon=True) for item in by_source.items()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        _each_in_a_thread(start_from, by_source)
         for pair in ready:
             src = pool.client(pair.src.name)
             try:
@@ -204,6 +222,23 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail):
         result.group = {"schedule": schedule.kind, "target": schedule.target, "flows": flows, "start_at": start_at,
                         "skew_s": None if first is None else round(last - first, 6),
                         "start_offset_s": round(min(starts[pair.id]) - first, 6) if starts[pair.id] else None}
+
+
+def _by_node(pairs, side):
+    """The pairs by their source (``side`` "src") or destination ("dst") node's name, in order."""
+    grouped = {}
+    for pair in pairs:
+        grouped.setdefault(getattr(pair, side).name, []).append(pair)
+    return grouped
+
+
+def _each_in_a_thread(work, groups):
+    """``work(node, pairs)`` for every node's pairs at once, one thread each; returns when all are done."""
+    threads = [threading.Thread(target=work, args=item, daemon=True) for item in groups.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 # -- one group out of many pair tests -----------------------------------------------------------------
@@ -253,26 +288,34 @@ class GroupRunner:
         return measurement_from_dict(data)
 
     def _load_or_run(self, digest, members, params, thresholds, wanted, test, name, nodeids, holder, record):
-        os.makedirs(self.dir, exist_ok=True)
-        path = os.path.join(self.dir, digest + ".json")
-        with open(os.path.join(self.dir, digest + ".lock"), "w") as lock:
-            _lock(lock, LEASE_WAIT_S, test)
-            if os.path.exists(path):   # another worker ran the group
-                with open(path, encoding="utf-8") as handle:
-                    return json.load(handle)
+        def run() -> dict[str, Any]:
             measured = run_group(self.get_pool(), members, params, self.schedule, test, nodeids, holder)
             for result in measured.values():
                 judge(result, thresholds, self.baseline)
                 record(record_of(result, name))   # every pair on disk at once, before any pair test reports
-            group = {"test": test, "asked": wanted, "writer": self.writer,
-                     "measurements": {pid: dataclasses.asdict(m) for pid, m in measured.items()}}
-            tmp = path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(group, handle)
-                handle.flush()
-                os.fsync(handle.fileno())   # on disk before any pair test of the group reports
-            os.replace(tmp, path)
-            return group
+            return {"test": test, "asked": wanted, "writer": self.writer,
+                    "measurements": {pid: dataclasses.asdict(m) for pid, m in measured.items()}}
+        return group_file(self.dir, digest, test, run)
+
+
+def group_file(folder: str, digest: str, label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The group ``digest``'s file in ``folder``: read if another process (an xdist worker) ran the group, else
+    ``run()`` under the file's lock and written (fsynced) before any pair test of the group reports from it."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, digest + ".json")
+    with open(os.path.join(folder, digest + ".lock"), "w") as lock:
+        _lock(lock, LEASE_WAIT_S, label)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)
+        group = run()
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(group, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return group
 
 
 def _lock(handle, wait_s, test):

@@ -9,6 +9,7 @@ from pytest_meshperf.control.controller import AgentPool
 from pytest_meshperf.errors import MeasurementError
 from pytest_meshperf.measure.burst import GroupRunner
 from pytest_meshperf.measure.measurement import STATUS_ERROR, Measurement, judge, record_of
+from pytest_meshperf.measure.rounds import RoundRunner
 from pytest_meshperf.measure.runner import measure_pair
 from pytest_meshperf.plan.links import Pair
 from pytest_meshperf.plan.schedule import Schedule
@@ -22,13 +23,15 @@ from pytest_meshperf.verdicts.baseline import PROPERTY as BASELINE_PROPERTY
 GROUP_KEY = pytest.StashKey()
 
 
-def assign_groups(items: list[pytest.Item], spec_key: pytest.StashKey[TestSpec]) -> None:
-    """burst/incast: each mesh item learns its group, the selected pairs of the same test (and their node ids)."""
+def assign_groups(items: list[pytest.Item], spec_key: pytest.StashKey[TestSpec], by_round: bool = False) -> None:
+    """Each mesh item learns its group and their node ids: burst/incast the selected pairs of the same test;
+    ``by_round`` (rounds) the selected pairs of the same test and round."""
     groups = {}
     for item in items:
         if spec_key in item.stash and "mesh_pair" in item.callspec.params:
             pair = item.callspec.params["mesh_pair"]
-            members, nodeids = groups.setdefault(item.stash[spec_key].key, ([], {}))
+            group = (item.stash[spec_key].key, pair.round) if by_round else item.stash[spec_key].key
+            members, nodeids = groups.setdefault(group, ([], {}))
             members.append(pair)
             nodeids[pair.id] = item.nodeid
             item.stash[GROUP_KEY] = (members, nodeids)
@@ -43,6 +46,7 @@ class MeasuringSession(Protocol):
     run_dir: RunDir
     schedule: Schedule
     groups: GroupRunner | None
+    rounds: RoundRunner | None
 
     @property
     def option_params(self) -> Layer: ...
@@ -77,7 +81,14 @@ class Measure:
             if reason:
                 pytest.skip(f"unreachable: {reason}")
         holder = f"{session.writer} {item.nodeid}"
-        if session.groups is not None:
+        result = None
+        if session.rounds is not None and self._calls == 1 and GROUP_KEY in item.stash:
+            members, nodeids = item.stash[GROUP_KEY]
+            result = session.rounds.share(members, pair, params, thresholds, key, self._spec.name, nodeids, holder)
+        if result is not None:   # this pair's share of its round: judged and journaled here, as its own
+            failed = judge(result, thresholds, session.baseline)
+            session.record(record_of(result, self._spec.name))
+        elif session.groups is not None:
             # The group's runner judged and journaled every pair of the group as soon as it ended.
             members, nodeids = item.stash[GROUP_KEY]
             result = session.groups.measurement(members, pair, params, thresholds, key, self._spec.name, nodeids,

@@ -18,16 +18,18 @@ def is_mesh_item(item: pytest.Item) -> bool:
 
 @dataclass
 class MeshItems:
-    """The mesh tests of this run: pair tests by node id (-> source node) and check items."""
+    """The mesh tests of this run: pair tests by node id (-> source node), check items, and with ``rounds``
+    each pair test's round (-> "test key#round", a group the controller measures at once)."""
     sources: dict[str, str] = field(default_factory=dict)
     checks: set[str] = field(default_factory=set)
+    rounds: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.sources)
 
     def to_json(self) -> dict:
-        return {"sources": self.sources, "checks": sorted(self.checks)}
+        return {"sources": self.sources, "checks": sorted(self.checks), "rounds": self.rounds}
 
     @classmethod
     def from_json(cls, data: dict) -> MeshItems:
-        return cls(dict(data.get("sources") or {}), set(data.get("checks") or ()))
+        return cls(dict(data.get("sources") or {}), set(data.get("checks") or ()), dict(data.get("rounds") or {}))

@@ -24,6 +24,8 @@ from pytest_meshperf.cluster.model import Cluster
 from pytest_meshperf.control.controller import AgentPool
 from pytest_meshperf.errors import AgentError, UsageError
 from pytest_meshperf.measure.burst import GroupRunner
+from pytest_meshperf.measure.measurement import judge, record_of
+from pytest_meshperf.measure.rounds import RoundRunner
 from pytest_meshperf.plan.links import Pair, link_selected, parse_links
 from pytest_meshperf.plan.schedule import parse_schedule, plan_pairs
 from pytest_meshperf.reports.html import ReportOutcome, report_after_run
@@ -81,6 +83,8 @@ class MeshSession:
         self.progress_hooks = None
         self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer, self.baseline) \
             if self.schedule.grouped else None
+        self.rounds = RoundRunner(self.run_dir.path, self.pool, self.schedule) if self.schedule.kind == "rounds" \
+            else None
 
     # What measurements read of the settings.
     @property
@@ -130,13 +134,15 @@ class MeshSession:
                                                            self.option_params)
                 except UsageError as exc:
                     raise pytest.UsageError(str(exc)) from None
-        if self.schedule.grouped:
-            assign_groups(items, SPEC_KEY)
+        if self.schedule.grouped or self.rounds is not None:
+            assign_groups(items, SPEC_KEY, by_round=self.rounds is not None)
         pair_items = [item for item in items if SPEC_KEY in item.stash and _pair_of(item) is not None]
         if pair_items:
             add_check_items(items, self, SPEC_KEY)   # after every measurement item
         found = MeshItems({item.nodeid: _pair_of(item).src.name for item in pair_items},
-                          {item.nodeid for item in items if isinstance(item, MeshCheckItem)})
+                          {item.nodeid for item in items if isinstance(item, MeshCheckItem)},
+                          {item.nodeid: f"{item.stash[SPEC_KEY].key}#{_pair_of(item).round}" for item in pair_items}
+                          if self.rounds is not None else {})
         if self.role == "standalone" and found:
             self._watch_progress(found)
         return found
@@ -257,6 +263,10 @@ class MeshSession:
 
     def finish(self, exitstatus: int | pytest.ExitCode, interrupted: bool) -> Assembled | None:
         """Stop agents and assemble mesh.json (not on workers: the controller does that once)."""
+        if interrupted and self.rounds is not None:   # measured in a round, not yet reported by its test
+            for result, thresholds, name in self.rounds.unreported():
+                judge(result, thresholds, self.baseline)
+                self.record(record_of(result, name))
         if self._journal is not None:
             self._journal.close()
         self.agents.stop(self._pool)

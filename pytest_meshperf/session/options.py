@@ -103,8 +103,8 @@ OPTIONS = (
            help="measure only these links: node names or shell globs, comma-separated or repeated, e.g. 'node1->*' "
                 "or '*->node3' (pytest's -k cannot say '->')"),
     Option(("--mesh-progress",), "meshperf_progress", metavar="SECONDS", kind="float", default=10.0,
-           help="write a progress line (pairs done, failures, elapsed, ETA) at most every SECONDS (default 10; 0: "
-                "after every measurement; -1: never)"),
+           help="write a progress line (pairs and rounds done, failures, elapsed, ETA) at most every SECONDS "
+                "(default 10; 0: after every measurement; -1: never)"),
     Option(("--mesh-baseline",), "meshperf_baseline", metavar="OLD", path=_always,
            help="compare every pair test with this earlier run (a mesh.json, a run directory or a results folder): "
                 "a metric worse than --mesh-max-regression fails the test; a pair the baseline lacks is listed, "

@@ -18,7 +18,7 @@ class ProgressHooks:
         self.config = config
         self.items = items                 # mesh_items.MeshItems: the pair tests to count
         self.missing = MissingPairs()
-        self.progress = Progress(len(items.sources), config.option.meshperf_progress)
+        self.progress = Progress(len(items.sources), config.option.meshperf_progress, groups=items.rounds)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -27,7 +27,7 @@ class ProgressHooks:
         self.missing.observe(report)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             errored = getattr(report, "meshperf_error", False) or (report.when == "setup" and report.failed)
-            self.progress.record("error" if errored else report.outcome)
+            self.progress.record("error" if errored else report.outcome, report.nodeid)
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None and self.progress.due():
                 reporter.ensure_newline()

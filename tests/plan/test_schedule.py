@@ -145,6 +145,12 @@ def test_progress_line_with_and_without_xdist(pytester, tmp_path, xdist):
     lines = [line for line in result.stdout.lines if line.startswith("meshperf: ")]
     assert [line.split(" pairs")[0] for line in lines] == [f"meshperf: {n}/6" for n in range(1, 6)]
     assert all(", 0 failed, 0 errors, elapsed " in line and ", ETA " in line for line in lines)
+    # local:3 is two rounds of three pairs.  A round is done when its three tests reported; under xdist a
+    # worker may report a pair of round 2 before another reports the last of round 1.
+    done = [int(line.split("measured (")[1].split("/")[0]) for line in lines]
+    assert all(rounds <= n // 3 for rounds, n in zip(done, range(1, 6))) and done == sorted(done)
+    if not xdist:
+        assert done == [0, 0, 1, 1, 1]
     quiet = run_mesh(pytester, ["--cluster", "local:2"], tmp_path / "quiet")  # default: at most every 10 s
     assert not [line for line in quiet.stdout.lines if line.startswith("meshperf: ")]
 
@@ -159,3 +165,8 @@ def test_progress_counts_and_eta():
     assert progress.due(now=131.0) is True
     progress.record("passed")
     assert progress.due(now=200.0) is False  # the run is complete: pytest's own summary follows
+    rounds = Progress(total=3, interval_s=0, started=100.0, groups={"a": "t#1", "b": "t#1", "c": "t#2"})
+    rounds.record("passed", "a")
+    assert rounds.line(now=101.0).startswith("meshperf: 1/3 pairs measured (0/2 rounds), ")
+    rounds.record("passed", "b")
+    assert rounds.line(now=102.0).startswith("meshperf: 2/3 pairs measured (1/2 rounds), ")

@@ -67,16 +67,19 @@ def wait_for(predicate, timeout_s, interval_s=0.05, what="condition"):
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def find_iperf3(pid, role_flag):
-    """The first iperf3 below ``pid`` whose command line has ``role_flag`` ('-c' client, '-s' server)."""
-    return find_tool(pid, "iperf3", role_flag)
+def find_iperf3(pid, role_flag, bind=None):
+    """The first iperf3 below ``pid`` whose command line has ``role_flag`` ('-c' client, '-s' server), bound to
+    ``bind`` if given (``-B ADDRESS``: a client binds its source's address, a server its destination's)."""
+    return find_tool(pid, "iperf3", role_flag, bind)
 
 
-def find_tool(pid, name, flag=None):
-    """The first ``name`` process below ``pid`` (whose command line has ``flag``, if given)."""
+def find_tool(pid, name, flag=None, bind=None):
+    """The first ``name`` process below ``pid`` (whose command line has ``flag`` and ``-B bind``, if given)."""
     for proc in descendants(pid):
         try:
-            if is_tool(proc, (name,)) and (flag is None or flag in proc.cmdline()):
+            argv = proc.cmdline()
+            bound = bind is None or any(a == "-B" and b == bind for a, b in zip(argv, argv[1:]))
+            if is_tool(proc, (name,)) and (flag is None or flag in argv) and bound:
                 return proc
         except psutil.Error:
             continue

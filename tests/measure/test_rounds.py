@@ -1,0 +1,105 @@
+"""rounds from the controller: each round's pairs measured at once by one process, with or without xdist, every
+pair still its own test (selection, verdict, --lf), on a real 6-host netns testbed."""
+
+from pathlib import Path
+
+from support.meshcheck import iter_entries, node_overlaps, validate_mesh_file
+from support.testbed_fixtures import make_testbed_fixture, needs_netns
+
+pytestmark = needs_netns
+
+testbed = make_testbed_fixture(nodes=6)
+
+# node2->node3 alone asks for a rate no link has: in its round it is measured with the others, judged on its own.
+SUITE = """
+import pytest
+
+@pytest.mark.meshperf(duration=1)
+def test_tcp(mesh_pair, measure):
+    if (mesh_pair.src.name, mesh_pair.dst.name) == ("node2", "node3"):
+        measure(thresholds=["throughput>=1000Tbit/s"])
+    else:
+        measure()
+"""
+ROUND_PAIRS = 6   # netns:6: 5 rounds of 6 disjoint pairs
+
+
+def run(pytester, tb, out, *args):
+    pytester.makepyfile(test_mesh=SUITE)
+    return pytester.runpytest_subprocess("--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts,
+                                         "--mesh-out", str(out), *args)
+
+
+def measured(out):
+    doc = validate_mesh_file(str(Path(out) / "latest" / "mesh.json"))
+    return doc, {(src, dst): entry for src, dst, _, entry in iter_entries(doc)}
+
+
+def spans_by_round(entries):
+    spans = {}
+    for entry in entries.values():
+        instance = entry["instances"][0]
+        spans.setdefault(entry["round"], []).append((instance["start"], instance["end"]))
+    return spans
+
+
+def assert_rounds_ran_together(doc, entries):
+    assert node_overlaps(doc) == []   # no node sent or received twice at once
+    for number, spans in spans_by_round(entries).items():
+        # every flow of the round started before any of them ended: they ran together
+        assert max(start for start, _ in spans) < min(end for _, end in spans), (number, spans)
+    assert {entry["group"]["schedule"] for entry in entries.values()} == {"rounds"}
+
+
+def statuses(entries):
+    return {pair: entry["status"] for pair, entry in entries.items()}
+
+
+def test_each_round_runs_together_without_xdist_and_with(pytester, tmp_path, testbed):
+    result = run(pytester, testbed, tmp_path / "rounds", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=29, failed=1)
+    doc, rounds = measured(tmp_path / "rounds")
+    assert sorted(len(spans) for spans in spans_by_round(rounds).values()) == [ROUND_PAIRS] * 5
+    assert_rounds_ran_together(doc, rounds)
+    # the per-pair threshold judged its pair only, though all six of its round ran as one group
+    assert [pair for pair, status in statuses(rounds).items() if status != "passed"] == [("node2", "node3")]
+    result.stdout.fnmatch_lines(["*node2->node3*throughput*< 1000 Tbit/s*"])
+
+    sequential = run(pytester, testbed, tmp_path / "sequential", "-p", "no:cacheprovider",
+                     "--mesh-schedule", "sequential")
+    sequential.assert_outcomes(passed=29, failed=1)
+    _, reference = measured(tmp_path / "sequential")
+    assert statuses(reference) == statuses(rounds)
+    assert {entry["group"] is None for entry in reference.values()} == {True}
+
+    xdist = run(pytester, testbed, tmp_path / "xdist", "-p", "no:cacheprovider", "-n", "2")
+    xdist.assert_outcomes(passed=29, failed=1)
+    doc, parallel = measured(tmp_path / "xdist")
+    assert statuses(parallel) == statuses(rounds)
+    assert_rounds_ran_together(doc, parallel)
+
+
+def test_selecting_part_of_the_rounds_measures_exactly_the_selection(pytester, tmp_path, testbed):
+    # -k node1: node1's ten pairs, two in each round: each round measures its two, and nothing else
+    result = run(pytester, testbed, tmp_path / "k", "-p", "no:cacheprovider", "-k", "node1")
+    result.assert_outcomes(passed=10)
+    doc, entries = measured(tmp_path / "k")
+    assert set(entries) == {(a, b) for a in [f"node{i}" for i in range(1, 7)] for b in [f"node{i}" for i in range(1, 7)]
+                            if a != b and "node1" in (a, b)}
+    assert sorted(len(spans) for spans in spans_by_round(entries).values()) == [2] * 5
+    assert_rounds_ran_together(doc, entries)
+    # --mesh-links, two pairs of one round
+    result = run(pytester, testbed, tmp_path / "links", "-p", "no:cacheprovider",
+                 "--mesh-links", "node3->node4", "--mesh-links", "node4->node5")
+    result.assert_outcomes(passed=2)
+    doc, entries = measured(tmp_path / "links")
+    assert set(entries) == {("node3", "node4"), ("node4", "node5")}
+    assert_rounds_ran_together(doc, entries)
+
+
+def test_last_failed_measures_exactly_the_failed_pair(pytester, tmp_path, testbed):
+    run(pytester, testbed, tmp_path / "first").assert_outcomes(passed=29, failed=1)
+    again = run(pytester, testbed, tmp_path / "again", "--lf")
+    again.assert_outcomes(failed=1)   # and nothing else ran
+    _, entries = measured(tmp_path / "again")
+    assert set(entries) == {("node2", "node3")} and entries[("node2", "node3")]["status"] == "failed"
