@@ -26,7 +26,7 @@ from pytest_meshperf.reports import browser, cli_json
 from pytest_meshperf.reports import html as html_report
 from pytest_meshperf.reports.comparison import comparison_lines
 from pytest_meshperf.reports.comparison_html import comparison_page
-from pytest_meshperf.reports.terminal import summary_lines
+from pytest_meshperf.reports.terminal import summary_lines, terminal_width, wrapped
 from pytest_meshperf.results.assemble import assemble
 from pytest_meshperf.results.export import export_path, write_export
 from pytest_meshperf.results.openmetrics import write_openmetrics
@@ -63,12 +63,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.json:
         cli_json.emit(cli_json.summary_document(mesh_path, nodes, rows, counts))
         return 1 if counts.get("failed") or counts.get("error") else 0
-    print("\n".join(summary_lines(nodes, rows, counts, mesh_path, os.getcwd())).lstrip("\n"))
+    width = None if args.full else args.width or terminal_width()
+    print("\n".join(summary_lines(nodes, rows, counts, mesh_path, os.getcwd(), width)).lstrip("\n"))
     problems = [(row, message) for row in rows for message in row.messages]
     if problems:
         print("\nfailures and errors:")
         for row, message in problems:
-            print(f"  {row.status.upper()} {row.src}->{row.dst}: {message}")
+            print("\n".join(wrapped(f"  {row.status.upper()} {row.src}->{row.dst}: {message}", width, "      ")))
     return 1 if counts.get("failed") or counts.get("error") else 0
 
 
@@ -300,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "default: meshperf-results")
     summary.add_argument("--json", action="store_true", help="print one JSON document (schema/summary.schema.json): "
                                                              "every link's status, metrics and messages")
+    summary.add_argument("--full", action="store_true",
+                         help="every matrix in full, however wide (default on a terminal: a matrix wider than it is "
+                              "shown one character per link, with the worst links and each node's medians)")
+    summary.add_argument("--width", type=int, metavar="COLUMNS",
+                         help="fit COLUMNS as on a terminal that wide, also when writing to a pipe or a file")
     summary.set_defaults(func=cmd_summary)
     compare = sub.add_parser(
         "compare", help="per-link changes between two runs; exit status 1 on a regression",
