@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pytest_meshperf.cluster.model import Cluster
 from pytest_meshperf.errors import UsageError
 from pytest_meshperf.plan.links import Pair
+from pytest_meshperf.plan.plans import Plan
 
 SCHEDULES = ("rounds", "sequential", "burst", "incast:NODE")
 GROUPED = ("burst", "incast")   # schedules whose pairs run together, started at one moment
@@ -60,21 +61,22 @@ def parse_schedule(text: str, cluster: Cluster) -> Schedule:
     raise UsageError(f"--mesh-schedule {text!r}: choose one of {', '.join(SCHEDULES)}")
 
 
-def mesh_pairs(cluster: Cluster) -> list[Pair]:
+def mesh_pairs(cluster: Cluster, plan: Plan | None = None) -> list[Pair]:
+    """The plan's pairs (default: the full mesh), round by round: round r is the plan's r-th cyclic shift."""
     nodes = list(cluster.nodes)
     count = len(nodes)
     pairs = []
-    for shift in range(1, count):
+    for number, shift in enumerate((plan or Plan()).shifts(count), start=1):
         for i, src in enumerate(nodes):
             dst = nodes[(i + shift) % count]
             if src.can_send and dst.can_receive:
-                pairs.append(Pair(src, dst, round=shift))
+                pairs.append(Pair(src, dst, round=number))
     return pairs
 
 
-def plan_pairs(cluster: Cluster, schedule: Schedule) -> list[Pair]:
-    """The pairs the schedule measures, in its order (incast: only the pairs into its target)."""
-    pairs = mesh_pairs(cluster)
+def plan_pairs(cluster: Cluster, schedule: Schedule, plan: Plan | None = None) -> list[Pair]:
+    """The pairs the schedule measures of the plan's, in its order (incast: only the pairs into its target)."""
+    pairs = mesh_pairs(cluster, plan)
     if schedule.kind == "incast":
         pairs = [pair for pair in pairs if pair.dst.name == schedule.target]
     return pairs

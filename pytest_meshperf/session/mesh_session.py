@@ -27,6 +27,7 @@ from pytest_meshperf.measure.burst import GroupRunner
 from pytest_meshperf.measure.measurement import judge, record_of
 from pytest_meshperf.measure.rounds import RoundRunner
 from pytest_meshperf.plan.links import Pair, link_selected, parse_links
+from pytest_meshperf.plan.plans import parse_plan
 from pytest_meshperf.plan.schedule import parse_schedule, plan_pairs
 from pytest_meshperf.reports.html import ReportOutcome, report_after_run
 from pytest_meshperf.reports.terminal import write_summary
@@ -62,6 +63,8 @@ class MeshSession:
         self.run_cluster = RunCluster(config, settings, self.run_settings.ssh_options, builds=workerinput is None)
         with blame(settings, "meshperf_schedule"):
             self.schedule = parse_schedule(config.option.meshperf_schedule, self.cluster)
+        with blame(settings, "meshperf_plan"):
+            self.plan = parse_plan(config.option.meshperf_plan, self.cluster)
         with blame(settings, "meshperf_links"):
             self.links = parse_links(config.option.meshperf_links, self.cluster)
         self.run_dir = RunDir(identity.out_dir, identity.run_id)
@@ -120,7 +123,7 @@ class MeshSession:
         return None
 
     def parametrize(self, metafunc: pytest.Metafunc) -> None:
-        pairs = plan_pairs(self.cluster, self.schedule)
+        pairs = plan_pairs(self.cluster, self.schedule, self.plan)
         metafunc.parametrize("mesh_pair", pairs, ids=[pair.id for pair in pairs])
 
     def collected(self, items: list[pytest.Item]) -> MeshItems:
@@ -207,7 +210,8 @@ class MeshSession:
     # -- run directory ---------------------------------------------------------
     def run_meta(self) -> dict[str, Any]:
         params = {k: list(v[1]) if k == "args" else v for k, v in self.option_params.items()}
-        parameters = {"cluster": self.cluster.spec, "schedule": str(self.schedule), "options": params,
+        parameters = {"cluster": self.cluster.spec, "schedule": str(self.schedule), "plan": str(self.plan),
+                      "options": params,
                       "thresholds": [t.expression for t in self.option_thresholds],
                       "baseline": self.baseline.meta() if self.baseline else None}
         if self.run_settings.profile:
