@@ -62,15 +62,13 @@ def parse_schedule(text: str, cluster: Cluster) -> Schedule:
 
 
 def mesh_pairs(cluster: Cluster, plan: Plan | None = None) -> list[Pair]:
-    """The plan's pairs (default: the full mesh), round by round: round r is the plan's r-th cyclic shift."""
+    """The plan's pairs (default: the full mesh), round by round (plans.Plan.rounds)."""
     nodes = list(cluster.nodes)
-    count = len(nodes)
     pairs = []
-    for number, shift in enumerate((plan or Plan()).shifts(count), start=1):
-        for i, src in enumerate(nodes):
-            dst = nodes[(i + shift) % count]
-            if src.can_send and dst.can_receive:
-                pairs.append(Pair(src, dst, round=number))
+    for number, indexes in enumerate((plan or Plan()).rounds([node.labels for node in nodes]), start=1):
+        for s, d in indexes:
+            if nodes[s].can_send and nodes[d].can_receive:
+                pairs.append(Pair(nodes[s], nodes[d], round=number))
     return pairs
 
 

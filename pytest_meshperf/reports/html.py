@@ -135,8 +135,8 @@ def summary_block(mesh: dict, tests: dict[str, TestEntries], source_name: str) -
     counts = {"passed": 0, "failed": 0, "error": 0}
     measured = possible = 0
     # What the run's plan asked for, per test: a pair the plan left out is not missing.
-    planned = len(planned_links([(name, (node or {}).get("role", "both")) for name, node in nodes.items()],
-                                recorded_plan(params.get("plan"))))
+    planned = len(planned_links([(name, (node or {}).get("role", "both"), (node or {}).get("labels") or {})
+                                 for name, node in nodes.items()], recorded_plan(params.get("plan"))))
     for entries in tests.values():
         for _, _, entry in entries:
             counts[entry.get("status")] = counts.get(entry.get("status"), 0) + 1

@@ -101,8 +101,9 @@ OPTIONS = (
                 "fabric loaded) or incast:NODE (every other node sends to NODE at once)"),
     Option(("--mesh-plan",), "meshperf_plan", metavar="PLAN", default="full",
            help="which pairs to measure: full (default: every node to every other), ring (each node to the next "
-                "in inventory order) or sample:K[,seed=S] (each node to K others and from K others, chosen from the "
-                "seed, default 1): for fleets where N(N-1) pairs are too many"),
+                "in inventory order), sample:K[,seed=S] (each node to K others and from K others, chosen from the "
+                "seed, default 1) or groups:LABEL[,across=A] (a full mesh inside each group of an inventory label such "
+                "as rack, and between groups their first A nodes): for fleets where N(N-1) pairs are too many"),
     Option(("--mesh-links",), "meshperf_links", metavar="SRC->DST", kind="list",
            help="measure only these links: node names or shell globs, comma-separated or repeated, e.g. 'node1->*' "
                 "or '*->node3' (pytest's -k cannot say '->')"),
