@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_meshperf.measure.burst import GROUP_DIR, group_file, measurement_from_dict, run_group
-from pytest_meshperf.measure.measurement import Measurement
+from pytest_meshperf.measure.measurement import Measurement, judge, record_of
 from pytest_meshperf.measure.runner import Pool
 from pytest_meshperf.plan.links import Pair
 from pytest_meshperf.plan.schedule import Schedule
@@ -38,7 +38,6 @@ def groups_by_round(params: Params) -> bool:
 
 @dataclasses.dataclass
 class _RanRound:
-    test: str
     name: str
     thresholds: Sequence[Threshold]
     measurements: dict[str, Measurement]
@@ -53,7 +52,7 @@ class RoundRunner:
         self.get_pool = get_pool
         self.schedule = schedule
         self._groups: dict[str, dict[str, Any]] = {}
-        self._ran: dict[str, _RanRound] = {}   # the rounds this process ran, for unreported()
+        self._ran: dict[str, _RanRound] = {}   # the rounds this process ran, for journal_unreported()
 
     def share(self, members: list[Pair], pair: Pair, params: Params, thresholds: Sequence[Threshold], test: str,
               name: str, nodeids: dict[str, str], holder: str) -> Measurement | None:
@@ -66,7 +65,7 @@ class RoundRunner:
         if group is None:
             def run() -> dict[str, Any]:
                 measured = run_group(self.get_pool(), members, params, self.schedule, test, nodeids, holder)
-                self._ran[digest] = _RanRound(test, name, thresholds, measured, set())
+                self._ran[digest] = _RanRound(name, thresholds, measured, set())
                 return {"test": test, "round": pair.round, "params": params.to_dict(),
                         "measurements": {pid: dataclasses.asdict(m) for pid, m in measured.items()}}
             group = self._groups[digest] = group_file(self.dir, digest, f"round {pair.round} of {test}", run)
@@ -77,8 +76,11 @@ class RoundRunner:
             self._ran[digest].taken.add(pair.id)
         return measurement_from_dict(data)
 
-    def unreported(self) -> list[tuple[Measurement, Sequence[Threshold], str]]:
-        """(measurement, thresholds, test name) of every share of a round this process ran that no pair test
-        took, in the rounds' order."""
-        return [(measurement, ran.thresholds, ran.name) for ran in self._ran.values()
-                for pair_id, measurement in ran.measurements.items() if pair_id not in ran.taken]
+    def journal_unreported(self, record: Callable[[dict[str, Any]], None], baseline: Any = None) -> None:
+        """Judge and ``record`` every share of a round this process ran that no pair test took, in the rounds'
+        order (an interrupted run: measured, not yet reported), with the thresholds of the test that ran it."""
+        for ran in self._ran.values():
+            for pair_id, measurement in ran.measurements.items():
+                if pair_id not in ran.taken:
+                    judge(measurement, ran.thresholds, baseline)
+                    record(record_of(measurement, ran.name))

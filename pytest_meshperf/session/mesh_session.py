@@ -24,7 +24,6 @@ from pytest_meshperf.cluster.model import Cluster
 from pytest_meshperf.control.controller import AgentPool
 from pytest_meshperf.errors import AgentError, UsageError
 from pytest_meshperf.measure.burst import GroupRunner
-from pytest_meshperf.measure.measurement import judge, record_of
 from pytest_meshperf.measure.rounds import RoundRunner
 from pytest_meshperf.plan.links import Pair, link_selected, parse_links
 from pytest_meshperf.plan.plans import parse_plan
@@ -268,9 +267,7 @@ class MeshSession:
     def finish(self, exitstatus: int | pytest.ExitCode, interrupted: bool) -> Assembled | None:
         """Stop agents and assemble mesh.json (not on workers: the controller does that once)."""
         if interrupted and self.rounds is not None:   # measured in a round, not yet reported by its test
-            for result, thresholds, name in self.rounds.unreported():
-                judge(result, thresholds, self.baseline)
-                self.record(record_of(result, name))
+            self.rounds.journal_unreported(self.record, self.baseline)
         if self._journal is not None:
             self._journal.close()
         self.agents.stop(self._pool)

@@ -48,26 +48,23 @@ def unavailable_reason() -> str | None:
     missing = [f"{tool} ({pkg})" for tool, pkg in REQUIRED_TOOLS.items() if which(tool) is None]
     if missing:
         return f"netns testbed needs {', '.join(missing)}: not found; install them or use --cluster local:N"
-    try:
-        proc = subprocess.run(
-            [which("ip"), "netns", "list"], check=False, capture_output=True, text=True, timeout=CMD_TIMEOUT
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"netns testbed: 'ip netns list' failed ({exc}); use --cluster local:N"
-    if proc.returncode != 0:
-        return f"netns testbed: 'ip netns list' failed ({first_line(proc.stderr)}); use --cluster local:N"
-    try:
-        proc = subprocess.run(
-            [which("unshare"), "--net", "true"], check=False, capture_output=True, text=True, timeout=CMD_TIMEOUT
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"netns testbed cannot create network namespaces ({exc}); use --cluster local:N"
-    if proc.returncode != 0:
-        return (
-            "netns testbed cannot create network namespaces "
-            f"({first_line(proc.stderr)}); it needs CAP_SYS_ADMIN; use --cluster local:N"
-        )
+    problem, _ = _probe([which("ip"), "netns", "list"])
+    if problem:
+        return f"netns testbed: 'ip netns list' failed ({problem}); use --cluster local:N"
+    problem, refused = _probe([which("unshare"), "--net", "true"])
+    if problem:
+        needs = "; it needs CAP_SYS_ADMIN" if refused else ""
+        return f"netns testbed cannot create network namespaces ({problem}){needs}; use --cluster local:N"
     return None
+
+
+def _probe(argv: list[str]) -> tuple[str | None, bool]:
+    """(why ``argv`` failed, or None when it exited 0; whether it ran and exited non-zero)."""
+    try:
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=CMD_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc), False
+    return (first_line(proc.stderr), True) if proc.returncode != 0 else (None, False)
 
 
 def first_line(text: str | bytes | None) -> str:
