@@ -3,7 +3,7 @@
 
 For every size asked for, builds a netns testbed (``pytest_meshperf.testbed``:
 N network namespaces with their own sshd on 198.18.0.0/15, every node's egress
-shaped with tbf) and runs a one-test TCP suite on it through real pytest, once
+shaped with htb) and runs a one-test TCP suite on it through real pytest, once
 per schedule:
 
 * (a) **wall time of the full mesh** per schedule: from the first measurement's
@@ -143,7 +143,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", default="4,8", help="testbed sizes, comma-separated (default 4,8)")
     parser.add_argument("--duration", type=int, default=5, help="T: seconds per measurement (default 5)")
-    parser.add_argument("--rate", default="200mbit", help="tbf rate of every node's egress (default 200mbit)")
+    parser.add_argument("--rate", default="200mbit", help="rate of every node's egress (default 200mbit)")
     parser.add_argument("--schedules", default="rounds,sequential,burst,incast",
                         help="schedules to run (incast means incast:node1)")
     parser.add_argument("--raw-pairs", type=int, default=12,

@@ -25,7 +25,7 @@ ed25519 key only.  The workdir receives::
 
 Nodes are network views, not machines: they share the file system and the PID
 space with the machine.  A node's egress (its ``eth0``) can be shaped, as a
-whole and per destination (``shaping.py``: tbf, or htb with per-link
+whole and per destination (``shaping.py``: htb, with per-link
 classes); ``tc netem`` is not available on these kernels.
 
 ``down()`` kills every process inside the testbed's namespaces (sshd, sessions,

@@ -61,7 +61,7 @@ def test_burst_starts_every_flow_together_and_each_pair_gets_its_share(pytester,
     for node in ("node1", "node2", "node3", "node4"):
         shares = [e["metrics"]["throughput_bps"] for src, _, e in found if src == node]
         # One after the other, each flow would get the whole link (about 191 Mbit/s, 573 together);
-        # at once, they share it (TCP over tbf does not share fairly in 3 s, so only the sum is asserted).
+        # at once, they share it (TCP over one shaped class does not share fairly in 3 s, so only the sum is asserted).
         assert len(shares) == 3 and 0.8 * RATE_BPS < sum(shares) <= 1.01 * RATE_BPS, shares
 
 

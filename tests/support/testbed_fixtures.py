@@ -17,7 +17,7 @@ Import what you need in a test module (``tests/`` is on ``sys.path``)::
 
 * ``netns_testbed(workdir, nodes=4, rates=None, spec=None)``: context manager
   yielding an up :class:`~pytest_meshperf.testbed.NetnsTestbed` (``rates``:
-  node name -> tbf rate, or one rate string for every node; ``spec``: a
+  node name -> tc rate, or one rate string for every node; ``spec``: a
   ``netns:...`` string instead of nodes/rates). Skips the test when the machine
   cannot build one; always tears down, also on failure and Ctrl-C.
 * ``make_testbed_fixture(nodes=3, rates=None, scope="module")``: a pytest fixture

@@ -8,6 +8,7 @@ error-message tests run everywhere.  Every address used is in 198.18.0.0/15.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -260,20 +261,35 @@ def test_tcp_forwarding_and_sftp(testbed):
     assert "hosts.yaml" in sftp.stdout
 
 
+def _class_packets(tb, node: str, classid: str) -> int:
+    """Packets an htb class on the node's eth0 has sent so far."""
+    shown = tb.exec(node, ["tc", "-s", "class", "show", "dev", "eth0", "classid", classid],
+                    capture_output=True, text=True).stdout  # fmt: skip
+    match = re.search(r"Sent \d+ bytes (\d+) pkt", shown)
+    assert match, shown
+    return int(match.group(1))
+
+
 @needs_netns
 def test_shaping_is_exact_enough_to_assert(testbed):
     tb = testbed
     tb.shape("node2", "200mbit")
     try:
         qdisc = tb.exec("node2", ["tc", "qdisc", "show", "dev", "eth0"], capture_output=True, text=True).stdout
-        assert "tbf" in qdisc and "rate 200Mbit" in qdisc, qdisc
+        assert "qdisc htb 1: root" in qdisc and "bfifo" in qdisc and "limit 500000b" in qdisc, qdisc  # 20 ms
         assert dict(tb.rates) == {"node2": "200mbit"}
         rate = iperf3_rate(tb, "node2", "node3", seconds=3)
-        assert 0.85 * 200e6 <= rate <= 1.0 * 200e6, f"{rate / 1e6:.1f} Mbit/s through a 200mbit tbf"
+        assert 0.85 * 200e6 <= rate <= 1.0 * 200e6, f"{rate / 1e6:.1f} Mbit/s through a 200mbit htb class"
+        data_before, acks_before = _class_packets(tb, "node2", "1:10"), _class_packets(tb, "node2", "1:2")
+        iperf3_rate(tb, "node3", "node2", seconds=1)  # node2 receives: what it sends is ACKs
+        data_after, acks_after = _class_packets(tb, "node2", "1:10"), _class_packets(tb, "node2", "1:2")
+        # the control connection's few packets are data; the flow's thousands of ACKs are not
+        assert acks_after - acks_before > 100 and data_after - data_before < 50, (
+            acks_before, acks_after, data_before, data_after)
     finally:
         tb.unshape("node2")
     qdisc = tb.exec("node2", ["tc", "qdisc", "show", "dev", "eth0"], capture_output=True, text=True).stdout
-    assert "tbf" not in qdisc
+    assert "htb" not in qdisc and "bfifo" not in qdisc
     tb.unshape("node2")  # unshaped already: fine
     assert dict(tb.rates) == {}
     with pytest.raises(TestbedError, match="cannot shape node2: rate 'fast'"):
