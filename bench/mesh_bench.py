@@ -82,9 +82,12 @@ def run_schedule(tb, workdir, schedule, nodes, duration, workers=0):
             "--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts, "--mesh-schedule", schedule,
             "--mesh-out", out, "--junitxml", junit, "--mesh-progress", "-1"] + xdist
     started = time.monotonic()
-    proc = subprocess.run(argv, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=3600)
-    wall = time.monotonic() - started
+    with tempfile.TemporaryFile("w+") as output:
+        proc = subprocess.Popen(argv, cwd=workdir, stdout=output, stderr=subprocess.STDOUT, text=True)
+        peak = watch(proc.pid, proc, deadline_s=3600)
+        wall = time.monotonic() - started
+        output.seek(0)
+        proc.stdout = output.read()
     found = list(entries(os.path.join(out, "latest", "mesh.json")))
     statuses = [e["status"] for _, _, e in found]
     first = min(epoch(e["started"]) for _, _, e in found)
@@ -93,7 +96,7 @@ def run_schedule(tb, workdir, schedule, nodes, duration, workers=0):
     figures = {"schedule": schedule, "nodes": nodes, "duration_s": duration, "pairs": len(found),
                "passed": statuses.count("passed"), "pytest_wall_s": round(wall, 2),
                "mesh_wall_s": round(last - first, 2), "ideal_s": ideal, "ratio": round((last - first) / ideal, 3),
-               "exit": proc.returncode}
+               "exit": proc.returncode, "controller": peak}
     if proc.returncode != 0:
         figures["output_tail"] = proc.stdout[-1500:]
     groups = {json.dumps(e.get("group"), sort_keys=True) for _, _, e in found if e.get("group")}
@@ -105,6 +108,35 @@ def run_schedule(tb, workdir, schedule, nodes, duration, workers=0):
     figures["test_overhead_s"] = _spread(tests)
     figures["throughput_bps"] = {f"{s}->{d}": e["metrics"].get("throughput_bps") for s, d, e in found}
     return figures
+
+
+def watch(pid, proc, deadline_s):
+    """The pytest process's peak RSS, threads and open files, sampled every 0.2 s until it exits (bounded)."""
+    peak = {"rss_mib": 0.0, "threads": 0, "fds": 0, "used_mib": 0.0}
+    deadline = time.monotonic() + deadline_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/status") as handle:
+                status = dict(line.split(":", 1) for line in handle if ":" in line)
+            peak["rss_mib"] = max(peak["rss_mib"], int(status["VmRSS"].split()[0]) / 1024)
+            peak["threads"] = max(peak["threads"], int(status["Threads"]))
+            peak["fds"] = max(peak["fds"], len(os.listdir(f"/proc/{pid}/fd")))
+            peak["used_mib"] = max(peak["used_mib"], used_mib())
+        except (OSError, KeyError, ValueError):
+            pass  # exiting
+        time.sleep(0.2)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    peak["rss_mib"] = round(peak["rss_mib"], 1)
+    return peak
+
+
+def used_mib():
+    """The machine's memory in use (total - available), MiB."""
+    with open("/proc/meminfo") as handle:
+        info = {line.split(":")[0]: int(line.split()[1]) for line in handle}
+    return (info["MemTotal"] - info["MemAvailable"]) / 1024
 
 
 def link_spread(measured, reference):
@@ -165,8 +197,14 @@ def main(argv=None):
         with open(os.path.join(workdir, "test_mesh.py"), "w") as handle:
             handle.write(SUITE.format(duration=args.duration))
         spec = TestbedSpec(nodes=nodes, rates={f"node{i}": args.rate for i in range(1, nodes + 1)})
+        before_mib, up_from = used_mib(), time.monotonic()
         tb = NetnsTestbed(spec, os.path.join(workdir, "tb")).up()
+        up_s, testbed_mib = time.monotonic() - up_from, used_mib() - before_mib
+        report.setdefault("testbeds", []).append({"nodes": nodes, "up_s": round(up_s, 2),
+                                                  "testbed_mib": round(testbed_mib, 1)})
         try:
+            print(f"\ntestbed of {nodes} nodes up in {up_s:.1f} s; {testbed_mib:.0f} MiB "
+                  f"({testbed_mib / nodes:.1f} MiB per node: namespaces, veths, sshd)")
             print(f"\n== {nodes} nodes, T = {args.duration} s, every node's egress shaped to {args.rate} ==")
             print(f"{'schedule':<14} {'pairs':>6} {'passed':>7} {'mesh wall':>9} {'ideal':>8} {'ratio':>7} "
                   f"{'pytest':>7} {'test overhead med (min-max)':>26}")
@@ -179,6 +217,11 @@ def main(argv=None):
                 print(f"{schedule:<14} {figures['pairs']:6d} {figures['passed']:7d} {figures['mesh_wall_s']:8.2f}s "
                       f"{figures['ideal_s']:7.0f}s {figures['ratio']:7.3f} {figures['pytest_wall_s']:6.1f}s "
                       f"{over['median']:12.3f} ({over['min']:.3f}-{over['max']:.3f}){skew}")
+                peak = figures["controller"]
+                run_mib = peak["used_mib"] - before_mib - testbed_mib
+                print(f"{'':<14} controller peak: {peak['rss_mib']:.0f} MiB RSS, {peak['threads']} threads, "
+                      f"{peak['fds']} open files; machine +{run_mib:.0f} MiB at the peak of the run "
+                      f"({run_mib / nodes:.1f} MiB per node: agents, tools, controller)")
                 if figures["exit"]:
                     print(f"   pytest exited {figures['exit']}:\n{figures['output_tail']}")
                 if schedule == "sequential":

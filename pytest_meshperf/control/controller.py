@@ -15,6 +15,8 @@ from typing import Any
 
 from pytest_meshperf import transport
 from pytest_meshperf.cluster.model import Cluster
+from pytest_meshperf.control.pool import AgentPool
+from pytest_meshperf.control.resources import raise_open_files_limit
 from pytest_meshperf.errors import AgentError
 from pytest_meshperf.transport.options import SshOptions
 from pytest_meshperf.transport.rpc import AgentClient, clock_offset, tcp_connector
@@ -28,61 +30,6 @@ MAX_PARALLEL_STARTS = 64
 
 def new_secret() -> str:
     return secrets.token_hex(32)
-
-
-class AgentPool:
-    """Agent clients by node name, one connection per thread (connections are not thread-safe)."""
-
-    def __init__(self, endpoints: dict[str, dict], secret: str, failed: dict[str, str] = None):
-        self.endpoints = endpoints
-        self.failed = dict(failed or {})
-        self._secret = secret
-        self._local = threading.local()
-        self._all = []
-        self._lock = threading.Lock()
-
-    def coordinator(self) -> str:
-        """The node whose agent holds the cluster-wide lease (sequential schedule): the first reachable one."""
-        for name in self.endpoints:
-            if name not in self.failed:
-                return name
-        raise AgentError("no agent is reachable")
-
-    def data_address(self, node: str) -> str:
-        """The address other nodes use to reach ``node`` in tests."""
-        return self.endpoints[node]["data_address"]
-
-    def client(self, node: str) -> AgentClient:
-        if node in self.failed:
-            raise AgentError(self.failed[node])
-        clients = getattr(self._local, "clients", None)
-        if clients is None:
-            clients = self._local.clients = {}
-        if node not in clients:
-            endpoint = self.endpoints.get(node)
-            if endpoint is None:
-                raise AgentError(f"{node}: no agent is running for this node")
-            clients[node] = AgentClient(node, tcp_connector(endpoint["host"], endpoint["port"]), self._secret)
-            with self._lock:
-                self._all.append(clients[node])
-        return clients[node]
-
-    def close_thread(self) -> None:
-        """Close this thread's connections (a short-lived thread's, before it ends)."""
-        clients = getattr(self._local, "clients", None) or {}
-        with self._lock:
-            for client in clients.values():
-                client.close()
-                if client in self._all:
-                    self._all.remove(client)
-        self._local.clients = {}
-
-    def close(self) -> None:
-        with self._lock:
-            for client in self._all:
-                client.close()
-            self._all.clear()
-        self._local = threading.local()
 
 
 class Controller:
@@ -118,6 +65,7 @@ class Controller:
             if self.pool is not None:
                 return
             nodes = list(self.cluster.nodes)
+            raise_open_files_limit()  # this process holds every node's SSH link and tunnel
             with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STARTS, len(nodes))) as executor:
                 futures = {node.name: executor.submit(self._start_one, node) for node in nodes}
             for name, future in futures.items():

@@ -18,13 +18,12 @@ group runs it again.
 """
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
 import os
-import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,6 +41,7 @@ from pytest_meshperf.measure.runner import (
     LEASE_MARGIN_S,
     LEASE_WAIT_S,
     SERVER_GRACE_S,
+    NodeFailed,
     Pool,
     client_timeout_s,
     collect_server,
@@ -59,12 +59,14 @@ from pytest_meshperf.plan.schedule import Schedule
 from pytest_meshperf.spec.params import Params
 from pytest_meshperf.spec.thresholds import Threshold
 from pytest_meshperf.tools import get_tool
-from pytest_meshperf.transport.rpc import clock_offset
 
 GROUP_DIR = "groups"
 START_LEAD_S = 0.5          # from the planned start's announcement to the start itself
 ROUND_START_LEAD_S = 0.2    # a round: one flow per source, its start calls arrive within milliseconds
 START_LEAD_PER_FLOW_S = 0.005   # each source's agent gets one call per flow before that moment
+MIN_START_LEAD_S = 0.03
+# pool -> {flows per source: how long the last such group's start calls took}: what the next one's lead is cut to
+_CALLS_S: weakref.WeakKeyDictionary[Any, dict[int, float]] = weakref.WeakKeyDictionary()
 
 
 def flows_per_pair(params: Params) -> int:
@@ -101,20 +103,31 @@ def run_group(pool: Pool, pairs: Sequence[Pair], params: Params, schedule: Sched
             live.append(pair)
         except AgentError as exc:
             fail(pair, reason(exc))
-    # Before the leases: a node whose agent does not answer fails its own pairs, not the whole group.
     offsets = _clock_offsets(pool, live, fail)
     live = [p for p in live if results[p.id].status != STATUS_ERROR]
-    if live:
+    lease = []
+    # A node whose agent does not answer fails its own pairs, not the whole group: the leases are taken again
+    # without it (bounded: each pass drops a node).
+    for _ in range(len(pairs) * 2 + 1):
+        if not live:
+            break
         try:
             lease = take_leases(pool, group_leases(pool, live, schedule), timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S,
                                 holder)
+            break
+        except NodeFailed as exc:
+            for pair in live:
+                if exc.node in (pair.src.name, pair.dst.name):
+                    fail(pair, reason(exc))
+            live = [p for p in live if results[p.id].status != STATUS_ERROR]
         except (MeasurementError, AgentError) as exc:
             for pair in live:
                 fail(pair, reason(exc))
             live = []
     if live:
         try:
-            _run(module, pool, live, params, schedule, timeout_s, results, fail, offsets)
+            _run(module, pool, live, params, schedule, timeout_s, results, fail, offsets,
+                 {"prepare": time.time() - started})
         finally:
             release_leases(pool, lease)
     finished = time.time()
@@ -123,82 +136,100 @@ def run_group(pool: Pool, pairs: Sequence[Pair], params: Params, schedule: Sched
     return results
 
 
+def start_lead_s(pool: Pool, schedule: Schedule, most: int) -> float:
+    """From the start calls' announcement to the planned start: at first a fixed lead per flow, then twice what
+    the last group of that shape took to make its calls (a round's calls take 20-50 ms; its lead is T's overhead).
+    A call that still arrives late starts its flow at once, and the skew shows it."""
+    fixed = (ROUND_START_LEAD_S if schedule.kind == "rounds" else START_LEAD_S) + START_LEAD_PER_FLOW_S * most
+    last = _CALLS_S.get(pool, {}).get(most)
+    return fixed if last is None else min(fixed, max(MIN_START_LEAD_S, 2 * last + 0.02))
+
+
 def _clock_offsets(pool, pairs, fail):
-    """Each node's clock minus ours; a node that does not answer fails the pairs it is in."""
+    """Each node's clock minus ours (measured once per run, in the nodes' lanes); a node that does not answer
+    fails the pairs it is in."""
+    nodes = sorted({p.src.name for p in pairs} | {p.dst.name for p in pairs})
     offsets = {}
-    for name in sorted({p.src.name for p in pairs} | {p.dst.name for p in pairs}):
-        try:
-            offset_s, rtt_s = clock_offset(pool.client(name))
-            # An offset within its own uncertainty (nodes sharing one clock, say) is no offset:
-            # correcting by measurement noise would only add skew.
-            offsets[name] = offset_s if abs(offset_s) > rtt_s / 2 else 0.0
-        except AgentError as exc:
+    for name, answer in pool.on_nodes(lambda node, _: pool.clock_offset(node), dict.fromkeys(nodes)).items():
+        if isinstance(answer, AgentError):
             for pair in pairs:
                 if name in (pair.src.name, pair.dst.name):
-                    fail(pair, reason(exc))
+                    fail(pair, reason(answer))
+        elif isinstance(answer, Exception):
+            raise answer
+        else:
+            offsets[name] = answer
     return offsets
 
 
-def _run(module, pool, pairs, params, schedule, timeout_s, results, fail, offsets):
+def _run(module, pool, pairs, params, schedule, timeout_s, results, fail, offsets, phases):
     per_pair = flows_per_pair(params)
     servers = {}   # pair id -> [server process]
     clients = {}   # pair id -> [client process]
     done = {}      # pair id -> [client result], every client of the pair ended
+    collected = {}  # pair id -> [server result]
     try:
         def start_servers(destination, group):
-            try:
-                for pair in group:
-                    try:
-                        for _ in range(per_pair):
-                            servers.setdefault(pair.id, []).append(start_server(
-                                pool.client(destination), pair, params, pool.data_address(destination),
-                                timeout_s + SERVER_GRACE_S))
-                    except (MeasurementError, AgentError) as exc:
-                        fail(pair, reason(exc))
-            finally:
-                pool.close_thread()
+            for pair in group:
+                try:
+                    for _ in range(per_pair):
+                        servers.setdefault(pair.id, []).append(start_server(
+                            pool.client(destination), pair, params, pool.data_address(destination),
+                            timeout_s + SERVER_GRACE_S))
+                except (MeasurementError, AgentError) as exc:
+                    fail(pair, reason(exc))
 
-        # One thread per destination: each server start waits until it listens, and a round has one per node.
-        _each_in_a_thread(start_servers, _by_node(pairs, "dst"))
+        # In every destination's lane at once: each server start waits until it listens.
+        servers_from = time.time()
+        _raise_surprises(pool.on_nodes(start_servers, _by_node(pairs, "dst")))
+        phases["servers"] = time.time() - servers_from
         ready = [p for p in pairs if results[p.id].status != STATUS_ERROR]
         by_source = _by_node(ready, "src")
         most = max((len(group) for group in by_source.values()), default=0) * per_pair
-        lead_s = ROUND_START_LEAD_S if schedule.kind == "rounds" else START_LEAD_S
-        start_at = time.time() + lead_s + START_LEAD_PER_FLOW_S * most
+        phases["lead"] = lead_s = start_lead_s(pool, schedule, most)
+        calls_from = time.time()
+        start_at = calls_from + lead_s
 
         def start_from(source, group):
-            try:
-                for pair in group:
-                    try:
-                        for server in servers[pair.id]:
-                            clients.setdefault(pair.id, []).append(start_client(
-                                pool.client(source), pair, params, pool.data_address(pair.dst.name),
-                                server["port"], pool.data_address(source), timeout_s,
-                                start_at=start_at + offsets[source]))
-                    except (MeasurementError, AgentError) as exc:
-                        fail(pair, reason(exc))
-            finally:
-                pool.close_thread()
+            for pair in group:
+                try:
+                    for server in servers[pair.id]:
+                        clients.setdefault(pair.id, []).append(start_client(
+                            pool.client(source), pair, params, pool.data_address(pair.dst.name),
+                            server["port"], pool.data_address(source), timeout_s,
+                            start_at=start_at + offsets[source]))
+                except (MeasurementError, AgentError) as exc:
+                    fail(pair, reason(exc))
 
-        # One thread per source, so a large group's calls all arrive before the planned start.
-        _each_in_a_thread(start_from, by_source)
-        for pair in ready:
-            src = pool.client(pair.src.name)
-            try:
-                finished = [wait_client(src, pair, params, c["id"], timeout_s + start_at - time.time())
-                            for c in clients.get(pair.id, [])]
-            except MeasurementError as exc:
-                fail(pair, str(exc))
-                continue
-            done[pair.id] = finished
+        # In every source's lane, so a large group's calls all arrive before the planned start.
+        _raise_surprises(pool.on_nodes(start_from, by_source))
+        phases["calls"] = time.time() - calls_from
+        _CALLS_S.setdefault(pool, {})[most] = phases["calls"]
+        def wait_from(source, group):
+            for pair in group:
+                try:
+                    done[pair.id] = [wait_client(pool.client(source), pair, params, c["id"],
+                                                 timeout_s + start_at - time.time())
+                                     for c in clients.get(pair.id, [])]
+                except MeasurementError as exc:
+                    fail(pair, str(exc))
+
+        # The clients' ends, every source's in its lane (one call each, not one after another from here).
+        _raise_surprises(pool.on_nodes(wait_from, by_source))
     finally:
+        # Stray clients (Ctrl-C, a failed wait) stopped from this thread, at once: the lanes may still be
+        # waiting for them, and are freed as they end.
         for pair in pairs:
-            src_done = len(done.get(pair.id, []))
-            for client in clients.get(pair.id, [])[src_done:]:
+            for client in clients.get(pair.id, [])[len(done.get(pair.id, [])):]:
                 stop_process(pool.client(pair.src.name), client["id"])
-        by_id = {pair.id: pair for pair in pairs}
-        collected = {pair_id: [collect_server(pool.client(by_id[pair_id].dst.name), s) for s in procs]
-                     for pair_id, procs in servers.items()}
+
+        def collect(node, group):
+            for pair in group:
+                if pair.id in servers:
+                    collected[pair.id] = [collect_server(pool.client(node), s) for s in servers[pair.id]]
+
+        # Every destination's servers collected at once, in its lane.
+        _raise_surprises(pool.on_nodes(collect, _by_node(pairs, "dst")))
     starts = {pair_id: [c["started"] - offsets[results[pair_id].src] for c in finished if c.get("started")]
               for pair_id, finished in done.items()}
     first = min((s for values in starts.values() for s in values), default=None)
@@ -221,7 +252,8 @@ def _run(module, pool, pairs, params, schedule, timeout_s, results, fail, offset
         result.warnings = cpu_bound_warnings(result)
         result.group = {"schedule": schedule.kind, "target": schedule.target, "flows": flows, "start_at": start_at,
                         "skew_s": None if first is None else round(last - first, 6),
-                        "start_offset_s": round(min(starts[pair.id]) - first, 6) if starts[pair.id] else None}
+                        "start_offset_s": round(min(starts[pair.id]) - first, 6) if starts[pair.id] else None,
+                        "phases_s": {name: round(value, 4) for name, value in phases.items()}}
 
 
 def _by_node(pairs, side):
@@ -232,13 +264,11 @@ def _by_node(pairs, side):
     return grouped
 
 
-def _each_in_a_thread(work, groups):
-    """``work(node, pairs)`` for every node's pairs at once, one thread each; returns when all are done."""
-    threads = [threading.Thread(target=work, args=item, daemon=True) for item in groups.items()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+def _raise_surprises(answers):
+    """The lanes' work catches every error it expects and fails that pair; anything else is a bug: raised."""
+    for answer in answers.values():
+        if isinstance(answer, Exception):
+            raise answer
 
 
 # -- one group out of many pair tests -----------------------------------------------------------------
@@ -294,7 +324,7 @@ class GroupRunner:
                 judge(result, thresholds, self.baseline)
                 record(record_of(result, name))   # every pair on disk at once, before any pair test reports
             return {"test": test, "asked": wanted, "writer": self.writer,
-                    "measurements": {pid: dataclasses.asdict(m) for pid, m in measured.items()}}
+                    "measurements": {pid: m.as_dict() for pid, m in measured.items()}}
         return group_file(self.dir, digest, test, run)
 
 
@@ -311,7 +341,7 @@ def group_file(folder: str, digest: str, label: str, run: Callable[[], dict[str,
         group = run()
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(group, handle)
+            handle.write(json.dumps(group))  # json.dump encodes in Python, json.dumps in C: 5x faster here
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -67,7 +67,7 @@ class RoundRunner:
                 measured = run_group(self.get_pool(), members, params, self.schedule, test, nodeids, holder)
                 self._ran[digest] = _RanRound(name, thresholds, measured, set())
                 return {"test": test, "round": pair.round, "params": params.to_dict(),
-                        "measurements": {pid: dataclasses.asdict(m) for pid, m in measured.items()}}
+                        "measurements": {pid: m.as_dict() for pid, m in measured.items()}}
             group = self._groups[digest] = group_file(self.dir, digest, f"round {pair.round} of {test}", run)
         data = group["measurements"].get(pair.id)
         if group["params"] != params.to_dict() or data is None:

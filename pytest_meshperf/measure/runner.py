@@ -113,28 +113,53 @@ def pair_leases(pool: Pool, pair: Pair, schedule: str) -> list[tuple[str, str]]:
     return wanted
 
 
+class NodeFailed(MeasurementError):
+    """A node's agent failed while the leases were taken (``node``): a group fails only that node's pairs."""
+
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
 def take_leases(pool: Pool, wanted: Sequence[tuple[str, str]], ttl_s: float, holder: str, wait_s: float | None = None,
                 cores: int = 0) -> list[HeldLease]:
     """Hold-none-while-waiting: take every (node, role) lease of ``wanted`` or none, back off, retry;
-    bounded by ``wait_s``.  Send and receive leases also reserve up to ``cores`` cores each."""
+    bounded by ``wait_s``.  Send and receive leases also reserve up to ``cores`` cores each.  Every node is
+    asked at once, in its lane: a lease belongs to the connection that took it, and that lane releases it."""
     wait_s = LEASE_WAIT_S if wait_s is None else wait_s
-    deadline, delay, busy = time.monotonic() + wait_s, 0.01, None
-    while True:
+    by_node: dict[str, list[str]] = {}
+    for node, role in wanted:
+        by_node.setdefault(node, []).append(role)
+
+    def acquire(node, roles):
+        """(the leases taken, (node, role, holders) if one was busy, the AgentError if the agent failed)"""
         held = []
         try:
-            for node, role in wanted:
+            for role in roles:
                 answer = pool.client(node).call("lease.acquire", {
                     "role": role, "holder": holder, "ttl_s": ttl_s, "cores": 0 if role == "cluster" else cores})
                 if not answer["granted"]:
-                    busy = (node, role, ", ".join(h["holder"] for h in answer["holders"]) or "?")
-                    break
+                    return held, (node, role, ", ".join(h["holder"] for h in answer["holders"]) or "?"), None
                 held.append(HeldLease(node, role, answer["id"], answer.get("cores") or []))
-            else:
-                return held
         except AgentError as exc:
-            release_leases(pool, held)
-            raise MeasurementError(reason(exc))
+            return held, None, exc
+        return held, None, None
+
+    deadline, delay = time.monotonic() + wait_s, 0.01
+    while True:
+        answers = pool.on_nodes(acquire, by_node)
+        for answer in answers.values():
+            if isinstance(answer, Exception):  # not the agent's: a bug, raised as itself
+                raise answer
+        held = [lease for taken, _, _ in answers.values() for lease in taken]
+        failed = [(node, error) for node, (_, _, error) in answers.items() if error is not None]
+        busy = next((busy for _, busy, _ in answers.values() if busy is not None), None)
+        if not failed and busy is None:
+            order = {lease: index for index, lease in enumerate(wanted)}
+            return sorted(held, key=lambda lease: order[(lease.node, lease.role)])
         release_leases(pool, held)
+        if failed:
+            raise NodeFailed(failed[0][0], reason(failed[0][1]))
         if time.monotonic() > deadline:
             doing = {"send": "send", "recv": "receive", "cluster": "run alone"}[busy[1]]
             raise MeasurementError(f"{busy[0]} could not {doing} for {wait_s:.0f} s: busy with {busy[2]}")
@@ -143,11 +168,18 @@ def take_leases(pool: Pool, wanted: Sequence[tuple[str, str]], ttl_s: float, hol
 
 
 def release_leases(pool: Pool, held: Iterable[HeldLease]) -> None:
+    """Release ``held``, each node's in its lane (the connection that took them)."""
+    by_node: dict[str, list[HeldLease]] = {}
     for lease in held:
-        try:
-            pool.client(lease.node).call("lease.release", {"id": lease.id})
-        except AgentError:
-            pass  # the lease ends with the connection or its TTL anyway
+        by_node.setdefault(lease.node, []).append(lease)
+
+    def release(node, leases):
+        for lease in leases:
+            try:
+                pool.client(node).call("lease.release", {"id": lease.id})
+            except AgentError:
+                pass  # the lease ends with the connection or its TTL anyway
+    pool.on_nodes(release, by_node)
 
 
 def _measure(module, src, dst, pool, pair, params, timeout_s, pins):

@@ -6,7 +6,9 @@ order comes from the schedule, and every pytest-xdist worker reproduces it:
 
 - ``rounds`` (default): rounds of disjoint pairs, in which every node sends at
   most once and receives at most once: round k is the cyclic shift i -> i+k, so
-  a full mesh of N nodes takes N-1 rounds.  Workers that take tests in this
+  a full mesh of N nodes takes N-1 rounds; nodes whose inventory allows more
+  (``max_send``, ``max_recv``) get consecutive rounds packed into one (a
+  node at 2 and 2 sends and receives twice per round).  Workers that take tests in this
   order run whole rounds side by side; the agents' send/receive leases keep
   measurements apart even when xdist hands tests out in another order.
 - ``sequential``: the same order, one measurement at a time in the whole cluster.
@@ -16,7 +18,8 @@ order comes from the schedule, and every pytest-xdist worker reproduces it:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 
 from pytest_meshperf.cluster.model import Cluster
 from pytest_meshperf.errors import UsageError
@@ -77,7 +80,33 @@ def plan_pairs(cluster: Cluster, schedule: Schedule, plan: Plan | None = None) -
     pairs = mesh_pairs(cluster, plan)
     if schedule.kind == "incast":
         pairs = [pair for pair in pairs if pair.dst.name == schedule.target]
+    if schedule.kind == "rounds":
+        pairs = pack_rounds(pairs)
     return pairs
+
+
+def pack_rounds(pairs: list[Pair]) -> list[Pair]:
+    """Whole rounds packed together (first fit, in order) while every node of a packed round sends at most its
+    ``max_send`` times and receives at most its ``max_recv`` times (unset: once, as its agent's leases allow);
+    renumbered from 1.  Rounds on disjoint nodes (a plan's groups, clients and servers apart) share one; with
+    every node at ``max_send: 2, max_recv: 2`` a full mesh of N nodes takes ceil((N-1)/2) rounds."""
+    packed: list[tuple[list[Pair], Counter[str], Counter[str]]] = []
+    for group in rounds(pairs):
+        more_sends = Counter(pair.src.name for pair in group)
+        more_recvs = Counter(pair.dst.name for pair in group)
+        limits = {pair.src.name: pair.src for pair in group} | {pair.dst.name: pair.dst for pair in group}
+        for members, sends, recvs in packed:
+            if all(sends[n] + c <= (limits[n].max_send or 1) for n, c in more_sends.items()) and all(
+                    recvs[n] + c <= (limits[n].max_recv or 1) for n, c in more_recvs.items()):
+                break
+        else:
+            members, sends, recvs = [], Counter(), Counter()
+            packed.append((members, sends, recvs))
+        members.extend(group)
+        sends.update(more_sends)
+        recvs.update(more_recvs)
+    return [replace(pair, round=number) for number, (members, _, _) in enumerate(packed, start=1)
+            for pair in members]
 
 
 def rounds(pairs: list[Pair]) -> list[list[Pair]]:

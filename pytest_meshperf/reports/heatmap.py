@@ -22,8 +22,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 STATE_FAILED, STATE_ERROR = "failed", "error"
 
 # How a state looks (report.css): "failed" outlined with "!", "error" hatched and never a value, "missing"
-# dashed and never a value, "none" blank; a state not listed in a heatmap's ``states`` is drawn by its colour.
-LOOKS = ("failed", "error", "missing", "none")
+# dashed and never a value, "none" white and framed, "blank" grey and unframed (a pair the plan leaves out);
+# a state not listed in a heatmap's ``states`` is drawn by its colour.
+LOOKS = ("failed", "error", "missing", "none", "blank")
 
 DetailRow = tuple[str, str, str]       # (name, value, style: "" | "ok" | "bad" | "warn" | "na" | "mono")
 Section = tuple[str, Sequence[DetailRow]]  # (title, rows)
@@ -51,6 +52,8 @@ MESH_STATES = (State(STATE_FAILED, "failed", "threshold failed"),
                State(STATE_ERROR, "error", "error, no measurement", "error"),
                State("none", "none", "not measured", "This pair has no measurement in this run (deselected, "
                                                      "skipped, or not reached before the run ended)."))
+#: A pair the run's plan (``--mesh-plan``) leaves out: blank, not missing.
+UNPLANNED = State("unplanned", "blank", "not in the plan", "The run's plan (--mesh-plan) does not measure this pair.")
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Heatmap:
     cells: list[Cell]
     views: tuple[str, ...] = ("value", "median", "asymmetry")   # the JS views offered, the first shown (report.js)
     states: tuple[State, ...] = MESH_STATES                      # in legend order
+    absent: str = "none"         # the state of a pair without a cell ("unplanned" when a plan leaves pairs out)
 
 
 Block = Union[str, Heatmap]      # a page is trusted HTML (already escaped) and heatmaps, in order
@@ -129,7 +133,7 @@ def _payload(heatmap: Heatmap, strings: _Strings) -> dict:
         ])
     return {"key": heatmap.key, "title": heatmap.title, "rows": heatmap.sources, "cols": heatmap.destinations,
             "scales": [{"key": s.key, "label": s.label, "hib": s.higher_is_better} for s in heatmap.scales],
-            "views": list(heatmap.views), "cells": cells,
+            "views": list(heatmap.views), "cells": cells, "absent": heatmap.absent,
             "states": [{"name": s.name, "look": s.look, "legend": s.legend, "text": s.text} for s in heatmap.states]}
 
 

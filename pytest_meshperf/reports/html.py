@@ -25,7 +25,7 @@ from pytest_meshperf.reports.cells import (
     params_text,
     seconds_between,
 )
-from pytest_meshperf.reports.heatmap import Heatmap, Scale, esc, render_page
+from pytest_meshperf.reports.heatmap import MESH_STATES, UNPLANNED, Cell, Heatmap, Scale, esc, render_page
 from pytest_meshperf.results.assemble import Assembled
 from pytest_meshperf.results.read import entry_messages, iter_entries
 from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS
@@ -82,8 +82,14 @@ def main_metric(entries: TestEntries) -> str | None:
     return ordered[0] if ordered else None
 
 
-def heatmap_of_test(index: int, key: str, entries: TestEntries, sources: list[str], destinations: list[str]) -> Heatmap:
+def heatmap_of_test(index: int, key: str, entries: TestEntries, sources: list[str], destinations: list[str],
+                    planned: set[tuple[str, str]] | None = None) -> Heatmap:
+    """The test's matrix; with ``planned`` (a plan that leaves pairs out), a pair outside it is blank and a
+    planned pair without a measurement is drawn as not measured."""
     cells = [mesh_cell(src, dst, key, entry) for src, dst, entry in entries]
+    if planned is not None:
+        measured = {(cell.src, cell.dst) for cell in cells}
+        cells += [Cell(src, dst, "none") for src, dst in sorted(planned - measured)]
     rows = sources + [n for n in OrderedDict.fromkeys(c.src for c in cells) if n not in sources]
     cols = destinations + [n for n in OrderedDict.fromkeys(c.dst for c in cells) if n not in destinations]
     present = set()
@@ -95,7 +101,9 @@ def heatmap_of_test(index: int, key: str, entries: TestEntries, sources: list[st
         order.remove(first)
         order.insert(0, first)
     scales = [Scale(m, metric_label(m), METRICS[m].higher_is_better if m in METRICS else True) for m in order]
-    return Heatmap(f"t{index}", key, rows, cols, scales, cells)
+    if planned is None:
+        return Heatmap(f"t{index}", key, rows, cols, scales, cells)
+    return Heatmap(f"t{index}", key, rows, cols, scales, cells, states=MESH_STATES + (UNPLANNED,), absent="unplanned")
 
 
 # -- page blocks (trusted HTML: every value passes through esc) ------------------------------------------
@@ -126,6 +134,16 @@ def cluster_html(mesh: dict) -> str:
     spec = cluster.get("spec", (run.get("parameters") or {}).get("cluster", ""))
     source = f" from <code>{esc(cluster['source'])}</code>" if cluster.get("source") else ""
     return f"{esc(cluster.get('kind', '?'))} <code>{esc(spec)}</code>, {len(cluster.get('nodes') or {})} nodes{source}"
+
+
+def planned_pairs(mesh: dict) -> set[tuple[str, str]] | None:
+    """The (source, destination) pairs of the run's plan, or None for the full mesh (nothing left out)."""
+    plan = recorded_plan(((mesh.get("run") or {}).get("parameters") or {}).get("plan"))
+    if plan.kind == "full":
+        return None
+    nodes = (mesh.get("cluster") or {}).get("nodes") or {}
+    return set(planned_links([(name, (node or {}).get("role", "both"), (node or {}).get("labels") or {})
+                              for name, node in nodes.items()], plan))
 
 
 def summary_block(mesh: dict, tests: dict[str, TestEntries], source_name: str) -> str:
@@ -287,8 +305,9 @@ def build_report(mesh: dict, source_name: str = "") -> str:
     tests = _tests(mesh)
     sources, destinations = cluster_nodes(mesh, ("client", "both")), cluster_nodes(mesh, ("server", "both"))
     blocks = [summary_block(mesh, tests, source_name)]
+    planned = planned_pairs(mesh)
     for index, (key, entries) in enumerate(tests.items()):
-        heatmap = heatmap_of_test(index, key, entries, sources, destinations)
+        heatmap = heatmap_of_test(index, key, entries, sources, destinations, planned)
         blocks += [section_head(index, key, entries), heatmap,
                    nodes_block(entries, main_metric(entries), list(OrderedDict.fromkeys(heatmap.sources
                                                                                         + heatmap.destinations))),

@@ -111,7 +111,7 @@
           var cell = self.byPos[r * self.ncols + c];
           td.dataset.src = src;
           td.dataset.dst = dst;
-          td.dataset.state = cell ? S[cell[2]] : "none";
+          td.dataset.state = cell ? S[cell[2]] : hm.absent || "none";
           td.dataset.r = r;
           td.dataset.c = c;
           self.tds.push(td);
@@ -189,7 +189,7 @@
       td.style.color = "";
       var v = cell && scale ? cell[3][scale.index] : null;
       var label = cell && scale && cell[4][scale.index] >= 0 ? S[cell[4][scale.index]] : null;
-      if (look === "error" || look === "none" || !cell) {
+      if (look === "error" || look === "none" || look === "blank" || !cell) {
         text = look === "error" ? (self.size === "large" ? info.text || "error" : "\u00d7") : "";
         tip = info.legend || "not measured";
       } else if (v === null) {
@@ -288,8 +288,9 @@
     var title = el("h3", null, td.dataset.src + " \u2192 " + td.dataset.dst);
     panel.appendChild(title);
     var state = td.dataset.state, info = this.states[state] || {};
-    panel.appendChild(el("div", "badge st-" + this.look(state), state === "none" ? info.legend || "not measured"
-                                                                                 : state.replace(/_/g, " ")));
+    panel.appendChild(el("div", "badge st-" + this.look(state), state === "none" || state === "unplanned"
+                                                                 ? info.legend || "not measured"
+                                                                 : state.replace(/_/g, " ")));
     if (this.pinned === td) panel.appendChild(el("span", "pin-note", " pinned (click again to release)"));
     if (!cell) {
       panel.appendChild(el("p", "hint", info.text || "This pair has no measurement."));

@@ -13,7 +13,8 @@ import os
 import time
 from typing import Any
 
-from pytest_meshperf.control.controller import AgentPool, Controller
+from pytest_meshperf.control.controller import Controller
+from pytest_meshperf.control.pool import AgentPool
 from pytest_meshperf.errors import AgentError
 from pytest_meshperf.session.run_cluster import TestbedPaths
 

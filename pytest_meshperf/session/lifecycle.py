@@ -108,7 +108,7 @@ class MeshState:
         path = self._collected_path(self.config.workerinput.get("workerid", "worker"))
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(items.to_json(), handle)
+            handle.write(json.dumps(items.to_json()))  # json.dumps encodes in C, json.dump in Python
         os.replace(tmp, path)
 
     def all_workers_collected(self) -> bool:

@@ -5,7 +5,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from pytest_meshperf.control.controller import AgentPool
+from pytest_meshperf.control.pool import AgentPool
 from pytest_meshperf.errors import MeasurementError
 from pytest_meshperf.measure.burst import GroupRunner
 from pytest_meshperf.measure.measurement import STATUS_ERROR, Measurement, judge, record_of

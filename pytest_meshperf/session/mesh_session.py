@@ -21,7 +21,7 @@ import pytest
 
 from pytest_meshperf import __version__
 from pytest_meshperf.cluster.model import Cluster
-from pytest_meshperf.control.controller import AgentPool
+from pytest_meshperf.control.pool import AgentPool
 from pytest_meshperf.errors import AgentError, UsageError
 from pytest_meshperf.measure.burst import GroupRunner
 from pytest_meshperf.measure.rounds import RoundRunner

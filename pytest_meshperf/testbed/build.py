@@ -24,6 +24,13 @@ from pytest_meshperf.testbed.stale import owner_alias
 log = logging.getLogger("meshperf.testbed")
 
 HOST_OCTET = 254  # the root namespace's address in the testbed /24
+
+
+def node_mac(address: str) -> str:
+    """A node's eth0 MAC address: locally administered, the address's last three octets (unique in the /24;
+    testbeds do not share a bridge)."""
+    octets = ipaddress.IPv4Address(address).packed[1:]
+    return "02:6d:70:" + ":".join(f"{octet:02x}" for octet in octets)
 SUBNET_ATTEMPTS = 10
 TAG_ATTEMPTS = 20
 _UNSAFE_PATH_CHARS = re.compile(r"[\s\"'#%\\]")
@@ -119,7 +126,8 @@ class Build:
                         line + "\n"
                         for line in (
                             "link set lo up",
-                            f"link add eth0 type veth peer name {self._port_name(i)} netns {self.switch_netns}",
+                            f"link add eth0 address {node_mac(node.address)} type veth peer name "
+                            f"{self._port_name(i)} netns {self.switch_netns}",
                             f"addr add {node.address}/{prefix} dev eth0",
                             "link set eth0 up",
                         )
@@ -137,6 +145,8 @@ class Build:
             "building the switch",
         )
         t = self._step("switch", t)
+        self._static_neighbours()
+        t = self._step("neighbours", t)
         for name, rate in self.spec.rates.items():
             self._rates[name] = rate
         for link, rate in self.spec.link_rates.items():
@@ -149,6 +159,25 @@ class Build:
         self._start_sshds([n.name for n in self.nodes])
         t = self._step("sshd", t)
         self._write_inventory()
+
+    def _static_neighbours(self) -> None:
+        """Every node, and this machine, knows every other's MAC address for good: no ARP at all.  Pairs of a
+        mesh talk once each, minutes apart, so their entries expire between; at 64 nodes every round then
+        began with 64 ARP broadcasts, each copied to 64 ports by the software bridge, and some requests or
+        replies were dropped on the way (the kernel's backlog on 2 CPUs): "No route to host", 1 s retries."""
+        with open(f"/sys/class/net/{self.host_veth}/address", encoding="ascii") as handle:
+            host_mac = handle.read().strip()
+        everyone = [(node.address, node_mac(node.address)) for node in self.nodes]
+        everyone.append((self.host_address, host_mac))
+
+        def lines(me: str | None, dev: str) -> str:
+            return "".join(f"neigh replace {address} lladdr {mac} nud permanent dev {dev}\n"
+                           for address, mac in everyone if address != me)
+        self._run_parallel(
+            [(f"neighbours of {node.name}", [self._tools["ip"], "-n", node.netns, "-batch", "-"],
+              lines(node.address, "eth0")) for node in self.nodes]
+            + [("neighbours of this machine", [self._tools["ip"], "-batch", "-"], lines(self.host_address, self.host_veth))]
+        )  # fmt: skip
 
     def _new_tag(self) -> str:
         for _ in range(TAG_ATTEMPTS):

@@ -2,14 +2,15 @@
 
 One ``htb`` tree, since this kernel has neither netem nor a fair-queueing
 qdisc (fq, fq_codel, sfq): below a parent class at the node rate, a default
-class for data and a class for pure TCP ACKs (a u32 match: 20-byte IP header,
-under 128 bytes, TCP flags exactly ACK) that is served first.  Without it a
+class for data and a control class that is served first: TCP segments without
+data (ACKs, SYN, FIN: u32 matches a 20-byte IP header and under 128 bytes),
+ICMP, ARP, and SSH (the testbed's own sessions and agent calls).  Without it a
 node that sends one flow and receives another (every node, in a round) queues
 the ACKs of the flow it receives behind its own data in one FIFO, and the flow
 it receives loses up to a quarter of its rate (6 nodes, 50 Mbit/s, 2 s: min
 0.72 of the same link alone with tbf; 0.985 with ACKs first and this queue).  Real hosts keep ACKs apart too:
-fq_codel serves sparse flows first.  Each data class's queue is a ``bfifo``
-of 20 ms at its rate, as tbf's ``latency`` was, so that a queue's depth does
+fq_codel serves sparse flows (ACKs, ARP, handshakes, SSH) first.  Each data class's queue is a ``bfifo``
+of 20 ms at its rate (at least 64 KB; GSO batches of 16 KB, see SHAPED_GSO_BYTES), as tbf's ``latency`` was, so that a queue's depth does
 not count in a short measurement (a 1000-packet FIFO holds 240 ms at 50 Mbit/s,
 which the receiver of a 2 s test waits out).
 
@@ -29,14 +30,29 @@ from pytest_meshperf.testbed.processes import first_line
 from pytest_meshperf.testbed.spec import NodeRef, TestbedError, TestbedNode, check_rate
 
 HTB_BURST = "256kb"  # at least 64 KB, or rates come out uneven
+# A shaped eth0 hands the qdisc GSO batches of at most 16 KB, not 64 KB: a 20 ms byte queue at 20 Mbit/s is
+# 50 KB and dropped every 64 KB batch (iperf3: 1.1 Mbit/s through a 20mbit class).  Single segments (GSO off)
+# cost so much CPU that 32 nodes at 20 Mbit/s saturated both cores; 16 KB batches cost a quarter of 64 KB ones'
+# queue.  Unshaped, the kernel's default.
+SHAPED_GSO_BYTES = 16384
+UNSHAPED_GSO_BYTES = 65536
 QUEUE_S = 0.020  # a data class's queue, in seconds at its rate
-MIN_QUEUE_BYTES = 16 * 1514  # a few full packets, whatever the rate
+MIN_QUEUE_BYTES = 4 * 16384  # four GSO batches (SHAPED_GSO_BYTES), whatever the rate
 _UNLIMITED = "100gbit"  # the parent class of a node with link rates only: no cap of its own
-_ACK_CLASS = "1:2"
+_CONTROL_CLASS = "1:2"
 _DATA_CLASS = "1:10"
-# u32 on a pure ACK: IP header length 5 words, total length < 128, TCP (6), flags byte (IP 20 + TCP 13) == ACK
-_PURE_ACK = ["match", "u8", "0x05", "0x0f", "at", "0", "match", "u16", "0x0000", "0xff80", "at", "2",
-             "match", "ip", "protocol", "6", "0xff", "match", "u8", "0x10", "0xff", "at", "33"]  # fmt: skip
+# What the control class carries, as (protocol, u32 matches): TCP segments without data (IP header of 5 words,
+# total length < 128: ACKs, SYN, SYN-ACK, FIN, RST), ICMP, SSH both ways (this testbed's own control plane:
+# sessions and agent calls), and ARP.  At 64 nodes a round's SYN-ACKs and ARP replies otherwise wait behind the
+# destination's own flow, and some are dropped: 1 s retries, a client past its limit, "No route to host".
+_CONTROL = [
+    ("ip", ["match", "u8", "0x05", "0x0f", "at", "0", "match", "u16", "0x0000", "0xff80", "at", "2",
+            "match", "ip", "protocol", "6", "0xff"]),
+    ("ip", ["match", "ip", "protocol", "1", "0xff"]),
+    ("ip", ["match", "ip", "protocol", "6", "0xff", "match", "ip", "sport", "22", "0xffff"]),
+    ("ip", ["match", "ip", "protocol", "6", "0xff", "match", "ip", "dport", "22", "0xffff"]),
+    ("arp", ["match", "u32", "0", "0", "at", "0"]),
+]  # fmt: skip
 _UNIT_BITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "tbit": 1e12,
               "bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9, "tbps": 8e12}  # fmt: skip
 
@@ -64,14 +80,16 @@ def shaping_commands(
         base + ["qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb",
                 "default", _DATA_CLASS.split(":")[1] if node_rate else "0"],
         _htb_class(base, "1:", "1:1", parent_rate),
-        _htb_class(base, "1:1", _ACK_CLASS, parent_rate, prio=0),
-        _filter(base, 1, _PURE_ACK, _ACK_CLASS),
+        _htb_class(base, "1:1", _CONTROL_CLASS, parent_rate, prio=0),
     ]  # fmt: skip
+    # a filter priority holds one protocol: ip's filters at 1, arp's at 2, the links' (ip, after those) at 3
+    commands += [_filter(base, 1 if protocol == "ip" else 2, matches, _CONTROL_CLASS, protocol)
+                 for protocol, matches in _CONTROL]
     leaves = {_DATA_CLASS: node_rate} if node_rate else {}
     for index, (address, rate) in enumerate(sorted(link_rates.items()), start=11):
         classid = f"1:{index}"
         leaves[classid] = rate
-        commands.append(_filter(base, 2, ["match", "ip", "dst", address + "/32"], classid))
+        commands.append(_filter(base, 3, ["match", "ip", "dst", address + "/32"], classid))
     for classid, rate in leaves.items():
         commands.append(_htb_class(base, "1:1", classid, rate, prio=1))
         limit = max(MIN_QUEUE_BYTES, int(rate_bits_per_s(rate) / 8 * QUEUE_S))
@@ -87,8 +105,8 @@ def _htb_class(base: Sequence[str], parent: str, classid: str, rate: str, prio: 
     return argv + (["prio", str(prio)] if prio is not None else [])
 
 
-def _filter(base: Sequence[str], prio: int, matches: Sequence[str], classid: str) -> list[str]:
-    return list(base) + ["filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "prio", str(prio),
+def _filter(base: Sequence[str], prio: int, matches: Sequence[str], classid: str, protocol: str = "ip") -> list[str]:
+    return list(base) + ["filter", "add", "dev", "eth0", "parent", "1:", "protocol", protocol, "prio", str(prio),
                          "u32", *matches, "flowid", classid]  # fmt: skip
 
 
@@ -98,7 +116,7 @@ class Shaping:
     # -- shaping ------------------------------------------------------------------
 
     def shape(self, node: NodeRef, rate: str) -> None:
-        """Limit the node's egress (eth0) to ``rate`` (htb: pure ACKs first, data in a 20 ms queue)."""
+        """Limit the node's egress (eth0) to ``rate`` (htb: control packets first, data in a 20 ms queue)."""
         n = self.node(node)
         problem = check_rate(rate)
         if problem:
@@ -120,13 +138,20 @@ class Shaping:
         links = {self.node(d).address: r for (s, d), r in self._link_rates.items() if s == n.name}
         commands = shaping_commands(self._tools["tc"], n.netns, self._rates.get(n.name), links)
         self._delete_root_qdisc(n)  # classes, filters and leaves are added, not replaced: start from an empty root
+        if commands:
+            self._gso_bytes(n, SHAPED_GSO_BYTES)
         for argv in commands:
             self._run(argv, f"shaping {n.name} ({' '.join(argv[3:])})")
+
+    def _gso_bytes(self, n: TestbedNode, size: int) -> None:
+        self._run([self._tools["ip"], "-n", n.netns, "link", "set", "eth0", "gso_max_size", str(size)],
+                  f"setting {n.name}'s eth0 gso_max_size to {size}")
 
     def unshape(self, node: NodeRef) -> None:
         """Remove the node's egress shaping, its links' too (no-op when unshaped)."""
         n = self.node(node)
         self._delete_root_qdisc(n)
+        self._gso_bytes(n, UNSHAPED_GSO_BYTES)
         self._rates.pop(n.name, None)
         for link in [link for link in self._link_rates if link[0] == n.name]:
             del self._link_rates[link]

@@ -11,7 +11,9 @@ the remote side cannot be reached.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -21,6 +23,9 @@ log = logging.getLogger("meshperf.ssh")
 
 CHUNK_BYTES = 64 * 1024
 ACCEPT_POLL_S = 0.5
+ACCEPT_RETRY_S = 0.1
+# accept() failures that pass: out of descriptors (EMFILE, ENFILE), buffers, memory; a peer that gave up first
+TRANSIENT_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED}
 
 
 class Tunnel:
@@ -41,13 +46,23 @@ class Tunnel:
         self._thread.start()
 
     def _accept_loop(self):
+        warned = False
         while not self._closing.is_set():
             try:
                 conn, origin = self._listener.accept()
             except socket.timeout:
                 continue
-            except OSError:
-                break
+            except OSError as exc:
+                if self._closing.is_set() or exc.errno not in TRANSIENT_ERRNOS:
+                    break
+                # Out of descriptors or memory for a moment: the caller waits in the backlog, the tunnel lives.
+                if not warned:
+                    log.warning("%s: cannot accept a connection now (%s); retrying every %.1f s",
+                                self._name, os.strerror(exc.errno), ACCEPT_RETRY_S)
+                warned = True
+                self._closing.wait(ACCEPT_RETRY_S)
+                continue
+            warned = False
             threading.Thread(target=self._serve, args=(conn, origin), name=f"{self._name}-conn",
                              daemon=True).start()
 
@@ -73,9 +88,19 @@ class Tunnel:
                     pass
 
     def _pump(self, conn, channel):
-        with selectors.DefaultSelector() as selector:
-            selector.register(conn, selectors.EVENT_READ, channel)
-            selector.register(channel, selectors.EVENT_READ, conn)
+        # The selector, and a channel's fileno() (a pipe), can meet EMFILE too: then only this connection ends.
+        try:
+            selector = selectors.DefaultSelector()
+        except OSError as exc:
+            log.warning("%s: cannot serve a connection: %s", self._name, exc)
+            return
+        with selector:
+            try:
+                selector.register(conn, selectors.EVENT_READ, channel)
+                selector.register(channel, selectors.EVENT_READ, conn)
+            except OSError as exc:
+                log.warning("%s: cannot serve a connection: %s", self._name, exc)
+                return
             while not self._closing.is_set():
                 try:
                     for key, _ in selector.select(timeout=ACCEPT_POLL_S):

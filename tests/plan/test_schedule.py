@@ -2,6 +2,7 @@
 
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -9,7 +10,7 @@ import pytest
 
 from pytest_meshperf.agent.leases import Leases
 from pytest_meshperf.cluster.inventory import Cluster, Node, local_cluster
-from pytest_meshperf.plan.schedule import mesh_pairs, rounds
+from pytest_meshperf.plan.schedule import Schedule, mesh_pairs, plan_pairs, rounds
 
 from support.meshcheck import iter_entries, node_overlaps, validate_mesh_file
 from support.procs import descendants, find_iperf3, inner_pytest, is_agent, wait_for
@@ -41,6 +42,43 @@ def test_rounds_respect_roles():
     assert {p.id for p in pairs} == {"c1->s1", "c1->b1", "c2->s1", "c2->b1", "b1->s1"}
     for group in rounds(pairs):
         assert len({p.src.name for p in group}) == len(group) == len({p.dst.name for p in group})
+
+
+def _counts(group):
+    return Counter(p.src.name for p in group), Counter(p.dst.name for p in group)
+
+
+@pytest.mark.parametrize("count, limit, expected", [(5, 2, 2), (6, 2, 3), (7, 3, 2), (4, 1, 3)])
+def test_rounds_pack_as_far_as_max_send_and_max_recv_allow(count, limit, expected):
+    nodes = tuple(Node(f"n{i}", f"127.0.0.{10 + i}", max_send=limit, max_recv=limit) for i in range(1, count + 1))
+    cluster = Cluster("file", "x", nodes)
+    packed = plan_pairs(cluster, Schedule("rounds"))
+    assert sorted(p.id for p in packed) == sorted(p.id for p in mesh_pairs(cluster))  # the same pairs
+    grouped = rounds(packed)
+    assert len(grouped) == expected and [p.round for p in packed] == sorted(p.round for p in packed)
+    for group in grouped:
+        sends, recvs = _counts(group)
+        assert max(sends.values()) <= limit and max(recvs.values()) <= limit
+    # sequential keeps one pair per slot of the unpacked order
+    assert len(rounds(plan_pairs(cluster, Schedule("sequential")))) == count - 1
+
+
+def test_one_node_at_the_default_limit_keeps_every_round_apart():
+    nodes = tuple(Node(f"n{i}", f"127.0.0.{10 + i}", max_send=4, max_recv=4) for i in range(1, 5))
+    nodes += (Node("n5", "127.0.0.15"),)  # max_send, max_recv unset: once each per round
+    assert len(rounds(plan_pairs(Cluster("file", "x", nodes), Schedule("rounds")))) == 4
+
+
+def test_disjoint_rounds_pack_even_at_the_default_limit():
+    # two clients and two servers: the cyclic shifts give rounds on different nodes, which run together
+    nodes = (Node("c1", "127.0.0.11", role="client"), Node("c2", "127.0.0.12", role="client"),
+             Node("s1", "127.0.0.13", role="server"), Node("s2", "127.0.0.14", role="server"))
+    unpacked = rounds(mesh_pairs(Cluster("file", "x", nodes)))
+    packed = rounds(plan_pairs(Cluster("file", "x", nodes), Schedule("rounds")))
+    assert [len(group) for group in unpacked] == [1, 2, 1] and [len(group) for group in packed] == [2, 2]
+    for group in packed:
+        sends, recvs = _counts(group)
+        assert set(sends.values()) == {1} and set(recvs.values()) == {1}
 
 
 def test_leases_capacity_owner_and_ttl():

@@ -210,6 +210,24 @@ def test_report_written_after_a_real_run(chromium, pytester, mesh_out):
     assert_marked(cells)
 
 
+def test_a_plans_left_out_pairs_are_blank_and_its_unmeasured_ones_missing(chromium, pytester, mesh_out):
+    pytester.makepyfile(test_mesh=TCP_TEST.replace('measure(thresholds=["throughput>=1000Tbit/s"]) if '
+                                                   'mesh_pair.src.name == "node2" else measure()', "measure()"))
+    result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "--cluster", "local:5", "--mesh-plan", "ring",
+                                           "--deselect", "test_mesh.py::test_tcp[node3->node4]")
+    result.assert_outcomes(passed=4)
+    report = mesh_out / "latest" / "report.html"
+    assert re.search(r'data-count="missing"><b>1</b>', report.read_text()), "one planned pair was not measured"
+    dom = rendered(report)
+    cells = dom.heatmaps["t0"]
+    ring = {("node1", "node2"), ("node2", "node3"), ("node4", "node5"), ("node5", "node1")}
+    assert {pair for pair, c in cells.items() if c["state"] == "passed"} == ring
+    assert cells[("node3", "node4")]["state"] == "none" and "st-none" in cells[("node3", "node4")]["class"]
+    blank = {pair: c for pair, c in cells.items() if c["state"] == "unplanned"}
+    assert len(blank) == 20 - 5 and all("st-blank" in c["class"] and c["text"] == "" for c in blank.values())
+    assert "not in the plan" in "".join(dom.text)  # the legend names it
+
+
 def test_no_report_when_switched_off(pytester, mesh_out):
     pytester.makepyfile(test_mesh=TCP_TEST)
     result = pytester.runpytest_subprocess("--mesh-out", str(mesh_out), "--cluster", "local:2", "--mesh-report=no",

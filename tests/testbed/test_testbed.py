@@ -286,10 +286,16 @@ def test_shaping_is_exact_enough_to_assert(testbed):
         # the control connection's few packets are data; the flow's thousands of ACKs are not
         assert acks_after - acks_before > 100 and data_after - data_before < 50, (
             acks_before, acks_after, data_before, data_after)
+        # A slow class's 20 ms queue (50 KB) is smaller than one 64 KB GSO batch: batches must be smaller.
+        tb.shape("node2", "20mbit")
+        rate = iperf3_rate(tb, "node2", "node3", seconds=2)
+        assert 0.85 * 20e6 <= rate <= 1.05 * 20e6, f"{rate / 1e6:.1f} Mbit/s through a 20mbit htb class"
     finally:
         tb.unshape("node2")
     qdisc = tb.exec("node2", ["tc", "qdisc", "show", "dev", "eth0"], capture_output=True, text=True).stdout
     assert "htb" not in qdisc and "bfifo" not in qdisc
+    link = tb.exec("node2", ["ip", "-d", "link", "show", "eth0"], capture_output=True, text=True).stdout
+    assert "gso_max_size 65536" in link, link
     tb.unshape("node2")  # unshaped already: fine
     assert dict(tb.rates) == {}
     with pytest.raises(TestbedError, match="cannot shape node2: rate 'fast'"):
