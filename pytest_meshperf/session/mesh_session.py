@@ -129,11 +129,12 @@ class MeshSession:
         """After deselection: each mesh item's spec, burst groups, check items; returns the run's MeshItems."""
         self._select_links(items)
         invocation_dir = str(self.config.invocation_params.dir)
+        specs: dict = {}  # one parse per test function, not per pair item
         for item in items:
             if is_mesh_item(item):
                 try:
                     item.stash[SPEC_KEY] = spec_for_item(item, invocation_dir, self.run_settings.profile,
-                                                           self.option_params)
+                                                           self.option_params, specs)
                 except UsageError as exc:
                     raise pytest.UsageError(str(exc)) from None
         if self.schedule.grouped or self.rounds is not None:

@@ -34,6 +34,7 @@ from pytest_meshperf.testbed import (
     unavailable_reason,
 )
 
+from support.commands import meshperf
 from support.testbed_fixtures import (
     iperf3_rate,
     make_testbed_fixture,
@@ -232,6 +233,19 @@ def test_ssh_into_every_node(testbed):
         result = ssh(testbed, node.name, "hostname")
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == node.name
+
+
+@needs_netns
+def test_the_largest_testbed_answers_on_every_node_and_leaves_nothing(tmp_path):
+    # 64 nodes (the spec's maximum): every sshd up and verified, every node's neighbours known without ARP.
+    with netns_testbed(tmp_path / "tb", nodes=64, rates="20mbit") as tb:
+        result = meshperf("check", "--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "Result: 64/64 hosts online" in result.stdout, result.stdout[-2000:]
+        neighbours = tb.exec("node64", ["ip", "neigh", "show", "nud", "permanent"], capture_output=True,
+                             text=True).stdout
+        assert len(neighbours.splitlines()) == 64, neighbours  # 63 nodes and this machine
+    _assert_gone(tb)
 
 
 @needs_netns
