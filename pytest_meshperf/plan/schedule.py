@@ -6,9 +6,10 @@ order comes from the schedule, and every pytest-xdist worker reproduces it:
 
 - ``rounds`` (default): rounds of disjoint pairs, in which every node sends at
   most once and receives at most once: round k is the cyclic shift i -> i+k, so
-  a full mesh of N nodes takes N-1 rounds; nodes whose inventory allows more
-  (``max_send``, ``max_recv``) get consecutive rounds packed into one (a
-  node at 2 and 2 sends and receives twice per round).  Workers that take tests in this
+  a full mesh of N nodes takes N-1 rounds.  Whole rounds are then packed
+  together (first fit) as far as every node's ``max_send``/``max_recv`` allow
+  (default once each: rounds on disjoint nodes share one; a node at 2 and 2
+  sends and receives twice per round).  Workers that take tests in this
   order run whole rounds side by side; the agents' send/receive leases keep
   measurements apart even when xdist hands tests out in another order.
 - ``sequential``: the same order, one measurement at a time in the whole cluster.
