@@ -62,6 +62,18 @@ class Leases:
                 return True
             return False
 
+    def renew(self, ident: str, ttl_s: float, owner: object = None) -> bool:
+        """Extend a held lease to ``ttl_s`` from now (the rounds' pipeline keeps a node's lease from one round to
+        the next instead of releasing and taking it again: another worker could take it in between)."""
+        now = time.monotonic()
+        with self._lock:
+            self._expire(now)
+            entry = self._held.get(ident)
+            if entry is None or (owner is not None and entry[2] is not owner):
+                return False
+            self._held[ident] = entry[:3] + (now + ttl_s,)
+            return True
+
     def release_owner(self, owner: object) -> None:
         """Everything a connection held: called when it closes."""
         with self._lock:

@@ -265,6 +265,13 @@ class Agent:
         return {"granted": ident is not None, "id": ident, "cores": reserved,
                 "holders": [] if ident else [h for h in self.leases.holders() if h["role"] == role]}
 
+    def m_lease_renew(self, params: dict[str, Any]) -> dict[str, Any]:
+        ttl_s = _field(params, "ttl_s", (int, float))
+        if not 0 < ttl_s <= 86400 + 600:
+            raise RpcError("bad_request", "ttl_s must be in (0, 87000]")
+        return {"renewed": self.leases.renew(_field(params, "id", str), float(ttl_s),
+                                             getattr(self._caller, "conn", None))}
+
     def m_lease_release(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"released": self.leases.release(_field(params, "id", str), getattr(self._caller, "conn", None))}
 
@@ -278,6 +285,7 @@ class Agent:
         "process.stop": m_process_stop,
         "process.list": m_process_list,
         "lease.acquire": m_lease_acquire,
+        "lease.renew": m_lease_renew,
         "lease.release": m_lease_release,
     }
 

@@ -2,9 +2,11 @@
 
 A round is a set of disjoint pairs (plan/schedule.py: every node sends at most once and receives at most
 once), so its flows never share a node's send or receive side.  The first pair test of a round to arrive
-(in plain pytest or in any xdist worker) runs the whole round as one group (burst.run_group: a server per
+(in plain pytest or in any xdist worker) runs the whole round as one group (flight.Flight: a server per
 pair on its destination, the clients started together from one planned moment) while holding every send
 and receive lease of the round; the round's file in the run directory then holds every pair's measurement.
+It runs the following rounds of its test too, back to back, each one's set-up overlapping the flows of
+the one before (measure/pipeline.py), so that pytest reports a round while the next one measures.
 
 Unlike burst, each pair test takes its own share and judges and journals it with its own thresholds, so a
 ``measure(thresholds=...)`` that differs per pair means what it says.  A pair whose ``measure()`` asks for
@@ -18,11 +20,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pytest_meshperf.measure.burst import GROUP_DIR, group_file, measurement_from_dict, run_group
+from pytest_meshperf.errors import MeasurementError
+from pytest_meshperf.measure.flight import run_group
+from pytest_meshperf.measure.group_files import GROUP_DIR, group_file, measurement_from_dict
 from pytest_meshperf.measure.measurement import Measurement, judge, record_of
+from pytest_meshperf.measure.pipeline import Round, RoundPipeline
 from pytest_meshperf.measure.runner import Pool
 from pytest_meshperf.plan.links import Pair
 from pytest_meshperf.plan.schedule import Schedule
@@ -45,7 +51,8 @@ class _RanRound:
 
 
 class RoundRunner:
-    """Per run and process: runs each round of each test once (across xdist workers) and hands out the shares."""
+    """Per run and process: runs each round of each test once (across xdist workers) and hands out the shares.
+    With the test's rounds in order (``sequence``), its rounds run in a RoundPipeline (measure/pipeline.py)."""
 
     def __init__(self, run_path: str, get_pool: Callable[[], Pool], schedule: Schedule) -> None:
         self.dir = os.path.join(run_path, GROUP_DIR)
@@ -53,16 +60,28 @@ class RoundRunner:
         self.schedule = schedule
         self._groups: dict[str, dict[str, Any]] = {}
         self._ran: dict[str, _RanRound] = {}   # the rounds this process ran, for journal_unreported()
+        self._cond = threading.Condition()
+        self._asked: dict[str, int] = {}       # test -> the furthest round (index in its sequence) a pair asked for
+        self._pipeline: RoundPipeline | None = None
+        self._for: tuple[str, Sequence[Threshold]] = ("", ())   # the running pipeline's test name and thresholds
+
+    @staticmethod
+    def digest(test: str, number: int) -> str:
+        return hashlib.sha256(f"{test}\0round {number}".encode()).hexdigest()[:20]
 
     def share(self, members: list[Pair], pair: Pair, params: Params, thresholds: Sequence[Threshold], test: str,
-              name: str, nodeids: dict[str, str], holder: str) -> Measurement | None:
-        """``pair``'s measurement from its round (``members``: the round's selected pairs, this one included),
-        not yet judged; None when this pair must be measured on its own (other parameters than its round's)."""
+              name: str, nodeids: dict[str, str], holder: str,
+              sequence: Sequence[Round] | None = None) -> Measurement | None:
+        """``pair``'s measurement from its round (``members``: the round's selected pairs, this one included;
+        ``sequence``: every round of the test, in order, for the pipeline), not yet judged; None when this pair
+        must be measured on its own (other parameters than its round's)."""
         if not groups_by_round(params):
             return None
-        digest = hashlib.sha256(f"{test}\0round {pair.round}".encode()).hexdigest()[:20]
+        digest = self.digest(test, pair.round)
         group = self._groups.get(digest)
-        if group is None:
+        if group is None and sequence is not None:
+            group = self._from_pipeline(digest, pair, params, thresholds, test, name, holder, sequence)
+        elif group is None:
             def run() -> dict[str, Any]:
                 measured = run_group(self.get_pool(), members, params, self.schedule, test, nodeids, holder)
                 self._ran[digest] = _RanRound(name, thresholds, measured, set())
@@ -76,10 +95,70 @@ class RoundRunner:
             self._ran[digest].taken.add(pair.id)
         return measurement_from_dict(data)
 
+    def _from_pipeline(self, digest, pair, params, thresholds, test, name, holder, sequence):
+        index = next(i for i, ran in enumerate(sequence) if ran.number == pair.round)
+        pool = self.get_pool()   # here: not reaching the agents is this pair's error, raised in its test
+        try:
+            with self._cond:
+                self._asked[test] = max(self._asked.get(test, -1), index)
+                self._cond.notify_all()
+                # Bounded: a pipeline started at this round either hands it out or fails; another may have
+                # stopped short of it (tests asked in another order) at most once per round in between.
+                for _ in range(len(sequence) + 2):
+                    if digest in self._groups:
+                        return self._groups[digest]
+                    running = self._pipeline
+                    if running is not None and running.finished:
+                        self._pipeline = None
+                        self._ended(running)   # its error, raised once, in this test
+                        running = None
+                    if running is None:
+                        self._pipeline = running = RoundPipeline(self, pool, self.schedule, test, sequence, index,
+                                                                 params, holder)
+                        self._for = (name, thresholds)
+                        running.start()
+                    elif not running.may_reach(test, index):
+                        running.stopping = True
+                    while digest not in self._groups and not running.finished:
+                        self._cond.wait(1.0)
+                raise MeasurementError(f"round {pair.round} of {test} was never measured")
+        except BaseException:   # Ctrl-C (or a bug) while waiting: no round of ours may keep measuring
+            self.close()
+            raise
+
+    @staticmethod
+    def _ended(pipeline: RoundPipeline) -> None:
+        """A pipeline that has ended: its error raised here, in the pair test that waits (a bug, or a surprise)."""
+        if pipeline.error is not None:
+            raise pipeline.error
+
+    def asked(self, test: str) -> int:
+        with self._cond:
+            return self._asked.get(test, -1)
+
+    def publish(self, digest: str, group: dict[str, Any], measured: dict[str, Measurement] | None) -> None:
+        """A round's group, from the pipeline (``measured``: ours, else read from another process's file)."""
+        with self._cond:
+            if measured is not None:
+                self._ran[digest] = _RanRound(self._for[0], self._for[1], measured, set())
+            self._groups[digest] = group
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop the pipeline, if one runs: the rounds in flight are stopped and not handed out (the session's end,
+        Ctrl-C).  What it had handed out stays, for journal_unreported()."""
+        running, self._pipeline = self._pipeline, None
+        if running is not None and not running.finished:
+            running.abort()
+
     def journal_unreported(self, record: Callable[[dict[str, Any]], None], baseline: Any = None) -> None:
         """Judge and ``record`` every share of a round this process ran that no pair test took, in the rounds'
         order (an interrupted run: measured, not yet reported), with the thresholds of the test that ran it."""
-        for ran in self._ran.values():
+        for ran in list(self._ran.values()):
             for pair_id, measurement in ran.measurements.items():
                 if pair_id not in ran.taken:
                     judge(measurement, ran.thresholds, baseline)

@@ -122,10 +122,11 @@ class NodeFailed(MeasurementError):
 
 
 def take_leases(pool: Pool, wanted: Sequence[tuple[str, str]], ttl_s: float, holder: str, wait_s: float | None = None,
-                cores: int = 0) -> list[HeldLease]:
+                cores: int = 0, cancelled: Callable[[], bool] | None = None) -> list[HeldLease]:
     """Hold-none-while-waiting: take every (node, role) lease of ``wanted`` or none, back off, retry;
-    bounded by ``wait_s``.  Send and receive leases also reserve up to ``cores`` cores each.  Every node is
-    asked at once, in its lane: a lease belongs to the connection that took it, and that lane releases it."""
+    bounded by ``wait_s`` (0: one try) and by ``cancelled()``.  Send and receive leases also reserve up to
+    ``cores`` cores each.  Every node is asked at once, in its lane: a lease belongs to the connection that
+    took it, and that lane releases it."""
     wait_s = LEASE_WAIT_S if wait_s is None else wait_s
     by_node: dict[str, list[str]] = {}
     for node, role in wanted:
@@ -160,11 +161,24 @@ def take_leases(pool: Pool, wanted: Sequence[tuple[str, str]], ttl_s: float, hol
         release_leases(pool, held)
         if failed:
             raise NodeFailed(failed[0][0], reason(failed[0][1]))
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or (cancelled is not None and cancelled()):
             doing = {"send": "send", "recv": "receive", "cluster": "run alone"}[busy[1]]
             raise MeasurementError(f"{busy[0]} could not {doing} for {wait_s:.0f} s: busy with {busy[2]}")
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
+
+
+def renew_leases(pool: Pool, held: Iterable[HeldLease], ttl_s: float) -> bool:
+    """Extend every lease of ``held`` to ``ttl_s`` from now, each node's in its lane; False if any had ended or
+    its agent did not answer."""
+    by_node: dict[str, list[HeldLease]] = {}
+    for lease in held:
+        by_node.setdefault(lease.node, []).append(lease)
+
+    def renew(node, leases):
+        return all(pool.client(node).call("lease.renew", {"id": lease.id, "ttl_s": ttl_s})["renewed"]
+                   for lease in leases)
+    return all(answer is True for answer in pool.on_nodes(renew, by_node).values())
 
 
 def release_leases(pool: Pool, held: Iterable[HeldLease]) -> None:

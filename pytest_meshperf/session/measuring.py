@@ -9,6 +9,7 @@ from pytest_meshperf.control.pool import AgentPool
 from pytest_meshperf.errors import MeasurementError
 from pytest_meshperf.measure.burst import GroupRunner
 from pytest_meshperf.measure.measurement import STATUS_ERROR, Measurement, judge, record_of
+from pytest_meshperf.measure.pipeline import Round
 from pytest_meshperf.measure.rounds import RoundRunner
 from pytest_meshperf.measure.runner import measure_pair
 from pytest_meshperf.plan.links import Pair
@@ -24,17 +25,24 @@ GROUP_KEY = pytest.StashKey()
 
 
 def assign_groups(items: list[pytest.Item], spec_key: pytest.StashKey[TestSpec], by_round: bool = False) -> None:
-    """Each mesh item learns its group and their node ids: burst/incast the selected pairs of the same test;
-    ``by_round`` (rounds) the selected pairs of the same test and round."""
+    """Each mesh item learns its group, their node ids and its test's groups in order: burst/incast the selected
+    pairs of the same test (one group); ``by_round`` (rounds) the selected pairs of the same test and round."""
     groups = {}
+    sequences: dict[str, list[Round]] = {}
     for item in items:
         if spec_key in item.stash and "mesh_pair" in item.callspec.params:
             pair = item.callspec.params["mesh_pair"]
-            group = (item.stash[spec_key].key, pair.round) if by_round else item.stash[spec_key].key
-            members, nodeids = groups.setdefault(group, ([], {}))
-            members.append(pair)
-            nodeids[pair.id] = item.nodeid
-            item.stash[GROUP_KEY] = (members, nodeids)
+            test = item.stash[spec_key].key
+            group = (test, pair.round) if by_round else test
+            if group not in groups:
+                groups[group] = Round(pair.round if by_round else 0, [], {})
+                sequences.setdefault(test, []).append(groups[group])
+            ran = groups[group]
+            ran.members.append(pair)
+            ran.nodeids[pair.id] = item.nodeid
+            item.stash[GROUP_KEY] = (ran.members, ran.nodeids, sequences[test])
+    for sequence in sequences.values():
+        sequence.sort(key=lambda ran: ran.number)
 
 
 class MeasuringSession(Protocol):
@@ -83,14 +91,15 @@ class Measure:
         holder = f"{session.writer} {item.nodeid}"
         result = None
         if session.rounds is not None and self._calls == 1 and GROUP_KEY in item.stash:
-            members, nodeids = item.stash[GROUP_KEY]
-            result = session.rounds.share(members, pair, params, thresholds, key, self._spec.name, nodeids, holder)
+            members, nodeids, sequence = item.stash[GROUP_KEY]
+            result = session.rounds.share(members, pair, params, thresholds, key, self._spec.name, nodeids, holder,
+                                          sequence)
         if result is not None:   # this pair's share of its round: judged and journaled here, as its own
             failed = judge(result, thresholds, session.baseline)
             session.record(record_of(result, self._spec.name))
         elif session.groups is not None:
             # The group's runner judged and journaled every pair of the group as soon as it ended.
-            members, nodeids = item.stash[GROUP_KEY]
+            members, nodeids, _ = item.stash[GROUP_KEY]
             result = session.groups.measurement(members, pair, params, thresholds, key, self._spec.name, nodeids,
                                                 holder, session.record)
             failed = [t["message"] for t in result.thresholds if t["passed"] is False]

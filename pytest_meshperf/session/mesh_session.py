@@ -267,8 +267,10 @@ class MeshSession:
 
     def finish(self, exitstatus: int | pytest.ExitCode, interrupted: bool) -> Assembled | None:
         """Stop agents and assemble mesh.json (not on workers: the controller does that once)."""
-        if interrupted and self.rounds is not None:   # measured in a round, not yet reported by its test
-            self.rounds.journal_unreported(self.record, self.baseline)
+        if self.rounds is not None:
+            self.rounds.close()   # a round measured ahead of its tests (-x, Ctrl-C) stops; nothing else may run
+            if interrupted:   # measured in a round, not yet reported by its test
+                self.rounds.journal_unreported(self.record, self.baseline)
         if self._journal is not None:
             self._journal.close()
         self.agents.stop(self._pool)

@@ -203,3 +203,21 @@ def test_frames_over_the_limit_are_refused():
         right.sendall((protocol.MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
         with pytest.raises(protocol.ProtocolError, match="exceeds"):
             protocol.recv_frame(left)
+
+
+def test_lease_renew_extends_only_the_callers_own_lease(agent):
+    handle, client = agent()
+    other = AgentClient("node1", handle.connect, SECRET)
+    taken = client.call("lease.acquire", {"role": "send", "holder": "round 1", "ttl_s": 1.0})
+    assert taken["granted"]
+    # another connection can neither renew it nor take the role meanwhile
+    assert other.call("lease.renew", {"id": taken["id"], "ttl_s": 60.0}) == {"renewed": False}
+    assert client.call("lease.renew", {"id": taken["id"], "ttl_s": 60.0}) == {"renewed": True}
+    [held] = client.call("agent.health")["leases"]
+    assert held["id"] == taken["id"] and held["expires_in_s"] > 30   # 60 s from the renewal, not 1 s from the take
+    assert not other.call("lease.acquire", {"role": "send", "holder": "other", "ttl_s": 5.0})["granted"]
+    with pytest.raises(AgentError, match="ttl_s"):
+        client.call("lease.renew", {"id": taken["id"], "ttl_s": 0})
+    assert client.call("lease.release", {"id": taken["id"]}) == {"released": True}
+    assert client.call("lease.renew", {"id": taken["id"], "ttl_s": 60.0}) == {"renewed": False}   # ended: gone
+    other.close()
