@@ -161,17 +161,21 @@ class Agent:
             port = _field(params, "port", int)
             if not isinstance(params.get("params", {}), dict):
                 raise RpcError("bad_request", "params.params must be an object")
+            passphrase = params.get("passphrase")   # the destination netserver's, from the controller
             try:
-                argv = module.client_argv(binary, target, port, params.get("params") or {}, bind=bind)
+                argv = module.client_argv(binary, target, port, params.get("params") or {}, bind=bind,
+                                          passphrase=passphrase)
             except ValueError as exc:
                 raise RpcError("bad_request", str(exc))
-            return self._start(tool, role, argv, timeout_s, None, cpu, start_in_s).summary() | {"command": argv}
+            proc = self._start(tool, role, argv, timeout_s, None, cpu, start_in_s,
+                               secrets=(passphrase,) if passphrase else ())
+            return proc.summary() | {"command": proc.shown_argv()}
         raise RpcError("bad_request", "role must be server or client")
 
-    def _start(self, tool, role, argv, timeout_s, port, cpu=None, start_in_s=None, shared=False):
+    def _start(self, tool, role, argv, timeout_s, port, cpu=None, start_in_s=None, shared=False, secrets=()):
         try:
             return self.supervisor.start(tool, role, argv, timeout_s, port=port, cpu=cpu, start_in_s=start_in_s,
-                                         shared=shared)
+                                         shared=shared, secrets=secrets)
         except TooManyProcesses:
             raise RpcError("too_many_processes", f"node {self.node} runs its maximum of {self.supervisor.max_processes}"
                                                  " tool processes")
@@ -200,7 +204,7 @@ class Agent:
                 proc = self.supervisor.get(self._listening_server(module, binary, bind, MAX_SERVER_LIFE_S, None,
                                                                   shared=True)["id"])
                 self._shared[(module.NAME, bind)] = proc
-            return proc.summary() | {"command": proc.argv, "shared": True}
+            return proc.summary() | {"command": proc.shown_argv(), "shared": True}
 
     def _listening_server(self, module, binary, bind, timeout_s, cpu=None, shared=False):
         last_error = "no attempt made"
@@ -208,12 +212,14 @@ class Agent:
             port = self.ports.allocate(bind)
             if port is None:
                 raise RpcError("no_free_port", f"node {self.node}: no free port in {self.ports.low}-{self.ports.high}")
-            proc = self._start(module.NAME, "server", module.server_argv(binary, port, bind), timeout_s, port, cpu,
-                               shared=shared)
+            # A shared server (netserver) serves nothing to a client without this node's passphrase.
+            secret = module.passphrase(self.secret, self.node) if hasattr(module, "passphrase") else None
+            proc = self._start(module.NAME, "server", module.server_argv(binary, port, bind, passphrase=secret),
+                               timeout_s, port, cpu, shared=shared, secrets=(secret,) if secret else ())
             deadline = time.monotonic() + READY_TIMEOUT_S
             while time.monotonic() < deadline and not proc.done.is_set():
                 if pid_is_listening(proc.pid, port):
-                    return proc.summary() | {"command": proc.argv}
+                    return proc.summary() | {"command": proc.shown_argv()}
                 time.sleep(0.002)
             result = self.supervisor.stop(proc.id)
             self.ports.release(port)

@@ -26,6 +26,7 @@ from typing import Any
 log = logging.getLogger("meshperf.agent")
 
 STOP_GRACE_S = 2.0
+HIDDEN = "********"   # what a secret word of a command line shows as
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024   # stdout + stderr must fit one 64 MiB frame with room to spare
 _PR_SET_PDEATHSIG = 1
 
@@ -69,9 +70,11 @@ def _wrappers():
 
 class ManagedProcess:
     def __init__(self, ident: str, tool: str, role: str, argv: list[str], timeout_s: float, port: int | None,
-                 out_path: str, err_path: str, cpu: int | None = None, shared: bool = False) -> None:
+                 out_path: str, err_path: str, cpu: int | None = None, shared: bool = False,
+                 secrets: tuple[str, ...] = ()) -> None:
         self.id = ident
-        self.shared = shared      # a long-lived server every measurement uses (netserver)
+        self.shared = shared      # a long-lived server every measurement uses (netserver), in a group of its own
+        self.secrets = secrets    # words of argv never shown (netserver's passphrase): not in results, not in logs
         self.cpu = cpu
         self.tool = tool
         self.role = role
@@ -96,6 +99,10 @@ class ManagedProcess:
     def pid(self) -> int | None:
         return self.popen.pid if self.popen else None
 
+    def shown_argv(self) -> list[str]:
+        """argv as results and logs show it: every secret word masked."""
+        return [HIDDEN if word in self.secrets else word for word in self.argv]
+
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "tool": self.tool, "role": self.role, "pid": self.pid, "port": self.port,
                 "cpu": self.cpu, "shared": self.shared, "started": self.started, "running": not self.done.is_set(),
@@ -105,7 +112,7 @@ class ManagedProcess:
         rc = self.exit_code
         return {
             "id": self.id, "tool": self.tool, "role": self.role, "pid": self.pid, "port": self.port,
-            "argv": self.argv, "command": " ".join(shlex.quote(a) for a in self.argv), "cpu": self.cpu,
+            "argv": self.shown_argv(), "command": " ".join(shlex.quote(a) for a in self.shown_argv()), "cpu": self.cpu,
             "started": self.started, "ended": self.ended, "spawn_error": self.spawn_error,
             "node_load": self.node_load,
             "exit_code": rc if rc is None or rc >= 0 else None,
@@ -147,7 +154,8 @@ class Supervisor:
 
     # -- starting -----------------------------------------------------------
     def start(self, tool: str, role: str, argv: list[str], timeout_s: float, port: int | None = None,
-              cpu: int | None = None, start_in_s: float | None = None, shared: bool = False) -> ManagedProcess:
+              cpu: int | None = None, start_in_s: float | None = None, shared: bool = False,
+              secrets: tuple[str, ...] = ()) -> ManagedProcess:
         """Start a tool process now, or ``start_in_s`` seconds from now (then return at once, pid unknown yet)."""
         with self._lock:
             running = sum(1 for p in self._procs.values() if not p.done.is_set())
@@ -156,7 +164,7 @@ class Supervisor:
             ident = f"p{next(self._ids)}"
             base = os.path.join(self.state_dir, ident)
             proc = ManagedProcess(ident, tool, role, list(argv), float(timeout_s), port, base + ".out",
-                                  base + ".err", cpu=cpu, shared=shared)
+                                  base + ".err", cpu=cpu, shared=shared, secrets=tuple(secrets))
             self._procs[ident] = proc
         future = Future()
         due = time.monotonic() + max(0.0, start_in_s or 0.0)
@@ -200,8 +208,11 @@ class Supervisor:
             return
         try:
             with open(proc.out_path, "wb") as out, open(proc.err_path, "wb") as err:
+                # A shared server (netserver) forks a child per test: in a session and process group of its
+                # own, the group is stopped whole (_terminate), children included.
                 proc.popen = subprocess.Popen(self._wrapped(proc), stdin=subprocess.DEVNULL, stdout=out,
-                                              stderr=err, close_fds=True, **self._preexec(proc))
+                                              stderr=err, close_fds=True, start_new_session=proc.shared,
+                                              **self._preexec(proc))
             proc.started = time.time()
             self._on_start(proc)
             proc.deadline = time.monotonic() + proc.timeout_s  # from here the reaper watches it
@@ -270,14 +281,27 @@ class Supervisor:
     def _terminate(self, proc):
         if proc.popen.poll() is None:
             try:
-                proc.popen.send_signal(signal.SIGTERM)
+                self._signal(proc, signal.SIGTERM)
                 proc.popen.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
-                proc.popen.kill()
+                self._signal(proc, signal.SIGKILL)
                 proc.popen.wait(STOP_GRACE_S)
             except OSError:
                 pass
+        if proc.shared:   # the group's other members (netserver's per-test children), ended or not
+            self._signal(proc, signal.SIGKILL)
         self._finish(proc)
+
+    @staticmethod
+    def _signal(proc, signum):
+        """``signum`` to the process, or to its whole group when it leads one (a shared server)."""
+        try:
+            if proc.shared:
+                os.killpg(proc.popen.pid, signum)
+            else:
+                proc.popen.send_signal(signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     # -- collecting ---------------------------------------------------------
     def get(self, ident: str) -> ManagedProcess:

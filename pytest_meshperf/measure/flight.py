@@ -197,7 +197,8 @@ class Flight:
                         self.clients.setdefault(pair.id, []).append(start_client(
                             pool.client(source), pair, params, pool.data_address(pair.dst.name),
                             server["port"], pool.data_address(source), self.timeout_s,
-                            start_at=start_at + self.offsets[source]))
+                            start_at=start_at + self.offsets[source],
+                            passphrase=pool.passphrase(params.tool, pair.dst.name)))
                 except (MeasurementError, AgentError) as exc:
                     self.fail(pair, reason(exc))
 

@@ -205,7 +205,7 @@ def _measure(module, src, dst, pool, pair, params, timeout_s, pins):
             servers.append(start_server(dst, pair, params, dst_address, timeout_s + SERVER_GRACE_S, dst_cpu))
         for server, (src_cpu, _) in zip(servers, pins):
             clients.append(start_client(src, pair, params, dst_address, server["port"], src_address, timeout_s,
-                                        src_cpu))
+                                        src_cpu, passphrase=pool.passphrase(params.tool, pair.dst.name)))
         for client in clients:
             client_results.append(wait_client(src, pair, params, client["id"], timeout_s))
     finally:
@@ -228,11 +228,15 @@ def start_server(agent: AgentClient, pair: Pair, params: Params, bind: str | Non
 
 
 def start_client(agent: AgentClient, pair: Pair, params: Params, target: str, port: int, bind: str | None,
-                 timeout_s: float, cpu: int | None = None, start_at: float | None = None) -> dict[str, Any]:
+                 timeout_s: float, cpu: int | None = None, start_at: float | None = None,
+                 passphrase: str | None = None) -> dict[str, Any]:
+    """``passphrase``: the destination server's (pool.passphrase), for a tool whose servers take one."""
+    call = {"tool": params.tool, "role": "client", "target": target, "port": port, "bind": bind,
+            "params": params.tool_params(), "timeout_s": timeout_s, "cpu": cpu, "start_at": start_at}
+    if passphrase is not None:
+        call["passphrase"] = passphrase
     try:
-        return agent.call("process.start", {"tool": params.tool, "role": "client", "target": target, "port": port,
-                                            "bind": bind, "params": params.tool_params(), "timeout_s": timeout_s,
-                                            "cpu": cpu, "start_at": start_at})
+        return agent.call("process.start", call)
     except AgentError as exc:
         raise MeasurementError(f"{params.tool} client on {pair.src.name}: {reason(exc)}")
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_meshperf.tools.args import ArgError, as_list, flatten, options
+from pytest_meshperf.tools.args import INT, NUMBER, SIZE, Opt, as_list, flatten, parse, refusals, table
 from pytest_meshperf.tools.errors import ToolFailure
 
 NAME = "iperf3"
@@ -77,46 +77,78 @@ def _check_params(params):
         raise ValueError("args must be strings")
 
 
-# Native options meshperf owns, with why; -t and -O map onto duration and omit.
-_OWNED = {
-    "-c": "meshperf sets the target (the destination's data address)", "--client": "-c",
-    "-s": "meshperf starts the server on the destination", "--server": "-s",
-    "-p": "meshperf's agent allocates the server port", "--port": "-p",
-    "-J": "meshperf always reads iperf3's JSON", "--json": "-J", "--json-stream": "-J",
-    "-B": "meshperf binds both ends to their node's data address", "--bind": "-B",
-    "--cport": "meshperf leaves the client port to the kernel (ports are recorded)",
-    "-1": "meshperf starts one-off servers itself", "--one-off": "-1",
-    "-D": "the agent supervises iperf3 in the foreground", "--daemon": "-D",
-    "-I": "the agent tracks its processes itself", "--pidfile": "-I",
-    "--logfile": "meshperf reads iperf3's output from standard output",
-    "-n": "meshperf bounds measurements in time: use duration", "--bytes": "-n",
-    "-k": "meshperf bounds measurements in time: use duration", "--blockcount": "-k",
-    "-V": "extra text breaks the JSON meshperf reads", "--verbose": "-V",
-    "-v": "not a measurement", "--version": "-v", "-h": "not a measurement", "--help": "-h",
-    "--get-server-output": "meshperf collects the server's own JSON itself",
-}
-_WHOLE_SECONDS = re.compile(r"^[0-9]{1,5}$")
+# Native options (iperf 3.12's, `iperf3 --help`): what meshperf passes on, each spelling with its value's
+# pattern (tools/args.py: full names only, values checked, long ones passed as --name=value) ...
+_SECONDS = Opt(("-t", "--time"), r"[0-9]{1,5}", "whole seconds")
+_OMIT = Opt(("-O", "--omit"), r"[0-9]{1,3}", "whole seconds")
+_ALLOWED = table([
+    _SECONDS, _OMIT,
+    Opt(("-u", "--udp")), Opt(("-R", "--reverse")), Opt(("--bidir",)), Opt(("-Z", "--zerocopy")),
+    Opt(("-N", "--no-delay")), Opt(("-4", "--version4")), Opt(("-6", "--version6")), Opt(("--forceflush",)),
+    Opt(("--udp-counters-64bit",)), Opt(("--repeating-payload",)), Opt(("--dont-fragment",)), Opt(("--sctp",)),
+    Opt(("-P", "--parallel"), r"[0-9]{1,3}", "a number of streams"),
+    Opt(("-b", "--bitrate"), SIZE + r"(/[0-9]{1,6})?", "a bit rate such as 100M or 1G (0: unlimited)"),
+    Opt(("-w", "--window"), SIZE, "a size such as 256K"),
+    Opt(("-l", "--length"), SIZE, "a size such as 128K"),
+    Opt(("-C", "--congestion"), r"[a-z0-9_]{1,32}", "an algorithm name such as cubic"),
+    Opt(("-M", "--set-mss"), INT, "a number of bytes"),
+    Opt(("-S", "--tos"), r"(0x[0-9a-fA-F]{1,2}|0[0-7]{0,3}|[1-9][0-9]{0,2})", "a type of service, 0-255"),
+    Opt(("--dscp",), r"([0-9]{1,2}|0x[0-9a-fA-F]{1,2}|[a-zA-Z0-9]{2,4})", "a DSCP value (0-63 or a name such as ef)"),
+    Opt(("-L", "--flowlabel"), INT, "an IPv6 flow label"),
+    Opt(("-A", "--affinity"), r"[0-9]{1,4}(,[0-9]{1,4})?", "a core, or client,server cores (2 or 2,3)"),
+    Opt(("-i", "--interval"), NUMBER, "seconds between reports"),
+    Opt(("-f", "--format"), r"[kmgtKMGT]", "one of k m g t K M G T"),
+    Opt(("--connect-timeout",), INT, "milliseconds"),
+    Opt(("--rcv-timeout",), INT, "milliseconds"),
+    Opt(("--snd-timeout",), INT, "milliseconds"),
+    Opt(("--pacing-timer",), SIZE, "microseconds"),
+    Opt(("--fq-rate",), SIZE, "a bit rate such as 100M"),
+    Opt(("--nstreams",), r"[0-9]{1,4}", "a number of SCTP streams"),
+    Opt(("--bind-dev",), r"[A-Za-z0-9_.:-]{1,15}", "a network interface name"),
+    Opt(("-T", "--title"), r"[A-Za-z0-9_.,:+=@-]{1,64}", "a word of letters, digits and _.,:+=@-"),
+    Opt(("--extra-data",), r"[A-Za-z0-9_.,:+=@-]{1,256}", "a word of letters, digits and _.,:+=@-"),
+])
+# ... and what it refuses, with why: what it owns, and anything that names a file on a node.
+_REFUSED = refusals([
+    (("-c", "--client"), "meshperf sets the target (the destination's data address)"),
+    (("-s", "--server"), "meshperf starts the server on the destination"),
+    (("-p", "--port"), "meshperf's agent allocates the server port"),
+    (("-J", "--json", "--json-stream"), "meshperf always reads iperf3's JSON"),
+    (("-B", "--bind", "-X", "--xbind"), "meshperf binds both ends to their node's data address"),
+    (("--cport",), "meshperf leaves the client port to the kernel (ports are recorded)"),
+    (("-1", "--one-off"), "meshperf starts one-off servers itself"),
+    (("-D", "--daemon"), "the agent supervises iperf3 in the foreground"),
+    (("-I", "--pidfile"), "names a file on the node (the agent tracks its processes itself)"),
+    (("--logfile",), "names a file on the node (meshperf reads iperf3's output from standard output)"),
+    (("-F", "--file"), "names a file on the node (a measurement sends generated data)"),
+    (("--username", "--rsa-public-key-path", "--rsa-private-key-path", "--authorized-users-path",
+      "--time-skew-threshold"), "iperf3's authentication (key files on the node) is not supported"),
+    (("--server-bitrate-limit", "--idle-timeout"), "a server option: meshperf starts the server"),
+    (("-n", "--bytes", "-k", "--blockcount"), "meshperf bounds measurements in time: use duration"),
+    (("-V", "--verbose"), "extra text breaks the JSON meshperf reads"),
+    (("-d", "--debug"), "debug output breaks the JSON meshperf reads"),
+    (("--timestamps",), "meshperf reads JSON, whose times it records itself"),
+    (("-v", "--version", "-h", "--help"), "not a measurement"),
+    (("--get-server-output",), "meshperf collects the server's own JSON itself"),
+])
 
 
 def native_params(args: Sequence[str]) -> tuple[dict[str, Any], list[str], list[str]]:
     """Native iperf3 arguments -> ({meshperf parameter: value}, args passed through, []); ArgError names an
-    argument meshperf owns.  ``-t`` maps onto duration and ``-O`` onto omit (meshperf sizes its time limits
-    from them); anything else is passed through to the client."""
+    argument meshperf does not pass on.  ``-t`` maps onto duration and ``-O`` onto omit (meshperf sizes its
+    time limits from them); the rest of the allow-list is passed through to the client."""
     mapped, passed = {}, []
-    for option, value, section in options(as_list(args)):
-        why = _OWNED.get(option)
-        if why is not None:
-            raise ArgError(f"{option}: {_OWNED.get(why, why)}")
-        if option in ("-t", "--time", "-O", "--omit"):
-            if value is None or not _WHOLE_SECONDS.match(value):
-                raise ArgError(f"{option} {value or ''}: give whole seconds")
-            mapped["duration_s" if option in ("-t", "--time") else "omit_s"] = int(value)
+    for arg in parse(as_list(args), NAME, [_ALLOWED], [_REFUSED]):
+        if arg.opt is _SECONDS:
+            mapped["duration_s"] = int(arg.value)
+        elif arg.opt is _OMIT:
+            mapped["omit_s"] = int(arg.value)
         else:
-            passed.append((option, value))
+            passed.append(arg)
     return mapped, flatten(passed), []
 
 
-def server_argv(binary: str, port: int, bind: str | None = None) -> list[str]:
+def server_argv(binary: str, port: int, bind: str | None = None, passphrase: str | None = None) -> list[str]:
     """A one-off server: serves exactly one test, then exits with its JSON."""
     argv = [binary, "-s", "-1", "-J", "-p", str(int(port))]
     if bind:
@@ -124,8 +156,10 @@ def server_argv(binary: str, port: int, bind: str | None = None) -> list[str]:
     return argv
 
 
-def client_argv(binary: str, target: str, port: int, params: Mapping[str, Any], bind: str | None = None) -> list[str]:
-    """The client command for one measurement; ``params`` uses CLIENT_PARAMS keys."""
+def client_argv(binary: str, target: str, port: int, params: Mapping[str, Any], bind: str | None = None,
+                passphrase: str | None = None) -> list[str]:
+    """The client command for one measurement; ``params`` uses CLIENT_PARAMS keys.  A one-off iperf3 server
+    serves one test to whoever connects first within its life: it takes no ``passphrase``."""
     _check_params(params)
     duration = params.get("duration_s", 10)
     argv = [binary, "-c", target, "-p", str(int(port)), "-J", "-t", _num(duration)]

@@ -14,11 +14,13 @@ Facts this relies on (netperf 2.7):
 from __future__ import annotations
 
 import difflib
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_meshperf.tools.args import ArgError, as_list, flatten, options
+from pytest_meshperf.tools.args import NUMBER, SIZE, ArgError, Opt, as_list, flatten, parse, table
 from pytest_meshperf.tools.errors import ToolFailure
 
 NAME = "netperf"
@@ -82,80 +84,113 @@ CLIENT_PARAMS = {
     "test_args": list,
 }
 
-# Native options: what each one is to meshperf.  Options not listed are test options, passed after `--`.
-_OWNED = {
-    "-H": "meshperf sets the target host (the destination's data address)",
-    "-L": "meshperf binds both ends to their node's data address",
+# Native options (netperf 2.7's, `netperf -h` and `netperf -t omni -- -h`), for before its `--` (global) and
+# after it (the OMNI test's): what meshperf passes on, each with its value's pattern (tools/args.py) ...
+_PAIR = r"[0-9]{0,9}(,[0-9]{0,9})?"
+_SIZES = SIZE + r"(," + SIZE + r")?|," + SIZE
+_DURATION = Opt(("-l",), r"[0-9]{1,5}", "whole seconds above 0 (meshperf bounds every test in time; a byte or "
+                "transaction count is not supported)")
+_TEST_NAME = Opt(("-t",), r"[A-Za-z_]{1,16}", "omni")
+_CPU = Opt(("-c", "-C"), NUMBER, "a CPU rate", optional=True)
+_SELECTORS = Opt(("-o", "-O", "-k"), r"[A-Za-z0-9_, ]{1,2000}", "output selectors such as THROUGHPUT,P99_LATENCY")
+_CPU_BIND = Opt(("-T",), r"[0-9]{0,4}(,[0-9]{0,4})?", "the local,remote CPUs to bind to (0,1)")
+_DIRECTION = Opt(("-d",), r"[A-Za-z]{1,8}", "send, recv or rr")
+_PROTOCOL = Opt(("-T",), r"(?i:tcp|udp)", "tcp or udp")
+_REQUEST = Opt(("-r",), r"[0-9]{1,9}(,[0-9]{0,9})?", "request,response sizes in bytes (-r 64,1024)")
+_SEND_SIZE = Opt(("-m",), r"[0-9]{1,9}[KMG]?", "a send size such as 1400 or 64K")
+_GLOBAL = table([
+    _DURATION, _TEST_NAME, _CPU, _SELECTORS, _CPU_BIND,
+    Opt(("-a", "-A"), _PAIR, "send,recv buffer alignments"),
+    Opt(("-B",), r"[A-Za-z0-9_.:+=@-]{1,32}", "a brand: letters, digits and _.:+=@-"),
+    Opt(("-i",), r"[0-9]{1,2}(,[0-9]{1,2})?", "max,min iterations (-i 10,3)"),
+    Opt(("-I",), r"(95|99)(,[0-9]{1,2})?", "a confidence level, 95 or 99, and interval (-I 99,5)"),
+    Opt(("-j",)), Opt(("-r",)), Opt(("-S",)), Opt(("-4",)), Opt(("-6",)),
+    Opt(("-n",), r"[0-9]{1,4}", "a number of CPUs"),
+    Opt(("-W",), _PAIR, "send,recv buffer counts"),
+    Opt(("-y",), r"-?[0-9]{1,2}(,-?[0-9]{1,2})?", "local,remote socket priorities"),
+    Opt(("-Y",), r"(0x)?[0-9a-fA-F]{1,2}(,(0x)?[0-9a-fA-F]{1,2})?", "local,remote IP_TOS in hexadecimal"),
+])
+_TEST = table([
+    _DIRECTION, _PROTOCOL, _REQUEST, _SEND_SIZE, _SELECTORS,
+    Opt(("-b",), r"[0-9]{1,6}", "a number of requests"),
+    Opt(("-c",)), Opt(("-C",)), Opt(("-D",)), Opt(("-n",)), Opt(("-N",)), Opt(("-4",)), Opt(("-6",)),
+    Opt(("-K",), r"[a-z0-9_]{1,32}(,[a-z0-9_]{1,32})?", "local,remote congestion control such as cubic,bbr"),
+    Opt(("-M",), r"[0-9]{1,9}[KMG]?(,[0-9]{0,9}[KMG]?)?", "local,remote receive sizes"),
+    Opt(("-R",), r"[01]", "0 or 1"),
+    Opt(("-s", "-S"), _SIZES, "send,recv socket buffer sizes such as 128K"),
+    Opt(("-t",), r"(?i:stream|dgram|seqpacket|rdm|sock_stream|sock_dgram)", "a socket type such as stream"),
+    Opt(("-u",), r"[0-9a-fA-F-]{8,36}", "a UUID"),
+])
+# ... and what it refuses, with why: what it owns, and anything that names a file on a node.
+_TARGET = "meshperf sets the target host (the destination's data address)"
+_BIND = "meshperf binds both ends to their node's data address"
+_REFUSED_GLOBAL = {
+    "-H": _TARGET, "-L": _BIND,
     "-p": "meshperf starts netserver on a port its agent allocates",
     "-P": "meshperf owns the banner (-P 0) and the ports",
-    "-k": None, "-o": None, "-O": None,    # mapped to selectors (below), listed so -k is not a test option
     "-f": "meshperf reads THROUGHPUT_UNITS and reports bit/s itself",
     "-v": "meshperf parses netperf's output: verbosity changes it",
     "-V": "meshperf probes netperf's version itself",
     "-h": "not a measurement",
     "-N": "meshperf needs netperf's control connection",
-}
-_GLOBAL_OWNED = {
     "-D": "demo mode (interim results) changes the output meshperf parses",
     "-d": "netperf's debug output would mix with its results; -d after -- (or test=) is the direction",
     "-s": "meshperf schedules measurements itself",
+    "-F": "names a file on the node (netperf would fill its buffers from it)",
+    "-Z": "meshperf sets netserver's passphrase itself",
+    "-w": "not an option of netperf 2.7 (intervals need a netperf built with them)",
+    "-b": "not an option of netperf 2.7 (bursts need a netperf built with intervals)",
 }
-_GLOBAL_PASS = frozenset(("-i", "-I", "-B", "-a", "-A", "-n", "-j", "-4", "-6", "-F", "-w", "-b"))
+_REFUSED_TEST = {
+    "-H": _TARGET + ", data connection included",
+    "-L": _BIND + ", data connection included",
+    "-P": "meshperf leaves the data ports to the kernel (ports are recorded)",
+    "-p": "meshperf leaves the data ports to the kernel (ports are recorded)",
+    "-h": "not a measurement",
+}
 _SIZE = re.compile(r"^[0-9]{1,9}[KMG]?$")
 _SELECTOR = re.compile(r"^[A-Z0-9_]{1,40}$")
 
 
 def native_params(args: Sequence[str]) -> tuple[dict[str, Any], list[str], list[str]]:
     """Native netperf arguments -> ({meshperf parameter: value}, global args, test args); ArgError names an
-    argument meshperf cannot accept.  ``-l``, ``-d``, ``-T tcp|udp``, ``-r``, ``-m`` and ``-o/-O/-k`` map
+    argument meshperf does not pass on.  ``-l``, ``-d``, ``-T tcp|udp``, ``-r``, ``-m`` and ``-o/-O/-k`` map
     onto meshperf's parameters; ``-t`` must be omni; ``-c``/``-C`` are always on."""
     mapped, global_args, test_args = {}, [], []
-    for option, value, section in options(as_list(args)):
-        # -T tcp|udp is the test's protocol; -T N,M (CPU binding) is global.
-        test = section == 1 or (section is None and option not in _GLOBAL_PASS and
-                                not (option == "-T" and (value or "").lower() not in ("tcp", "udp")))
-        if section == 0 and option in _GLOBAL_OWNED:
-            raise ArgError(f"{option}: {_GLOBAL_OWNED[option]}")
-        if option in _OWNED and _OWNED[option]:
-            raise ArgError(f"{option}: {_OWNED[option]}")
-        if option in ("-c", "-C"):
+    # Without a '--', these read as global options first (-c/-C the CPU utilisation, -T N,M the CPU binding);
+    # everything else as the test's.
+    for arg in parse(as_list(args), NAME, [_GLOBAL, _TEST], [_REFUSED_GLOBAL, _REFUSED_TEST],
+                     global_first=("-c", "-C", "-n", "-4", "-6", "-T")):
+        option, value, opt = arg.given, arg.value, arg.opt
+        if opt is _CPU:
             continue  # meshperf always asks for both ends' CPU utilisation
-        if option in ("-o", "-O", "-k"):
-            mapped["selectors"] = mapped.get("selectors", []) + selector_list(_value(option, value))
-        elif option == "-l" and section != 1:
-            seconds = _value(option, value)
-            if not re.match(r"^[0-9]{1,5}$", seconds) or int(seconds) == 0:
-                raise ArgError(f"-l {seconds}: give whole seconds above 0 (meshperf bounds every test in time; a byte "
-                               "or transaction count is not supported)")
-            mapped["duration_s"] = int(seconds)
-        elif option == "-t" and section != 1:
-            if _value(option, value).lower() != "omni":
+        if opt is _SELECTORS:
+            mapped["selectors"] = mapped.get("selectors", []) + selector_list(value)
+        elif opt is _DURATION:
+            if int(value) == 0:
+                raise ArgError(f"-l {value}: give {opt.what}")
+            mapped["duration_s"] = int(value)
+        elif opt is _TEST_NAME:
+            if value.lower() != "omni":
                 raise ArgError(f"-t {value}: meshperf runs netperf's OMNI test; choose send, recv or rr with -d "
                                "(or test=)")
-        elif option == "-d" and section != 0:
-            direction = _value(option, value).lower()
-            if direction not in TESTS:
+        elif opt is _DIRECTION:
+            if value.lower() not in TESTS:
                 raise ArgError(f"-d {value}: give one of {', '.join(TESTS)}")
-            mapped["test"] = direction
-        elif option == "-T" and (value or "").lower() in ("tcp", "udp"):
+            mapped["test"] = value.lower()
+        elif opt is _PROTOCOL:
             mapped["udp"] = value.lower() == "udp"
-        elif option == "-r" and test:
-            request, _, response = _value(option, value).partition(",")
+        elif opt is _REQUEST:
+            request, _, response = value.partition(",")
             mapped["request_size"] = _bytes(option, request)
             mapped["response_size"] = _bytes(option, response or request)
-        elif option == "-m" and test:
-            mapped["length"] = _value(option, value)
-        elif test:
-            test_args.append((option, value))
+        elif opt is _SEND_SIZE:
+            mapped["length"] = value
+        elif arg.part == 1:
+            test_args.append(arg)
         else:
-            global_args.append((option, value))
+            global_args.append(arg)
     return mapped, flatten(global_args), flatten(test_args)
-
-
-def _value(option, value):
-    if value is None:
-        raise ArgError(f"{option} needs a value")
-    return value
 
 
 def _bytes(option, text):
@@ -214,20 +249,43 @@ def selectors(params: Mapping[str, Any]) -> list[str]:
     return chosen
 
 
-def server_argv(binary: str, port: int, bind: str | None = None) -> list[str]:
-    """One netserver for every measurement to this node: -D keeps it in the foreground (supervised)."""
+def passphrase(secret: str, node: str) -> str:
+    """The passphrase of ``node``'s netserver in this run (``-Z``): derived from the run's secret and the node's
+    name, so it differs per node and per run and gives neither the secret nor another node's away.  netserver
+    serves nothing (not a test, not a fill file: ``-F``) to a client without it."""
+    return hmac.new(secret.encode(), b"netserver\0" + node.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+PASSPHRASE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def server_argv(binary: str, port: int, bind: str | None = None, passphrase: str | None = None) -> list[str]:
+    """One netserver for every measurement to this node: -D keeps it in the foreground (supervised); -Z its
+    passphrase (on its command line: netperf 2.7 takes it nowhere else; docs/deployment.md)."""
     argv = [binary, "-D", "-p", str(int(port))]
     if bind:
         argv += ["-L", bind]
+    if passphrase is not None:
+        argv += ["-Z", _checked_passphrase(passphrase)]
     return argv
 
 
-def client_argv(binary: str, target: str, port: int, params: Mapping[str, Any], bind: str | None = None) -> list[str]:
-    """netperf OMNI against the node's netserver; ``params`` uses CLIENT_PARAMS keys."""
+def _checked_passphrase(text):
+    if not isinstance(text, str) or not PASSPHRASE.match(text):
+        raise ValueError("passphrase must be 32 lowercase hexadecimal digits")
+    return text
+
+
+def client_argv(binary: str, target: str, port: int, params: Mapping[str, Any], bind: str | None = None,
+                passphrase: str | None = None) -> list[str]:
+    """netperf OMNI against the node's netserver; ``params`` uses CLIENT_PARAMS keys; ``passphrase``: the
+    destination netserver's."""
     _check_params(params)
     argv = [binary, "-H", target, "-p", str(int(port))]
     if bind:
         argv += ["-L", bind]
+    if passphrase is not None:
+        argv += ["-Z", _checked_passphrase(passphrase)]
     argv += ["-t", "omni", "-l", str(int(params.get("duration_s", 10))), "-P", "0", "-c", "-C"]
     argv += params.get("args", [])
     argv += ["--", "-d", params.get("test", "send"), "-T", "udp" if params.get("udp") else "tcp"]

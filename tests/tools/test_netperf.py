@@ -1,10 +1,13 @@
 """netperf as meshperf's second tool: recorded output parsed, native arguments, real runs on the embedded
 cluster and over SSH on the netns testbed (real netserver and netperf), usage errors, missing netperf."""
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import types
+from pathlib import Path
 
 import psutil
 import pytest
@@ -20,7 +23,7 @@ from pytest_meshperf.transport.rpc import AgentClient
 from support.meshcheck import validate_mesh_file
 from support.paths import DATA as TEST_DATA
 from support.paths import SUITES
-from support.procs import processes_on
+from support.procs import processes_on, wait_for
 from support.testbed_fixtures import netns_testbed
 from support.usage import MESH_TEST, assert_usage_error
 
@@ -246,3 +249,52 @@ def test_latency_suite_over_ssh_on_the_netns_testbed(pytester, tmp_path):
         for (src, dst), entry in entries.items():   # each end bound to its own node's address
             assert f" -L {tb.node(src).address} " in entry["instances"][0]["command"]
         assert processes_on(tb, names=("netperf", "netserver")) == []
+
+
+def test_netserver_serves_no_client_without_the_runs_passphrase_and_stops_with_its_children(tmp_path):
+    # Stands for any file the agent's user can read on the node; netperf takes fill file names below 32
+    # characters (the same check then refuses both the bare and the keyed client: no test).
+    handle_fd, name = tempfile.mkstemp(prefix="mpv", dir="/tmp")
+    os.write(handle_fd, b"not for the data network\n")
+    os.close(handle_fd)
+    victim = Path(name)
+    assert len(name) < 32
+    phrase = netperf.passphrase(SECRET, "node1")
+    handle = start_agent(types.SimpleNamespace(name="node1", data_address="127.0.0.11"), SECRET, str(tmp_path), 60.0)
+    try:
+        client = AgentClient("node1", handle.connect, SECRET)
+        server = client.call("process.start", {"tool": "netperf", "role": "server", "bind": "127.0.0.11",
+                                               "timeout_s": 30})
+        assert "-Z ********" in " ".join(server["command"]) and phrase not in str(server)
+        # A measurement as meshperf makes one (the controller hands the client the destination's passphrase)...
+        running = client.call("process.start", {"tool": "netperf", "role": "client", "target": "127.0.0.11",
+                                                "port": server["port"], "bind": "127.0.0.11", "timeout_s": 30,
+                                                "params": {"duration_s": 3}, "passphrase": phrase})
+        wait_for(lambda: psutil.Process(server["pid"]).children(), 10, what="netserver's child for the test")
+
+        # ... while real netperf without it asks netserver to fill its sends from the file: nothing is served.
+        def fill_from_victim(*extra):
+            return subprocess.run(["netperf", "-H", "127.0.0.11", "-p", str(server["port"]), "-t", "omni", "-l", "1",
+                                   "-P", "0", "-F", f",{victim}", *extra, "--", "-d", "recv", "-k",
+                                   "THROUGHPUT,REMOTE_FILL_FILE"], capture_output=True, text=True, timeout=60)
+        bare = fill_from_victim()
+        assert bare.returncode != 0 and "THROUGHPUT" not in bare.stdout and str(victim) not in bare.stdout
+        assert fill_from_victim("-Z", "0" * 32).returncode != 0   # nor with another run's or node's
+        # What the passphrase stops: with it, netserver does send the file.
+        assert f"REMOTE_FILL_FILE={victim}" in fill_from_victim("-Z", phrase).stdout
+
+        result = client.wait_process(running["id"], 30)
+        assert result["exit_code"] == 0 and "THROUGHPUT=" in result["stdout"], result
+        assert phrase not in result["command"] and phrase not in " ".join(result["argv"])
+        # A test in progress when the agent stops: netserver's child for it stops with the group.
+        again = client.call("process.start", {"tool": "netperf", "role": "client", "target": "127.0.0.11",
+                                              "port": server["port"], "bind": "127.0.0.11", "timeout_s": 30,
+                                              "params": {"duration_s": 20}, "passphrase": phrase})
+        assert again["id"]
+        wait_for(lambda: len(psutil.Process(server["pid"]).children()) > 0, 10, what="netserver's child")
+        children = psutil.Process(server["pid"]).children()
+    finally:
+        handle.stop()
+        victim.unlink()
+    assert_gone([server["pid"]] + [child.pid for child in children])
+    assert phrase not in (tmp_path / "agent-node1.log").read_text()
