@@ -15,10 +15,14 @@ import json
 import os
 import socket
 import struct
+import time
 from typing import Any
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+#: Before a caller has authenticated it may send nothing bigger than this: a hello is about 200 bytes, and
+#: a caller without the secret must not make the agent read (or parse) megabytes.
+HANDSHAKE_FRAME_BYTES = 4096
 _HEADER = struct.Struct(">I")
 
 
@@ -33,11 +37,19 @@ def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall(_HEADER.pack(len(data)) + data)
 
 
-def _recv_exact(sock, size):
+def _recv_exact(sock, size, deadline=None):
     chunks = []
     remaining = size
     while remaining:
-        chunk = sock.recv(min(remaining, 1 << 20))
+        if deadline is not None:   # one deadline for the whole exchange, not one per recv (a byte a second)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProtocolError("timed out")
+            sock.settimeout(left)
+        try:
+            chunk = sock.recv(min(remaining, 1 << 20))
+        except socket.timeout:
+            raise ProtocolError("timed out")
         if not chunk:
             raise ProtocolError("connection closed by peer")
         chunks.append(chunk)
@@ -45,12 +57,13 @@ def _recv_exact(sock, size):
     return b"".join(chunks)
 
 
-def recv_frame(sock: socket.socket) -> dict[str, Any]:
-    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-    if size > MAX_FRAME_BYTES:
-        raise ProtocolError(f"frame of {size} bytes exceeds the {MAX_FRAME_BYTES} byte limit")
+def recv_frame(sock: socket.socket, limit: int = MAX_FRAME_BYTES, deadline: float | None = None) -> dict[str, Any]:
+    """One frame of at most ``limit`` bytes, all of it by ``deadline`` (time.monotonic()) if given."""
+    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
+    if size > limit:
+        raise ProtocolError(f"frame of {size} bytes exceeds the {limit} byte limit")
     try:
-        message = json.loads(_recv_exact(sock, size).decode("utf-8"))
+        message = json.loads(_recv_exact(sock, size, deadline).decode("utf-8"))
     except ValueError as exc:
         raise ProtocolError(f"malformed frame: {exc}")
     if not isinstance(message, dict):
@@ -72,11 +85,12 @@ def macs_equal(a: object, b: object) -> bool:
     return isinstance(a, str) and isinstance(b, str) and hmac.compare_digest(a, b)
 
 
-def agent_handshake(sock: socket.socket, secret: str | bytes) -> None:
-    """Agent side: challenge the caller, check its proof, prove ourselves. Raises ProtocolError."""
+def agent_handshake(sock: socket.socket, secret: str | bytes, deadline: float | None = None) -> None:
+    """Agent side: challenge the caller, check its proof, prove ourselves, all by ``deadline``
+    (time.monotonic()); the caller's frame may be HANDSHAKE_FRAME_BYTES at most. Raises ProtocolError."""
     nonce = new_nonce()
     send_frame(sock, {"meshperf_agent": PROTOCOL_VERSION, "nonce": nonce})
-    hello = recv_frame(sock)
+    hello = recv_frame(sock, HANDSHAKE_FRAME_BYTES, deadline)
     if hello.get("protocol") != PROTOCOL_VERSION:
         send_frame(sock, {"ok": False, "error": {"code": "protocol_mismatch",
                                                  "message": f"agent speaks protocol {PROTOCOL_VERSION}"}})

@@ -6,6 +6,7 @@ died or the network to it was cut) the agent stops everything and exits.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 from pytest_meshperf import __version__
 from pytest_meshperf.agent import protocol, resources
 from pytest_meshperf.agent.boot import locate_server
+from pytest_meshperf.agent.gate import Gate
 from pytest_meshperf.agent.leases import ROLES as LEASE_ROLES
 from pytest_meshperf.agent.leases import Leases
 from pytest_meshperf.agent.monitor import CpuMonitor
@@ -29,7 +31,9 @@ from pytest_meshperf.tools import TOOLS, get_tool
 log = logging.getLogger("meshperf.agent")
 
 READY_TIMEOUT_S = 5.0
-HANDSHAKE_TIMEOUT_S = 30.0
+HANDSHAKE_TIMEOUT_S = 10.0   # the whole handshake, from accept to the caller's proof checked
+ACCEPT_BACKOFF_S = 0.1
+ACCEPT_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 START_ATTEMPTS = 3
 MAX_WAIT_S = 30.0
 MAX_START_DELAY_S = 60.0     # how far ahead a timed start (a burst) may be scheduled
@@ -67,6 +71,7 @@ class Agent:
         self.tools = self._probe_tools(tool_paths or {})
         self.cores = resources.usable_cores()
         self.leases = Leases({"send": max_send, "recv": max_recv}, cores=self.cores)
+        self.gate = Gate()   # connections: few unauthenticated ones, a cap on all (agent/gate.py)
         self._caller = threading.local()   # the connection serving the current request (owns its leases)
         self.stopping = threading.Event()
         self.server = None
@@ -321,9 +326,10 @@ class Agent:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self):
                 sock = self.request
-                sock.settimeout(HANDSHAKE_TIMEOUT_S)
                 try:
-                    protocol.agent_handshake(sock, agent.secret)
+                    # One deadline for the whole handshake, and small frames until it is done.
+                    protocol.agent_handshake(sock, agent.secret, time.monotonic() + HANDSHAKE_TIMEOUT_S)
+                    agent.gate.authenticated(sock)
                     # An authenticated caller may stay idle as long as it likes (a pool keeps one
                     # connection per node for the whole run); keep-alive notices a vanished peer.
                     sock.settimeout(None)
@@ -335,11 +341,30 @@ class Agent:
                 except (protocol.ProtocolError, OSError) as exc:
                     log.debug("connection from %s ended: %s", self.client_address, exc)
                 finally:
+                    agent.gate.closed(sock)
                     agent.leases.release_owner(self)  # a vanished caller (a killed worker) frees its leases
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 128
+
+            def get_request(self):
+                try:
+                    return super().get_request()
+                except OSError as exc:
+                    # Out of descriptors (or buffers): the connection waits in the backlog; sleeping here keeps
+                    # the accept loop from spinning on a socket that stays readable.
+                    if exc.errno in ACCEPT_EXHAUSTED:
+                        agent.gate.exhausted(exc)
+                        time.sleep(ACCEPT_BACKOFF_S)
+                    raise
+
+            def verify_request(self, request, client_address):
+                return agent.gate.admit(request)
+
+            def handle_error(self, request, client_address):
+                log.exception("connection from %s: the handler failed", client_address)
 
         self.server = Server((listen, port), Handler)
         return self.server.server_address[1]

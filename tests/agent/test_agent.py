@@ -3,6 +3,7 @@
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -221,3 +222,56 @@ def test_lease_renew_extends_only_the_callers_own_lease(agent):
     assert client.call("lease.release", {"id": taken["id"]}) == {"released": True}
     assert client.call("lease.renew", {"id": taken["id"], "ttl_s": 60.0}) == {"renewed": False}   # ended: gone
     other.close()
+
+
+def test_the_agent_keeps_serving_its_controller_through_a_flood_before_authentication(agent, tmp_path):
+    handle, controller = agent()
+    process = agent_process(handle)
+    assert controller.call("agent.ping")
+
+    # A 60 MiB hello of [{},{},...]: refused at its 4-byte header, none of it read or parsed.
+    big = handle.connect()
+    protocol.recv_frame(big)
+    size = 60 * 1024 * 1024
+    big.sendall(struct.pack(">I", size) + b"[" + b"{}," * 20000)
+    big.settimeout(30)
+    assert big.recv(1) == b""   # hung up on
+    big.close()
+
+    # A handshake that trickles a byte every 0.5 s: one deadline for all of it, so it is closed within it.
+    slow = handle.connect()
+    protocol.recv_frame(slow)
+    hello = b'{"protocol":1,"mac":"' + b"0" * 64 + b'","nonce":"x"}'
+    frame = struct.pack(">I", len(hello)) + hello
+    slow.settimeout(0.5)
+    sent, hung_up = 0, False
+    for _ in range(120):   # 60 s at most; the agent's deadline is 10 s
+        try:
+            if slow.recv(1) == b"":
+                hung_up = True
+                break
+        except socket.timeout:
+            pass
+        try:
+            slow.send(frame[sent:sent + 1])
+            sent += 1
+        except OSError:
+            hung_up = True
+            break
+    assert hung_up and sent < len(frame), f"a trickled handshake held its connection ({sent} bytes sent)"
+    slow.close()
+
+    # 1,000 idle connections that never say a word.
+    idle = [handle.connect() for _ in range(1000)]
+    try:
+        assert controller.call("agent.ping")                    # the controller's own connection
+        fresh = AgentClient("node1", handle.connect, SECRET)   # and a new one, in the middle of the flood
+        assert fresh.call("agent.info")["node"] == "node1"
+        fresh.close()
+        assert process.memory_info().rss < 100 * 1024 * 1024
+        assert process.num_fds() < 200, process.num_fds()
+    finally:
+        for sock in idle:
+            sock.close()
+    assert controller.call("agent.ping")
+    assert "closing the oldest" in (tmp_path / "agent-node1.log").read_text()
