@@ -35,6 +35,10 @@ class ParameterError(UsageError):
     """A measurement parameter (mark, option, profile) is invalid."""
 
 
+class ResultsWriteError(MeshperfError):
+    """A result could not be written (a full disk, a quota); ``str(err)`` is one line naming the file."""
+
+
 @dataclass
 class ClientRun:
     """What a tool client that ran and failed did: its command line (no secrets: tool arguments only),

@@ -107,6 +107,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
     state = state_of(session.config)
     if state is not None and state.active:
         state.session.finish(exitstatus, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+        if state.session.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED   # results that could not be written are no pass
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

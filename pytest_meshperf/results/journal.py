@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any
 
+from pytest_meshperf.errors import ResultsWriteError
 from pytest_meshperf.results.layout import (
     _HEAD,
     CSV_METRICS,
@@ -25,14 +26,22 @@ class Journal:
         self._handle = self._index = None
 
     def append(self, record: dict[str, Any]) -> None:
-        if self._handle is None:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._handle = open(self.path, "ab")
+        """ResultsWriteError when the line cannot be made durable (a full disk): the journal is cut back to
+        the records before it, each whole."""
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
-        offset = os.fstat(self._handle.fileno()).st_size
-        self._handle.write(line)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        offset = None
+        try:
+            if self._handle is None:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                self._handle = open(self.path, "ab", buffering=0)   # unbuffered: a failed write is this line's
+            offset = os.fstat(self._handle.fileno()).st_size
+            view = memoryview(line)
+            while view:   # bounded: each write takes at least a byte or raises
+                view = view[self._handle.write(view):]
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            self._cut(offset)
+            raise ResultsWriteError(f"cannot write the journal {self.path}: {exc.strerror or exc}")
         if self.index_path is not None:
             entry = _index_entry(line, offset, record)
             if entry is not None:
@@ -45,11 +54,31 @@ class Journal:
                 except OSError:   # a cache: without it assemble reads the journal
                     pass
 
+    def _cut(self, offset):
+        """After a failed append: back to ``offset`` (a torn line would spoil the journal's last record)."""
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        try:
+            if offset is not None:
+                os.ftruncate(handle.fileno(), offset)
+            handle.close()
+        except OSError:
+            pass
+
     def close(self) -> None:
-        for handle in (self._handle, self._index):
-            if handle is not None:
+        """Close the journal and its index; the index is a cache: an error closing it is dropped."""
+        handle, index, self._handle, self._index = self._handle, self._index, None, None
+        if index is not None:
+            try:
+                index.close()
+            except OSError:
+                pass
+        if handle is not None:
+            try:
                 handle.close()
-        self._handle = self._index = None
+            except OSError as exc:
+                raise ResultsWriteError(f"cannot close the journal {self.path}: {exc.strerror or exc}")
 
 
 def _csv_rows(record, metrics, error):

@@ -22,7 +22,7 @@ import pytest
 from pytest_meshperf import __version__
 from pytest_meshperf.cluster.model import Cluster
 from pytest_meshperf.control.pool import AgentPool
-from pytest_meshperf.errors import AgentError, UsageError
+from pytest_meshperf.errors import AgentError, ResultsWriteError, UsageError
 from pytest_meshperf.measure.burst import GroupRunner
 from pytest_meshperf.measure.rounds import RoundRunner
 from pytest_meshperf.plan.links import Pair, link_selected, parse_links
@@ -78,6 +78,8 @@ class MeshSession:
         self.agents: AgentOwner | AgentUser = AgentUser(self) if self.role == "worker" else AgentOwner(self)
         self._pool: AgentPool | None = None
         self._journal = None
+        self.write_error: str | None = None   # the one line saying which result could not be written
+        self._said_stop = False               # ... already shown, as the reason the run stopped
         self.created = False
         self.assembled = None
         self.export_line = None   # (text, is_problem) once the export was written or failed
@@ -173,7 +175,10 @@ class MeshSession:
             items[:] = kept
 
     def summarize(self, terminalreporter: pytest.TerminalReporter) -> None:
-        """pytest_terminal_summary: the matrices and paths, the export's line, pairs the baseline lacked."""
+        """pytest_terminal_summary: the matrices and paths, the export's line, pairs the baseline lacked; or
+        why the results could not be written (once: a run stopped by it said so already)."""
+        if self.write_error is not None and not self._said_stop:
+            terminalreporter.write_line(self.write_error, red=True)
         if self.assembled is not None:
             write_summary(terminalreporter, [n.name for n in self.cluster.nodes], self.assembled, os.getcwd(),
                           self.report)
@@ -252,11 +257,30 @@ class MeshSession:
 
     # -- results ---------------------------------------------------------------
     def record(self, record: dict[str, Any]) -> None:
+        """Journal ``record`` (on disk before anything else happens).  When it cannot be written (a full disk)
+        the run stops at once with one line: what is measured from here on could not be kept either."""
+        try:
+            if self._journal is None:
+                self.ensure_run_dir()
+                self._journal = self.run_dir.journal(self.writer)
+            self._journal.append(record)   # on disk first: a user's hook below can fail or hang without losing it
+        except (ResultsWriteError, OSError) as exc:
+            self.write_error, self._said_stop = self._stopped_line(exc), True
+            pytest.exit(self.write_error, returncode=pytest.ExitCode.TESTS_FAILED)
+        self._call_user_hook("pytest_meshperf_measurement", record=record)
+
+    def _journal_only(self, record):
+        """Journal ``record`` at the session's end (no run to stop); ResultsWriteError when it cannot be."""
         if self._journal is None:
             self.ensure_run_dir()
             self._journal = self.run_dir.journal(self.writer)
-        self._journal.append(record)   # on disk first: a user's hook below can fail or hang without losing it
-        self._call_user_hook("pytest_meshperf_measurement", record=record)
+        self._journal.append(record)
+
+    def _stopped_line(self, exc):
+        what = str(exc) if isinstance(exc, ResultsWriteError) else f"cannot write the results: {exc}"
+        where = self.run_dir.path if self.run_dir is not None else "the run directory"
+        return (f"meshperf: {what}; the run stops. The journal holds every measurement before this one: "
+                f"meshperf assemble {where} writes mesh.json from it once there is room")
 
     def _call_user_hook(self, name, **kwargs):
         """A hook of the user's (hookspecs.py): its exception is a warning, never a lost result or a failed test."""
@@ -269,15 +293,26 @@ class MeshSession:
         """Stop agents and assemble mesh.json (not on workers: the controller does that once)."""
         if self.rounds is not None:
             self.rounds.close()   # a round measured ahead of its tests (-x, Ctrl-C) stops; nothing else may run
-            if interrupted:   # measured in a round, not yet reported by its test
-                self.rounds.journal_unreported(self.record, self.baseline)
-        if self._journal is not None:
-            self._journal.close()
+        # The agents first: whatever fails below (a full disk), nothing is left running on the nodes.
         self.agents.stop(self._pool)
+        try:
+            if self.rounds is not None and interrupted and self.write_error is None:
+                self.rounds.journal_unreported(self._journal_only, self.baseline)   # measured, not yet reported
+            if self._journal is not None:
+                self._journal.close()
+        except (ResultsWriteError, OSError) as exc:
+            self.write_error = self.write_error or self._stopped_line(exc)
         if self.role == "worker":
             return None
         if self.created:
-            self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
+            try:
+                self.assembled = assemble(self.run_dir, time.time(), interrupted, int(exitstatus))
+            except OSError as exc:
+                if self.write_error is None:
+                    self.write_error = (f"meshperf: cannot write mesh.json in {self.run_dir.path}: "
+                                        f"{exc.strerror or exc}; the journal holds every measurement: meshperf "
+                                        f"assemble {self.run_dir.path} writes it once there is room")
+                return None
             self._call_user_hook("pytest_meshperf_results", mesh_path=self.assembled.path,
                                  counts=dict(self.assembled.counts))
         if self.run_settings.export_path and self.assembled is not None:   # like mesh.json: only a run that measured
