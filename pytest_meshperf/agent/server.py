@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import shutil
 import socket
 import socketserver
@@ -36,6 +37,7 @@ ACCEPT_BACKOFF_S = 0.1
 ACCEPT_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 START_ATTEMPTS = 3
 MAX_WAIT_S = 30.0
+WAIT_SLICE_S = 0.25   # process.wait checks this often whether its caller is still there
 MAX_START_DELAY_S = 60.0     # how far ahead a timed start (a burst) may be scheduled
 MAX_SERVER_LIFE_S = 86400.0 + 600   # a shared server's deadline: it ends with the agent (lease) long before
 
@@ -180,7 +182,7 @@ class Agent:
     def _start(self, tool, role, argv, timeout_s, port, cpu=None, start_in_s=None, shared=False, secrets=()):
         try:
             return self.supervisor.start(tool, role, argv, timeout_s, port=port, cpu=cpu, start_in_s=start_in_s,
-                                         shared=shared, secrets=secrets)
+                                         shared=shared, secrets=secrets, owner=getattr(self._caller, "conn", None))
         except TooManyProcesses:
             raise RpcError("too_many_processes", f"node {self.node} runs its maximum of {self.supervisor.max_processes}"
                                                  " tool processes")
@@ -238,8 +240,17 @@ class Agent:
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
             raise RpcError("bad_request", "timeout_s must be a number")
         timeout_s = min(float(timeout_s), MAX_WAIT_S, self.lease_s / 2)
+        conn = getattr(self._caller, "conn", None)
+        deadline = time.monotonic() + timeout_s
         try:
-            result = self.supervisor.wait(ident, timeout_s)
+            # In slices, watching the caller: a long wait must not hide that its caller is gone (a killed
+            # xdist worker), whose processes are then stopped at once (drop_owned), not when they end.
+            while True:
+                result = self.supervisor.wait(ident, max(0.0, min(WAIT_SLICE_S, deadline - time.monotonic())))
+                if result is not None or time.monotonic() >= deadline:
+                    break
+                if conn is not None and peer_closed(conn.request):
+                    raise ConnectionAbortedError("the caller closed its connection during process.wait")
         except KeyError:
             raise RpcError("unknown_process", f"node {self.node} has no process {ident}")
         if result is None:
@@ -275,6 +286,18 @@ class Agent:
         ident, reserved = self.leases.acquire(role, holder, getattr(self._caller, "conn", None), float(ttl_s), cores)
         return {"granted": ident is not None, "id": ident, "cores": reserved,
                 "holders": [] if ident else [h for h in self.leases.holders() if h["role"] == role]}
+
+    def drop_owned(self, owner: object) -> None:
+        """Stop and forget every process ``owner`` (a connection now closed) started and did not collect, and
+        free their ports: nobody is left to collect them."""
+        for proc in self.supervisor.owned_by(owner):
+            try:
+                result = self.supervisor.stop(proc.id)
+            except KeyError:   # collected meanwhile
+                continue
+            if result["port"] is not None:
+                self.ports.release(result["port"])
+            log.info("stopped %s %s pid %s: the connection that started it closed", proc.role, proc.tool, proc.pid)
 
     def m_lease_renew(self, params: dict[str, Any]) -> dict[str, Any]:
         ttl_s = _field(params, "ttl_s", (int, float))
@@ -313,6 +336,8 @@ class Agent:
             return {"id": request.get("id"), "result": handler(self, params)}
         except RpcError as exc:
             return {"id": request.get("id"), "error": {"code": exc.code, "message": exc.message}}
+        except ConnectionAbortedError:   # the caller is gone: nobody to answer, the connection ends
+            raise
         except Exception as exc:  # an agent bug must not kill the connection silently
             log.exception("internal error in %r", request.get("method"))
             return {"id": request.get("id"), "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}}
@@ -342,7 +367,10 @@ class Agent:
                     log.debug("connection from %s ended: %s", self.client_address, exc)
                 finally:
                     agent.gate.closed(sock)
-                    agent.leases.release_owner(self)  # a vanished caller (a killed worker) frees its leases
+                    # A vanished caller (a killed xdist worker): its processes first, then its leases, so that
+                    # the next measurement on this node never overlaps one of its flows.
+                    agent.drop_owned(self)
+                    agent.leases.release_owner(self)
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
@@ -393,6 +421,17 @@ class Agent:
         log.info("stopped %d tool processes", stopped)
         if self.server is not None:
             self.server.shutdown()
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """Whether the other end of ``sock`` has closed it (readable, and nothing to read)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _field(params, name, kinds):

@@ -71,8 +71,9 @@ def _wrappers():
 class ManagedProcess:
     def __init__(self, ident: str, tool: str, role: str, argv: list[str], timeout_s: float, port: int | None,
                  out_path: str, err_path: str, cpu: int | None = None, shared: bool = False,
-                 secrets: tuple[str, ...] = ()) -> None:
+                 secrets: tuple[str, ...] = (), owner: object = None) -> None:
         self.id = ident
+        self.owner = owner        # the connection that started it: when that one goes, so does the process
         self.shared = shared      # a long-lived server every measurement uses (netserver), in a group of its own
         self.secrets = secrets    # words of argv never shown (netserver's passphrase): not in results, not in logs
         self.cpu = cpu
@@ -155,7 +156,7 @@ class Supervisor:
     # -- starting -----------------------------------------------------------
     def start(self, tool: str, role: str, argv: list[str], timeout_s: float, port: int | None = None,
               cpu: int | None = None, start_in_s: float | None = None, shared: bool = False,
-              secrets: tuple[str, ...] = ()) -> ManagedProcess:
+              secrets: tuple[str, ...] = (), owner: object = None) -> ManagedProcess:
         """Start a tool process now, or ``start_in_s`` seconds from now (then return at once, pid unknown yet)."""
         with self._lock:
             running = sum(1 for p in self._procs.values() if not p.done.is_set())
@@ -164,7 +165,8 @@ class Supervisor:
             ident = f"p{next(self._ids)}"
             base = os.path.join(self.state_dir, ident)
             proc = ManagedProcess(ident, tool, role, list(argv), float(timeout_s), port, base + ".out",
-                                  base + ".err", cpu=cpu, shared=shared, secrets=tuple(secrets))
+                                  base + ".err", cpu=cpu, shared=shared, secrets=tuple(secrets),
+                                  owner=None if shared else owner)
             self._procs[ident] = proc
         future = Future()
         due = time.monotonic() + max(0.0, start_in_s or 0.0)
@@ -338,6 +340,11 @@ class Supervisor:
             except OSError:
                 pass
         return result
+
+    def owned_by(self, owner: object) -> list[ManagedProcess]:
+        """The processes ``owner`` (a connection) started that nobody has collected yet."""
+        with self._lock:
+            return [p for p in self._procs.values() if owner is not None and p.owner is owner]
 
     def running(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -35,7 +35,7 @@ from typing import IO, Any, Protocol
 from pytest_meshperf.errors import AgentError, MeasurementError
 from pytest_meshperf.measure.flight import Flight
 from pytest_meshperf.measure.group_files import lock_group, read_group, write_group
-from pytest_meshperf.measure.measurement import Measurement
+from pytest_meshperf.measure.measurement import STATUS_ERROR, Measurement
 from pytest_meshperf.measure.runner import LEASE_WAIT_S, HeldLease, Pool, release_leases, renew_leases, take_leases
 from pytest_meshperf.plan.links import Pair
 from pytest_meshperf.plan.schedule import Schedule
@@ -218,6 +218,11 @@ class RoundPipeline:
             flight.lease = leg.kept + new
             flight.phases["prepare"] = time.time() - flight.started
             flight.start_servers()
+            if any(flight.results[pair.id].status == STATUS_ERROR for pair in flight.pairs):
+                # A server that cannot start now (the node's ports held by the round in flight: a small
+                # ``ports`` range) fails no pair: the round runs on its own once this one has ended.
+                self._cancel(leg)
+                return None
         except (MeasurementError, AgentError):
             self._cancel(leg)
             return None
