@@ -137,6 +137,11 @@ def unpack(bundle_path, digest):
         with zipfile.ZipFile(bundle_path) as archive:
             archive.extractall(tmp)
         compileall.compile_dir(tmp, quiet=2)
+        # Nobody else may write the copy: the launcher refuses to run from a directory others can write.
+        for top, dirs, names in os.walk(tmp):
+            os.chmod(top, 0o700)
+            for name in names:
+                os.chmod(os.path.join(top, name), 0o600)
         os.rename(tmp, lib)
     except (OSError, zipfile.BadZipFile):  # someone else's rename won, or no room: the zip works as it is
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,7 +170,7 @@ def main(argv=None):
     if not tools_usable(data):
         return CANNOT_RUN
     for log in option_values(agent_argv, "--log"):
-        os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+        os.makedirs(os.path.dirname(log) or ".", mode=0o700, exist_ok=True)
     bundle = dict(expect).get(sys.argv[0]) if argv is None else None
     if bundle:
         unpack(sys.argv[0], bundle)  # verified above: its hash is the expected one

@@ -74,6 +74,62 @@ if len(sys.argv) > 4:
 """
 
 
+#   LAUNCH_SCRIPT REMOTE_DIR BUNDLE SHA256 BOOT-ARGS...
+# Runs before anything from the remote dir does (the controller sends it; the node's files are not trusted):
+# the bundle, every directory from / down to it and the bundle's unpacked copy (lib-*) must be owned by this
+# user or root and writable by nobody else (a sticky directory above REMOTE_DIR, such as /tmp, is fine: others
+# cannot replace what is ours in it); then the bundle's bytes must hash to SHA256.  Refused: one JSON line
+# {"meshperf_refused": why} and exit LAUNCH_REFUSED; a missing or different bundle: exit 3 (NEEDS_UPLOAD,
+# nothing printed).  Else the bundle runs (agent/boot.py) with BOOT-ARGS, in this process.
+LAUNCH_REFUSED = 5
+LAUNCH_SCRIPT = """\
+import hashlib, json, os, runpy, stat, sys
+root, bundle, digest = (os.path.realpath(p) if i < 2 else p for i, p in enumerate(sys.argv[1:4]))
+me = os.getuid()
+def why(path, below_root):
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return None if exc.errno == 2 else '%s: %s' % (path, exc)
+    if st.st_uid not in (me, 0):
+        return '%s belongs to uid %d, not to this user (%d) or root' % (path, st.st_uid, me)
+    if st.st_mode & 0o022 and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX and not below_root):
+        return '%s is writable by %s (mode %04o)' % (path, 'group and others' if st.st_mode & 0o022 == 0o022
+                                                    else 'its group' if st.st_mode & 0o020 else 'others',
+                                                    stat.S_IMODE(st.st_mode))
+    return None
+def refuse(reason):
+    sys.stdout.write(json.dumps({'meshperf_refused': 'refusing to run the agent from %s: %s; whoever can write '
+                                 'there could run code as this user (chmod 700 it, or choose another '
+                                 '--mesh-remote-dir)' % (root, reason)}) + '\\n')
+    sys.exit(REFUSED)
+parts = bundle.split('/')
+for depth in range(2, len(parts) + 1):
+    path = '/'.join(parts[:depth])
+    reason = why(path, path == root or path.startswith(root + '/'))
+    if reason:
+        refuse(reason)
+lib = os.path.join(os.path.dirname(bundle), 'lib-' + digest[:16])
+if os.path.isdir(lib) and not os.path.islink(lib):
+    for top, dirs, files in os.walk(lib):
+        for name in [top] + [os.path.join(top, n) for n in dirs + files]:
+            reason = why(name, True)
+            if reason:
+                refuse(reason)
+elif os.path.lexists(lib):
+    refuse('%s is not a directory' % lib)
+try:
+    with open(bundle, 'rb') as handle:
+        ok = hashlib.sha256(handle.read()).hexdigest() == digest
+except OSError:
+    ok = False
+if not ok:
+    sys.exit(3)
+sys.argv = [bundle] + sys.argv[4:]
+runpy.run_path(bundle, run_name='__main__')
+""".replace("REFUSED", str(LAUNCH_REFUSED))
+
+
 def read_to_eof(recv: Callable[[int], bytes], deadline: float) -> bytes:
     data = b""
     while time.monotonic() < deadline:  # recv itself times out (channel timeout); this bounds the total
@@ -106,6 +162,6 @@ def sftp_makedirs(sftp: Any, path: str) -> None:
         except FileNotFoundError:
             pass
         try:
-            sftp.mkdir(prefix)
+            sftp.mkdir(prefix, mode=0o700)   # nobody else may write where the agent runs from (LAUNCH_SCRIPT)
         except OSError:
             sftp.stat(prefix)  # created meanwhile by a node sharing this home directory: fine; else it raises

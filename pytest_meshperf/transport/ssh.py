@@ -32,7 +32,14 @@ from pytest_meshperf.errors import TransportError
 from pytest_meshperf.tools import TOOLS, get_tool
 from pytest_meshperf.transport import bundle as agent_bundle
 from pytest_meshperf.transport.base import AgentHandle
-from pytest_meshperf.transport.commands import AGENTS_SCRIPT, CommandResult, facts_line, read_to_eof
+from pytest_meshperf.transport.commands import (
+    AGENTS_SCRIPT,
+    LAUNCH_REFUSED,
+    LAUNCH_SCRIPT,
+    CommandResult,
+    facts_line,
+    read_to_eof,
+)
 from pytest_meshperf.transport.deploy import Shipment, shipments, upload
 from pytest_meshperf.transport.local import limit_args
 from pytest_meshperf.transport.options import CONNECT_TIMEOUT_S, REMOTE_HOME_DIR, SshOptions  # noqa: F401  (SshOptions re-exported)
@@ -276,7 +283,10 @@ class SshNode:
         Returns its ready line (port, pid) with the node's facts and what was uploaded."""
         items = self.shipments()
         log_path = posixpath.join(self.log_dir(), f"agent-{run_id}-{self.node.name}.log")
-        argv = [self.python(), "-I", "-S", items[0].remote_path]
+        # LAUNCH_SCRIPT (sent from here) checks who can write the remote dir and the bundle's hash before the
+        # bundle runs: nothing from the node's disk runs unchecked.
+        argv = [self.python(), "-I", "-S", "-c", LAUNCH_SCRIPT, self.options.remote_dir, items[0].remote_path,
+                items[0].sha256]
         for _, _, sha256, remote_path, _ in items:
             argv += ["--expect", f"{remote_path}={sha256}"]
         argv += ["--node", self.node.name, "--listen", "127.0.0.1", "--lease", f"{lease_s:g}", "--daemon",
@@ -291,6 +301,8 @@ class SshNode:
             result = self.run(argv, timeout_s=START_TIMEOUT_S, check=False, stdin=(secret + "\n").encode("ascii"))
             arrived = time.time()
             data = facts_line(result.stdout)
+            if result.exited == LAUNCH_REFUSED:
+                raise TransportError(f"{self.where}: {_refusal(result.stdout)}")
             if data is None:
                 self._no_python(result)
             if attempt == 0 and (data is None or result.exited == NEEDS_UPLOAD):
@@ -412,3 +424,13 @@ class SshNode:
             self.conn = None
 
 
+def _refusal(stdout: str) -> str:
+    """LAUNCH_SCRIPT's reason for refusing to run the agent (its one JSON line)."""
+    for line in stdout.splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("meshperf_refused"):
+            return str(data["meshperf_refused"])
+    return "refusing to run the agent from the remote dir (no reason given)"

@@ -242,7 +242,7 @@ def test_one_command_starts_an_agent_and_a_missing_or_damaged_bundle_is_uploaded
 
         again = start("again")  # one remote command per node, nothing sent
         assert [item["transferred_bytes"] for item in again.values()] == [0, 0]
-        launches = [c for c in commands if "agent.pyz --expect" in c]
+        launches = [c for c in commands if "agent.pyz" in c and "--expect" in c]
         assert len(launches) == 2 and len(commands) == 4  # the launch and the stop script, per node
         assert len(list(Path(path).parent.glob("lib-*"))) == 1  # the bytecode-cached copy the first start made
 
@@ -250,3 +250,58 @@ def test_one_command_starts_an_agent_and_a_missing_or_damaged_bundle_is_uploaded
         damaged = start("damaged")
         assert max(item["transferred_bytes"] for item in damaged.values()) > 0
         assert Path(path).read_bytes() == bundle.build().data
+
+
+def test_a_remote_dir_others_can_write_is_refused_before_anything_from_it_runs(tmp_path):
+    """Planted code in the remote dir (a bundle, an unpacked lib-* copy) never runs: the launch command, sent by
+    the controller, refuses a directory others can write, and re-uploads a bundle whose hash differs."""
+    ran = tmp_path / "planted-code-ran"
+    planted_main = f"open({str(ran)!r}, 'w').write('ran')\n"
+    with netns_testbed(tmp_path / "tb", nodes=2) as tb:
+        cluster = load_cluster(tb.hosts_yaml)
+        remote = tmp_path / "remote"
+        options = SshOptions(known_hosts=tb.known_hosts, remote_dir=str(remote))
+
+        def start(run_id):
+            controller = Controller(cluster, str(tmp_path / run_id), run_id, ssh_options=options)
+            controller.start()
+            controller.stop()
+            return controller.failed
+
+        assert start("deploy") == {}
+        shipped = bundle.build()
+        path = remote / "agent" / shipped.version_dir / "agent.pyz"
+        assert oct(remote.stat().st_mode & 0o777) == "0o700"   # created 0700
+
+        # 1. A group-writable directory with a planted bundle: refused before the bundle runs.
+        path.write_bytes(zipapp_bytes(planted_main))
+        path.parent.chmod(0o775)
+        failed = start("group-writable")
+        assert set(failed) == {"node1", "node2"}
+        assert all("refusing to run the agent from" in why and "writable by its group" in why and
+                   str(path.parent) in why for why in failed.values()), failed
+        assert not ran.exists()
+
+        # 2. The same bundle in a directory only we can write: its hash is not the bundle's, so it is replaced
+        # (uploaded again) before anything runs, and the agents start.
+        path.parent.chmod(0o755)
+        assert start("replaced") == {}
+        assert not ran.exists() and path.read_bytes() == shipped.data
+
+        # 3. A planted lib-* copy (what the bundle imports first) that its group can write: refused.
+        lib = path.parent / f"lib-{shipped.sha256[:16]}"
+        boot = lib / "pytest_meshperf" / "agent" / "boot.py"
+        boot.write_text(planted_main + "def main():\n    return 0\n")
+        boot.chmod(0o664)
+        failed = start("planted-lib")
+        assert all("refusing to run the agent from" in why and str(boot) in why for why in failed.values()), failed
+        assert not ran.exists()
+
+
+def zipapp_bytes(main_source):
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("__main__.py", main_source)
+    return buffer.getvalue()
