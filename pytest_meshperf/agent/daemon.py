@@ -55,7 +55,7 @@ def _tool_path(text):
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m pytest_meshperf.agent",
-                                     description="meshperf node agent (reads the run secret from stdin)")
+                                     description="meshperf node agent (reads its key from stdin)")
     parser.add_argument("--node", required=True, help="the node's name in the inventory")
     parser.add_argument("--listen", type=_loopback, default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--port", type=int, default=0, help="RPC port (0: any free port)")
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
     secret = sys.stdin.readline().strip()
     if len(secret) < 32:
-        sys.stderr.write("meshperf agent: expected the run secret (at least 32 characters) on standard input\n")
+        sys.stderr.write("meshperf agent: expected its key (at least 32 characters) on standard input\n")
         return 2
     ready_out = sys.stdout
     if args.daemon:

@@ -353,7 +353,8 @@ class Agent:
                 sock = self.request
                 try:
                     # One deadline for the whole handshake, and small frames until it is done.
-                    protocol.agent_handshake(sock, agent.secret, time.monotonic() + HANDSHAKE_TIMEOUT_S)
+                    session = protocol.agent_handshake(sock, agent.secret, agent.node,
+                                                       time.monotonic() + HANDSHAKE_TIMEOUT_S)
                     agent.gate.authenticated(sock)
                     # An authenticated caller may stay idle as long as it likes (a pool keeps one
                     # connection per node for the whole run); keep-alive notices a vanished peer.
@@ -361,8 +362,8 @@ class Agent:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                     agent._caller.conn = self
                     while not agent.stopping.is_set():
-                        request = protocol.recv_frame(sock)
-                        protocol.send_frame(sock, agent.dispatch(request))
+                        request = session.recv(sock)
+                        session.send(sock, agent.dispatch(request))
                 except (protocol.ProtocolError, OSError) as exc:
                     log.debug("connection from %s ended: %s", self.client_address, exc)
                 finally:

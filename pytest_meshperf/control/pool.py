@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from pytest_meshperf.agent.protocol import node_key
 from pytest_meshperf.errors import AgentError
 from pytest_meshperf.tools import get_tool
 from pytest_meshperf.transport.rpc import AgentClient, clock_offset, tcp_connector
@@ -73,7 +74,7 @@ class AgentPool:
         """``node``'s server passphrase for ``tool`` in this run (netperf: its netserver's ``-Z``), None when the
         tool's servers take none.  Each agent derives its own from the run's secret; a client is given it."""
         module = get_tool(tool)
-        return module.passphrase(self._secret, node) if hasattr(module, "passphrase") else None
+        return module.passphrase(node_key(self._secret, node), node) if hasattr(module, "passphrase") else None
 
     def on_nodes(self, work: Callable[[str, T], R], items: Mapping[str, T]) -> dict[str, R | Exception]:
         """``work(node, item)`` for every node of ``items`` at once, each in its node's lane; waits for all and

@@ -250,9 +250,9 @@ def selectors(params: Mapping[str, Any]) -> list[str]:
 
 
 def passphrase(secret: str, node: str) -> str:
-    """The passphrase of ``node``'s netserver in this run (``-Z``): derived from the run's secret and the node's
-    name, so it differs per node and per run and gives neither the secret nor another node's away.  netserver
-    serves nothing (not a test, not a fill file: ``-F``) to a client without it."""
+    """The passphrase of ``node``'s netserver in this run (``-Z``), from ``secret``: the node's key (the agent's;
+    protocol.node_key of the run's secret), so it differs per node and per run and gives neither key nor
+    secret away.  netserver serves nothing (not a test, not a fill file: ``-F``) to a client without it."""
     return hmac.new(secret.encode(), b"netserver\0" + node.encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -63,7 +63,7 @@ def start_agent(node: Node, secret: str, log_dir: str, lease_s: float = 60.0,
                                 start_new_session=True)  # a terminal's Ctrl-C reaches the controller only
     except OSError as exc:
         raise AgentError(f"{node.name}: cannot start the local agent: {exc}")
-    proc.stdin.write((secret + "\n").encode("ascii"))
+    proc.stdin.write((protocol.node_key(secret, node.name) + "\n").encode("ascii"))   # its key, not the secret
     proc.stdin.flush()
     ready = _read_ready_line(proc, node, log_path)
 
@@ -169,7 +169,8 @@ class LocalNode:
         env = dict(os.environ)
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        out = subprocess.run(argv, input=(secret + "\n").encode("ascii"), stdout=subprocess.PIPE,
+        out = subprocess.run(argv, input=(protocol.node_key(secret, self.node.name) + "\n").encode("ascii"),
+                             stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, timeout=READY_TIMEOUT_S, env=env)
         if out.returncode != 0:
             raise AgentError(f"{self.where}: the agent did not start: {out.stderr.decode().strip()[-300:]}")

@@ -39,10 +39,12 @@ def tcp_connector(host: str, port: int, timeout_s: float = 10.0) -> Connector:
 
 class AgentClient:
     def __init__(self, node: str, connect: Connector, secret: str) -> None:
+        """``secret``: the run's; the client proves the node's key, derived from it (protocol.node_key)."""
         self.node = node
         self._connect = connect
-        self._secret = secret
+        self._key = protocol.node_key(secret, node)
         self._sock = None
+        self._session: protocol.Session | None = None
         self._ids = 0
 
     def _ensure(self):
@@ -50,7 +52,7 @@ class AgentClient:
             try:
                 sock = self._connect()
                 sock.settimeout(HANDSHAKE_TIMEOUT_S)
-                protocol.client_handshake(sock, self._secret)
+                self._session = protocol.client_handshake(sock, self._key, self.node)
             except (OSError, protocol.ProtocolError) as exc:
                 raise AgentError(f"{self.node}: cannot reach the meshperf agent: {exc}")
             self._sock = sock
@@ -61,8 +63,8 @@ class AgentClient:
         self._ids += 1
         try:
             sock.settimeout(timeout_s + CALL_MARGIN_S)
-            protocol.send_frame(sock, {"id": self._ids, "method": method, "params": params or {}})
-            answer = protocol.recv_frame(sock)
+            self._session.send(sock, {"id": self._ids, "method": method, "params": params or {}})
+            answer = self._session.recv(sock)
         except (OSError, protocol.ProtocolError) as exc:
             self.close()
             raise AgentError(f"{self.node}: lost the meshperf agent during {method}: {exc}")

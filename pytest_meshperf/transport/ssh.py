@@ -26,6 +26,7 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
+from pytest_meshperf.agent import protocol
 from pytest_meshperf.agent.boot import CANNOT_RUN, NEEDS_UPLOAD
 from pytest_meshperf.cluster.model import Node
 from pytest_meshperf.errors import TransportError
@@ -298,7 +299,9 @@ class SshNode:
         deployed = self._upload(items, set())
         for attempt in range(2):  # the second only after an upload
             started = time.time()
-            result = self.run(argv, timeout_s=START_TIMEOUT_S, check=False, stdin=(secret + "\n").encode("ascii"))
+            # The node gets its own key (protocol.node_key), never the run's secret.
+            result = self.run(argv, timeout_s=START_TIMEOUT_S, check=False,
+                              stdin=(protocol.node_key(secret, self.node.name) + "\n").encode("ascii"))
             arrived = time.time()
             data = facts_line(result.stdout)
             if result.exited == LAUNCH_REFUSED:

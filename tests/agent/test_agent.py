@@ -60,7 +60,7 @@ def test_unauthenticated_request_gets_nothing(agent):
     handle, _ = agent()
     sock = handle.connect()
     challenge = protocol.recv_frame(sock)
-    assert set(challenge) == {"meshperf_agent", "nonce"}
+    assert set(challenge) == {"meshperf_agent", "nonce", "node"}
     protocol.send_frame(sock, {"id": 1, "method": "process.start", "params": {"tool": "iperf3", "role": "server",
                                                                               "timeout_s": 5}})
     answer = protocol.recv_frame(sock)
@@ -198,6 +198,55 @@ def test_killed_agent_takes_its_tools_along(agent, tmp_path, monkeypatch, wrappe
     wait_for(lambda: not alive([server]), 30, what="iperf3 to die with its agent (PR_SET_PDEATHSIG)")
 
 
+def test_a_key_for_one_node_opens_no_other_and_the_agent_never_holds_the_run_secret(agent):
+    handle, _ = agent(name="node1")
+    # The right secret, the wrong node: the agent of node1 is not node2's.
+    with pytest.raises(AgentError, match="reached the agent of node 'node1', not of 'node2'"):
+        AgentClient("node2", handle.connect, SECRET).call("agent.ping")
+    # A caller that claims node1 with node2's key (what node2's agent knows) fails authentication.
+    sock = handle.connect()
+    challenge = protocol.recv_frame(sock)
+    stolen = protocol.node_key(SECRET, "node2")
+    protocol.send_frame(sock, {"protocol": protocol.PROTOCOL_VERSION, "nonce": protocol.new_nonce(),
+                               "mac": protocol.mac(stolen, "client", "node1", challenge["nonce"])})
+    assert protocol.recv_frame(sock)["error"]["code"] == "auth_failed"
+    sock.close()
+    assert SECRET not in " ".join(agent_process(handle).cmdline())
+
+
+def test_every_frame_after_the_handshake_is_authenticated(agent):
+    handle, _ = agent()
+    sock = handle.connect()
+    session = protocol.client_handshake(sock, protocol.node_key(SECRET, "node1"), "node1")
+    session.send(sock, {"id": 1, "method": "agent.ping", "params": {}})
+    assert "result" in session.recv(sock)
+    # A frame without a valid MAC (here: a plain frame, as before protocol 2) ends the connection unanswered.
+    protocol.send_frame(sock, {"id": 2, "method": "process.list", "params": {}})
+    sock.settimeout(10)
+    assert sock.recv(1) == b""
+    sock.close()
+    # A replayed frame fails too: its sequence number is spent.
+    sock = handle.connect()
+    session = protocol.client_handshake(sock, protocol.node_key(SECRET, "node1"), "node1")
+    recorded = Recording(sock)
+    session.send(recorded, {"id": 1, "method": "agent.ping", "params": {}})
+    assert "result" in session.recv(sock)
+    sock.sendall(recorded.sent[0])
+    assert sock.recv(1) == b""
+    sock.close()
+
+
+class Recording:
+    """A socket's sendall, recorded."""
+
+    def __init__(self, sock):
+        self.sock, self.sent = sock, []
+
+    def sendall(self, data):
+        self.sent.append(data)
+        self.sock.sendall(data)
+
+
 def test_frames_over_the_limit_are_refused():
     left, right = socket.socketpair()
     with left, right:
@@ -275,3 +324,20 @@ def test_the_agent_keeps_serving_its_controller_through_a_flood_before_authentic
             sock.close()
     assert controller.call("agent.ping")
     assert "closing the oldest" in (tmp_path / "agent-node1.log").read_text()
+
+
+def test_the_minimal_client_in_the_docs_works_against_a_real_agent(agent):
+    """docs/agent-api.md's appendix: a protocol-2 client in plain Python, run as written."""
+    from support.paths import ROOT
+    text = (ROOT / "docs" / "agent-api.md").read_text()
+    appendix = text[text.index("## Appendix: a minimal client"):]
+    code = appendix[appendix.index("```python") + len("```python"):appendix.index("```", appendix.index("```python") + 9)]
+    namespace = {}
+    exec(compile(code, "agent-api.md", "exec"), namespace)
+    handle, _ = agent()
+    port = handle.endpoint["port"] if hasattr(handle, "endpoint") else handle.info["port"]
+    connection = namespace["Connection"](port, SECRET, "node1")
+    assert connection.call(1, "agent.info")["node"] == "node1"
+    assert "processes" in connection.call(2, "process.list")
+    with pytest.raises(PermissionError):
+        namespace["Connection"](port, "x" * 64, "node1")

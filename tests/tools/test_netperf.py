@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pytest_meshperf.agent import protocol
 from pytest_meshperf.errors import ParameterError
 from pytest_meshperf.spec.params import merge_params, parse_params
 from pytest_meshperf.tools import iperf3, netperf
@@ -133,10 +134,13 @@ def tool_pids(entries):
 
 
 def assert_gone(pids):
+    """None of ``pids`` is a netperf or netserver still running.  A zombie has ended: a per-test netserver child
+    killed with its group after netserver itself is reaped by whatever init this machine has, eventually."""
     left = []
     for pid in pids:
         try:
-            if psutil.Process(pid).name() in ("netperf", "netserver"):
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.name() in ("netperf", "netserver"):
                 left.append(pid)
         except psutil.NoSuchProcess:
             pass
@@ -259,7 +263,7 @@ def test_netserver_serves_no_client_without_the_runs_passphrase_and_stops_with_i
     os.close(handle_fd)
     victim = Path(name)
     assert len(name) < 32
-    phrase = netperf.passphrase(SECRET, "node1")
+    phrase = netperf.passphrase(protocol.node_key(SECRET, "node1"), "node1")   # what the agent derives
     handle = start_agent(types.SimpleNamespace(name="node1", data_address="127.0.0.11"), SECRET, str(tmp_path), 60.0)
     try:
         client = AgentClient("node1", handle.connect, SECRET)
