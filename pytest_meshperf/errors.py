@@ -9,10 +9,21 @@ the result file and the export keep the failed command, its exit and output.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 OUTPUT_TAIL_CHARS = 64 * 1024   # of a failed client's stdout and stderr, the end is kept (the error is there)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` (a tool's own words, say) fit for a terminal: control characters other than newline and tab
+    shown as ``\\x1b`` rather than sent (an escape sequence in a tool's output would act on the terminal).
+    Results keep the raw text."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 class MeshperfError(Exception):

@@ -58,13 +58,23 @@ def _recv_exact(sock, size, deadline=None):
     return b"".join(chunks)
 
 
+def _loads(data: bytes) -> Any:
+    """JSON as the protocol allows it: no NaN or Infinity (Python's json takes them, and a number check would let
+    them through)."""
+    return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
 def recv_frame(sock: socket.socket, limit: int = MAX_FRAME_BYTES, deadline: float | None = None) -> dict[str, Any]:
     """One frame of at most ``limit`` bytes, all of it by ``deadline`` (time.monotonic()) if given."""
     (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
     if size > limit:
         raise ProtocolError(f"frame of {size} bytes exceeds the {limit} byte limit")
     try:
-        message = json.loads(_recv_exact(sock, size, deadline).decode("utf-8"))
+        message = _loads(_recv_exact(sock, size, deadline))
     except ValueError as exc:
         raise ProtocolError(f"malformed frame: {exc}")
     if not isinstance(message, dict):
@@ -128,7 +138,7 @@ class Session:
         if not hmac.compare_digest(tag, self._mac(self._in, self._received, data)):
             raise ProtocolError("a frame failed authentication")   # checked before a byte of it is parsed
         try:
-            message = json.loads(data.decode("utf-8"))
+            message = _loads(data)
         except ValueError as exc:
             raise ProtocolError(f"malformed frame: {exc}")
         if not isinstance(message, dict):

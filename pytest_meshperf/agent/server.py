@@ -147,7 +147,7 @@ class Agent:
         if bind is not None and not isinstance(bind, str):
             raise RpcError("bad_request", "bind must be a string")
         cpu = params.get("cpu")
-        if cpu is not None and (isinstance(cpu, bool) or cpu not in self.cores):
+        if cpu is not None and (not isinstance(cpu, int) or isinstance(cpu, bool) or cpu not in self.cores):
             raise RpcError("bad_request", f"node {self.node}: cpu must be one of its usable cores {self.cores}, not "
                                           f"{cpu!r}")
         start_in_s = None

@@ -155,10 +155,25 @@ def load_state(cluster: Cluster) -> dict[str, Any]:
 
 
 def save_state(cluster: Cluster, state: dict[str, Any]) -> None:
+    """Write the state 0600 (it holds the agents' secret); a state without agents is removed, secret and all."""
     path = state_path(cluster)
+    if not state.get("agents"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the agents' secret
+    os.chmod(os.path.dirname(path), 0o700)
+    # A fresh file each time: O_EXCL, and a leftover .tmp (a crash) removed first, since O_CREAT would keep the
+    # mode of a file that is already there.
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)   # whatever the umask
     with os.fdopen(fd, "w") as handle:
         json.dump(state, handle, indent=1)
     os.replace(tmp, path)

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_meshperf.errors import printable
 from pytest_meshperf.results.assemble import Assembled
 from pytest_meshperf.results.rows import Row
 from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS, format_value
@@ -186,7 +187,7 @@ def write_summary(tr: Any, node_names: Sequence[str], assembled: Assembled, cwd:
     """The matrices, counts and paths; ``report``: the automatic HTML report's outcome (html.ReportOutcome)."""
     tr.write_sep("=", "meshperf mesh (rows: source, columns: destination)")
     for line in summary_lines(node_names, assembled.rows, assembled.counts, assembled.path, cwd, terminal_width()):
-        tr.write_line(line)
+        tr.write_line(printable(line))   # tools' words in messages and warnings: no raw escape sequences
     if report is not None and report.path:
         tr.write_line(f"report: {_shown(report.path, cwd)}")
     elif report is not None:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_meshperf.errors import ResultsWriteError
 from pytest_meshperf.results.journal import Journal
 from pytest_meshperf.results.layout import (
     CSV_FILE,
@@ -40,6 +41,15 @@ class RunDir:
         return os.path.join(self.path, "agents")
 
     def create(self, run: dict[str, Any], cluster: dict[str, Any]) -> None:
+        """The run's directory, new: one that is there already as a symlink (or not a directory) is refused,
+        never followed (someone who can write --mesh-out could point it at any file of the user's)."""
+        os.makedirs(self.out_dir, exist_ok=True)
+        try:
+            os.mkdir(self.path)
+        except FileExistsError:
+            if os.path.islink(self.path) or not os.path.isdir(self.path):
+                raise ResultsWriteError(f"the run directory {self.path} is already there, and is not a directory "
+                                        "(a symlink?): refusing to write through it")
         os.makedirs(os.path.join(self.path, JOURNAL_DIR), exist_ok=True)
         self.write_meta(run, cluster)
         self._point_latest()

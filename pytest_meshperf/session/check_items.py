@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_meshperf.errors import MeasurementError
+from pytest_meshperf.errors import MeasurementError, printable
 from pytest_meshperf.session.measuring import MeasuringSession
 from pytest_meshperf.spec.testspec import TestSpec
 from pytest_meshperf.spec.thresholds import MEDIAN
@@ -84,7 +84,7 @@ def run_check(session: MeasuringSession, plan: CheckPlan, item: pytest.Item) -> 
         record["pairs_measured"] = sum(e.status != "error" for e in entries.values())
         this = entries[pair.id]
         if this.status == "error":
-            raise MeasurementError(f"not evaluated: this pair has no measurement ({this.error})")
+            raise MeasurementError(f"not evaluated: this pair has no measurement ({printable(this.error or '')})")
         selected = {p.id for p in needed}
         for t in plan.thresholds:
             verdicts.append(judge_median(t, pair.id, entries) if t.reference == MEDIAN

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 import pytest
 
 from pytest_meshperf.control.pool import AgentPool
-from pytest_meshperf.errors import MeasurementError
+from pytest_meshperf.errors import MeasurementError, printable
 from pytest_meshperf.measure.burst import GroupRunner
 from pytest_meshperf.measure.measurement import STATUS_ERROR, Measurement, judge, record_of
 from pytest_meshperf.measure.pipeline import Round
@@ -115,7 +115,7 @@ class Measure:
         for warning in result.warnings:
             item.user_properties.append(("meshperf_warning", warning))
         if result.status == STATUS_ERROR:
-            raise MeasurementError(f"{pair.id}: {result.error}")
+            raise MeasurementError(f"{pair.id}: {printable(result.error or '')}")   # mesh.json keeps it raw
         if failed:
-            pytest.fail("\n".join(f"{pair.id}: {message}" for message in failed), pytrace=False)
+            pytest.fail("\n".join(f"{pair.id}: {printable(message)}" for message in failed), pytrace=False)
         return result

@@ -198,9 +198,23 @@ class LocalNode:
         return True
 
     def agent_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-u", str(os.getuid()), "-f", f"pytest_meshperf.agent --node {self.node.name} "],
-                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        return [int(p) for p in out.stdout.split()]
+        """This user's agents of this node: their command line read from /proc and compared word by word
+        (a node name is no pattern: ``pgrep -f`` took ``n.1`` for a regex and matched ``nX1`` too)."""
+        found, me = [], os.getuid()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{entry}").st_uid != me:
+                    continue
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    words = handle.read().decode("utf-8", "replace").split("\0")
+            except OSError:   # gone meanwhile
+                continue
+            if "pytest_meshperf.agent" in words and any(words[i:i + 2] == ["--node", self.node.name]
+                                                        for i in range(len(words))):
+                found.append(int(entry))
+        return sorted(found)
 
 
 def _version(module, path):
