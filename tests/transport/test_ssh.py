@@ -96,8 +96,11 @@ def test_host_key_modes(tmp_path):
         result = meshperf("check", "--cluster", tb.hosts_yaml, "--ssh-known-hosts", known,
                           "--ssh-host-keys", "accept-new")
         assert result.returncode == 0, result.stdout
-        assert sorted(line.split()[0] for line in known.read_text().splitlines()) == sorted(
-            n.address for n in tb.nodes)
+        # One entry per node, hashed where ssh_config says HashKnownHosts (Debian's default), as ssh writes it.
+        import paramiko
+        written = paramiko.HostKeys(str(known))
+        assert len(known.read_text().splitlines()) == len(tb.nodes)
+        assert all(written.lookup(n.address) for n in tb.nodes)
         result = meshperf("check", "--cluster", tb.hosts_yaml, "--ssh-known-hosts", known)  # now known
         assert result.returncode == 0 and "host key verified" in result.stdout
         tb.regenerate_host_key("node2")
@@ -305,3 +308,26 @@ def zipapp_bytes(main_source):
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("__main__.py", main_source)
     return buffer.getvalue()
+
+
+def test_known_hosts_are_read_as_openssh_reads_them(tmp_path):
+    """Every UserKnownHostsFile (not only the first), GlobalKnownHostsFile, hashed entries and HostKeyAlias."""
+    import paramiko
+    with netns_testbed(tmp_path / "tb", nodes=2) as tb:
+        keys = {line.split()[0]: line.split(None, 1)[1] for line in Path(tb.known_hosts).read_text().splitlines()}
+        first, second, system = tmp_path / "first", tmp_path / "second", tmp_path / "system"
+        a, b = tb.node("node1").address, tb.node("node2").address
+        first.write_text("")
+        second.write_text(f"{paramiko.HostKeys.hash_host(a)} {keys[a]}\n")   # node1: hashed, in the second file
+        system.write_text(f"node2-alias {keys[b]}\n")                         # node2: only under its alias
+        config = tmp_path / "ssh_config"
+        config.write_text(f"Host {a}\n    UserKnownHostsFile {first} {second}\n    GlobalKnownHostsFile {system}\n"
+                          f"Host {b}\n    HostKeyAlias node2-alias\n    UserKnownHostsFile {first}\n"
+                          f"    GlobalKnownHostsFile {system}\n")
+        result = meshperf("check", "--cluster", tb.hosts_yaml, "--ssh-config", config)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count("host key verified") == 2
+        # The alias's key is the one checked: a wrong key under it fails as a changed key would.
+        system.write_text(f"node2-alias {keys[a]}\n")
+        result = meshperf("check", "--cluster", tb.hosts_yaml, "--ssh-config", config)
+        assert result.returncode == 1 and "HOST KEY CHANGED" in result.stdout, result.stdout
