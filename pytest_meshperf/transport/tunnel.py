@@ -17,6 +17,7 @@ import os
 import selectors
 import socket
 import threading
+import time
 from typing import Any, Callable
 
 log = logging.getLogger("meshperf.ssh")
@@ -26,6 +27,11 @@ ACCEPT_POLL_S = 0.5
 ACCEPT_RETRY_S = 0.1
 # accept() failures that pass: out of descriptors (EMFILE, ENFILE), buffers, memory; a peer that gave up first
 TRANSIENT_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED}
+#: Connections one tunnel serves at once (each costs about three descriptors): a run needs a few per process
+#: (lanes, the pipeline, the keep-alive) times its xdist workers; past this a new one is closed at once, so that
+#: a flood of connections to this machine's loopback port cannot take the controller's descriptors.
+MAX_CONNECTIONS = 256
+WARN_EVERY_S = 10.0
 
 
 class Tunnel:
@@ -37,6 +43,8 @@ class Tunnel:
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self._open = set()
+        self._serving = 0          # connections being served (at most MAX_CONNECTIONS)
+        self._warned_full = -WARN_EVERY_S
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.bind(("127.0.0.1", 0))   # the OS picks a free port: no race with other tunnels
         self._listener.listen(64)
@@ -53,20 +61,48 @@ class Tunnel:
             except socket.timeout:
                 continue
             except OSError as exc:
-                if self._closing.is_set() or exc.errno not in TRANSIENT_ERRNOS:
+                if self._closing.is_set():
                     break
-                # Out of descriptors or memory for a moment: the caller waits in the backlog, the tunnel lives.
+                # Out of descriptors or memory for a moment (or anything else accept() may say): the caller
+                # waits in the backlog, the tunnel lives for the rest of the run.
                 if not warned:
+                    why = os.strerror(exc.errno) if exc.errno in TRANSIENT_ERRNOS else str(exc)
                     log.warning("%s: cannot accept a connection now (%s); retrying every %.1f s",
-                                self._name, os.strerror(exc.errno), ACCEPT_RETRY_S)
+                                self._name, why, ACCEPT_RETRY_S)
                 warned = True
                 self._closing.wait(ACCEPT_RETRY_S)
                 continue
             warned = False
-            threading.Thread(target=self._serve, args=(conn, origin), name=f"{self._name}-conn",
-                             daemon=True).start()
+            with self._lock:
+                full = self._serving >= MAX_CONNECTIONS
+                if not full:
+                    self._serving += 1
+            if full:
+                conn.close()
+                self._warn_full()
+                continue
+            try:
+                threading.Thread(target=self._serve, args=(conn, origin), name=f"{self._name}-conn",
+                                 daemon=True).start()
+            except RuntimeError:   # no thread to be had: this connection only
+                conn.close()
+                with self._lock:
+                    self._serving -= 1
+
+    def _warn_full(self):
+        now = time.monotonic()
+        if now - self._warned_full >= WARN_EVERY_S:
+            self._warned_full = now
+            log.warning("%s: %d connections open: closing new ones until some end", self._name, MAX_CONNECTIONS)
 
     def _serve(self, conn, origin):
+        try:
+            self._serve_one(conn, origin)
+        finally:
+            with self._lock:
+                self._serving -= 1
+
+    def _serve_one(self, conn, origin):
         try:
             channel = self._open_channel(self._remote, origin)
         except Exception as exc:  # refused, transport gone: the caller learns at once

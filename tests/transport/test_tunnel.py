@@ -62,3 +62,56 @@ def test_the_tunnel_accepts_again_once_descriptors_are_free():
     assert out["before"] == "one" and out["exhausted"] == "EMFILE"
     assert len(out["warned"]) == 1 and "Too many open files" in out["warned"][0], out["warned"]
     assert out["after"] == "two" and out["still"] == "three"
+
+
+def test_a_flood_of_connections_to_the_tunnel_is_capped_and_it_serves_again_after(monkeypatch):
+    import socket
+    import threading
+    import time
+
+    from pytest_meshperf.transport import tunnel as tunnel_module
+
+    monkeypatch.setattr(tunnel_module, "MAX_CONNECTIONS", 8)
+    echo = socket.socket()
+    echo.bind(("127.0.0.1", 0))
+    echo.listen(64)
+    served = []
+
+    def serve_echo():
+        while True:   # bounded: the listener is closed at the end
+            try:
+                conn, _ = echo.accept()
+            except OSError:
+                return
+            served.append(conn)
+            threading.Thread(target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(4096), b"")],
+                             daemon=True).start()
+    threading.Thread(target=serve_echo, daemon=True).start()
+    tunnel = tunnel_module.Tunnel(lambda dest, origin: socket.create_connection(dest, timeout=10), "127.0.0.1",
+                                  echo.getsockname()[1])
+    try:
+        flood = [socket.create_connection(("127.0.0.1", tunnel.port), timeout=10) for _ in range(20)]
+
+        def alive(sock):
+            try:
+                sock.sendall(b"x")
+                return sock.recv(1) == b"x"
+            except OSError:   # closed by the tunnel: reset, or a broken pipe
+                return False
+        answered = [alive(sock) for sock in flood]
+        assert answered.count(True) == 8 and answered[:8] == [True] * 8   # the first eight served, the rest closed
+        for sock in flood:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:   # bounded: the served ones end as their ends close
+            fresh = socket.create_connection(("127.0.0.1", tunnel.port), timeout=10)
+            if alive(fresh):
+                fresh.close()
+                break
+            fresh.close()
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the tunnel did not serve again once the flood ended")
+    finally:
+        tunnel.close()
+        echo.close()
