@@ -6,13 +6,10 @@ died or the network to it was cut) the agent stops everything and exits.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import select
 import shutil
 import socket
-import socketserver
 import subprocess
 import threading
 import time
@@ -24,6 +21,7 @@ from pytest_meshperf.agent.boot import locate_server
 from pytest_meshperf.agent.gate import Gate
 from pytest_meshperf.agent.leases import ROLES as LEASE_ROLES
 from pytest_meshperf.agent.leases import Leases
+from pytest_meshperf.agent.listener import listening_server, peer_closed
 from pytest_meshperf.agent.monitor import CpuMonitor
 from pytest_meshperf.agent.ports import PortAllocator, pid_is_listening
 from pytest_meshperf.agent.supervisor import Supervisor, TooManyProcesses
@@ -32,9 +30,6 @@ from pytest_meshperf.tools import TOOLS, get_tool
 log = logging.getLogger("meshperf.agent")
 
 READY_TIMEOUT_S = 5.0
-HANDSHAKE_TIMEOUT_S = 10.0   # the whole handshake, from accept to the caller's proof checked
-ACCEPT_BACKOFF_S = 0.1
-ACCEPT_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 START_ATTEMPTS = 3
 MAX_WAIT_S = 30.0
 WAIT_SLICE_S = 0.25   # process.wait checks this often whether its caller is still there
@@ -346,56 +341,8 @@ class Agent:
 
     # -- serving --------------------------------------------------------------
     def serve(self, listen: str = "127.0.0.1", port: int = 0) -> int:
-        agent = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self):
-                sock = self.request
-                try:
-                    # One deadline for the whole handshake, and small frames until it is done.
-                    session = protocol.agent_handshake(sock, agent.secret, agent.node,
-                                                       time.monotonic() + HANDSHAKE_TIMEOUT_S)
-                    agent.gate.authenticated(sock)
-                    # An authenticated caller may stay idle as long as it likes (a pool keeps one
-                    # connection per node for the whole run); keep-alive notices a vanished peer.
-                    sock.settimeout(None)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                    agent._caller.conn = self
-                    while not agent.stopping.is_set():
-                        request = session.recv(sock)
-                        session.send(sock, agent.dispatch(request))
-                except (protocol.ProtocolError, OSError) as exc:
-                    log.debug("connection from %s ended: %s", self.client_address, exc)
-                finally:
-                    agent.gate.closed(sock)
-                    # A vanished caller (a killed xdist worker): its processes first, then its leases, so that
-                    # the next measurement on this node never overlaps one of its flows.
-                    agent.drop_owned(self)
-                    agent.leases.release_owner(self)
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-            request_queue_size = 128
-
-            def get_request(self):
-                try:
-                    return super().get_request()
-                except OSError as exc:
-                    # Out of descriptors (or buffers): the connection waits in the backlog; sleeping here keeps
-                    # the accept loop from spinning on a socket that stays readable.
-                    if exc.errno in ACCEPT_EXHAUSTED:
-                        agent.gate.exhausted(exc)
-                        time.sleep(ACCEPT_BACKOFF_S)
-                    raise
-
-            def verify_request(self, request, client_address):
-                return agent.gate.admit(request)
-
-            def handle_error(self, request, client_address):
-                log.exception("connection from %s: the handler failed", client_address)
-
-        self.server = Server((listen, port), Handler)
+        """Listen (agent/listener.py); returns the port."""
+        self.server = listening_server(self, listen, port)
         return self.server.server_address[1]
 
     def run_forever(self) -> None:
@@ -422,17 +369,6 @@ class Agent:
         log.info("stopped %d tool processes", stopped)
         if self.server is not None:
             self.server.shutdown()
-
-
-def peer_closed(sock: socket.socket) -> bool:
-    """Whether the other end of ``sock`` has closed it (readable, and nothing to read)."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
 
 
 def _field(params, name, kinds):

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pytest_meshperf.transport.ssh import SshNode
 
 MAX_FAN_OUT = 16
+WAIT_SLICE_S = 0.2   # the main thread wakes this often to run signal handlers (Ctrl-C)
 DEFAULT_CLI_LEASE_S = 3600.0
 
 
@@ -63,8 +64,15 @@ def for_each(cluster: Cluster, options: SshOptions, action: Callable, fan_out: i
             remote.close()
 
     executor = ThreadPoolExecutor(max_workers=max(1, min(fan_out, len(cluster.nodes))))
+    futures = [executor.submit(one, node) for node in cluster.nodes]
     try:
-        results = list(executor.map(one, cluster.nodes))
+        # Waited for in short slices: a SIGINT the kernel hands to another thread (one in an SSH connect) only
+        # flags the signal, and a main thread blocked in one long wait would run its handler when that wait
+        # ends, a connect time-out later.  Bounded by the hosts' own time-outs.
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=WAIT_SLICE_S)
+        results = [future.result() for future in futures]
     except BaseException:   # Ctrl-C: do not wait for hosts still connecting (the CLI exits at once)
         executor.shutdown(wait=False, cancel_futures=True)
         raise

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from pytest_meshperf.agent.protocol import node_key
@@ -24,6 +24,7 @@ from pytest_meshperf.transport.rpc import AgentClient, clock_offset, tcp_connect
 #: Threads that reach nodes at once: one per node up to a 64-node round (the testbed's largest); a larger
 #: inventory shares them, each lane serving every 64th node.
 MAX_LANES = 64
+WAIT_SLICE_S = 0.2
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -80,6 +81,11 @@ class AgentPool:
         """``work(node, item)`` for every node of ``items`` at once, each in its node's lane; waits for all and
         returns each node's result, or the exception it raised."""
         futures = {node: self._lane(node).submit(work, node, item) for node, item in items.items()}
+        # In short slices: a SIGINT that the kernel hands to a lane's thread only flags the signal; the waiting
+        # thread runs the handler (Ctrl-C) when its wait returns, so it must return often.
+        pending = set(futures.values())
+        while pending:   # bounded by the lanes' own calls, each with its time-out
+            _, pending = wait(pending, timeout=WAIT_SLICE_S)
         results: dict[str, R | Exception] = {}
         for node, future in futures.items():
             try:

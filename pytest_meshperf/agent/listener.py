@@ -1,0 +1,83 @@
+"""The agent's listener: one thread per connection, admitted by the gate (agent/gate.py), authenticated by the
+handshake (protocol.py), then serving one request at a time until the caller goes."""
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import socket
+import socketserver
+import time
+from typing import Any
+
+from pytest_meshperf.agent import protocol
+
+log = logging.getLogger("meshperf.agent")
+
+HANDSHAKE_TIMEOUT_S = 10.0   # the whole handshake, from accept to the caller's proof checked
+ACCEPT_BACKOFF_S = 0.1
+ACCEPT_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def listening_server(agent: Any, listen: str, port: int) -> socketserver.ThreadingTCPServer:
+    """A bound server for ``agent`` (agent/server.Agent: its secret, node, gate, dispatch, leases)."""
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            sock = self.request
+            try:
+                # One deadline for the whole handshake, and small frames until it is done.
+                session = protocol.agent_handshake(sock, agent.secret, agent.node,
+                                                   time.monotonic() + HANDSHAKE_TIMEOUT_S)
+                agent.gate.authenticated(sock)
+                # An authenticated caller may stay idle as long as it likes (a pool keeps one
+                # connection per node for the whole run); keep-alive notices a vanished peer.
+                sock.settimeout(None)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                agent._caller.conn = self
+                while not agent.stopping.is_set():
+                    request = session.recv(sock)
+                    session.send(sock, agent.dispatch(request))
+            except (protocol.ProtocolError, OSError) as exc:
+                log.debug("connection from %s ended: %s", self.client_address, exc)
+            finally:
+                agent.gate.closed(sock)
+                # A vanished caller (a killed xdist worker): its processes first, then its leases, so that
+                # the next measurement on this node never overlaps one of its flows.
+                agent.drop_owned(self)
+                agent.leases.release_owner(self)
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+        request_queue_size = 128
+
+        def get_request(self):
+            try:
+                return super().get_request()
+            except OSError as exc:
+                # Out of descriptors (or buffers): the connection waits in the backlog; sleeping here keeps
+                # the accept loop from spinning on a socket that stays readable.
+                if exc.errno in ACCEPT_EXHAUSTED:
+                    agent.gate.exhausted(exc)
+                    time.sleep(ACCEPT_BACKOFF_S)
+                raise
+
+        def verify_request(self, request, client_address):
+            return agent.gate.admit(request)
+
+        def handle_error(self, request, client_address):
+            log.exception("connection from %s: the handler failed", client_address)
+
+    return Server((listen, port), Handler)
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """Whether the other end of ``sock`` has closed it (readable, and nothing to read)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
