@@ -76,7 +76,8 @@ if len(sys.argv) > 4:
 
 #   LAUNCH_SCRIPT REMOTE_DIR BUNDLE SHA256 BOOT-ARGS...
 # Runs before anything from the remote dir does (the controller sends it; the node's files are not trusted):
-# the bundle, every directory from / down to it and the bundle's unpacked copy (lib-*) must be owned by this
+# the bundle (and every --expect'ed upload: tools the agent runs), every directory from / down to them and the
+# bundle's unpacked copy (lib-*) must be owned by this
 # user or root and writable by nobody else (a sticky directory above REMOTE_DIR, such as /tmp, is fine: others
 # cannot replace what is ours in it); then the bundle's bytes must hash to SHA256.  Refused: one JSON line
 # {"meshperf_refused": why} and exit LAUNCH_REFUSED; a missing or different bundle: exit 3 (NEEDS_UPLOAD,
@@ -103,12 +104,15 @@ def refuse(reason):
                                  'there could run code as this user (chmod 700 it, or choose another '
                                  '--mesh-remote-dir)' % (root, reason)}) + '\\n')
     sys.exit(REFUSED)
-parts = bundle.split('/')
-for depth in range(2, len(parts) + 1):
-    path = '/'.join(parts[:depth])
-    reason = why(path, path == root or path.startswith(root + '/'))
-    if reason:
-        refuse(reason)
+args = sys.argv[4:]
+shipped = [os.path.realpath(args[i + 1].rpartition('=')[0]) for i in range(len(args) - 1) if args[i] == '--expect']
+for target in [bundle] + shipped:   # the bundle, and every uploaded tool the agent will run
+    parts = target.split('/')
+    for depth in range(2, len(parts) + 1):
+        path = '/'.join(parts[:depth])
+        reason = why(path, path == root or path.startswith(root + '/'))
+        if reason:
+            refuse(reason)
 lib = os.path.join(os.path.dirname(bundle), 'lib-' + digest[:16])
 if os.path.isdir(lib) and not os.path.islink(lib):
     for top, dirs, files in os.walk(lib):

@@ -300,6 +300,18 @@ def test_a_remote_dir_others_can_write_is_refused_before_anything_from_it_runs(t
         assert all("refusing to run the agent from" in why and str(boot) in why for why in failed.values()), failed
         assert not ran.exists()
 
+        # 4. An uploaded tool (--local-iperf3) is something the agent runs too: its directory is checked alike.
+        import shutil
+        shutil.rmtree(lib)   # the next start unpacks it again
+        options = SshOptions(known_hosts=tb.known_hosts, remote_dir=str(remote),
+                             local_tools={"iperf3": shutil.which("iperf3")})
+        assert start("with-tool") == {}
+        (tool_dir,) = (remote / "bin").glob("iperf3-*")
+        tool_dir.chmod(0o777)
+        failed = start("writable-tool")
+        assert all("refusing to run the agent from" in why and f"{tool_dir} is writable by group and others" in why
+                   for why in failed.values()), failed
+
 
 def zipapp_bytes(main_source):
     import io
