@@ -25,8 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_meshperf.errors import MeasurementError
-from pytest_meshperf.measure.flight import run_group
-from pytest_meshperf.measure.group_files import GROUP_DIR, group_file, measurement_from_dict
+from pytest_meshperf.measure.group_files import GROUP_DIR, measurement_from_dict
 from pytest_meshperf.measure.measurement import Measurement, judge, record_of
 from pytest_meshperf.measure.pipeline import Round, RoundPipeline
 from pytest_meshperf.measure.runner import Pool
@@ -69,25 +68,17 @@ class RoundRunner:
     def digest(test: str, number: int) -> str:
         return hashlib.sha256(f"{test}\0round {number}".encode()).hexdigest()[:20]
 
-    def share(self, members: list[Pair], pair: Pair, params: Params, thresholds: Sequence[Threshold], test: str,
-              name: str, nodeids: dict[str, str], holder: str,
-              sequence: Sequence[Round] | None = None) -> Measurement | None:
-        """``pair``'s measurement from its round (``members``: the round's selected pairs, this one included;
-        ``sequence``: every round of the test, in order, for the pipeline), not yet judged; None when this pair
-        must be measured on its own (other parameters than its round's)."""
+    def share(self, pair: Pair, params: Params, thresholds: Sequence[Threshold], test: str, name: str, holder: str,
+              sequence: Sequence[Round]) -> Measurement | None:
+        """``pair``'s measurement from its round (``sequence``: every round of the test, in order, its selected
+        pairs each; the pipeline runs them), not yet judged; None when this pair must be measured on its own
+        (other parameters than its round's)."""
         if not groups_by_round(params):
             return None
         digest = self.digest(test, pair.round)
         group = self._groups.get(digest)
-        if group is None and sequence is not None:
+        if group is None:
             group = self._from_pipeline(digest, pair, params, thresholds, test, name, holder, sequence)
-        elif group is None:
-            def run() -> dict[str, Any]:
-                measured = run_group(self.get_pool(), members, params, self.schedule, test, nodeids, holder)
-                self._ran[digest] = _RanRound(name, thresholds, measured, set())
-                return {"test": test, "round": pair.round, "params": params.to_dict(),
-                        "measurements": {pid: m.as_dict() for pid, m in measured.items()}}
-            group = self._groups[digest] = group_file(self.dir, digest, f"round {pair.round} of {test}", run)
         data = group["measurements"].get(pair.id)
         if group["params"] != params.to_dict() or data is None:
             return None

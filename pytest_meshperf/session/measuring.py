@@ -91,9 +91,8 @@ class Measure:
         holder = f"{session.writer} {item.nodeid}"
         result = None
         if session.rounds is not None and self._calls == 1 and GROUP_KEY in item.stash:
-            members, nodeids, sequence = item.stash[GROUP_KEY]
-            result = session.rounds.share(members, pair, params, thresholds, key, self._spec.name, nodeids, holder,
-                                          sequence)
+            _, _, sequence = item.stash[GROUP_KEY]
+            result = session.rounds.share(pair, params, thresholds, key, self._spec.name, holder, sequence)
         if result is not None:   # this pair's share of its round: judged and journaled here, as its own
             failed = judge(result, thresholds, session.baseline)
             session.record(record_of(result, self._spec.name))
