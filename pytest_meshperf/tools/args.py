@@ -46,13 +46,12 @@ class Opt:
 
 @dataclass(frozen=True)
 class Arg:
-    """One parsed option: as written (``given``), its value, the section it was written in (0 before a
-    ``--``, 1 after it, None when there is none) and the table it was read from (``part``: 0 or 1)."""
+    """One parsed option: as written (``given``), its value, and the table it was read from (``part``: 0 the
+    first, netperf's global options; 1 the second, its test options)."""
 
     given: str
     opt: Opt
     value: str | None
-    section: int | None
     part: int
 
     def words(self) -> list[str]:
@@ -144,7 +143,7 @@ def parse(tokens: Sequence[str], tool: str, allowed: Sequence[Mapping[str, Opt]]
         if error is not None:
             first = candidates[0][0]
             raise ArgError(_value(first, given, token, inline, following)[2])
-        out.append(Arg(given, opt, value, section, w))
+        out.append(Arg(given, opt, value, w))
         i += 1 + used
     return out
 
