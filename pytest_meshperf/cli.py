@@ -30,7 +30,7 @@ from pytest_meshperf.reports.terminal import summary_lines, terminal_width, wrap
 from pytest_meshperf.results.assemble import assemble
 from pytest_meshperf.results.export import export_path, write_export
 from pytest_meshperf.results.openmetrics import write_openmetrics
-from pytest_meshperf.results.read import load_rows, resolve_mesh
+from pytest_meshperf.results.read import load_summary, resolve_mesh
 from pytest_meshperf.results.rundir import RunDir
 from pytest_meshperf.session.options import OPTIONS, argparse_attrs
 from pytest_meshperf.spec.metrics import resolve_metric
@@ -59,12 +59,12 @@ def say(args: argparse.Namespace, text: str = "", **kwargs: Any) -> None:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     mesh_path = resolve_mesh(args.result)
-    nodes, rows, counts = load_rows(mesh_path)
+    nodes, rows, counts, findings = load_summary(mesh_path)
     if args.json:
-        cli_json.emit(cli_json.summary_document(mesh_path, nodes, rows, counts))
+        cli_json.emit(cli_json.summary_document(mesh_path, nodes, rows, counts, findings))
         return 1 if counts.get("failed") or counts.get("error") else 0
     width = None if args.full else args.width or terminal_width()
-    print("\n".join(summary_lines(nodes, rows, counts, mesh_path, os.getcwd(), width)).lstrip("\n"))
+    print("\n".join(summary_lines(nodes, rows, counts, mesh_path, os.getcwd(), width, findings)).lstrip("\n"))
     problems = [(row, message) for row in rows for message in row.messages]
     if problems:
         print("\nfailures and errors:")

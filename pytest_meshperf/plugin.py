@@ -103,6 +103,15 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> Generator[None, None,
             report.when = "call"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    result = yield   # an interrupted loop (Ctrl-C, pytest.exit) raises here: no diagnosis then
+    state = state_of(session.config)
+    if state is not None and state.active and not (session.shouldfail or session.shouldstop):
+        state.session.diagnose(session)
+    return result
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
     state = state_of(session.config)
     if state is not None and state.active:

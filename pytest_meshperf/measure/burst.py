@@ -30,9 +30,10 @@ class GroupRunner:
     """Per run and process: runs a test's group once (across xdist workers) and hands out the shares."""
 
     def __init__(self, run_path: str, get_pool: Callable[[], Pool], schedule: Schedule, writer: str,
-                 baseline: Any = None) -> None:
+                 baseline: Any = None, doubtful_fails: bool = False) -> None:
         self.dir = os.path.join(run_path, GROUP_DIR)
         self.baseline = baseline   # baseline.Baseline: judged with the thresholds
+        self.doubtful_fails = doubtful_fails   # --mesh-doubtful=fail
         self.get_pool = get_pool
         self.schedule = schedule
         self.writer = writer
@@ -55,7 +56,7 @@ class GroupRunner:
             result.status, result.error = STATUS_ERROR, (
                 f"{self.schedule} runs every pair of a test at once with one set of parameters and thresholds; this "
                 "pair asked for others than its group (measure() overrides that differ per pair?)")
-            judge(result, thresholds, self.baseline)
+            judge(result, thresholds, self.baseline, self.doubtful_fails)
             record(record_of(result, name))
             return result
         data = group["measurements"].get(pair.id)
@@ -67,7 +68,7 @@ class GroupRunner:
         def run() -> dict[str, Any]:
             measured = run_group(self.get_pool(), members, params, self.schedule, test, nodeids, holder)
             for result in measured.values():
-                judge(result, thresholds, self.baseline)
+                judge(result, thresholds, self.baseline, self.doubtful_fails)
                 record(record_of(result, name))   # every pair on disk at once, before any pair test reports
             return {"test": test, "asked": wanted, "writer": self.writer,
                     "measurements": {pid: m.as_dict() for pid, m in measured.items()}}

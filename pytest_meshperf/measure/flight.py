@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_meshperf.errors import AgentError, ClientRun, MeasurementError
-from pytest_meshperf.measure.measurement import STATUS_ERROR, Measurement, combine_metrics, cpu_bound_warnings
+from pytest_meshperf.measure.measurement import STATUS_ERROR, Measurement, combine_metrics
 from pytest_meshperf.measure.runner import (
     LEASE_MARGIN_S,
     SERVER_GRACE_S,
@@ -35,6 +35,7 @@ from pytest_meshperf.measure.runner import (
     take_leases,
     wait_client,
 )
+from pytest_meshperf.measure.validity import assess
 from pytest_meshperf.plan.links import Pair
 from pytest_meshperf.plan.schedule import Schedule
 from pytest_meshperf.spec.params import Params
@@ -278,7 +279,7 @@ class Flight:
             result.metrics = combine_metrics([inst.metrics for inst in result.instances])
             result.node_load = {k: v for k, v in (("src", done[0].get("node_load")),
                                                   ("dst", (collected[0] or {}).get("node_load"))) if v}
-            result.warnings = cpu_bound_warnings(result)
+            assess(result)
             result.group = {"schedule": self.schedule.kind, "target": self.schedule.target, "flows": flows,
                             "start_at": self.start_at, "skew_s": None if first is None else round(last - first, 6),
                             "start_offset_s": round(min(starts[pair.id]) - first, 6) if starts[pair.id] else None,

@@ -56,6 +56,7 @@ class Measurement:
     started: float | None = None
     finished: float | None = None
     node_load: dict[str, Any] = field(default_factory=dict)   # "src"/"dst": the node's CPU and memory meanwhile
+    doubtful: list[str] = field(default_factory=list)         # validity.py: why this figure may not be the network's
     warnings: list[str] = field(default_factory=list)         # e.g. a CPU-bound sender: trust the figure less
     group: dict[str, Any] | None = None                    # burst/incast: the flows started together, skew
     baseline: dict[str, Any] | None = None                 # --mesh-baseline: found, its values, the verdicts
@@ -150,10 +151,11 @@ def cpu_bound_warnings(result: Measurement) -> list[str]:
     return warnings
 
 
-def judge(result: Measurement, thresholds: Sequence[Threshold], baseline: Any = None) -> list[str]:
+def judge(result: Measurement, thresholds: Sequence[Threshold], baseline: Any = None,
+          doubtful_fails: bool = False) -> list[str]:
     """Check ``thresholds`` (and the ``baseline`` gate, baseline.py) against a measurement, record every
     verdict in it, set its status; returns the failure messages.  An errored measurement's thresholds are
-    recorded as not evaluated."""
+    recorded as not evaluated.  With ``doubtful_fails`` (--mesh-doubtful=fail) a doubtful figure fails too."""
     if result.status == STATUS_ERROR:
         result.thresholds = [{**t.to_dict(), "measured": None, "passed": None,
                               "message": "not evaluated: no measurement"} for t in thresholds if not t.deferred]
@@ -165,6 +167,8 @@ def judge(result: Measurement, thresholds: Sequence[Threshold], baseline: Any = 
     failed = [v.message for v in verdicts if v.passed is False]
     if baseline is not None:
         failed += baseline.check(result)
+    if doubtful_fails and result.doubtful:
+        failed.append("doubtful (--mesh-doubtful=fail): " + "; ".join(result.doubtful))
     result.status = STATUS_FAILED if failed else STATUS_PASSED
     return failed
 

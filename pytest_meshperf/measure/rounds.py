@@ -146,11 +146,12 @@ class RoundRunner:
         if running is not None and not running.finished:
             running.abort()
 
-    def journal_unreported(self, record: Callable[[dict[str, Any]], None], baseline: Any = None) -> None:
+    def journal_unreported(self, record: Callable[[dict[str, Any]], None], baseline: Any = None,
+                           doubtful_fails: bool = False) -> None:
         """Judge and ``record`` every share of a round this process ran that no pair test took, in the rounds'
         order (an interrupted run: measured, not yet reported), with the thresholds of the test that ran it."""
         for ran in list(self._ran.values()):
             for pair_id, measurement in ran.measurements.items():
                 if pair_id not in ran.taken:
-                    judge(measurement, ran.thresholds, baseline)
+                    judge(measurement, ran.thresholds, baseline, doubtful_fails)
                     record(record_of(measurement, ran.name))

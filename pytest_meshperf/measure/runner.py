@@ -16,7 +16,8 @@ from types import ModuleType
 from typing import Any
 
 from pytest_meshperf.errors import AgentError, ClientRun, MeasurementError
-from pytest_meshperf.measure.measurement import STATUS_ERROR, Instance, Measurement, combine_metrics, cpu_bound_warnings
+from pytest_meshperf.measure.measurement import STATUS_ERROR, Instance, Measurement, combine_metrics
+from pytest_meshperf.measure.validity import assess
 from pytest_meshperf.plan.links import Pair
 from pytest_meshperf.spec.params import MAX_INSTANCES, Params
 from pytest_meshperf.tools import get_tool
@@ -50,7 +51,7 @@ def measure_pair(get_pool: Callable[[], Pool], pair: Pair, params: Params, test:
         result.instances, result.tool_version, result.node_load = run_measurement(get_pool(), pair, params,
                                                                                   schedule, holder)
         result.metrics = combine_metrics([inst.metrics for inst in result.instances])
-        result.warnings = cpu_bound_warnings(result)
+        assess(result)
     except (MeasurementError, AgentError) as exc:
         result.status, result.error, result.client = STATUS_ERROR, str(exc), getattr(exc, "client", None)
     result.finished = time.time()

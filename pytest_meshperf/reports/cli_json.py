@@ -75,13 +75,15 @@ def status_document(cluster: Cluster, results: Sequence[HostResult]) -> dict[str
                 total=len(results), hosts=hosts)
 
 
-def summary_document(mesh_path: str, nodes: list[str], rows: Sequence[Row], counts: dict[str, int]) -> dict[str, Any]:
+def summary_document(mesh_path: str, nodes: list[str], rows: Sequence[Row], counts: dict[str, int],
+                     diagnosis: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     links = [{"test": row.test, "name": row.name, "src": row.src, "dst": row.dst, "status": row.status,
-              "metrics": dict(row.metrics), "messages": list(row.messages), "warnings": list(row.warnings)}
+              "metrics": dict(row.metrics), "messages": list(row.messages), "warnings": list(row.warnings),
+              "doubtful": list(row.doubtful)}
              for row in rows]
     failed = bool(counts.get("failed") or counts.get("error"))
     return dict(_head("summary"), mesh=os.path.realpath(mesh_path), ok=not failed, nodes=list(nodes),
-                counts={status: int(n) for status, n in counts.items()}, links=links)
+                counts={status: int(n) for status, n in counts.items()}, links=links, diagnosis=diagnosis)
 
 
 def compare_document(comparison: Comparison) -> dict[str, Any]:

@@ -67,6 +67,14 @@ class Cell:
     marks: Sequence[str] = ()                                # short words shown on the cell's line in details
 
 
+@dataclass(frozen=True)
+class Outline:
+    """Cells framed as one shape (a row, a column, a block, a cell) and named: a finding of the diagnosis."""
+    title: str                    # e.g. "sender node3"
+    status: str                   # the finding's: failed, doubtful, notice
+    cells: tuple[tuple[str, str], ...]   # (row, column) names; a node to itself may be one, to close a row's frame
+
+
 @dataclass
 class Heatmap:
     """A matrix: rows are sources, columns destinations; a pair without a cell is drawn as not measured."""
@@ -79,6 +87,7 @@ class Heatmap:
     views: tuple[str, ...] = ("value", "median", "asymmetry")   # the JS views offered, the first shown (report.js)
     states: tuple[State, ...] = MESH_STATES                      # in legend order
     absent: str = "none"         # the state of a pair without a cell ("unplanned" when a plan leaves pairs out)
+    outlines: list[Outline] = field(default_factory=list)   # findings (diagnosis.py): cells drawn framed together
 
 
 Block = Union[str, Heatmap]      # a page is trusted HTML (already escaped) and heatmaps, in order
@@ -134,6 +143,9 @@ def _payload(heatmap: Heatmap, strings: _Strings) -> dict:
     return {"key": heatmap.key, "title": heatmap.title, "rows": heatmap.sources, "cols": heatmap.destinations,
             "scales": [{"key": s.key, "label": s.label, "hib": s.higher_is_better} for s in heatmap.scales],
             "views": list(heatmap.views), "cells": cells, "absent": heatmap.absent,
+            "outlines": [{"title": o.title, "status": o.status,
+                          "cells": [[rows[s], cols[d]] for s, d in o.cells if s in rows and d in cols]}
+                         for o in heatmap.outlines],
             "states": [{"name": s.name, "look": s.look, "legend": s.legend, "text": s.text} for s in heatmap.states]}
 
 

@@ -25,6 +25,7 @@ from pytest_meshperf.reports.cells import (
     params_text,
     seconds_between,
 )
+from pytest_meshperf.reports.findings_html import findings_block, outlines
 from pytest_meshperf.reports.heatmap import MESH_STATES, UNPLANNED, Cell, Heatmap, Scale, esc, render_page
 from pytest_meshperf.results.assemble import Assembled
 from pytest_meshperf.results.read import entry_messages, iter_entries
@@ -83,7 +84,7 @@ def main_metric(entries: TestEntries) -> str | None:
 
 
 def heatmap_of_test(index: int, key: str, entries: TestEntries, sources: list[str], destinations: list[str],
-                    planned: set[tuple[str, str]] | None = None) -> Heatmap:
+                    planned: set[tuple[str, str]] | None = None, findings: list[dict] | None = None) -> Heatmap:
     """The test's matrix; with ``planned`` (a plan that leaves pairs out), a pair outside it is blank and a
     planned pair without a measurement is drawn as not measured."""
     cells = [mesh_cell(src, dst, key, entry) for src, dst, entry in entries]
@@ -101,9 +102,11 @@ def heatmap_of_test(index: int, key: str, entries: TestEntries, sources: list[st
         order.remove(first)
         order.insert(0, first)
     scales = [Scale(m, metric_label(m), METRICS[m].higher_is_better if m in METRICS else True) for m in order]
+    framed = outlines(findings or [], key, rows, cols)
     if planned is None:
-        return Heatmap(f"t{index}", key, rows, cols, scales, cells)
-    return Heatmap(f"t{index}", key, rows, cols, scales, cells, states=MESH_STATES + (UNPLANNED,), absent="unplanned")
+        return Heatmap(f"t{index}", key, rows, cols, scales, cells, outlines=framed)
+    return Heatmap(f"t{index}", key, rows, cols, scales, cells, states=MESH_STATES + (UNPLANNED,), absent="unplanned",
+                   outlines=framed)
 
 
 # -- page blocks (trusted HTML: every value passes through esc) ------------------------------------------
@@ -304,10 +307,11 @@ def build_report(mesh: dict, source_name: str = "") -> str:
     """The whole report page of a loaded mesh.json."""
     tests = _tests(mesh)
     sources, destinations = cluster_nodes(mesh, ("client", "both")), cluster_nodes(mesh, ("server", "both"))
-    blocks = [summary_block(mesh, tests, source_name)]
+    findings = mesh.get("diagnosis")
+    blocks = [summary_block(mesh, tests, source_name), findings_block(findings, list(tests))]
     planned = planned_pairs(mesh)
     for index, (key, entries) in enumerate(tests.items()):
-        heatmap = heatmap_of_test(index, key, entries, sources, destinations, planned)
+        heatmap = heatmap_of_test(index, key, entries, sources, destinations, planned, findings)
         blocks += [section_head(index, key, entries), heatmap,
                    nodes_block(entries, main_metric(entries), list(OrderedDict.fromkeys(heatmap.sources
                                                                                         + heatmap.destinations))),

@@ -121,6 +121,7 @@
       body.appendChild(tr);
     });
     table.appendChild(body);
+    this.outline(body);
     scroll.appendChild(table);
     wrap.appendChild(scroll);
     this.panel = el("aside", "detail");
@@ -138,6 +139,28 @@
       var td = e.target.closest ? e.target.closest("td[data-src]") : null;
       if (!td) return;
       self.pin(self.pinned === td ? null : td);
+    });
+  };
+
+  // Findings (the diagnosis): each one's cells framed as one shape, its title in data-finding.
+  Heatmap.prototype.outline = function (body) {
+    var ncols = this.ncols, rows = body.rows;
+    (this.hm.outlines || []).forEach(function (o) {
+      var inside = {};
+      o.cells.forEach(function (rc) { inside[rc[0] * ncols + rc[1]] = true; });
+      o.cells.forEach(function (rc) {
+        var r = rc[0], c = rc[1], td = rows[r] && rows[r].cells[c + 1];   // cells[0] is the row's head
+        if (!td) return;
+        var frame = ["finding", "finding-" + o.status];
+        if (r === 0 || !inside[(r - 1) * ncols + c]) frame.push("fe-t");
+        if (!inside[(r + 1) * ncols + c]) frame.push("fe-b");
+        if (c === 0 || !inside[r * ncols + c - 1]) frame.push("fe-l");
+        if (c === ncols - 1 || !inside[r * ncols + c + 1]) frame.push("fe-r");
+        // paint() sets className again: it adds data-frame back
+        td.dataset.frame = ((td.dataset.frame || "") + " " + frame.join(" ")).trim();
+        td.dataset.finding = td.dataset.finding ? td.dataset.finding + "; " + o.title : o.title;
+        frame.forEach(function (name) { td.classList.add(name); });
+      });
     });
   };
 
@@ -184,7 +207,7 @@
       var cell = self.byPos[+td.dataset.r * self.ncols + +td.dataset.c];
       var state = td.dataset.state, look = self.look(state), info = self.states[state] || {};
       var text = "", t = null, tip = null;
-      td.className = "c st-" + (look === "value" ? "ok" : look);
+      td.className = "c st-" + (look === "value" ? "ok" : look) + (td.dataset.frame ? " " + td.dataset.frame : "");
       td.style.background = "";
       td.style.color = "";
       var v = cell && scale ? cell[3][scale.index] : null;

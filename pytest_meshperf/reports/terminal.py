@@ -19,7 +19,7 @@ from pytest_meshperf.errors import printable
 from pytest_meshperf.results.assemble import Assembled
 from pytest_meshperf.results.rows import Row
 from pytest_meshperf.spec.metrics import MAIN_METRICS, METRICS, format_value
-from pytest_meshperf.verdicts.checks import is_check_key
+from pytest_meshperf.verdicts.checks import CHECK_SUFFIX, is_check_key
 
 if TYPE_CHECKING:
     from pytest_meshperf.reports.html import ReportOutcome
@@ -148,6 +148,41 @@ def _check_lines(checks) -> list[str]:
     return out
 
 
+def diagnosis_lines(findings: Sequence[dict[str, Any]], rows: Sequence[Row], width: int | None) -> list[str]:
+    """The findings (worst first: failed, then doubtful, then notices), each with the links it explains; then
+    every failed or errored test that no finding explains."""
+    order = {"failed": 0, "doubtful": 1, "notice": 2}
+    by_status: dict[str, int] = {}
+    for f in findings:
+        by_status[f["status"]] = by_status.get(f["status"], 0) + 1
+    counted = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items(), key=lambda s: order[s[0]]))
+    out = ["", f"diagnosis: {len(findings)} finding{'' if len(findings) == 1 else 's'}"
+               + (f" ({counted})" if counted else ": nothing a node, group or link explains")]
+    explained = set()
+    for f in sorted(findings, key=lambda f: order.get(f["status"], 3)):
+        test = f["test"].rsplit("::", 1)[-1]
+        out += wrapped(f"  {f['status'].upper()} {f['kind']} {f['subject']} [{test}, {METRICS[f['metric']].label}]: "
+                       f"{f['message']}", width, "      ")
+        out += wrapped(f"      links: {', '.join(f['links'])} (confidence {f['confidence']:.2f})", width, "        ")
+        if f.get("retest"):
+            r = f["retest"]
+            out += wrapped(f"      re-test: {r['outcome']} ({r['confirmed']} confirmed, {r['flaky']} flaky, "
+                           f"{r['inconclusive']} inconclusive)", width, "        ")
+        explained |= {(f["test"], link) for link in f["links"]}
+    unexplained = [row for row in rows if row.status in ("failed", "error") and
+                   (row.test[:-len(CHECK_SUFFIX)] if is_check_key(row.test) else row.test,
+                    f"{row.src}->{row.dst}") not in explained]
+    if unexplained:
+        out.append(f"failed, and not explained by a finding ({len(unexplained)}):")
+        for row in unexplained[:MAX_WARNINGS_SHOWN]:
+            mark = " (doubtful)" if row.doubtful else ""
+            out += wrapped(f"  {row.status.upper()} {row.src}->{row.dst} {row.name}{mark}: {'; '.join(row.messages)}",
+                           width, "      ")
+        if len(unexplained) > MAX_WARNINGS_SHOWN:
+            out.append(f"  ... and {len(unexplained) - MAX_WARNINGS_SHOWN} more")
+    return out
+
+
 def _shown(path, cwd):
     if cwd and os.path.abspath(path).startswith(os.path.abspath(cwd) + os.sep):
         return os.path.relpath(path, cwd)
@@ -155,8 +190,11 @@ def _shown(path, cwd):
 
 
 def summary_lines(node_names: Sequence[str], rows: Sequence[Row], counts: dict[str, int], mesh_path: str,
-                  cwd: str | None = None, width: int | None = None) -> list[str]:
-    """The summary; with ``width`` (the terminal's), a matrix wider than that is compact."""
+                  cwd: str | None = None, width: int | None = None,
+                  findings: Sequence[dict[str, Any]] | None = None) -> list[str]:
+    """The summary; with ``width`` (the terminal's), a matrix wider than that is compact; ``findings``: the
+    diagnosis (mesh.json's ``diagnosis``; None: none was made), shown before the failures it leaves."""
+    all_rows = rows
     checks = [row for row in rows if is_check_key(row.test)]
     if checks:   # the matrices and counts are the measurements'
         rows = [row for row in rows if not is_check_key(row.test)]
@@ -165,12 +203,15 @@ def summary_lines(node_names: Sequence[str], rows: Sequence[Row], counts: dict[s
     for key, metric, lines in matrices(node_names, rows, width):
         label = METRICS[metric].label if metric in METRICS else "no metric"
         out += ["", f"{key}: {label}"] + lines
-    warned = [row for row in rows if row.warnings]
+    if findings is not None:
+        out += diagnosis_lines(findings, all_rows, width)
+    warned = [row for row in rows if row.warnings or row.doubtful]
     if warned:
         out += [""] + wrapped(f"CPU-bound or otherwise doubtful ({len(warned)} of {len(rows)} measurements; see "
-                              "warnings in mesh.json):", width)
+                              "doubtful and warnings in mesh.json):", width)
         for row in warned[:MAX_WARNINGS_SHOWN]:
-            out += wrapped(f"  {row.src}->{row.dst} {row.name}: {'; '.join(row.warnings)}", width, "      ")
+            reasons = list(dict.fromkeys([*row.doubtful, *row.warnings]))
+            out += wrapped(f"  {row.src}->{row.dst} {row.name}: {'; '.join(reasons)}", width, "      ")
         if len(warned) > MAX_WARNINGS_SHOWN:
             out.append(f"  ... and {len(warned) - MAX_WARNINGS_SHOWN} more")
     out += [part for line in _check_lines(checks) for part in wrapped(line, width, "      ")]
@@ -183,10 +224,13 @@ def summary_lines(node_names: Sequence[str], rows: Sequence[Row], counts: dict[s
 
 
 def write_summary(tr: Any, node_names: Sequence[str], assembled: Assembled, cwd: str,
-                  report: ReportOutcome | None = None) -> None:
-    """The matrices, counts and paths; ``report``: the automatic HTML report's outcome (html.ReportOutcome)."""
+                  report: ReportOutcome | None = None, findings: Sequence[Any] | None = None) -> None:
+    """The matrices, counts and paths; ``report``: the automatic HTML report's outcome (html.ReportOutcome);
+    ``findings``: the diagnosis (diagnosis.Finding)."""
     tr.write_sep("=", "meshperf mesh (rows: source, columns: destination)")
-    for line in summary_lines(node_names, assembled.rows, assembled.counts, assembled.path, cwd, terminal_width()):
+    shown = [f.to_dict() for f in findings] if findings is not None else None
+    for line in summary_lines(node_names, assembled.rows, assembled.counts, assembled.path, cwd, terminal_width(),
+                              shown):
         tr.write_line(printable(line))   # tools' words in messages and warnings: no raw escape sequences
     if report is not None and report.path:
         tr.write_line(f"report: {_shown(report.path, cwd)}")

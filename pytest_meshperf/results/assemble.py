@@ -19,6 +19,7 @@ from array import array
 from dataclasses import dataclass
 
 from pytest_meshperf import __version__
+from pytest_meshperf.results.diagnosis_file import read_diagnosis
 from pytest_meshperf.results.index import _STATUS_NAMES, _STATUSES, _index, _StaleIndex
 from pytest_meshperf.results.layout import (
     CSV_METRICS,
@@ -112,12 +113,21 @@ def _tail(text, start, end):
                 name = None   # somewhere else: parse it all
             else:
                 warnings = []
+            # doubtful (validity.py): just before warnings, as to_record writes it
+            at_doubtful = text.rfind(',"doubtful":', at, at_warnings) if at_warnings >= 0 else -1
+            if at_doubtful >= 0:
+                doubtful = _value_at(text, at_doubtful + 12, at_warnings)
+            elif '"doubtful":' in text[at:end]:
+                name = None
+            else:
+                doubtful = []
             # "passed":false can only be a key and its value (quotes in strings are escaped).
             thresholds = _value_at(listed, 0, len(listed)) if '"passed":false' in listed else []
         except ValueError:
             name = None
         if isinstance(name, str):
-            return {"thresholds": thresholds, "error": error, "warnings": warnings, "name": name}
+            return {"thresholds": thresholds, "error": error, "warnings": warnings, "doubtful": doubtful,
+                    "name": name}
     return json.loads("{" + text[start:end])
 
 
@@ -178,8 +188,9 @@ def _skim(line, start):
 class _MeshWriter:
     """Writes mesh.json's sources, mesh.csv and the rows, one record at a time, in mesh order."""
 
-    def __init__(self, out, csv_handle, run_id):
+    def __init__(self, out, csv_handle, run_id, amend=None):
         self.out, self.csv_handle, self.run_id = out, csv_handle, run_id
+        self.amend = amend or {}   # (src, dst, test) -> JSON of the entry's "diagnosis" (diagnosis_file.py)
         self.csv = csv.writer(csv_handle)
         self.rows, self.counts = [], {"passed": 0, "failed": 0, "error": 0}
         self.current_src = self.current_dst = None
@@ -204,16 +215,19 @@ class _MeshWriter:
             out.write(b'%s\n %s: {"tests": {' % (b"}}," if self.current_dst is not None else b"", self._key(dst)))
             self.current_dst, self.first_test = dst, True
         out.write(b'%s\n  %s: %s' % (b"" if self.first_test else b",", self._key(test), opening))
+        extra = self.amend.get((src, dst, test)) if self.amend else None
+        if extra is not None:   # the record's last byte is its closing brace
+            body = bytes(body)[:-1] + b',"diagnosis":' + extra + b"}"
         out.write(body)
         self.first_test = False
 
-    def _row(self, src, dst, test, name, status, metrics, messages, warnings):
+    def _row(self, src, dst, test, name, status, metrics, messages, warnings, doubtful=()):
         names = self._names
         self.counts[status] = self.counts.get(status, 0) + 1
         row_metrics = {names.setdefault(k, k): v for k, v in metrics.items()} if isinstance(metrics, dict) \
             else metrics
         self.rows.append(Row(src, dst, test, names.setdefault(name, name) if isinstance(name, str) else name,
-                             status, row_metrics, messages, warnings))
+                             status, row_metrics, messages, warnings, list(doubtful)))
 
     def _csv_field(self, text):
         quoted = self._quoted.get(text)
@@ -231,7 +245,8 @@ class _MeshWriter:
             fields = json.loads(str(index_line, "ascii"))
             status, csv_rows = fields["status"], fields["csv"]
             status = _STATUS_NAMES.get(status, status)   # one string object per status in the rows
-            row = (fields["name"], status, fields["metrics"], fields["messages"], fields["warnings"])
+            row = (fields["name"], status, fields["metrics"], fields["messages"], fields["warnings"],
+                   fields.get("doubtful") or [])
         except (ValueError, KeyError, TypeError):   # UnicodeDecodeError is a ValueError
             raise _StaleIndex(src, dst, test)
         end = len(line) - (2 if line[-2] == 13 else 1)   # 13: "\r"
@@ -264,7 +279,8 @@ class _MeshWriter:
         messages = [t["message"] for t in tail.get("thresholds", []) if t.get("passed") is False]
         if error:
             messages.insert(0, error)
-        self._row(src, dst, test, tail.get("name", test), status, metrics, messages, tail.get("warnings") or [])
+        self._row(src, dst, test, tail.get("name", test), status, metrics, messages, tail.get("warnings") or [],
+                  tail.get("doubtful") or [])
         fields = (self.run_id, src, dst, test, status)
         for inst in (instances or [None]) if tail.get("kind") != "check" else ():
             get = (inst or {}).get
@@ -358,7 +374,8 @@ def _assemble(run_dir, finished, interrupted, exit_status, use_index):
     tmp = run_dir.mesh_json + ".tmp"
     with open(tmp, "wb", buffering=1024 * 1024) as out, open(run_dir.csv + ".tmp", "w", newline="",
                                                               encoding="utf-8") as csv_handle:
-        writer = _MeshWriter(out, csv_handle, run.get("id"))
+        diagnosis = read_diagnosis(run_dir.path)
+        writer = _MeshWriter(out, csv_handle, run.get("id"), _amendments(diagnosis))
         writer.csv.writerow(["run_id", "src", "dst", "test", "status", "instance", "pid", "client_port",
                              "server_port", "start", "end", *CSV_METRICS, "command", "error"])
         out.write((f'{{\n"meshperf_version": {json.dumps(__version__)},\n"schema_version": {SCHEMA_VERSION},\n"run": '
@@ -366,7 +383,10 @@ def _assemble(run_dir, finished, interrupted, exit_status, use_index):
                    '{').encode("ascii"))
         _copy_records(index, order, writer)
         writer.close()
-        out.write(b"\n}\n}\n")
+        out.write(b"\n}")
+        if diagnosis is not None:
+            out.write(b',\n"diagnosis": ' + json.dumps(diagnosis.get("findings") or []).encode("ascii"))
+        out.write(b"\n}\n")
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, run_dir.mesh_json)
@@ -374,11 +394,11 @@ def _assemble(run_dir, finished, interrupted, exit_status, use_index):
     return Assembled(run_dir.mesh_json, writer.rows, writer.counts)
 
 
-
-
-
-
-
-
-
-
+def _amendments(diagnosis):
+    """(src, dst, test) -> the JSON its entry gets as "diagnosis" (its findings, its re-tests)."""
+    amend = {}
+    for test, links in ((diagnosis or {}).get("links") or {}).items():
+        for lid, part in links.items():
+            src, _, dst = lid.partition("->")
+            amend[(src, dst, test)] = json.dumps(part, separators=(",", ":")).encode("ascii")
+    return amend

@@ -115,6 +115,7 @@ def _index_entry(line, offset, record):
             messages.insert(0, error)
         fields = {"journal": [offset, len(line)], "status": status, "name": record.get("name", record["test"]),
                   "metrics": metrics, "messages": messages, "warnings": record.get("warnings") or [],
+                  "doubtful": record.get("doubtful") or [],
                   "csv": _csv_rows(record, metrics, error)}
         return line[:head.end()] + json.dumps(fields, separators=(",", ":"))[1:].encode("ascii") + b"\n"
     except (AttributeError, KeyError, TypeError, ValueError):

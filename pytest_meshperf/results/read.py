@@ -49,16 +49,23 @@ def entry_messages(entry: dict[str, Any]) -> list[str]:
                  if m.get("passed") is False and m.get("message")]
     if entry.get("error"):
         messages.insert(0, entry["error"])
+    if not messages and entry.get("status") == "failed" and entry.get("doubtful"):   # --mesh-doubtful=fail
+        messages.append("doubtful: " + "; ".join(entry["doubtful"]))
     return messages
 
 
 def load_rows(mesh_path: str) -> tuple[list[str], list[Row], dict[str, int]]:
     """(node names, rows, counts) of a mesh.json, for summaries and reports."""
+    return load_summary(mesh_path)[:3]
+
+
+def load_summary(mesh_path: str) -> tuple[list[str], list[Row], dict[str, int], list[dict[str, Any]] | None]:
+    """(node names, rows, counts, diagnosis) of a mesh.json; diagnosis None when the run made none."""
     with open(mesh_path, encoding="utf-8") as handle:
         mesh = json.load(handle)
     rows, counts = [], {"passed": 0, "failed": 0, "error": 0}
     for src, dst, key, entry in iter_entries(mesh, checks=True):
         rows.append(Row(src, dst, key, entry.get("name", key), entry["status"], entry.get("metrics", {}),
-                        entry_messages(entry), entry.get("warnings") or []))
+                        entry_messages(entry), entry.get("warnings") or [], entry.get("doubtful") or []))
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    return list(mesh.get("cluster", {}).get("nodes", {})), rows, counts
+    return list(mesh.get("cluster", {}).get("nodes", {})), rows, counts, mesh.get("diagnosis")

@@ -16,3 +16,4 @@ class Row:
     metrics: dict[str, float]
     messages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)   # the record's: why its figures may mislead
+    doubtful: list[str] = field(default_factory=list)   # the record's (validity.py): why not to trust its figure

@@ -64,6 +64,8 @@ class MeasuringSession(Protocol):
     def baseline(self) -> Baseline | None: ...
     @property
     def skip_unreachable(self) -> bool: ...
+    @property
+    def doubtful_fails(self) -> bool: ...
     def pool(self) -> AgentPool: ...
     def unreachable(self, pair: Pair) -> str | None: ...
     def record(self, record: dict[str, Any]) -> None: ...
@@ -94,7 +96,7 @@ class Measure:
             _, _, sequence = item.stash[GROUP_KEY]
             result = session.rounds.share(pair, params, thresholds, key, self._spec.name, holder, sequence)
         if result is not None:   # this pair's share of its round: judged and journaled here, as its own
-            failed = judge(result, thresholds, session.baseline)
+            failed = judge(result, thresholds, session.baseline, session.doubtful_fails)
             session.record(record_of(result, self._spec.name))
         elif session.groups is not None:
             # The group's runner judged and journaled every pair of the group as soon as it ended.
@@ -104,7 +106,7 @@ class Measure:
             failed = [t["message"] for t in result.thresholds if t["passed"] is False]
         else:
             result = measure_pair(session.pool, pair, params, key, item.nodeid, session.schedule.kind, holder)
-            failed = judge(result, thresholds, session.baseline)
+            failed = judge(result, thresholds, session.baseline, session.doubtful_fails)
             session.record(record_of(result, self._spec.name))     # on disk before anything else happens
         for name, value in sorted(result.metrics.items()):
             item.user_properties.append((name, value))

@@ -37,6 +37,7 @@ from pytest_meshperf.results.rundir import RunDir
 from pytest_meshperf.session import profile_suite
 from pytest_meshperf.session.agent_roles import AgentOwner, AgentUser
 from pytest_meshperf.session.check_items import MeshCheckItem, add_check_items
+from pytest_meshperf.session.diagnosing import Diagnosing
 from pytest_meshperf.session.measuring import assign_groups
 from pytest_meshperf.session.mesh_items import SPEC_KEY, MeshItems, is_mesh_item
 from pytest_meshperf.session.options import Settings
@@ -85,7 +86,9 @@ class MeshSession:
         self.export_line = None   # (text, is_problem) once the export was written or failed
         self.report: ReportOutcome | None = None
         self.progress_hooks = None
-        self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer, self.baseline) \
+        self.diagnosing: Diagnosing | None = None
+        self.groups = GroupRunner(self.run_dir.path, self.pool, self.schedule, self.writer, self.baseline,
+                                  self.doubtful_fails) \
             if self.schedule.grouped else None
         self.rounds = RoundRunner(self.run_dir.path, self.pool, self.schedule) if self.schedule.kind == "rounds" \
             else None
@@ -110,6 +113,10 @@ class MeshSession:
     @property
     def skip_unreachable(self) -> bool:
         return self.run_settings.skip_unreachable
+
+    @property
+    def doubtful_fails(self) -> bool:
+        return self.run_settings.doubtful_fails
 
     # -- pytest's stages -------------------------------------------------------
     def configured(self) -> MeshSession:
@@ -181,7 +188,9 @@ class MeshSession:
             terminalreporter.write_line(self.write_error, red=True)
         if self.assembled is not None:
             write_summary(terminalreporter, [n.name for n in self.cluster.nodes], self.assembled, os.getcwd(),
-                          self.report)
+                          self.report, self.diagnosing.findings if self.diagnosing is not None else None)
+        if self.diagnosing is not None and self.diagnosing.problem and self.write_error is None:
+            terminalreporter.write_line(self.diagnosing.problem, yellow=True)
         if self.export_line:
             text, problem = self.export_line
             terminalreporter.write_line(text, yellow=problem)
@@ -189,6 +198,13 @@ class MeshSession:
             line = self.progress_hooks.missing.summary_line(self.baseline)
             if line:
                 terminalreporter.write_line(line)
+
+    def diagnose(self, pytest_session: pytest.Session) -> None:
+        """After every test: the findings, re-tests and their test cases (diagnosing.py)."""
+        if not self.run_settings.diagnose:
+            return   # --mesh-diagnosis=off: no findings, and the summary says nothing of them
+        self.diagnosing = Diagnosing(self)
+        self.diagnosing.run(pytest_session)
 
     def materialize(self) -> Cluster:
         """The cluster with its real hosts: a netns testbed is built (by the agents' owner) or joined (a worker)
@@ -297,7 +313,7 @@ class MeshSession:
         self.agents.stop(self._pool)
         try:
             if self.rounds is not None and interrupted and self.write_error is None:
-                self.rounds.journal_unreported(self._journal_only, self.baseline)   # measured, not yet reported
+                self.rounds.journal_unreported(self._journal_only, self.baseline, self.doubtful_fails)   # measured, not yet reported
             if self._journal is not None:
                 self._journal.close()
         except (ResultsWriteError, OSError) as exc:

@@ -125,6 +125,16 @@ OPTIONS = (
                 "(default) or no"),
     Option(("--mesh-unreachable",), "meshperf_unreachable", choices=("error", "skip"), default="error",
            help="what a pair with an unreachable node becomes: error (default) or skip"),
+    Option(("--mesh-diagnosis",), "meshperf_diagnosis", choices=("on", "off"), default="on",
+           help="after the mesh, name the sick node, link or group from each test's matrix (findings in the "
+                "summary, mesh.json, the report and JUnit): on (default) or off"),
+    Option(("--mesh-retest",), "meshperf_retest", metavar="N", kind="int", default=0,
+           help="re-measure the links that failed, up to N rounds, each with fresh partners, and mark each "
+                "confirmed, flaky (passed on re-test) or inconclusive (default 0: no re-tests)"),
+    Option(("--mesh-doubtful",), "meshperf_doubtful", choices=("mark", "fail"), default="mark",
+           help="a measurement that may not show the network (CPU-bound sender or receiver, instances that "
+                "disagree, a tool error beside the numbers): mark (default: flagged doubtful, verdict kept) or "
+                "fail"),
     Option(("--ssh-host-keys",), "meshperf_host_keys", choices=HOST_KEY_CHECKS, group="meshperf-ssh",
            help="host key checking: yes (verify against known_hosts, the default), accept-new (add unknown keys, "
                 "refuse changed ones) or off (throwaway labs); overrides the inventory's host_key_check"),

@@ -37,6 +37,9 @@ def blame(settings: Settings, *dests: str) -> Iterator[None]:
         raise
 
 
+MAX_RETEST_ROUNDS = 10
+
+
 @dataclass
 class RunSettings:
     params: Layer                        # --mesh-duration, --mesh-tool ... as a parameter layer
@@ -44,6 +47,9 @@ class RunSettings:
     ssh_options: SshOptions              # known_hosts may be filled in later, by a netns testbed
     baseline: Baseline | None
     skip_unreachable: bool
+    doubtful_fails: bool                 # --mesh-doubtful=fail
+    retest_rounds: int                   # --mesh-retest N (0: off)
+    diagnose: bool                       # --mesh-diagnosis
     profile_path: str | None
     profile: Profile | None
     export_path: str | None
@@ -64,10 +70,16 @@ class RunSettings:
         with blame(settings, "meshperf_baseline", "meshperf_max_regression", "meshperf_regression_metric"):
             baseline = load_baseline(opt.meshperf_baseline, opt.meshperf_max_regression,
                                      opt.meshperf_regression_metric, base_dir)
+        with blame(settings, "meshperf_retest"):
+            if not 0 <= (opt.meshperf_retest or 0) <= MAX_RETEST_ROUNDS:
+                raise UsageError(f"--mesh-retest {opt.meshperf_retest}: give a number of re-test rounds from 0 "
+                                 f"(off) to {MAX_RETEST_ROUNDS}")
         with blame(settings, "meshperf_profile"):
             profile_path, profile = _profile(opt.meshperf_profile, [config.rootpath, base_dir], base_dir)
         return cls(params=params, thresholds=thresholds, ssh_options=ssh_options, baseline=baseline,
-                   skip_unreachable=opt.meshperf_unreachable == "skip", profile_path=profile_path, profile=profile,
+                   skip_unreachable=opt.meshperf_unreachable == "skip",
+                   doubtful_fails=opt.meshperf_doubtful == "fail", retest_rounds=opt.meshperf_retest or 0,
+                   diagnose=opt.meshperf_diagnosis != "off", profile_path=profile_path, profile=profile,
                    export_path=export_path(opt.meshperf_export, base_dir), write_report=opt.meshperf_report != "no",
                    lease_s=opt.meshperf_lease)
 

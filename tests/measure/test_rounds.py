@@ -70,7 +70,7 @@ def statuses(entries):
 
 def test_each_round_runs_together_without_xdist_and_with(pytester, tmp_path, testbed):
     result = run(pytester, testbed, tmp_path / "rounds", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=29, failed=1)
+    result.assert_outcomes(passed=29, failed=2)   # node2->node3, and the diagnosis: that link alone
     doc, rounds = measured(tmp_path / "rounds")
     assert sorted(len(spans) for spans in spans_by_round(rounds).values()) == [ROUND_PAIRS] * 5
     assert_rounds_ran_together(doc, rounds)
@@ -85,13 +85,13 @@ def test_each_round_runs_together_without_xdist_and_with(pytester, tmp_path, tes
 
     sequential = run(pytester, testbed, tmp_path / "sequential", "-p", "no:cacheprovider",
                      "--mesh-schedule", "sequential")
-    sequential.assert_outcomes(passed=29, failed=1)
+    sequential.assert_outcomes(passed=29, failed=2)
     _, reference = measured(tmp_path / "sequential")
     assert statuses(reference) == statuses(rounds)
     assert {entry["group"] is None for entry in reference.values()} == {True}
 
     xdist = run(pytester, testbed, tmp_path / "xdist", "-p", "no:cacheprovider", "-n", "2")
-    xdist.assert_outcomes(passed=29, failed=1)
+    xdist.assert_outcomes(passed=29, failed=2)
     doc, parallel = measured(tmp_path / "xdist")
     assert statuses(parallel) == statuses(rounds)
     assert_rounds_ran_together(doc, parallel)
@@ -116,7 +116,7 @@ def test_selecting_part_of_the_rounds_measures_exactly_the_selection(pytester, t
 
 
 def test_last_failed_measures_exactly_the_failed_pair(pytester, tmp_path, testbed):
-    run(pytester, testbed, tmp_path / "first").assert_outcomes(passed=29, failed=1)
+    run(pytester, testbed, tmp_path / "first").assert_outcomes(passed=29, failed=2)   # the pair, its diagnosis
     again = run(pytester, testbed, tmp_path / "again", "--lf")
     again.assert_outcomes(failed=1)   # and nothing else ran
     _, entries = measured(tmp_path / "again")

@@ -26,6 +26,8 @@ from support.usage import MESH_TEST, assert_usage_error
     (["--local-netserver", "no/netserver"], ["--local-netserver no/netserver", "no such file",
                                               "netserver binary on this machine"]),
     (["--local-netperf", "nope"], ["--local-netperf nope", "no such file"]),
+    (["--mesh-retest", "11"], ["--mesh-retest 11", "from 0 (off) to 10"]),
+    (["--mesh-retest", "-1"], ["--mesh-retest -1", "from 0 (off) to 10"]),
 ])
 def test_bad_options(pytester, args, fragments):
     pytester.makepyfile(MESH_TEST.format(mark="duration=1"))

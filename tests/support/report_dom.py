@@ -43,7 +43,8 @@ class ReportDom(HTMLParser):
             self._heatmap = self.heatmaps.setdefault(attrs["data-heatmap"], {})
         if tag == "td" and "data-src" in attrs:
             self._cell = {"state": attrs["data-state"], "class": attrs.get("class", ""), "text": "",
-                          "style": attrs.get("style", ""), "title": attrs.get("title", "")}
+                          "style": attrs.get("style", ""), "title": attrs.get("title", ""),
+                          "finding": attrs.get("data-finding", "")}
             self._heatmap[(attrs["data-src"], attrs["data-dst"])] = self._cell
         if tag == "th" and "title" in attrs:
             self.titles.add(attrs["title"])

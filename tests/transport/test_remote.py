@@ -80,7 +80,7 @@ def test_shaped_host_fails_exactly_its_outgoing_pairs(pytester, tmp_path):
     with netns_testbed(tmp_path / "tb", nodes=4, rates={"node2": "200mbit"}) as tb:
         result = run_against(pytester, tb, tmp_path / "out", "--mesh-threshold", "throughput>=500Mbit/s",
                              duration=3)
-        result.assert_outcomes(passed=9, failed=3)
+        result.assert_outcomes(passed=9, failed=4)   # node2's 3 pairs, and the diagnosis: sender node2
         result.stdout.re_match_lines([r".*node2->node1: throughput 1\d\d\.?\d* Mbit/s < 500 Mbit/s \(--mesh-threshold\)"])
         _, entries = mesh_entries(tmp_path / "out")
         failed = {pair for pair, entry in entries.items() if entry["status"] == "failed"}

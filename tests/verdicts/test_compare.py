@@ -54,10 +54,11 @@ def test_one_slower_link_fails_exactly_its_test_against_a_real_baseline(pytester
         "-p", "no:cacheprovider", "--cluster", "netns:3,rate=200mbit,rate.node1->node2=100mbit",
         "--mesh-out", str(new), "--mesh-baseline", str(old / "latest"), "--mesh-max-regression", "10%",
         "--junitxml", str(tmp_path / "mesh.xml"))
-    second.assert_outcomes(passed=5, failed=1)
+    second.assert_outcomes(passed=5, failed=2)   # the pair, and the diagnosis: link node1->node2
     text = second.stdout.str()
     failed = [line for line in text.splitlines() if line.startswith("FAILED ")]
-    assert len(failed) == 1 and "test_tcp[node1->node2]" in failed[0], text
+    assert len(failed) == 2 and "test_tcp[node1->node2]" in failed[0], text
+    assert "test_tcp::diagnosis[link node1->node2]" in failed[1], text   # the regression, named as that link's
     message = next(line for line in text.splitlines() if line.startswith("node1->node2: throughput "))
     assert "below the baseline's" in message and "(--mesh-max-regression 10%, baseline " in message, message
     assert "not in the baseline" not in text
