@@ -42,10 +42,11 @@ class Diagnosing:
         s = self.session
         if not s.run_settings.diagnose or s.role == "worker" or not s.created:
             return
-        records = [r for r in journal_records(s.run_dir.path) if not r.get("kind")]
+        records = list(journal_records(s.run_dir.path))
         for r in records:
-            self.records.setdefault((r["test"], link_id(r["src"], r["dst"])), r)
-        self.figures = from_records(journal_records(s.run_dir.path))
+            if not r.get("kind"):   # a pair's measurement (checks are "kind": "check")
+                self.records.setdefault((r["test"], link_id(r["src"], r["dst"])), r)
+        self.figures = from_records(records)
         labels = {n.name: dict(n.labels) for n in s.cluster.nodes}
         self.findings = [f for figures in self.figures.values() for f in figures.findings(labels, s.doubtful_fails)]
         self._write()
