@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import pytest
-from _pytest.reports import TestReport
 
 from pytest_meshperf.errors import ResultsWriteError, printable
 from pytest_meshperf.measure.measurement import STATUS_ERROR, judge, record_of
@@ -150,7 +149,7 @@ class Diagnosing:
         now = time.time()
         for when, result, report_longrepr in (("setup", "passed", None), ("call", outcome, longrepr),
                                               ("teardown", "passed", None)):
-            report = TestReport(nodeid, location, {}, result, report_longrepr, when,
+            report = pytest.TestReport(nodeid, location, {}, result, report_longrepr, when,
                                 sections=[("meshperf finding", text)] if when == "call" else [], duration=0.0,
                                 start=now, stop=now, user_properties=properties if when == "teardown" else [])
             hook.pytest_runtest_logreport(report=report)
