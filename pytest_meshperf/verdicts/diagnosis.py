@@ -300,8 +300,6 @@ class TestFigures:
     name: str
     links: dict[str, list[Link]] = field(default_factory=dict)               # metric -> its links
     asymmetric: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
-    doubtful: dict[str, list[str]] = field(default_factory=dict)             # link id -> its reasons
-    failed: set[str] = field(default_factory=set)                            # node ids of every failed test
     main_metric: str | None = None
     base: str | None = None      # the test function's pytest node id, without the pair (its findings' cases)
     relative: dict[str, set[tuple[str, float]]] = field(default_factory=dict)   # metric -> (op, K) of K*median
@@ -363,9 +361,8 @@ def _figures(test, by_link, checks):
     first = next(iter(by_link.values()))
     figures = TestFigures(test, first.get("name", test))
     figures.base = function_nodeid(first.get("nodeid") or "", link_id(first["src"], first["dst"])) or None
-    figures.failed = {r.get("nodeid", "") for r in by_link.values() if r.get("status") == "failed"}
     figures.main_metric = main_metric(m for r in measured.values() for m in r["metrics"])
-    relative: dict[str, dict[str, str]] = {}   # metric -> link -> check node id
+    failed_checks: dict[str, dict[str, str]] = {}   # metric -> link -> the node id of its failed relative check
     for lid, check in checks.items():
         for verdict in check.get("thresholds") or []:
             if verdict.get("reference") == "median" and verdict.get("metric") in METRICS and \
@@ -377,12 +374,11 @@ def _figures(test, by_link, checks):
                 figures.asymmetric.setdefault(verdict.get("metric") or "", []).append(
                     (check["src"], check["dst"], check.get("nodeid", "")))
             else:
-                relative.setdefault(verdict.get("metric") or "", {})[lid] = check.get("nodeid", "")
-            figures.failed.add(check.get("nodeid", ""))
+                failed_checks.setdefault(verdict.get("metric") or "", {})[lid] = check.get("nodeid", "")
     metrics = {figures.main_metric} if figures.main_metric else set()
     for r in measured.values():
         metrics |= _failed_metrics(r) & set(r["metrics"])
-    metrics |= {m for m in relative if m} | {m for m in figures.asymmetric if m}
+    metrics |= {m for m in failed_checks if m} | {m for m in figures.asymmetric if m}
     for metric in [m for m in METRICS if m in metrics]:
         values = [r["metrics"][metric] for r in measured.values() if metric in r["metrics"]]
         median = statistics.median(values) if values else None
@@ -393,11 +389,10 @@ def _figures(test, by_link, checks):
             if metric not in r["metrics"]:
                 continue
             failed = ([r.get("nodeid", "")] if r.get("status") == "failed" and metric in _failed_metrics(r) else [])
-            if lid in relative.get(metric, {}):
-                failed.append(relative[metric][lid])
+            if lid in failed_checks.get(metric, {}):
+                failed.append(failed_checks[metric][lid])
             value = r["metrics"][metric]
             links.append(Link(r["src"], r["dst"], value, bool(failed) or is_low(metric, value, median),
                               tuple(failed), tuple(r.get("doubtful") or ())))
         figures.links[metric] = links
-    figures.doubtful = {lid: list(r.get("doubtful") or ()) for lid, r in measured.items() if r.get("doubtful")}
     return figures
