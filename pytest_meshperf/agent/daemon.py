@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         agent = Agent(args.node, secret, state_dir, port_range=args.port_range, lease_s=args.lease,
                       max_processes=args.max_processes, tool_paths=dict(args.tool),
-                      max_send=args.max_send, max_recv=args.max_recv)
+                      max_send=args.max_send, max_recv=args.max_recv, log_path=args.log)
         port = agent.serve(args.listen, args.port)
     except Exception as exc:  # a detached daemon's stderr is gone: say why through the ready channel
         logging.getLogger("meshperf.agent").exception("cannot start")

@@ -16,6 +16,7 @@ log = logging.getLogger("meshperf.agent")
 
 HANDSHAKE_TIMEOUT_S = 10.0   # the whole handshake, from accept to the caller's proof checked
 ACCEPT_BACKOFF_S = 0.1
+EXIT_HOLD_S = 30.0
 ACCEPT_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -38,6 +39,11 @@ def listening_server(agent: Any, listen: str, port: int) -> socketserver.Threadi
                 while not agent.stopping.is_set():
                     request = session.recv(sock)
                     session.send(sock, agent.dispatch(request))
+                if getattr(self, "exit_after_reply", False):
+                    # agent.shutdown {"log": true}: the process ends with this connection still open, so the
+                    # caller's EOF means the agent has exited (bounded: a stuck exit ends the wait, not the agent).
+                    agent.stop_serving()
+                    time.sleep(EXIT_HOLD_S)
             except (protocol.ProtocolError, OSError) as exc:
                 log.debug("connection from %s ended: %s", self.client_address, exc)
             finally:
@@ -49,6 +55,9 @@ def listening_server(agent: Any, listen: str, port: int) -> socketserver.Threadi
 
     class Server(socketserver.ThreadingTCPServer):
         daemon_threads = True
+        # server_close() must not join handlers: one blocked on an idle caller's connection would keep a
+        # stopping agent alive; its processes are stopped by then, and the handler threads end with the process.
+        block_on_close = False
         allow_reuse_address = True
         request_queue_size = 128
 

@@ -34,6 +34,7 @@ START_ATTEMPTS = 3
 MAX_WAIT_S = 30.0
 WAIT_SLICE_S = 0.25   # process.wait checks this often whether its caller is still there
 MAX_START_DELAY_S = 60.0     # how far ahead a timed start (a burst) may be scheduled
+MAX_LOG_BYTES = 16 * 1024 * 1024   # of its log, handed over at the controller's stop (a frame holds 64 MiB)
 MAX_SERVER_LIFE_S = 86400.0 + 600   # a shared server's deadline: it ends with the agent (lease) long before
 
 
@@ -47,8 +48,9 @@ class RpcError(Exception):
 class Agent:
     def __init__(self, node: str, secret: str, state_dir: str, port_range: tuple[int, int] = (5201, 5999),
                  lease_s: float = 60.0, max_processes: int = 64, tool_paths: dict[str, str] | None = None,
-                 max_send: int = 1, max_recv: int = 1) -> None:
+                 max_send: int = 1, max_recv: int = 1, log_path: str | None = None) -> None:
         self.node = node
+        self.log_path = log_path          # its log file, handed over by agent.shutdown {"log": true}
         self.secret = secret
         self.state_dir = state_dir
         self.lease_s = float(lease_s)
@@ -71,6 +73,7 @@ class Agent:
         self.gate = Gate()   # connections: few unauthenticated ones, a cap on all (agent/gate.py)
         self._caller = threading.local()   # the connection serving the current request (owns its leases)
         self.stopping = threading.Event()
+        self._halt_lock = threading.Lock()
         self.server = None
 
     # -- tools ----------------------------------------------------------------
@@ -129,8 +132,28 @@ class Agent:
         return {"time": time.time()}
 
     def m_agent_shutdown(self, params: dict[str, Any]) -> dict[str, Any]:
-        threading.Thread(target=self.shutdown, args=("asked by the controller",), daemon=True).start()
-        return {"stopping": True}
+        if not params.get("log"):
+            threading.Thread(target=self.shutdown, args=("asked by the controller",), daemon=True).start()
+            return {"stopping": True}
+        # The controller's stop: tools stopped before the answer, the log in it, and this connection held
+        # until the process exits (listener.py), so its EOF says the agent is gone: no SSH command needed.
+        stopped = self.halt("asked by the controller")
+        self._caller.conn.exit_after_reply = True
+        return {"stopping": True, "stopped": stopped, "log": self._hand_over_log()}
+
+    def _hand_over_log(self):
+        """The log's text (its last MAX_LOG_BYTES), removed from the node: the caller keeps it."""
+        if not self.log_path:
+            return None
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - MAX_LOG_BYTES))
+                text = handle.read().decode("utf-8", "replace")
+            os.remove(self.log_path)   # still open for the last lines: they go nowhere
+        except OSError as exc:
+            log.warning("cannot hand over the log %s: %s", self.log_path, exc)
+            return None
+        return text
 
     def m_process_start(self, params: dict[str, Any]) -> dict[str, Any]:
         tool = _field(params, "tool", str)
@@ -360,13 +383,23 @@ class Agent:
                 self.shutdown(f"lease expired: no word from the controller for {idle:.0f} s")
 
     def shutdown(self, reason: str) -> None:
-        if self.stopping.is_set():
-            return
-        self.stopping.set()
-        log.info("shutting down: %s", reason)
-        stopped = self.supervisor.stop_all()
-        self.monitor.stop()
-        log.info("stopped %d tool processes", stopped)
+        self.halt(reason)
+        self.stop_serving()
+
+    def halt(self, reason: str) -> int:
+        """Refuse new requests and stop every tool process; returns how many were running (0 if halted before)."""
+        with self._halt_lock:
+            if self.stopping.is_set():
+                return 0
+            self.stopping.set()
+            log.info("shutting down: %s", reason)
+            stopped = self.supervisor.stop_all()
+            self.monitor.stop()
+            log.info("stopped %d tool processes", stopped)
+            return stopped
+
+    def stop_serving(self) -> None:
+        """serve_forever() returns, and with it the process (daemon.py); from any thread but the serving one."""
         if self.server is not None:
             self.server.shutdown()
 

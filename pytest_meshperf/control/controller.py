@@ -121,4 +121,12 @@ class Controller:
         if self.pool is not None:
             self.pool.close()
         with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_STARTS, len(self.handles)))) as executor:
-            list(executor.map(lambda handle: handle.stop(), self.handles.values()))
+            list(executor.map(self._stop_one, self.handles.values()))
+
+    def _stop_one(self, handle):
+        # A node's log fetched and its exit seen over RPC: one call, not a remote command per node (3.6 s at
+        # 32 nodes on two cores).  Without that answer, the transport stops the agent its own way.
+        reply = None
+        if handle.log_on_node and handle.node not in self.failed:
+            reply = AgentClient(handle.node, handle.connect, self.secret).shutdown_agent()
+        handle.stop(reply)

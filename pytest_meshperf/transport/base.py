@@ -14,7 +14,9 @@ class AgentHandle:
     endpoint: dict[str, Any]          # plain builtins: {"kind", "host", "port", "data_address"}, for xdist workers too
     connect: Callable[[], Any]        # returns a socket-like object connected to the agent
     info: dict[str, Any] = field(default_factory=dict)   # the agent's ready line
-    stop: Callable[[], None] = lambda: None
+    # Stops the agent; given agent.shutdown's answer (with its log) when the agent has already exited.
+    stop: Callable[[dict[str, Any] | None], None] = lambda reply=None: None
+    log_on_node: bool = False         # its log is on the node: at stop, ask for it (agent.shutdown with log)
 
 
 def is_local(node: Node) -> bool:

@@ -67,7 +67,7 @@ def start_agent(node: Node, secret: str, log_dir: str, lease_s: float = 60.0,
     proc.stdin.flush()
     ready = _read_ready_line(proc, node, log_path)
 
-    def stop():
+    def stop(reply=None):   # its log is already here: the agent is stopped by closing its stdin
         _stop(proc)
 
     return AgentHandle(node=node.name, endpoint={"kind": "tcp", "host": "127.0.0.1", "port": ready["port"],

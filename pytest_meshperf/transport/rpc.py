@@ -88,6 +88,19 @@ class AgentClient:
             if remaining <= 0:
                 return None
 
+    def shutdown_agent(self, timeout_s: float = 15.0, exit_wait_s: float = 5.0) -> dict[str, Any] | None:
+        """``agent.shutdown`` with its log: the agent's answer (tools stopped, ``log``) once its process has
+        exited (the connection's EOF); None if it could not be asked or has not exited in ``exit_wait_s``."""
+        try:
+            answer = self.call("agent.shutdown", {"log": True}, timeout_s=timeout_s)
+            self._sock.settimeout(exit_wait_s)
+            gone = self._sock.recv(1) == b""
+        except (AgentError, OSError):
+            return None
+        finally:
+            self.close()
+        return answer if gone else None
+
     def close(self) -> None:
         if self._sock is not None:
             try:

@@ -356,7 +356,8 @@ class SshNode:
         ready["remote_port"] = port
         return AgentHandle(node=self.node.name, endpoint={"kind": "tcp", "host": "127.0.0.1", "port": local_port,
                                                           "data_address": self.data_address()},
-                           connect=tcp_connector("127.0.0.1", local_port), info=ready, stop=self.stop_agent)
+                           connect=tcp_connector("127.0.0.1", local_port), info=ready, stop=self.stop_agent,
+                           log_on_node=True)
 
     def _tunnel(self, remote_port):
         """A loopback port here tunnelled to the agent's loopback port there, through this SSH connection,
@@ -374,13 +375,18 @@ class SshNode:
             return self.node.data_address
         return self.conn.host if self.conn is not None else self.node.address
 
-    def stop_agent(self) -> None:
-        """Ask the agent to stop (it stops its tools); make sure it is gone; close the tunnel and the connection."""
+    def stop_agent(self, reply: dict[str, Any] | None = None) -> None:
+        """Ask the agent to stop (it stops its tools); make sure it is gone; close the tunnel and the connection.
+        ``reply``: agent.shutdown's answer, its log in it, from an agent that has exited (Controller.stop)."""
         if self._forward is not None:
             self._forward.close()
             self._forward = None
+        remote, log_dir = getattr(self, "_logs", (None, None))
+        if reply is not None:
+            self.agent_pid = None
+            if log_dir and reply.get("log") is not None:
+                self._keep_log(reply["log"], log_dir)
         if self.agent_pid is not None and self.conn is not None and self.conn.is_connected:
-            remote, log_dir = getattr(self, "_logs", (None, None))
             # The same command returns the agent's log and deletes it: no SFTP session (one login shell less).
             _, _, text = self._agents([self.agent_pid], "-", remote if log_dir else None)
             self.agent_pid = None

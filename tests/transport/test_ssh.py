@@ -19,7 +19,7 @@ from pytest_meshperf.transport.ssh import SshOptions
 
 from support.commands import MESHPERF, meshperf
 from support.meshcheck import validate_mesh_file
-from support.procs import wait_for
+from support.procs import alive, wait_for
 from support.testbed_fixtures import netns_testbed
 
 pytestmark = pytest.mark.usefixtures("netns_required")
@@ -220,6 +220,35 @@ def test_run_secret_appears_in_no_process_list_log_or_result(tmp_path):
                               if "agent-secrettest" in " ".join(p.info["cmdline"] or [])], 30, what="agents gone")
 
 
+def test_agents_stop_over_rpc_and_a_dead_one_falls_back_to_the_stop_script(tmp_path):
+    with netns_testbed(tmp_path / "tb", nodes=3) as tb:
+        cluster = load_cluster(tb.hosts_yaml)
+        commands = []
+        remote = tmp_path / "remote"
+        options = SshOptions(known_hosts=tb.known_hosts, remote_dir=str(remote), echo=commands.append)
+        controller = Controller(cluster, str(tmp_path / "logs"), "rpcstop", ssh_options=options)
+        controller.start()
+        assert controller.failed == {}
+        pids = {name: handle.info["pid"] for name, handle in controller.handles.items()}
+        agents = {name: psutil.Process(pid) for name, pid in pids.items()}
+        run_measurement(controller.pool, Pair(cluster.nodes[0], cluster.nodes[1]), merge_params({"duration_s": 1}))
+        agents["node3"].kill()   # its RPC link is dead: only the stop script can fetch its log
+        wait_for(lambda: not alive([agents["node3"]]), 10, what="node3's agent killed")
+        commands.clear()
+        controller.stop()
+        # node1 and node2 answered agent.shutdown, exited, and sent their logs; node3 needed the stop script.
+        (script,) = commands
+        assert script.startswith("node3$ ") and "agent-rpcstop-node3.log" in script
+        assert alive(agents.values()) == []   # gone (or a zombie its reaper has not reaped yet) when stop returns
+        for name in pids:
+            text = (tmp_path / "logs" / f"agent-{name}.log").read_text()
+            assert "listening on 127.0.0.1" in text, name
+        for name in ("node1", "node2"):
+            assert "shutting down: asked by the controller" in (tmp_path / "logs" / f"agent-{name}.log").read_text()
+        assert "started client iperf3" in (tmp_path / "logs" / "agent-node1.log").read_text()
+        assert list(remote.joinpath("logs").glob("*.log")) == []   # every log left its node
+
+
 def test_one_command_starts_an_agent_and_a_missing_or_damaged_bundle_is_uploaded_once(tmp_path):
     with netns_testbed(tmp_path / "tb", nodes=2) as tb:
         cluster = load_cluster(tb.hosts_yaml)
@@ -246,7 +275,8 @@ def test_one_command_starts_an_agent_and_a_missing_or_damaged_bundle_is_uploaded
         again = start("again")  # one remote command per node, nothing sent
         assert [item["transferred_bytes"] for item in again.values()] == [0, 0]
         launches = [c for c in commands if "agent.pyz" in c and "--expect" in c]
-        assert len(launches) == 2 and len(commands) == 4  # the launch and the stop script, per node
+        # The launch is the only remote command: each agent is stopped, and its log fetched, over its RPC link.
+        assert len(launches) == 2 and len(commands) == 2
         assert len(list(Path(path).parent.glob("lib-*"))) == 1  # the bytecode-cached copy the first start made
 
         Path(path).write_bytes(b"damaged")
