@@ -168,15 +168,10 @@ class Agent:
         if cpu is not None and (not isinstance(cpu, int) or isinstance(cpu, bool) or cpu not in self.cores):
             raise RpcError("bad_request", f"node {self.node}: cpu must be one of its usable cores {self.cores}, not "
                                           f"{cpu!r}")
-        start_in_s = None
-        if params.get("start_at") is not None:
-            start_at = params["start_at"]
-            if isinstance(start_at, bool) or not isinstance(start_at, (int, float)):
-                raise RpcError("bad_request", "start_at must be a number (epoch seconds on the node's clock)")
-            start_in_s = start_at - time.time()
-            if not -1.0 <= start_in_s <= MAX_START_DELAY_S:
-                raise RpcError("bad_request", f"node {self.node}: start_at is {start_in_s:.1f} s from now; it must lie "
-                                              f"within -1 s and {MAX_START_DELAY_S:.0f} s (are the clocks far apart?)")
+        start_in_s = self._start_in_s(params)
+        hold = params.get("hold", False)
+        if not isinstance(hold, bool) or (hold and (role != "client" or start_in_s is not None)):
+            raise RpcError("bad_request", "hold must be true or false, and only for a client without start_at")
         binary = self._binary(tool)
         module = get_tool(tool)
         if role == "server":
@@ -193,14 +188,40 @@ class Agent:
             except ValueError as exc:
                 raise RpcError("bad_request", str(exc))
             proc = self._start(tool, role, argv, timeout_s, None, cpu, start_in_s,
-                               secrets=(passphrase,) if passphrase else ())
+                               secrets=(passphrase,) if passphrase else (), hold=hold)
             return proc.summary() | {"command": proc.shown_argv()}
         raise RpcError("bad_request", "role must be server or client")
 
-    def _start(self, tool, role, argv, timeout_s, port, cpu=None, start_in_s=None, shared=False, secrets=()):
+    def _start_in_s(self, params):
+        """``start_at`` (epoch seconds on this node's clock) as seconds from now, None without it."""
+        start_at = params.get("start_at")
+        if start_at is None:
+            return None
+        if isinstance(start_at, bool) or not isinstance(start_at, (int, float)):
+            raise RpcError("bad_request", "start_at must be a number (epoch seconds on the node's clock)")
+        start_in_s = start_at - time.time()
+        if not -1.0 <= start_in_s <= MAX_START_DELAY_S:
+            raise RpcError("bad_request", f"node {self.node}: start_at is {start_in_s:.1f} s from now; it must lie "
+                                          f"within -1 s and {MAX_START_DELAY_S:.0f} s (are the clocks far apart?)")
+        return start_in_s
+
+    def m_process_release(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A held client (process.start with hold) started now, or at ``start_at``."""
+        ident = _field(params, "id", str)
+        try:
+            proc = self.supervisor.release(ident, self._start_in_s(params) or 0.0)
+        except KeyError:
+            raise RpcError("unknown_process", f"node {self.node} has no process {ident}")
+        except ValueError as exc:
+            raise RpcError("bad_request", f"node {self.node}: {exc}")
+        return proc.summary()
+
+    def _start(self, tool, role, argv, timeout_s, port, cpu=None, start_in_s=None, shared=False, secrets=(),
+               hold=False):
         try:
             return self.supervisor.start(tool, role, argv, timeout_s, port=port, cpu=cpu, start_in_s=start_in_s,
-                                         shared=shared, secrets=secrets, owner=getattr(self._caller, "conn", None))
+                                         shared=shared, secrets=secrets, owner=getattr(self._caller, "conn", None),
+                                         hold=hold)
         except TooManyProcesses:
             raise RpcError("too_many_processes", f"node {self.node} runs its maximum of {self.supervisor.max_processes}"
                                                  " tool processes")
@@ -333,6 +354,7 @@ class Agent:
         "agent.ping": m_agent_ping,
         "agent.shutdown": m_agent_shutdown,
         "process.start": m_process_start,
+        "process.release": m_process_release,
         "process.wait": m_process_wait,
         "process.stop": m_process_stop,
         "process.list": m_process_list,

@@ -29,6 +29,10 @@ STOP_GRACE_S = 2.0
 HIDDEN = "********"   # what a secret word of a command line shows as
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024   # stdout + stderr must fit one 64 MiB frame with room to spare
 _PR_SET_PDEATHSIG = 1
+ARM_AHEAD_S = 0.02   # a timed start due later than this is forked at once and only released at its time
+# sh's script for an armed start: its arguments (the tool's argv) are exec'd once a line arrives; EOF without
+# one (the agent gone) ends it without running anything.
+ARMED_SCRIPT = 'read -r _ && exec "$@"'
 
 
 class TooManyProcesses(Exception):
@@ -56,7 +60,7 @@ def _wrappers():
     flows).  ``setpriv --pdeathsig KILL`` and ``taskset -c N`` set the same before exec with
     Python's fast spawn path (about 2 ms); without them the preexec path remains.
     """
-    found = {}
+    found = {"sh": "/bin/sh" if os.access("/bin/sh", os.X_OK) else None}
     for name, probe in (("setpriv", ["--pdeathsig", "KILL", "--", "true"]), ("taskset", ["-c", "0", "true"])):
         path = shutil.which(name)
         try:
@@ -94,6 +98,10 @@ class ManagedProcess:
         self.spawn_error = None
         self.finishing = False
         self.node_load = None     # the node's CPU and memory while this process ran (monitor.py)
+        self.armed = False        # forked ahead of its start time, waiting in sh's read (Supervisor._arm)
+        self.held = False         # waiting for Supervisor.release, not for a time
+        self.due = None           # monotonic start time; a heap entry with another one is stale
+        self.future = None
         self.done = threading.Event()
 
     @property
@@ -156,8 +164,9 @@ class Supervisor:
     # -- starting -----------------------------------------------------------
     def start(self, tool: str, role: str, argv: list[str], timeout_s: float, port: int | None = None,
               cpu: int | None = None, start_in_s: float | None = None, shared: bool = False,
-              secrets: tuple[str, ...] = (), owner: object = None) -> ManagedProcess:
-        """Start a tool process now, or ``start_in_s`` seconds from now (then return at once, pid unknown yet)."""
+              secrets: tuple[str, ...] = (), owner: object = None, hold: bool = False) -> ManagedProcess:
+        """Start a tool process now, or ``start_in_s`` seconds from now (then return at once, pid unknown yet);
+        ``hold``: forked now but started only by ``release`` (at most ``timeout_s`` later, else it fails)."""
         with self._lock:
             running = sum(1 for p in self._procs.values() if not p.done.is_set())
             if running >= self.max_processes:
@@ -168,8 +177,10 @@ class Supervisor:
                                   base + ".err", cpu=cpu, shared=shared, secrets=tuple(secrets),
                                   owner=None if shared else owner)
             self._procs[ident] = proc
-        future = Future()
-        due = time.monotonic() + max(0.0, start_in_s or 0.0)
+        proc.future = future = Future()
+        proc.held = hold
+        start_in_s = proc.timeout_s if hold else start_in_s
+        proc.due = due = time.monotonic() + max(0.0, start_in_s or 0.0)
         self._spawn_queue.put((due, proc, future))
         if start_in_s is not None:
             return proc
@@ -195,14 +206,69 @@ class Supervisor:
                 item = False
             if item is None:
                 for _, _, proc, future in self._scheduled:
-                    self._spawn_failed(proc, future, OSError("the agent stopped before the start time"))
+                    if not future.done():
+                        self._give_up(proc, future, OSError("the agent stopped before the start time"))
                 return
             if item:
                 due, proc, future = item
+                if not (proc.armed or proc.done.is_set() or proc.shared) and due - time.monotonic() >= ARM_AHEAD_S \
+                        and self._tools["sh"] and self._fast(proc):
+                    self._arm(proc, future)
                 heapq.heappush(self._scheduled, (due, next(seq), proc, future))
             while self._scheduled and self._scheduled[0][0] <= time.monotonic():
-                _, _, proc, future = heapq.heappop(self._scheduled)
-                self._spawn(proc, future)
+                due, _, proc, future = heapq.heappop(self._scheduled)
+                if due != proc.due:
+                    continue   # released since: its new time is in the heap too
+                if proc.held:
+                    self._give_up(proc, future, OSError(f"held {proc.timeout_s:.0f} s and never released"))
+                elif proc.armed:
+                    self._exec_armed(proc, future)
+                elif not proc.done.is_set():
+                    self._spawn(proc, future)
+
+    def release(self, ident: str, start_in_s: float = 0.0) -> ManagedProcess:
+        """Start a held process ``start_in_s`` from now.  KeyError: no such process; ValueError: not held."""
+        with self._lock:
+            proc = self._procs.get(ident)
+            if proc is None:
+                raise KeyError(ident)
+            if not proc.held or proc.done.is_set():
+                raise ValueError(f"process {ident} is not held (started, stopped or ended)")
+            proc.held = False
+            proc.due = due = time.monotonic() + max(0.0, start_in_s)
+        self._spawn_queue.put((due, proc, proc.future))
+        return proc
+
+    def _give_up(self, proc, future, exc):
+        if proc.armed:
+            self._terminate(proc)
+        self._spawn_failed(proc, future, exc)
+
+    def _arm(self, proc, future):
+        """A timed start forked now, held in ``sh``'s ``read`` until its start time: then one exec is all that
+        is left (a round's 32 clients per two cores start together, not one fork and two execs after another).
+        The tool's words are ``sh``'s arguments, never its script."""
+        try:
+            with open(proc.out_path, "wb") as out, open(proc.err_path, "wb") as err:
+                proc.popen = subprocess.Popen(self._wrapped(proc, [self._tools["sh"], "-c", ARMED_SCRIPT, "sh"]),
+                                              stdin=subprocess.PIPE, stdout=out, stderr=err, close_fds=True)
+            proc.armed = True
+        except BaseException as exc:
+            self._spawn_failed(proc, future, exc)
+
+    def _exec_armed(self, proc, future):
+        """The armed process's start time: its newline, and it execs the tool (on its own if it was stopped)."""
+        try:
+            if proc.stopped or proc.popen.poll() is not None:
+                raise OSError("stopped before its start time")
+            os.write(proc.popen.stdin.fileno(), b"\n")
+            proc.popen.stdin.close()
+        except BaseException as exc:
+            self._terminate(proc)
+            proc.spawn_error = proc.spawn_error or f"{proc.argv[0]}: {exc}"
+            future.set_exception(exc)
+            return
+        self._running(proc, future)
 
     def _spawn(self, proc, future):
         if proc.stopped:  # stopped while waiting for its start time
@@ -215,26 +281,30 @@ class Supervisor:
                 proc.popen = subprocess.Popen(self._wrapped(proc), stdin=subprocess.DEVNULL, stdout=out,
                                               stderr=err, close_fds=True, start_new_session=proc.shared,
                                               **self._preexec(proc))
-            proc.started = time.time()
-            self._on_start(proc)
-            proc.deadline = time.monotonic() + proc.timeout_s  # from here the reaper watches it
-            # A waiter per process notices its exit at once (the reaper's tick would add up to 50 ms
-            # to every measurement, twice: client and server).
-            threading.Thread(target=self._wait_exit, args=(proc,), name=f"wait-{proc.id}", daemon=True).start()
-            log.info("started %s %s pid %s%s: %s", proc.role, proc.tool, proc.pid,
-                     "" if proc.cpu is None else f" on core {proc.cpu}", proc.result()["command"])
-            future.set_result(proc)
         except BaseException as exc:
             self._spawn_failed(proc, future, exc)
+            return
+        self._running(proc, future)
+
+    def _running(self, proc, future):
+        proc.started = time.time()
+        self._on_start(proc)
+        proc.deadline = time.monotonic() + proc.timeout_s  # from here the reaper watches it
+        # A waiter per process notices its exit at once (the reaper's tick would add up to 50 ms
+        # to every measurement, twice: client and server).
+        threading.Thread(target=self._wait_exit, args=(proc,), name=f"wait-{proc.id}", daemon=True).start()
+        log.info("started %s %s pid %s%s: %s", proc.role, proc.tool, proc.pid,
+                 "" if proc.cpu is None else f" on core {proc.cpu}", proc.result()["command"])
+        future.set_result(proc)
 
     def _fast(self, proc):
         return self._tools["setpriv"] and (proc.cpu is None or self._tools["taskset"])
 
-    def _wrapped(self, proc):
+    def _wrapped(self, proc, hold=()):
         if not self._fast(proc):
             return proc.argv
         pin = [self._tools["taskset"], "-c", str(proc.cpu)] if proc.cpu is not None else []
-        return [self._tools["setpriv"], "--pdeathsig", "KILL", "--"] + pin + proc.argv
+        return [self._tools["setpriv"], "--pdeathsig", "KILL", "--"] + pin + list(hold) + proc.argv
 
     def _preexec(self, proc):
         return {} if self._fast(proc) else {"preexec_fn": _preexec(os.getpid(), proc.cpu)}
@@ -326,7 +396,11 @@ class Supervisor:
             proc.stopped = True
             if proc.popen is not None:
                 self._terminate(proc)
-            else:  # still waiting for its start time: the spawner drops it
+            else:  # still waiting for its start time or release: the spawner drops it now
+                with self._lock:
+                    proc.held = False
+                    proc.due = due = time.monotonic()
+                self._spawn_queue.put((due, proc, proc.future))
                 proc.done.wait(STOP_GRACE_S)
         return self._collect(proc)
 

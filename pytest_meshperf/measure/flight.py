@@ -28,6 +28,7 @@ from pytest_meshperf.measure.runner import (
     collect_server,
     instance_from,
     reason,
+    release_client,
     release_leases,
     start_client,
     start_server,
@@ -45,8 +46,8 @@ START_LEAD_S = 0.5          # from the planned start's announcement to the start
 ROUND_START_LEAD_S = 0.2    # a round: one flow per source, its start calls arrive within milliseconds
 START_LEAD_PER_FLOW_S = 0.005   # each source's agent gets one call per flow before that moment
 MIN_START_LEAD_S = 0.03
-# pool -> {flows per source: how long the last such group's start calls took}: what the next one's lead is cut to
-_CALLS_S: weakref.WeakKeyDictionary[Any, dict[int, float]] = weakref.WeakKeyDictionary()
+# pool -> {(held, flows per source): how long the last such group's start calls took}: the next one's lead
+_CALLS_S: weakref.WeakKeyDictionary[Any, dict[tuple[bool, int], float]] = weakref.WeakKeyDictionary()
 
 
 def flows_per_pair(params: Params) -> int:
@@ -83,12 +84,17 @@ def run_group(pool: Pool, pairs: Sequence[Pair], params: Params, schedule: Sched
     return flight.results
 
 
-def start_lead_s(pool: Pool, schedule: Schedule, most: int) -> float:
+def start_lead_s(pool: Pool, schedule: Schedule, most: int, held: bool = False) -> float:
     """From the start calls' announcement to the planned start: at first a fixed lead per flow, then twice what
-    the last group of that shape took to make its calls (a round's calls take 20-50 ms; its lead is T's overhead).
-    A call that still arrives late starts its flow at once, and the skew shows it."""
+    the last group of that shape took to make its calls (a round's calls take 20-50 ms; its lead is T's overhead);
+    a pipelined round's releases the least lead.  A call that still arrives late starts its flow at once, and the
+    skew shows it."""
     fixed = (ROUND_START_LEAD_S if schedule.kind == "rounds" else START_LEAD_S) + START_LEAD_PER_FLOW_S * most
-    last = _CALLS_S.get(pool, {}).get(most)
+    last = _CALLS_S.get(pool, {}).get((held, most))
+    if held and schedule.kind == "rounds":
+        # A round's flows share no node, so a release that arrives after the planned moment harms nothing (its
+        # flow starts at once, and the round's flows still overlap): a longer lead is idle time in every round.
+        return MIN_START_LEAD_S
     return fixed if last is None else min(fixed, max(MIN_START_LEAD_S, 2 * last + 0.02))
 
 
@@ -119,6 +125,7 @@ class Flight:
         self.phases: dict[str, float] = {}
         self.start_at: float | None = None
         self.pipelined = False     # its set-up ran during the previous round's flows
+        self.held = False          # its clients are forked and held on their nodes: fire releases them
 
     def fail(self, pair: Pair, message: str, client: ClientRun | None = None) -> None:
         result = self.results[pair.id]
@@ -181,19 +188,48 @@ class Flight:
         _raise_surprises(pool.on_nodes(start, _by_node(self.live, "dst")))
         self.phases["servers"] = time.time() - servers_from
 
+    def hold(self) -> None:
+        """Every ready pair's clients forked on their sources and held (the rounds' pipeline does this while the
+        previous round's flows run): ``fire`` then only releases them, a light call each and one exec on the node,
+        so the start calls and their lead cost the next round less."""
+        pool, params = self.pool, self.params
+
+        def hold_from(source, group):
+            for pair in group:
+                try:
+                    for server in self.servers[pair.id]:
+                        self.clients.setdefault(pair.id, []).append(start_client(
+                            pool.client(source), pair, params, pool.data_address(pair.dst.name), server["port"],
+                            pool.data_address(source), self.timeout_s, hold=True,
+                            passphrase=pool.passphrase(params.tool, pair.dst.name)))
+                except (MeasurementError, AgentError) as exc:
+                    self.fail(pair, reason(exc))
+
+        held_from = time.time()
+        _raise_surprises(pool.on_nodes(hold_from, _by_node(self._ready(), "src")))
+        self.phases["hold"] = time.time() - held_from
+        self.held = True
+
+    def _ready(self) -> list[Pair]:
+        return [p for p in self.live if self.results[p.id].status != STATUS_ERROR]
+
     def fire(self) -> None:
         """Every ready pair's clients started at one planned moment, the calls made in every source's lane."""
         pool, params = self.pool, self.params
-        ready = [p for p in self.live if self.results[p.id].status != STATUS_ERROR]
-        by_source = _by_node(ready, "src")
+        by_source = _by_node(self._ready(), "src")
         most = max((len(group) for group in by_source.values()), default=0) * self.per_pair
-        self.phases["lead"] = lead_s = start_lead_s(pool, self.schedule, most)
+        self.phases["lead"] = lead_s = start_lead_s(pool, self.schedule, most, self.held)
         calls_from = time.time()
         self.start_at = start_at = calls_from + lead_s
 
         def start_from(source, group):
             for pair in group:
                 try:
+                    if self.held:
+                        for client in self.clients.get(pair.id, []):
+                            release_client(pool.client(source), pair, params, client["id"],
+                                           start_at + self.offsets[source])
+                        continue
                     for server in self.servers[pair.id]:
                         self.clients.setdefault(pair.id, []).append(start_client(
                             pool.client(source), pair, params, pool.data_address(pair.dst.name),
@@ -205,7 +241,7 @@ class Flight:
 
         _raise_surprises(pool.on_nodes(start_from, by_source))
         self.phases["calls"] = time.time() - calls_from
-        _CALLS_S.setdefault(pool, {})[most] = self.phases["calls"]
+        _CALLS_S.setdefault(pool, {})[(self.held, most)] = self.phases["calls"]
 
     def wait(self) -> None:
         """Until every client has ended: each source's waits in its lane (one call each, not one after another)."""

@@ -9,11 +9,12 @@ in order::
     round k     fire -- flows -- |barrier|            collect k, write k, hand k to its tests
     round k+1      leases, servers          fire -- flows -- |barrier| ...
 
-- round k+1's leases are taken and its servers started while round k's flows run.  A node's lease that
+- round k+1's leases are taken, its servers started and its clients forked and held on their nodes
+  (flight.Flight.hold) while round k's flows run.  A node's lease that
   round k holds and round k+1 needs is kept (renewed), never released in between, so that another xdist
   worker cannot take it for a moment; the others are taken without waiting (busy: no round k+1 now);
-- round k+1's clients start at one planned moment (flight.Flight.fire) only once every client of round k
-  has ended: no node sends or receives twice at once;
+- round k+1's clients are released for one planned moment (flight.Flight.fire) only once every client of
+  round k has ended: no node sends or receives twice at once;
 - round k is collected after round k+1's planned start, written to its group file and handed to its pair
   tests while round k+1's flows run.
 
@@ -41,9 +42,11 @@ from pytest_meshperf.plan.links import Pair
 from pytest_meshperf.plan.schedule import Schedule
 from pytest_meshperf.spec.params import Params
 
-#: A round's collection starts this long after the next round's planned start, so that its calls do not compete
-#: with the start itself (at 64 nodes the flows' starts spread over about 0.2 s).
-COLLECT_AFTER_START_S = 0.1
+#: A round's collection starts this long after the next round's planned start, so that its calls (and pytest
+#: reporting its tests) do not compete with that round's clients setting up their connections: at 32 nodes on two
+#: cores the releases arrive over about 0.1 s and each client takes 0.15 s more to get going (0.1 s here gave
+#: clients 0.22 s beyond T, 0.35 s gave 0.18 s).
+COLLECT_AFTER_START_S = 0.35
 ABORT_JOIN_S = 60.0   # an abort waits this long at most for the rounds in flight to stop
 
 
@@ -218,9 +221,11 @@ class RoundPipeline:
             flight.lease = leg.kept + new
             flight.phases["prepare"] = time.time() - flight.started
             flight.start_servers()
+            if not any(flight.results[pair.id].status == STATUS_ERROR for pair in flight.pairs):
+                flight.hold()
             if any(flight.results[pair.id].status == STATUS_ERROR for pair in flight.pairs):
-                # A server that cannot start now (the node's ports held by the round in flight: a small
-                # ``ports`` range) fails no pair: the round runs on its own once this one has ended.
+                # A server or client that cannot start now (the node's ports held by the round in flight: a
+                # small ``ports`` range) fails no pair: the round runs on its own once this one has ended.
                 self._cancel(leg)
                 return None
         except (MeasurementError, AgentError):
@@ -267,8 +272,10 @@ class RoundPipeline:
         self.owner.publish(leg.digest, group, flight.results)
 
     def _cancel(self, leg: _Leg) -> None:
-        """A prepared round that will not run now: its servers stopped, its own leases (not the kept) released."""
+        """A prepared round that will not run now: its held clients and servers stopped, its own leases (not the
+        kept) released."""
         try:
+            leg.flight.stop_clients()
             leg.flight.discard_servers()
         finally:
             kept = {lease.id for lease in leg.kept}

@@ -230,14 +230,24 @@ def start_server(agent: AgentClient, pair: Pair, params: Params, bind: str | Non
 
 def start_client(agent: AgentClient, pair: Pair, params: Params, target: str, port: int, bind: str | None,
                  timeout_s: float, cpu: int | None = None, start_at: float | None = None,
-                 passphrase: str | None = None) -> dict[str, Any]:
-    """``passphrase``: the destination server's (pool.passphrase), for a tool whose servers take one."""
+                 passphrase: str | None = None, hold: bool = False) -> dict[str, Any]:
+    """``passphrase``: the destination server's (pool.passphrase), for a tool whose servers take one;
+    ``hold``: the agent forks it now and starts it on ``release_client``."""
     call = {"tool": params.tool, "role": "client", "target": target, "port": port, "bind": bind,
             "params": params.tool_params(), "timeout_s": timeout_s, "cpu": cpu, "start_at": start_at}
     if passphrase is not None:
         call["passphrase"] = passphrase
+    if hold:
+        call["hold"] = True
     try:
         return agent.call("process.start", call)
+    except AgentError as exc:
+        raise MeasurementError(f"{params.tool} client on {pair.src.name}: {reason(exc)}")
+
+
+def release_client(agent: AgentClient, pair: Pair, params: Params, ident: str, start_at: float) -> None:
+    try:
+        agent.call("process.release", {"id": ident, "start_at": start_at})
     except AgentError as exc:
         raise MeasurementError(f"{params.tool} client on {pair.src.name}: {reason(exc)}")
 

@@ -124,6 +124,66 @@ def test_timed_start_waits_for_its_moment(agent):
     assert info.value.code == "bad_request"
 
 
+def armed_children(handle):
+    """The agent's timed starts forked ahead and held in sh's read (supervisor.Supervisor._arm)."""
+    return [p for p in agent_process(handle).children() if "read -r _ && exec" in " ".join(p.cmdline())]
+
+
+@pytest.mark.parametrize("then", ["started", "stopped", "agent killed"])
+def test_a_timed_start_is_forked_ahead_and_execs_the_tool_only_at_its_moment(agent, then):
+    handle, client = agent()
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
+    start_at = time.time() + 1.5
+    pending = client.call("process.start", {"tool": "iperf3", "role": "client", "target": "127.0.0.11",
+                                            "port": server["port"], "params": {"duration_s": 1}, "timeout_s": 20,
+                                            "start_at": start_at})
+    wait_for(lambda: armed_children(handle), 1.0, what="the client forked ahead")
+    (armed,) = armed_children(handle)
+    # Held before exec: the tool's words are sh's arguments, after its fixed script.
+    assert armed.name() == "sh" and armed.cmdline()[:4] == ["/bin/sh", "-c", 'read -r _ && exec "$@"', "sh"]
+    assert armed.cmdline()[4].endswith("iperf3") and "127.0.0.11" in armed.cmdline()[5:]
+    assert [p.pid for p in agent_process(handle).children() if p.name() == "iperf3"] == [server["pid"]]
+    if then == "started":
+        result = client.wait_process(pending["id"], 30)
+        assert result["pid"] == armed.pid and start_at <= result["started"] and result["exit_code"] == 0
+        assert result["spawn_error"] is None and '"sum_received"' in result["stdout"]
+    elif then == "stopped":
+        result = client.call("process.stop", {"id": pending["id"]})
+        assert result["result"]["stopped"] and alive([armed]) == []
+        time.sleep(max(0.0, start_at - time.time()) + 0.3)
+        # Nothing ran at its moment: the one-off server is still waiting for its only client.
+        assert client.call("process.wait", {"id": server["id"], "timeout_s": 0})["done"] is False
+    else:
+        agent_process(handle).send_signal(signal.SIGKILL)
+        wait_for(lambda: not alive([armed]), 10, what="the armed client to die with its agent (PR_SET_PDEATHSIG)")
+
+
+def test_a_held_client_starts_only_when_released_and_a_forgotten_one_fails(agent):
+    handle, client = agent()
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
+    start = {"tool": "iperf3", "role": "client", "target": "127.0.0.11", "port": server["port"],
+             "params": {"duration_s": 1}, "timeout_s": 20, "hold": True}
+    held = client.call("process.start", start)
+    wait_for(lambda: armed_children(handle), 1.0, what="the held client forked")
+    time.sleep(0.5)
+    (armed,) = armed_children(handle)   # still waiting: no time was given, only the release starts it
+    released_at = time.time()
+    client.call("process.release", {"id": held["id"], "start_at": released_at + 0.2})
+    result = client.wait_process(held["id"], 30)
+    assert result["pid"] == armed.pid and result["started"] >= released_at + 0.2 and result["exit_code"] == 0
+    for bad in ({"id": held["id"]}, {"id": server["id"]}):   # collected, and never held
+        with pytest.raises(RemoteError) as info:
+            client.call("process.release", bad)
+        assert info.value.code in ("unknown_process", "bad_request")
+    for bad in ({"start_at": time.time() + 1}, {"role": "server"}, {"hold": 1}):
+        with pytest.raises(RemoteError, match="hold must be") as info:
+            client.call("process.start", start | bad)
+    forgotten = client.call("process.start", start | {"timeout_s": 1})
+    result = client.wait_process(forgotten["id"], 10)
+    assert "never released" in result["spawn_error"] and result["started"] is None
+    wait_for(lambda: not armed_children(handle), 5, what="the forgotten client's sh gone")
+
+
 def test_process_past_its_deadline_is_killed(agent):
     _, client = agent()
     server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 1})
