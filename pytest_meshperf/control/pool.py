@@ -71,6 +71,16 @@ class AgentPool:
                 self._all.append(clients[node])
         return clients[node]
 
+    def close_thread(self) -> None:
+        """Close this thread's connections (a thread that ends: kept, they would stay open, each a tunnel pump,
+        for the rest of the run)."""
+        clients = getattr(self._local, "clients", None) or {}
+        self._local.clients = {}
+        with self._lock:
+            self._all = [c for c in self._all if all(c is not mine for mine in clients.values())]
+        for client in clients.values():
+            client.close()
+
     def passphrase(self, tool: str, node: str) -> str | None:
         """``node``'s server passphrase for ``tool`` in this run (netperf: its netserver's ``-Z``), None when the
         tool's servers take none.  Each agent derives its own from the run's secret; a client is given it."""

@@ -126,6 +126,9 @@ class RoundPipeline:
         except BaseException as exc:  # handed to the pair test waiting for it (a bug, or an agent's surprise)
             self.error = exc
         finally:
+            # A test's rounds may take several pipelines (pytest fell behind): each one's connections end with it,
+            # or 64 nodes gathered 1,655 idle tunnelled connections and their pumps, which slowed every round.
+            self.pool.close_thread()
             self.finished = True
             self.owner.wake()   # whoever waits for a round learns that this pipeline has ended
 

@@ -107,13 +107,18 @@ def test_pinned_process_runs_on_its_core_only(agent):
     assert info.value.code == "bad_request"
 
 
+def server_and_client(client, **start):
+    """A one-off iperf3 server on 127.0.0.11 and a 1 s client to it started with ``start`` (start_at, hold)."""
+    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
+    call = {"tool": "iperf3", "role": "client", "target": "127.0.0.11", "port": server["port"],
+            "params": {"duration_s": 1}, "timeout_s": 20} | start
+    return server, call, client.call("process.start", call)
+
+
 def test_timed_start_waits_for_its_moment(agent):
     _, client = agent()
-    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
     start_at = time.time() + 0.8
-    pending = client.call("process.start", {"tool": "iperf3", "role": "client", "target": "127.0.0.11",
-                                            "port": server["port"], "params": {"duration_s": 1}, "timeout_s": 20,
-                                            "start_at": start_at})
+    _, _, pending = server_and_client(client, start_at=start_at)
     assert pending["pid"] is None  # answered at once; the process starts at start_at
     result = client.wait_process(pending["id"], 30)
     assert start_at <= result["started"] and result["exit_code"] == 0
@@ -132,11 +137,8 @@ def armed_children(handle):
 @pytest.mark.parametrize("then", ["started", "stopped", "agent killed"])
 def test_a_timed_start_is_forked_ahead_and_execs_the_tool_only_at_its_moment(agent, then):
     handle, client = agent()
-    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
     start_at = time.time() + 1.5
-    pending = client.call("process.start", {"tool": "iperf3", "role": "client", "target": "127.0.0.11",
-                                            "port": server["port"], "params": {"duration_s": 1}, "timeout_s": 20,
-                                            "start_at": start_at})
+    server, _, pending = server_and_client(client, start_at=start_at)
     wait_for(lambda: armed_children(handle), 1.0, what="the client forked ahead")
     (armed,) = armed_children(handle)
     # Held before exec: the tool's words are sh's arguments, after its fixed script.
@@ -160,10 +162,7 @@ def test_a_timed_start_is_forked_ahead_and_execs_the_tool_only_at_its_moment(age
 
 def test_a_held_client_starts_only_when_released_and_a_forgotten_one_fails(agent):
     handle, client = agent()
-    server = client.call("process.start", {"tool": "iperf3", "role": "server", "bind": "127.0.0.11", "timeout_s": 30})
-    start = {"tool": "iperf3", "role": "client", "target": "127.0.0.11", "port": server["port"],
-             "params": {"duration_s": 1}, "timeout_s": 20, "hold": True}
-    held = client.call("process.start", start)
+    server, start, held = server_and_client(client, hold=True)
     wait_for(lambda: armed_children(handle), 1.0, what="the held client forked")
     time.sleep(0.5)
     (armed,) = armed_children(handle)   # still waiting: no time was given, only the release starts it

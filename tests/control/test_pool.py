@@ -68,3 +68,27 @@ def test_clock_offsets_are_measured_once(pool):
     pool.client(a).close()
     pool.failed[a] = f"{a}: gone"  # a second measurement would now fail; the first one's answer stands
     assert pool.clock_offset(a) == offset
+
+
+def test_a_thread_that_ends_closes_its_own_connections_and_no_other(pool):
+    # The rounds' pipeline runs in a thread per stretch of rounds; its connections must end with it.
+    names = list(pool.endpoints)
+    mine = {name: pool.client(name) for name in names}
+    for client in mine.values():
+        client.call("agent.ping")
+    seen = {}
+
+    def stretch():
+        seen.update({name: pool.client(name) for name in names})
+        for client in seen.values():
+            client.call("agent.ping")
+        assert all(client._sock is not None for client in seen.values())
+        pool.close_thread()
+
+    thread = threading.Thread(target=stretch)
+    thread.start()
+    thread.join(30)
+    assert all(client._sock is None for client in seen.values())      # closed, and out of the pool
+    assert not any(client is other for client in seen.values() for other in pool._all)
+    assert all(client._sock is not None for client in mine.values())  # this thread's are untouched
+    assert [client.call("agent.ping")["time"] > 0 for client in mine.values()] == [True] * len(names)
