@@ -192,7 +192,7 @@ class Agent:
             return proc.summary() | {"command": proc.shown_argv()}
         raise RpcError("bad_request", "role must be server or client")
 
-    def _start_in_s(self, params):
+    def _start_in_s(self, params, late_s=1.0):
         """``start_at`` (epoch seconds on this node's clock) as seconds from now, None without it."""
         start_at = params.get("start_at")
         if start_at is None:
@@ -200,16 +200,18 @@ class Agent:
         if isinstance(start_at, bool) or not isinstance(start_at, (int, float)):
             raise RpcError("bad_request", "start_at must be a number (epoch seconds on the node's clock)")
         start_in_s = start_at - time.time()
-        if not -1.0 <= start_in_s <= MAX_START_DELAY_S:
+        if not -late_s <= start_in_s <= MAX_START_DELAY_S:
             raise RpcError("bad_request", f"node {self.node}: start_at is {start_in_s:.1f} s from now; it must lie "
-                                          f"within -1 s and {MAX_START_DELAY_S:.0f} s (are the clocks far apart?)")
+                                          f"within -{late_s:.0f} s and {MAX_START_DELAY_S:.0f} s (are the clocks far "
+                                          "apart?)")
         return start_in_s
 
     def m_process_release(self, params: dict[str, Any]) -> dict[str, Any]:
         """A held client (process.start with hold) started now, or at ``start_at``."""
         ident = _field(params, "id", str)
         try:
-            proc = self.supervisor.release(ident, self._start_in_s(params) or 0.0)
+            # Late is now: a release's flows share no node with anything still running (the caller waited).
+            proc = self.supervisor.release(ident, max(0.0, self._start_in_s(params, late_s=86400.0) or 0.0))
         except KeyError:
             raise RpcError("unknown_process", f"node {self.node} has no process {ident}")
         except ValueError as exc:

@@ -18,8 +18,9 @@ in order::
 - round k is collected after round k+1's planned start, written to its group file and handed to its pair
   tests while round k+1's flows run.
 
-It never runs ahead of pytest by more than one round: round k+1 starts only if a pair test of round k has
-asked for its share; otherwise (a slow test body, tests in another order, -x) the pipeline ends and the next
+It never runs ahead of pytest by more than two rounds: round k+1 starts only if a pair test of round k-1 has
+asked for its share (one round ahead was too little at 64 nodes on two cores: pytest, reporting round k-1's 64
+tests, had not reached round k by its end every other round, and each such round ran without the pipeline); otherwise (a slow test body, tests in another order, -x) the pipeline ends and the next
 share starts another.  Across xdist workers the group files' locks decide who measures a round, as before:
 the pipeline takes round k+1's lock without waiting and stops when another process holds it.  ``abort``
 (Ctrl-C, the session's end) stops the clients of every round in flight; a round cut short is not handed out.
@@ -47,6 +48,7 @@ from pytest_meshperf.spec.params import Params
 #: cores the releases arrive over about 0.1 s and each client takes 0.15 s more to get going (0.1 s here gave
 #: clients 0.22 s beyond T, 0.35 s gave 0.18 s).
 COLLECT_AFTER_START_S = 0.35
+AHEAD = 2              # rounds the pipeline may measure beyond the last one a pair test has asked for
 ABORT_JOIN_S = 60.0   # an abort waits this long at most for the rounds in flight to stop
 
 
@@ -85,7 +87,7 @@ class _Leg:
 
 
 class RoundPipeline:
-    """Measures ``rounds[index:]`` of ``test`` in a thread of its own, one round ahead of pytest at most."""
+    """Measures ``rounds[index:]`` of ``test`` in a thread of its own, two rounds ahead of pytest at most."""
 
     def __init__(self, owner: Owner, pool: Pool, schedule: Schedule, test: str, rounds: Sequence[Round],
                  index: int, params: Params, holder: str) -> None:
@@ -146,7 +148,7 @@ class RoundPipeline:
                     current.flight.wait()
                     with self._state:
                         self._flying.remove(current)
-                going = (pending is not None and self.owner.asked(self.test) >= current.index
+                going = (pending is not None and self.owner.asked(self.test) >= current.index - AHEAD + 1
                          and self._fire(pending))
                 if pending is not None and not going:
                     self._cancel(pending)
