@@ -27,8 +27,10 @@ ROUND_PAIRS = 6   # netns:6: 5 rounds of 6 disjoint pairs
 
 def run(pytester, tb, out, *args):
     pytester.makepyfile(test_mesh=SUITE)
+    # No diagnosis: these runs are about rounds, and on this unshaped testbed every flow is CPU-bound, so
+    # whether the failed pair's finding is failed or doubtful (skipped) depends on the CPU samples of the moment.
     return pytester.runpytest_subprocess("--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts,
-                                         "--mesh-out", str(out), *args)
+                                         "--mesh-out", str(out), "--mesh-diagnosis", "off", *args)
 
 
 def measured(out):
@@ -70,7 +72,7 @@ def statuses(entries):
 
 def test_each_round_runs_together_without_xdist_and_with(pytester, tmp_path, testbed):
     result = run(pytester, testbed, tmp_path / "rounds", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=29, failed=2)   # node2->node3, and the diagnosis: that link alone
+    result.assert_outcomes(passed=29, failed=1)   # node2->node3
     doc, rounds = measured(tmp_path / "rounds")
     assert sorted(len(spans) for spans in spans_by_round(rounds).values()) == [ROUND_PAIRS] * 5
     assert_rounds_ran_together(doc, rounds)
@@ -85,13 +87,13 @@ def test_each_round_runs_together_without_xdist_and_with(pytester, tmp_path, tes
 
     sequential = run(pytester, testbed, tmp_path / "sequential", "-p", "no:cacheprovider",
                      "--mesh-schedule", "sequential")
-    sequential.assert_outcomes(passed=29, failed=2)
+    sequential.assert_outcomes(passed=29, failed=1)
     _, reference = measured(tmp_path / "sequential")
     assert statuses(reference) == statuses(rounds)
     assert {entry["group"] is None for entry in reference.values()} == {True}
 
     xdist = run(pytester, testbed, tmp_path / "xdist", "-p", "no:cacheprovider", "-n", "2")
-    xdist.assert_outcomes(passed=29, failed=2)
+    xdist.assert_outcomes(passed=29, failed=1)
     doc, parallel = measured(tmp_path / "xdist")
     assert statuses(parallel) == statuses(rounds)
     assert_rounds_ran_together(doc, parallel)
@@ -116,7 +118,7 @@ def test_selecting_part_of_the_rounds_measures_exactly_the_selection(pytester, t
 
 
 def test_last_failed_measures_exactly_the_failed_pair(pytester, tmp_path, testbed):
-    run(pytester, testbed, tmp_path / "first").assert_outcomes(passed=29, failed=2)   # the pair, its diagnosis
+    run(pytester, testbed, tmp_path / "first").assert_outcomes(passed=29, failed=1)   # the pair
     again = run(pytester, testbed, tmp_path / "again", "--lf")
     again.assert_outcomes(failed=1)   # and nothing else ran
     _, entries = measured(tmp_path / "again")
