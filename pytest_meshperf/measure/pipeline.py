@@ -255,7 +255,8 @@ class RoundPipeline:
         """``leg``'s clients have ended: collect it (after ``following``'s planned start, if that one was fired),
         release the leases ``following`` does not keep, write its group file and hand it out."""
         flight = leg.flight
-        kept = {lease.id for lease in following.kept} if following is not None else set()
+        # A lease's id is its node's own (every node counts from one): a kept lease is a (node, id).
+        kept = {(lease.node, lease.id) for lease in following.kept} if following is not None else set()
         try:
             try:
                 flight.stop_clients()   # none, unless a wait failed
@@ -263,7 +264,7 @@ class RoundPipeline:
                 if not leg.interrupted:
                     flight.build()
             finally:
-                release_leases(self.pool, [lease for lease in flight.lease if lease.id not in kept])
+                release_leases(self.pool, [lease for lease in flight.lease if (lease.node, lease.id) not in kept])
             flight.end()
             if leg.interrupted:
                 return
@@ -283,8 +284,8 @@ class RoundPipeline:
             leg.flight.stop_clients()
             leg.flight.discard_servers()
         finally:
-            kept = {lease.id for lease in leg.kept}
-            release_leases(self.pool, [lease for lease in leg.flight.lease if lease.id not in kept])
+            kept = {(lease.node, lease.id) for lease in leg.kept}
+            release_leases(self.pool, [lease for lease in leg.flight.lease if (lease.node, lease.id) not in kept])
             leg.closed = True
             leg.lock.close()
 

@@ -89,7 +89,9 @@ def test_function_nodeid_drops_only_the_pair():
 LOOPBACK = """
 import pytest
 
-@pytest.mark.meshperf(duration=1, thresholds=["throughput>=0.7*median"])
+# 0.3 x median: node1's links measure about 0.1 x, the others 0.6-1.4 x on two busy cores (0.7 x failed a
+# CPU-bound link now and then); the margin is wide both ways, so only node1's links fail.
+@pytest.mark.meshperf(duration=1, thresholds=["throughput>=0.3*median"])
 def test_tcp(mesh_pair, measure):
     if mesh_pair.src.name == "node1":
         measure(length="1K")   # small writes: node1 sends far slower, and every flow stays CPU-bound
