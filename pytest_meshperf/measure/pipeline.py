@@ -255,8 +255,6 @@ class RoundPipeline:
         """``leg``'s clients have ended: collect it (after ``following``'s planned start, if that one was fired),
         release the leases ``following`` does not keep, write its group file and hand it out."""
         flight = leg.flight
-        # A lease's id is its node's own (every node counts from one): a kept lease is a (node, id).
-        kept = {(lease.node, lease.id) for lease in following.kept} if following is not None else set()
         try:
             try:
                 flight.stop_clients()   # none, unless a wait failed
@@ -264,7 +262,7 @@ class RoundPipeline:
                 if not leg.interrupted:
                     flight.build()
             finally:
-                release_leases(self.pool, [lease for lease in flight.lease if (lease.node, lease.id) not in kept])
+                _release_unkept(self.pool, flight.lease, following.kept if following is not None else [])
             flight.end()
             if leg.interrupted:
                 return
@@ -284,8 +282,7 @@ class RoundPipeline:
             leg.flight.stop_clients()
             leg.flight.discard_servers()
         finally:
-            kept = {(lease.node, lease.id) for lease in leg.kept}
-            release_leases(self.pool, [lease for lease in leg.flight.lease if (lease.node, lease.id) not in kept])
+            _release_unkept(self.pool, leg.flight.lease, leg.kept)
             leg.closed = True
             leg.lock.close()
 
@@ -299,3 +296,8 @@ class RoundPipeline:
             leg.closed = True
             leg.lock.close()
 
+
+def _release_unkept(pool: Pool, leases: Sequence[HeldLease], kept: Sequence[HeldLease]) -> None:
+    """``leases`` released but for those the next round keeps."""
+    keep = {lease.key for lease in kept}
+    release_leases(pool, [lease for lease in leases if lease.key not in keep])

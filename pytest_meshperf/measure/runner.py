@@ -105,6 +105,11 @@ class HeldLease:
     id: str
     cores: list[int]
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Who the lease is: an id is its node's own (every agent counts from one), so (node, id)."""
+        return self.node, self.id
+
 
 def pair_leases(pool: Pool, pair: Pair, schedule: str) -> list[tuple[str, str]]:
     """The (node, role) leases one measurement of ``pair`` holds."""
