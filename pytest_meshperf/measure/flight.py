@@ -215,6 +215,10 @@ class Flight:
 
     def fire(self) -> None:
         """Every ready pair's clients started at one planned moment, the calls made in every source's lane."""
+        if not self.held and self.schedule.kind == "rounds":
+            # Held first, then released: a release that arrives late starts its flow at once, where a timed start
+            # more than a second late is refused (agent/server.py), and a round's flows share no node.
+            self.hold()
         pool, params = self.pool, self.params
         by_source = _by_node(self._ready(), "src")
         most = max((len(group) for group in by_source.values()), default=0) * self.per_pair

@@ -129,6 +129,20 @@ def test_timed_start_waits_for_its_moment(agent):
     assert info.value.code == "bad_request"
 
 
+def test_a_late_release_starts_at_once_where_a_late_timed_start_is_refused(agent):
+    """A round's flows share no node, so a release that arrives after its moment (a slow controller) starts the
+    flow at once; a timed start that late is refused (clocks far apart?): rounds therefore hold, then release."""
+    _, client = agent()
+    server, start, held = server_and_client(client, hold=True)
+    with pytest.raises(RemoteError, match="start_at is") as info:
+        client.call("process.start", start | {"hold": False, "start_at": time.time() - 5})
+    assert info.value.code == "bad_request"
+    released_at = time.time()
+    client.call("process.release", {"id": held["id"], "start_at": released_at - 5})
+    result = client.wait_process(held["id"], 30)
+    assert result["exit_code"] == 0 and result["started"] >= released_at   # started, not refused
+
+
 def armed_children(handle):
     """The agent's timed starts forked ahead and held in sh's read (supervisor.Supervisor._arm)."""
     return [p for p in agent_process(handle).children() if "read -r _ && exec" in " ".join(p.cmdline())]

@@ -35,6 +35,26 @@ def test_a_node_slow_both_ways_is_one_node_finding_not_a_sender_and_a_receiver()
     assert titles(found) == ["node node3"] and len(found[0].links) == 10
 
 
+def test_a_sender_with_one_marginal_incoming_link_is_a_sender_and_a_link_not_a_node():
+    """4 nodes: node1's 3 outgoing links slow, one of its 3 incoming links low too (a busy moment).  That is
+    not "node1 sends and receives poorly" (2 of its 3 incoming links are fine), and one link in a contrast of
+    3 does not veto the sender: the stray link is its own finding."""
+    nodes = NODES[:4]
+    rate = {("node1", dst): SLOW for dst in nodes[1:]} | {("node3", "node1"): 100e6}
+    links = [Link(s, d, rate.get((s, d), GOOD), (s, d) in rate) for s in nodes for d in nodes if s != d]
+    found = diagnose("t", "throughput_bps", links, {})
+    assert titles(found) == ["sender node1", "link node3->node1"]
+    assert found[0].links == ["node1->node2", "node1->node3", "node1->node4"]
+
+
+def test_a_node_needs_both_directions_mostly_low():
+    """node1 sends slowly on all 5 links and receives slowly on 2 of 5: 7 of 10 low is most of its links,
+    but not a node slow both ways; nor a clean sender (2 of 5 incoming low)."""
+    slow = {("node1", d) for d in NODES[1:]} | {("node2", "node1"), ("node3", "node1")}
+    found = diagnose("t", "throughput_bps", matrix(lambda s, d: SLOW if (s, d) in slow else GOOD), {})
+    assert "node node1" not in titles(found) and "sender node1" not in titles(found)
+
+
 def test_every_link_low_names_nothing():
     """A threshold no link meets is not a node's, a group's or a link's fault: the summary lists the failures."""
     assert diagnose("t", "throughput_bps", matrix(lambda s, d: SLOW), {}) == []
@@ -89,12 +109,16 @@ def test_function_nodeid_drops_only_the_pair():
 LOOPBACK = """
 import pytest
 
-# 0.3 x median: node1's links measure about 0.1 x, the others 0.6-1.4 x on two busy cores (0.7 x failed a
-# CPU-bound link now and then); the margin is wide both ways, so only node1's links fail.
-@pytest.mark.meshperf(duration=1, thresholds=["throughput>=0.3*median"])
+# -A 0,0 pins sender and receiver to core 0: that core is saturated all along while both tools work, so every
+# flow is CPU-bound for certain (unpinned, a flow on two idle-ish cores is flagged only now and then).
+# 0.3 x median: node1's links measure about 0.1 x, the others 0.45-1.4 x (CPU figures: they move with the
+# machine's other work); the margin is wide both ways, so only node1's links fail.  Pacing would steady the
+# figures but make them not CPU-bound (a 4 Gbit/s flow uses a tenth of the core): what is measured here is a
+# CPU, and a link below half the median may make a second finding, doubtful as well.
+@pytest.mark.meshperf(duration=1, thresholds=["throughput>=0.3*median"], args=["-A", "0,0"])
 def test_tcp(mesh_pair, measure):
     if mesh_pair.src.name == "node1":
-        measure(length="1K")   # small writes: node1 sends far slower, and every flow stays CPU-bound
+        measure(length="1K")   # small writes: node1 sends far slower
     else:
         measure()
 """
@@ -107,19 +131,22 @@ def _loopback(pytester, out, *args):
 
 
 def test_cpu_bound_figures_are_doubtful_and_their_finding_does_not_fail(pytester, tmp_path):
-    """On loopback every flow is CPU-bound: node1's slow sends make a finding, but on doubtful links only."""
+    """With both tools on one saturated core every flow is CPU-bound: node1's slow sends make a finding, but
+    on doubtful links only."""
     result = _loopback(pytester, tmp_path)
     doc = validate_mesh_file(str(tmp_path / "latest" / "mesh.json"))
     entries = [entry for _, _, _, entry in iter_entries(doc) if entry.get("kind") != "check"]
     assert len(entries) == 12 and all(entry["doubtful"] for entry in entries), [e["doubtful"] for e in entries]
     assert all("CPU-bound" in " ".join(entry["doubtful"]) for entry in entries)
-    assert [(f["kind"], f["subject"], f["status"]) for f in doc["diagnosis"]] == [("sender", "node1", "doubtful")]
-    result.stdout.fnmatch_lines(["diagnosis: 1 finding (1 doubtful)", "  DOUBTFUL sender node1 *",
+    found = [(f["kind"], f["subject"], f["status"]) for f in doc["diagnosis"]]
+    assert found[0] == ("sender", "node1", "doubtful") and {status for _, _, status in found} == {"doubtful"}, found
+    result.stdout.fnmatch_lines([f"diagnosis: {len(found)} finding* ({len(found)} doubtful)", "  DOUBTFUL sender node1 *",
                                  "CPU-bound or otherwise doubtful (12 of 12 measurements*",
-                                 "  node1->node2 test_tcp: sender node1 was CPU-bound*"])
+                                 "  node1->node2 test_tcp: * was CPU-bound*"])
     cases = {c.get("name"): c for c in ET.parse(tmp_path / "j.xml").getroot().iter("testcase")}
     assert cases["diagnosis[sender node1]"].find("skipped") is not None   # shown, not failed
-    result.assert_outcomes(passed=21, failed=3, skipped=1)   # the 3 failures: node1's relative checks
+    # the 3 failures: node1's relative checks; every finding a skipped case
+    result.assert_outcomes(passed=21, failed=3, skipped=len(found))
 
 
 def test_doubtful_fail_fails_doubtful_figures_and_their_finding(pytester, tmp_path):
@@ -128,8 +155,9 @@ def test_doubtful_fail_fails_doubtful_figures_and_their_finding(pytester, tmp_pa
     entries = [entry for _, _, _, entry in iter_entries(doc) if entry.get("kind") != "check"]
     assert {entry["status"] for entry in entries} == {"failed"}
     result.stdout.fnmatch_lines(["*node1->node2: doubtful (--mesh-doubtful=fail): *CPU-bound*"])
-    assert [f["status"] for f in doc["diagnosis"]] == ["failed"]
-    result.assert_outcomes(passed=9, failed=16)   # 12 pairs, node1's 3 checks, the finding
+    found = [(f["kind"], f["subject"], f["status"]) for f in doc["diagnosis"]]
+    assert found[0] == ("sender", "node1", "failed") and {status for _, _, status in found} == {"failed"}, found
+    result.assert_outcomes(passed=9, failed=15 + len(found))   # 12 pairs, node1's 3 checks, the findings
 
 
 def test_diagnosis_off_makes_none(pytester, tmp_path):
