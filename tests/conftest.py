@@ -33,3 +33,22 @@ def netns_required():
         pytest.fail(f"CI must be able to build the netns testbed: {reason}")
     if reason:
         pytest.skip(reason)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "plugin_defaults: this test's inner pytest runs see meshperf's defaults "
+                                       "(diagnosis on); all other inner runs go without diagnosis")
+
+
+@pytest.fixture(autouse=True)
+def _inner_runs_without_diagnosis(request, monkeypatch):
+    """Inner pytest runs (pytester's subprocesses inherit the environment) go with ``-o meshperf_diagnosis=off``
+    unless the test is marked ``plugin_defaults`` (then with no PYTEST_ADDOPTS at all).  Why: a notice or a
+    doubtful finding is a test case (passed or skipped), and on the unshaped, CPU-bound loopback mesh whether
+    one appears follows the machine's load; a test counting its pair cases exactly would now and then count
+    findings too (a CI failure: 17 passed, not 14).  Tests of findings are marked; ``--mesh-diagnosis`` on a
+    command line still wins over this ini override."""
+    if request.node.get_closest_marker("plugin_defaults") is None:
+        monkeypatch.setenv("PYTEST_ADDOPTS", "-o meshperf_diagnosis=off")
+    else:   # also what a run with meshperf turned off sees: no ini key it would warn of as unknown
+        monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)

@@ -14,7 +14,7 @@ from pytest_meshperf.cluster.inventory import Cluster, Node, local_cluster
 from pytest_meshperf.plan.schedule import Schedule, mesh_pairs, plan_pairs, rounds
 
 from support.meshcheck import iter_entries, node_overlaps, validate_mesh_file
-from support.procs import alive, descendants, inner_pytest, is_agent, is_iperf3, wait_for
+from support.procs import alive, argv, descendants, inner_pytest, is_agent, is_iperf3, wait_for
 from support.testbed_fixtures import netns_testbed
 
 TCP_TEST = """
@@ -169,7 +169,7 @@ def test_killed_workers_processes_stop_with_them_and_free_their_ports(pytester, 
             # 'iperf3 --version' probes run before xdist hands out tests, and workers killed then take xdist's
             # scheduling down with them: an INTERNALERROR, not the crash this test is about.)
             tools = [p for p in descendants(proc.pid) if is_iperf3(p)]
-            return tools if any("-c" in p.cmdline() for p in tools if p.is_running()) else None
+            return tools if any("-c" in argv(p) for p in tools) else None
         started = wait_for(flows, 60, what="a measurement's flows")
         killed_at = time.time()
         for worker in [c for c in psutil.Process(proc.pid).children() if not is_agent(c)]:

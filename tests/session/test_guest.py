@@ -59,6 +59,7 @@ def extra_lines(result, baseline):
     return [line for line in lines(result) if line not in seen]
 
 
+@pytest.mark.plugin_defaults   # "-p no:meshperf" would warn of meshperf_diagnosis as an unknown ini key
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["plain", "xdist"])
 def test_a_repository_of_plain_tests_runs_as_without_meshperf(pytester, xdist):
     pytester.makepyfile(test_plain=PLAIN_TESTS)

@@ -7,6 +7,7 @@ most its deadline and then fails with what it saw.
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,15 +18,23 @@ import psutil
 
 @contextlib.contextmanager
 def inner_pytest(pytester, *args):
-    """A pytest run in the background (``proc``), killed on the way out whatever happened to the test."""
+    """A pytest run in the background (``proc``), killed on the way out whatever happened to the test.
+
+    Its SIGINT is the default, as in a terminal: a shell's background job (CI started with ``&``) inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler, so a Ctrl-C test would see the run
+    go on to the end and exit 0."""
     proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *map(str, args)],
-                          stdin=pytester.CLOSE_STDIN)
+                          stdin=pytester.CLOSE_STDIN, preexec_fn=_default_sigint)
     try:
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def descendants(pid):
@@ -48,6 +57,14 @@ def is_tool(proc, names=TOOL_NAMES):
         return proc.name() in names
     except psutil.Error:
         return False
+
+
+def argv(proc):
+    """A process's command line; [] once it has ended (a zombie has none: psutil raises)."""
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
 
 
 def is_agent(proc):

@@ -41,6 +41,7 @@ def test_tcp(mesh_pair, measure):
 
 
 @pytest.mark.usefixtures("netns_required")
+@pytest.mark.plugin_defaults
 def test_one_slower_link_fails_exactly_its_test_against_a_real_baseline(pytester, tmp_path):
     # Every link is shaped to 200 Mbit/s in both runs so the figures are stable on a loaded machine; in
     # the second run node1->node2 gets 100 Mbit/s.  The baseline is given as a separate word, a path

@@ -6,9 +6,13 @@ The shaped cases on real hosts are test_diagnosis_netns.py.
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from pytest_meshperf.verdicts.diagnosis import Link, diagnose, function_nodeid
 
 from support.meshcheck import iter_entries, validate_mesh_file
+
+pytestmark = pytest.mark.plugin_defaults   # the loopback runs below see the plugin's defaults: diagnosis on
 
 NODES = [f"node{i}" for i in range(1, 7)]
 GOOD, SLOW, LIMIT = 190e6, 48e6, 150e6
