@@ -291,7 +291,9 @@ class Flight:
                 time.sleep(max(0.0, not_before - time.time()))
             for pair in group:
                 if pair.id in self.servers:
-                    self.collected[pair.id] = [collect_server(pool.client(node), s) for s in self.servers[pair.id]]
+                    served = len(self.clients.get(pair.id, []))
+                    self.collected[pair.id] = [collect_server(pool.client(node), s, served=i < served)
+                                               for i, s in enumerate(self.servers[pair.id])]
 
         _raise_surprises(pool.on_nodes(collect, _by_node([p for p in self.live if p.id in self.servers], "dst")))
 

@@ -26,6 +26,7 @@ from pytest_meshperf.transport.rpc import AgentClient
 
 CONNECT_GRACE_S = 15.0     # client start-up, connection set-up and result exchange
 SERVER_GRACE_S = 10.0      # the server outlives its client by this much at most
+SERVER_JSON_WAIT_S = 2.0   # how long a one-off server that served a client may take to write its JSON
 LEASE_MARGIN_S = 30.0      # a lease outlives its measurement's time limits by this much at most
 LEASE_WAIT_S = 3600.0      # how long a test waits for its nodes to be free
 
@@ -217,7 +218,10 @@ def _measure(module, src, dst, pool, pair, params, timeout_s, pins):
     finally:
         for client in clients[len(client_results):]:
             stop_process(src, client["id"])
-        server_results = [collect_server(dst, server) for server in servers]
+        # A server whose client never started has nothing to write: stopped at once (waiting for its JSON made a
+        # pair whose third server could not start take 4 s to say so).
+        server_results = [collect_server(dst, server, served=index < len(clients))
+                          for index, server in enumerate(servers)]
     instances = [instance_from(module, number, client, server, timeout_s)
                  for number, (client, server) in enumerate(zip(client_results, server_results), 1)]
     node_load = {"src": client_results[0].get("node_load"), "dst": (server_results[0] or {}).get("node_load")}
@@ -275,13 +279,14 @@ def stop_process(agent: AgentClient, ident: str) -> None:
         pass  # its deadline, or the agent's end, stops it anyway
 
 
-def collect_server(agent: AgentClient, server: dict[str, Any]) -> dict[str, Any] | None:
-    """Give the one-off server a moment to write its JSON, then stop it whatever state it is in.
-    A shared server (netserver) serves the next measurement too: left running, described as started."""
+def collect_server(agent: AgentClient, server: dict[str, Any], served: bool = True) -> dict[str, Any] | None:
+    """Give the one-off server a moment to write its JSON (if a client was ``served``), then stop it whatever
+    state it is in.  A shared server (netserver) serves the next measurement too: left running, described as
+    started."""
     if server.get("shared"):
         return dict(server, stdout="", exit_code=None, signal=None, stopped=False)
     try:
-        result = agent.wait_process(server["id"], 2.0)
+        result = agent.wait_process(server["id"], SERVER_JSON_WAIT_S) if served else None
         if result is None:
             result = agent.call("process.stop", {"id": server["id"]})["result"]
         return result

@@ -125,7 +125,7 @@ def results(out):
 def test_xdist_rounds_never_overlap_on_a_node(pytester, tmp_path):
     with netns_testbed(tmp_path / "tb", nodes=4) as tb:
         cluster = ["--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts]
-        parallel = run_mesh(pytester, cluster, tmp_path / "par", "-n", "4", duration=2)
+        parallel = run_mesh(pytester, cluster, tmp_path / "par", "-n", "4", duration=1)
         parallel.assert_outcomes(passed=12)
         doc, par = results(tmp_path / "par")
         assert node_overlaps(doc) == []
@@ -136,7 +136,7 @@ def test_xdist_rounds_never_overlap_on_a_node(pytester, tmp_path):
         # xdist hands out a source's pairs per worker (scheduling.py): each round ran side by side
         assert sorted(len(spans) for spans in by_round.values()) == [4, 4, 4]
         assert all(max(s for s, _ in spans) < min(e for _, e in spans) for spans in by_round.values()), by_round
-        serial = run_mesh(pytester, cluster, tmp_path / "ser", duration=2)
+        serial = run_mesh(pytester, cluster, tmp_path / "ser", duration=1)
         serial.assert_outcomes(passed=12)
         _, ser = results(tmp_path / "ser")
         assert par == ser

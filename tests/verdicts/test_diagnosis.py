@@ -164,9 +164,14 @@ def test_doubtful_fail_fails_doubtful_figures_and_their_finding(pytester, tmp_pa
     result.assert_outcomes(passed=9, failed=15 + len(found))   # 12 pairs, node1's 3 checks, the findings
 
 
-def test_diagnosis_off_makes_none(pytester, tmp_path):
-    result = _loopback(pytester, tmp_path, "--mesh-diagnosis=off")
+@pytest.mark.parametrize("diagnosis", ["on", "off"])
+def test_diagnosis_off_makes_none(pytester, tmp_path, diagnosis):
+    """On, even a mesh with nothing to find has its (empty) diagnosis; off, none at all."""
+    pytester.makepyfile(test_mesh=LOOPBACK)
+    result = pytester.runpytest_subprocess("--cluster", "local:2", "--mesh-links", "node2->node1", "--mesh-out", str(tmp_path),
+                                           "-p", "no:cacheprovider", f"--mesh-diagnosis={diagnosis}")
     doc = validate_mesh_file(str(tmp_path / "latest" / "mesh.json"))
-    assert "diagnosis" not in doc and not (tmp_path / "latest" / "diagnosis.json").exists()
-    assert "diagnosis:" not in result.stdout.str()
-    result.assert_outcomes(passed=21, failed=3)   # node1's checks; no diagnosis case
+    made = diagnosis == "on"
+    assert ("diagnosis" in doc) is made and (tmp_path / "latest" / "diagnosis.json").exists() is made
+    assert ("diagnosis:" in result.stdout.str()) is made
+    result.assert_outcomes(passed=2, deselected=1)   # the pair and its median check; no diagnosis case
