@@ -18,12 +18,15 @@ in order::
 - round k is collected after round k+1's planned start, written to its group file and handed to its pair
   tests while round k+1's flows run.
 
-It never runs ahead of pytest by more than two rounds: round k+1 starts only if a pair test of round k-1 has
-asked for its share (one round ahead was too little at 64 nodes on two cores: pytest, reporting round k-1's 64
-tests, had not reached round k by its end every other round, and each such round ran without the pipeline); otherwise (a slow test body, tests in another order, -x) the pipeline ends and the next
-share starts another.  Across xdist workers the group files' locks decide who measures a round, as before:
-the pipeline takes round k+1's lock without waiting and stops when another process holds it.  ``abort``
-(Ctrl-C, the session's end) stops the clients of every round in flight; a round cut short is not handed out.
+It never runs ahead of pytest by more than three rounds: round k+1 starts only if a pair test of round k-2
+has asked for its share (one round ahead was too little at 64 nodes on two cores: pytest, reporting round k-1's
+64 tests, had not reached round k by its end every other round, and each such round ran without the pipeline;
+two were too little at 32 nodes: pytest, journaling 32 tests per round on the cores the flows use, fell
+behind now and then, and two rounds of 31 ran without the pipeline, 2-3 s late); otherwise (a slow test
+body, tests in another order, -x) the pipeline ends and the next share starts another.  Across xdist
+workers the group files' locks decide who measures a round, as before: the pipeline takes round k+1's lock
+without waiting and stops when another process holds it.  ``abort`` (Ctrl-C, the session's end) stops the
+clients of every round in flight; a round cut short is not handed out.
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ from pytest_meshperf.spec.params import Params
 #: cores the releases arrive over about 0.1 s and each client takes 0.15 s more to get going (0.1 s here gave
 #: clients 0.22 s beyond T, 0.35 s gave 0.18 s).
 COLLECT_AFTER_START_S = 0.35
-AHEAD = 2              # rounds the pipeline may measure beyond the last one a pair test has asked for
+AHEAD = 3              # rounds the pipeline may measure beyond the last one a pair test has asked for
 ABORT_JOIN_S = 60.0   # an abort waits this long at most for the rounds in flight to stop
 
 
@@ -87,7 +90,7 @@ class _Leg:
 
 
 class RoundPipeline:
-    """Measures ``rounds[index:]`` of ``test`` in a thread of its own, two rounds ahead of pytest at most."""
+    """Measures ``rounds[index:]`` of ``test`` in a thread of its own, three rounds ahead of pytest at most."""
 
     def __init__(self, owner: Owner, pool: Pool, schedule: Schedule, test: str, rounds: Sequence[Round],
                  index: int, params: Params, holder: str) -> None:

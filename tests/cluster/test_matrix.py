@@ -115,7 +115,7 @@ def test_two_clients_three_servers_on_loopback_is_six_measured_pairs(pytester, m
         dict([(c, "client") for c in clients] + [(s, "server") for s in servers])
     measured = {(src, dst): entry for src, dst, _, entry in iter_entries(mesh)}
     assert set(measured) == {(c, s) for c in clients for s in servers}
-    # Rounds 2 and 3 are set up during the round before (the pipeline runs two rounds ahead): a lease of
+    # Rounds 2 and 3 are set up during the round before (the pipeline runs up to three rounds ahead): a lease of
     # round 1 left held (lease ids are per node, and one kept lease's id hid another node's) made round 3 wait
     # for its expiry, not pipelined.
     assert sorted((e["round"], e["group"].get("pipelined", False)) for e in measured.values()) == \
