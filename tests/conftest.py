@@ -40,15 +40,14 @@ def pytest_configure(config):
                                        "(diagnosis on); all other inner runs go without diagnosis")
 
 
-@pytest.fixture(autouse=True)
-def _inner_runs_without_diagnosis(request, monkeypatch):
-    """Inner pytest runs (pytester's subprocesses inherit the environment) go with ``-o meshperf_diagnosis=off``
-    unless the test is marked ``plugin_defaults`` (then with no PYTEST_ADDOPTS at all).  Why: a notice or a
-    doubtful finding is a test case (passed or skipped), and on the unshaped, CPU-bound loopback mesh whether
-    one appears follows the machine's load; a test counting its pair cases exactly would now and then count
-    findings too (a CI failure: 17 passed, not 14).  Tests of findings are marked; ``--mesh-diagnosis`` on a
-    command line still wins over this ini override."""
+@pytest.fixture
+def pytester(pytester, request, monkeypatch):
+    """pytester, whose inner pytest runs (its subprocesses inherit the environment) go with
+    ``-o meshperf_diagnosis=off`` unless the test is marked ``plugin_defaults``.  Why: a notice or a doubtful
+    finding is a test case (passed or skipped), and on the unshaped, CPU-bound loopback mesh whether one appears
+    follows the machine's load; a test counting its pair cases exactly would now and then count findings too
+    (a CI failure: 17 passed, not 14).  Set here, after pytester's own set-up, which deletes PYTEST_ADDOPTS;
+    ``--mesh-diagnosis`` on a command line still wins over this ini override."""
     if request.node.get_closest_marker("plugin_defaults") is None:
         monkeypatch.setenv("PYTEST_ADDOPTS", "-o meshperf_diagnosis=off")
-    else:   # also what a run with meshperf turned off sees: no ini key it would warn of as unknown
-        monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    return pytester

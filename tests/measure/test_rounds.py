@@ -27,10 +27,9 @@ ROUND_PAIRS = 6   # netns:6: 5 rounds of 6 disjoint pairs
 
 def run(pytester, tb, out, *args):
     pytester.makepyfile(test_mesh=SUITE)
-    # No diagnosis: these runs are about rounds, and on this unshaped testbed every flow is CPU-bound, so
-    # whether the failed pair's finding is failed or doubtful (skipped) depends on the CPU samples of the moment.
+    # (Without diagnosis, as every inner run of these tests: tests/conftest.py.)
     return pytester.runpytest_subprocess("--cluster", tb.hosts_yaml, "--ssh-known-hosts", tb.known_hosts,
-                                         "--mesh-out", str(out), "--mesh-diagnosis", "off", *args)
+                                         "--mesh-out", str(out), *args)
 
 
 def measured(out):
@@ -154,10 +153,8 @@ def test_tcp(mesh_pair, measure):
 def test_the_pipeline_never_runs_more_than_three_rounds_ahead_of_pytest(pytester, tmp_path, testbed):
     out, released = tmp_path / "held", tmp_path / "released.json"
     pytester.makepyfile(test_mesh=HELD.format(groups=str(out / "*" / "groups" / "*.json"), released=str(released)))
-    # No diagnosis (as run() above): a link below half the median on this CPU-bound testbed is a notice, a passed
-    # case of its own (30 pairs measured, 33 cases passed, once).
     result = pytester.runpytest_subprocess("--cluster", testbed.hosts_yaml, "--ssh-known-hosts", testbed.known_hosts,
-                                           "--mesh-out", str(out), "-p", "no:cacheprovider", "--mesh-diagnosis", "off")
+                                           "--mesh-out", str(out), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=30)
     doc, entries = measured(out)
     assert_rounds_ran_together(doc, entries)

@@ -16,6 +16,10 @@ from support.meshcheck import iter_entries
 from support.paths import ROOT
 from support.usage import assert_usage_error
 
+# A user's repository as it is: no ini key set behind its back (an explicit meshperf_diagnosis is a setting, and
+# "-p no:meshperf" would warn of it as unknown).
+pytestmark = pytest.mark.plugin_defaults
+
 PLAIN_TESTS = """
 import pytest
 
@@ -59,7 +63,6 @@ def extra_lines(result, baseline):
     return [line for line in lines(result) if line not in seen]
 
 
-@pytest.mark.plugin_defaults   # "-p no:meshperf" would warn of meshperf_diagnosis as an unknown ini key
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["plain", "xdist"])
 def test_a_repository_of_plain_tests_runs_as_without_meshperf(pytester, xdist):
     pytester.makepyfile(test_plain=PLAIN_TESTS)

@@ -68,10 +68,7 @@ def argv(proc):
 
 
 def is_agent(proc):
-    try:
-        return "pytest_meshperf.agent" in " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
+    return "pytest_meshperf.agent" in " ".join(argv(proc))
 
 
 def wait_for(predicate, timeout_s, interval_s=0.05, what="condition"):

@@ -165,11 +165,11 @@ def test_doubtful_fail_fails_doubtful_figures_and_their_finding(pytester, tmp_pa
 
 
 @pytest.mark.parametrize("diagnosis", ["on", "off"])
-def test_diagnosis_off_makes_none(pytester, tmp_path, diagnosis):
-    """On, even a mesh with nothing to find has its (empty) diagnosis; off, none at all."""
+def test_diagnosis_on_makes_one_even_with_nothing_to_find_and_off_none(pytester, tmp_path, diagnosis):
     pytester.makepyfile(test_mesh=LOOPBACK)
-    result = pytester.runpytest_subprocess("--cluster", "local:2", "--mesh-links", "node2->node1", "--mesh-out", str(tmp_path),
-                                           "-p", "no:cacheprovider", f"--mesh-diagnosis={diagnosis}")
+    result = pytester.runpytest_subprocess("--cluster", "local:2", "--mesh-links", "node2->node1",
+                                           "--mesh-out", str(tmp_path), "-p", "no:cacheprovider",
+                                           f"--mesh-diagnosis={diagnosis}")
     doc = validate_mesh_file(str(tmp_path / "latest" / "mesh.json"))
     made = diagnosis == "on"
     assert ("diagnosis" in doc) is made and (tmp_path / "latest" / "diagnosis.json").exists() is made
