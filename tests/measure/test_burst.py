@@ -42,6 +42,7 @@ def spans(found):
     return [(epoch(inst["start"]), epoch(inst["end"])) for _, _, entry in found for inst in entry["instances"]]
 
 
+@pytest.mark.alone
 @pytest.mark.usefixtures("netns_required")
 def test_burst_starts_every_flow_together_and_each_pair_gets_its_share(pytester, tmp_path):
     # Every node's egress is shaped to 200 Mbit/s: in a burst a node's 3 flows share it.
@@ -116,6 +117,7 @@ def test_instances_auto_runs_pinned_processes_per_pair(pytester, tmp_path):
                                                                        for i in instances))
 
 
+@pytest.mark.alone
 def test_pinned_loopback_flows_are_reported_cpu_bound(pytester, tmp_path):
     # On loopback nothing limits iperf3 but the CPU: with its client and server pinned to one core,
     # that core is saturated, and the run says so.
@@ -130,6 +132,7 @@ def test_pinned_loopback_flows_are_reported_cpu_bound(pytester, tmp_path):
                                  "  node1->node2 test_tcp: sender node1 was CPU-bound (its iperf3 *"])
 
 
+@pytest.mark.alone
 def test_monitor_sees_a_saturated_core():
     core = sorted(os.sched_getaffinity(0))[0]
     monitor = CpuMonitor(interval_s=0.1).start()

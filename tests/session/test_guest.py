@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -227,13 +226,17 @@ def test_every_option_has_an_ini_key_named_as_its_destination(pytester):
         assert option.flag in text
 
 
-def handoff_dirs():
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "meshperf-xdist-*")))
+def handoff_dirs(tmpdir):
+    return glob.glob(os.path.join(tmpdir, "meshperf-xdist-*"))
 
 
-def test_mesh_tests_beside_ordinary_ones_under_xdist(pytester, mesh_out):
+def test_mesh_tests_beside_ordinary_ones_under_xdist(pytester, mesh_out, tmp_path, monkeypatch):
     pytester.makepyfile(test_plain=PLAIN_TESTS, test_mesh=MESH_TEST)
-    before = handoff_dirs()
+    # A temporary directory of this run's own: other pytest runs on the machine (meshperf's own tests run
+    # in parallel) make and remove hand-off directories in the shared one meanwhile.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
     # --mesh-out as a separate word: pytest takes an existing path among the arguments into its rootdir, so
     # nothing may create it before every worker has collected (each would see other node ids).
     result = pytester.runpytest_subprocess("-n", "3", "--cluster", "local:3", "--mesh-out", str(mesh_out),
@@ -241,7 +244,7 @@ def test_mesh_tests_beside_ordinary_ones_under_xdist(pytester, mesh_out):
     result.assert_outcomes(passed=8, failed=1, skipped=1)   # (xdist does not count workers' deselections)
     mesh = json.loads((mesh_out / "latest" / "mesh.json").read_text())
     assert len(list(iter_entries(mesh))) == 5
-    assert handoff_dirs() == before   # the workers' hand-off directory is gone with the run
+    assert handoff_dirs(private_tmp) == []   # the workers' hand-off directory is gone with the run
 
 
 def test_the_readme_documents_every_ini_key_in_one_table():

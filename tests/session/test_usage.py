@@ -89,6 +89,7 @@ def test_collect_only_starts_nothing_and_writes_nothing(pytester, mesh_out):
     assert not mesh_out.exists()
 
 
+@pytest.mark.alone
 def test_shipped_suites_pass_on_the_embedded_cluster(pytester, mesh_out):
     for name in ("test_tcp.py", "test_udp.py"):   # their profiles (tcp, udp) are meshperf's shipped ones
         shutil.copy(SUITES / name, pytester.path / name)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from support.meshcheck import iter_entries, validate_mesh_file
 from support.paths import PROFILES, ROOT
 from support.usage import MESH_TEST, assert_usage_error
@@ -78,6 +80,7 @@ def test_profile_mistakes_are_usage_errors(pytester):
                        "bad.yaml:2", "did you mean 'duration'")
 
 
+@pytest.mark.alone
 def test_shipped_profiles_are_found_from_any_directory_and_the_users_own_wins(pytester, mesh_out):
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(test_other=NOT_A_MESH_TEST)   # no suites/profiles here: the shipped latency profile runs

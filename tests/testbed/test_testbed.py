@@ -284,6 +284,7 @@ def _class_packets(tb, node: str, classid: str) -> int:
     return int(match.group(1))
 
 
+@pytest.mark.alone
 @needs_netns
 def test_shaping_is_exact_enough_to_assert(testbed):
     tb = testbed
@@ -316,6 +317,7 @@ def test_shaping_is_exact_enough_to_assert(testbed):
         tb.shape("node2", "fast")
 
 
+@pytest.mark.alone
 @needs_netns
 def test_one_link_is_shaped_within_its_nodes_rate(testbed):
     # node2 sends at 200mbit as a whole, and to node3 at 100mbit: htb classes by destination address.

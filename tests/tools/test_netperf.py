@@ -240,6 +240,7 @@ def test_agent_restarts_a_netserver_that_died(tmp_path):
     assert_gone([first["pid"], again["pid"]])
 
 
+@pytest.mark.alone
 @pytest.mark.usefixtures("netns_required")
 def test_latency_suite_over_ssh_on_the_netns_testbed(pytester, tmp_path):
     copy_latency_suite(pytester)

@@ -76,6 +76,7 @@ def test_tcp_suite_over_ssh_with_verified_host_keys(pytester, tmp_path):
         assert empty.read_text() == ""
 
 
+@pytest.mark.alone
 @pytest.mark.plugin_defaults
 def test_shaped_host_fails_exactly_its_outgoing_pairs(pytester, tmp_path):
     with netns_testbed(tmp_path / "tb", nodes=4, rates={"node2": "200mbit"}) as tb:

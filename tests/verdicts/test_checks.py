@@ -41,6 +41,7 @@ def check_entries(mesh):
     return found
 
 
+@pytest.mark.alone
 @pytest.mark.usefixtures("netns_required")
 @pytest.mark.plugin_defaults
 def test_a_slow_link_fails_its_median_and_asymmetry_checks_under_xdist(pytester, tmp_path):

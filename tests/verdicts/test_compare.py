@@ -40,6 +40,7 @@ def test_tcp(mesh_pair, measure):
 """
 
 
+@pytest.mark.alone
 @pytest.mark.usefixtures("netns_required")
 @pytest.mark.plugin_defaults
 def test_one_slower_link_fails_exactly_its_test_against_a_real_baseline(pytester, tmp_path):

@@ -134,6 +134,7 @@ def _loopback(pytester, out, *args):
                                          str(out), "-p", "no:cacheprovider", "--junitxml", str(out / "j.xml"), *args)
 
 
+@pytest.mark.alone
 def test_cpu_bound_figures_are_doubtful_and_their_finding_does_not_fail(pytester, tmp_path):
     """With both tools on one saturated core every flow is CPU-bound: node1's slow sends make a finding, but
     on doubtful links only."""
@@ -153,6 +154,7 @@ def test_cpu_bound_figures_are_doubtful_and_their_finding_does_not_fail(pytester
     result.assert_outcomes(passed=21, failed=3, skipped=len(found))
 
 
+@pytest.mark.alone
 def test_doubtful_fail_fails_doubtful_figures_and_their_finding(pytester, tmp_path):
     result = _loopback(pytester, tmp_path, "--mesh-doubtful=fail")
     doc = validate_mesh_file(str(tmp_path / "latest" / "mesh.json"))
@@ -164,6 +166,7 @@ def test_doubtful_fail_fails_doubtful_figures_and_their_finding(pytester, tmp_pa
     result.assert_outcomes(passed=9, failed=15 + len(found))   # 12 pairs, node1's 3 checks, the findings
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("diagnosis", ["on", "off"])
 def test_diagnosis_on_makes_one_even_with_nothing_to_find_and_off_none(pytester, tmp_path, diagnosis):
     pytester.makepyfile(test_mesh=LOOPBACK)

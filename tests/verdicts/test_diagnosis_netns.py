@@ -18,7 +18,7 @@ from support.meshcheck import iter_entries, validate_mesh_file
 from support.report_dom import ReportDom, chromium  # noqa: F401 (a fixture)
 from support.testbed_fixtures import make_testbed_fixture, needs_netns
 
-pytestmark = [needs_netns, pytest.mark.plugin_defaults]
+pytestmark = [needs_netns, pytest.mark.plugin_defaults, pytest.mark.alone]   # findings follow measured figures
 
 NODES = [f"node{i}" for i in range(1, 7)]
 RATE, SLOW = "200mbit", "50mbit"
