@@ -166,7 +166,6 @@ def test_doubtful_fail_fails_doubtful_figures_and_their_finding(pytester, tmp_pa
     result.assert_outcomes(passed=9, failed=15 + len(found))   # 12 pairs, node1's 3 checks, the findings
 
 
-@pytest.mark.alone
 @pytest.mark.parametrize("diagnosis", ["on", "off"])
 def test_diagnosis_on_makes_one_even_with_nothing_to_find_and_off_none(pytester, tmp_path, diagnosis):
     pytester.makepyfile(test_mesh=LOOPBACK)
