@@ -119,6 +119,14 @@ def tools_usable(data):
                for name, info in data["tools"].items())
 
 
+def bundle_digest(expect, bundle_path):
+    """The expected hash of the bundle this process runs from, or None.  Compared as real paths: the launcher
+    hands the bundle over as one, while ``--expect`` names it as the controller wrote it (by default relative
+    to the home directory)."""
+    here = os.path.realpath(bundle_path)
+    return next((digest for path, digest in expect if os.path.realpath(path) == here), None)
+
+
 def lib_dir(bundle_path, digest):
     """Where the bundle's bytecode-cached copy lives: named after its content (bundle._MAIN looks there)."""
     return os.path.join(os.path.dirname(bundle_path), "lib-" + digest[:16])
@@ -171,9 +179,9 @@ def main(argv=None):
         return CANNOT_RUN
     for log in option_values(agent_argv, "--log"):
         os.makedirs(os.path.dirname(log) or ".", mode=0o700, exist_ok=True)
-    bundle = dict(expect).get(sys.argv[0]) if argv is None else None
-    if bundle:
-        unpack(sys.argv[0], bundle)  # verified above: its hash is the expected one
+    digest = bundle_digest(expect, sys.argv[0]) if argv is None else None
+    if digest:
+        unpack(sys.argv[0], digest)  # verified above: its hash is the expected one
     if sys.flags.no_site:
         add_site_packages()
     # The agent runs as ``python -m pytest_meshperf.agent`` would run it (this module imports nothing of the

@@ -21,7 +21,7 @@ from pytest_meshperf.agent.boot import locate_server
 from pytest_meshperf.agent.gate import Gate
 from pytest_meshperf.agent.leases import ROLES as LEASE_ROLES
 from pytest_meshperf.agent.leases import Leases
-from pytest_meshperf.agent.listener import listening_server, peer_closed
+from pytest_meshperf.agent.listener import listening_server, peer_closed, serve_until, wake
 from pytest_meshperf.agent.monitor import CpuMonitor
 from pytest_meshperf.agent.ports import PortAllocator, pid_is_listening
 from pytest_meshperf.agent.supervisor import Supervisor, TooManyProcesses
@@ -395,7 +395,7 @@ class Agent:
     def run_forever(self) -> None:
         threading.Thread(target=self._lease_watch, name="lease", daemon=True).start()
         try:
-            self.server.serve_forever(poll_interval=0.2)
+            serve_until(self.server, self.stopping)
         finally:
             self.supervisor.close()
             self.server.server_close()
@@ -423,9 +423,9 @@ class Agent:
             return stopped
 
     def stop_serving(self) -> None:
-        """serve_forever() returns, and with it the process (daemon.py); from any thread but the serving one."""
+        """run_forever() returns, and with it the process (daemon.py); after halt(), from any thread."""
         if self.server is not None:
-            self.server.shutdown()
+            wake(self.server)
 
 
 def _field(params, name, kinds):
