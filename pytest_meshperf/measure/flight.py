@@ -108,7 +108,6 @@ class Flight:
         self.pool, self.pairs, self.params, self.schedule = pool, list(pairs), params, schedule
         self.module = get_tool(params.tool)
         self.timeout_s = client_timeout_s(self.module, params)
-        self.lease_ttl_s = self.timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S
         self.per_pair = flows_per_pair(params)
         self.started = time.time()
         self.results = {pair.id: Measurement(src=pair.src.name, dst=pair.dst.name, test=test,
@@ -125,7 +124,13 @@ class Flight:
         self.phases: dict[str, float] = {}
         self.start_at: float | None = None
         self.pipelined = False     # its set-up ran during the previous round's flows
+        # How long its servers and leases may wait for the fire: a pipelined round waits for the round in flight.
+        self.wait_s = 0.0
         self.held = False          # its clients are forked and held on their nodes: fire releases them
+
+    @property
+    def lease_ttl_s(self) -> float:
+        return self.wait_s + self.timeout_s + SERVER_GRACE_S + LEASE_MARGIN_S
 
     def fail(self, pair: Pair, message: str, client: ClientRun | None = None) -> None:
         result = self.results[pair.id]
@@ -180,7 +185,7 @@ class Flight:
                     for _ in range(self.per_pair):
                         self.servers.setdefault(pair.id, []).append(start_server(
                             pool.client(destination), pair, params, pool.data_address(destination),
-                            self.timeout_s + SERVER_GRACE_S))
+                            self.wait_s + self.timeout_s + SERVER_GRACE_S))
                 except (MeasurementError, AgentError) as exc:
                     self.fail(pair, reason(exc))
 

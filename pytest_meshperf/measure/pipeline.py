@@ -210,6 +210,9 @@ class RoundPipeline:
         leg = _Leg(self._flight(index), lock, index, digest)
         flight = leg.flight
         flight.pipelined = True
+        # Its servers start now and serve only after ``current``'s flows: without this wait in their life, a round
+        # at T >= 28 s lost every pipelined pair ("the server has terminated" at 1.1 T + 25 s).
+        flight.wait_s = current.flight.timeout_s
         try:
             flight.reach()
             if not flight.live or len(flight.live) < len(flight.pairs):
