@@ -22,8 +22,10 @@ It never runs ahead of pytest by more than three rounds: round k+1 starts only i
 has asked for its share (one round ahead was too little at 64 nodes on two cores: pytest, reporting round k-1's
 64 tests, had not reached round k by its end every other round, and each such round ran without the pipeline;
 two were too little at 32 nodes: pytest, journaling 32 tests per round on the cores the flows use, fell
-behind now and then, and two rounds of 31 ran without the pipeline, 2-3 s late); otherwise (a slow test
-body, tests in another order, -x) the pipeline ends and the next share starts another.  Across xdist
+behind now and then, and two rounds of 31 ran without the pipeline, 2-3 s late).  A round prepared while
+pytest is further behind waits up to CATCH_UP_S for it (at 64 nodes pytest's 64 reports a round kept pace
+on average but not every round: the pipeline ended and restarted 13 times in 63 rounds, 1.6-3.4 s each);
+then (a slow test body, tests in another order, -x) the pipeline ends and the next share starts another.  Across xdist
 workers the group files' locks decide who measures a round, as before: the pipeline takes round k+1's lock
 without waiting and stops when another process holds it.  ``abort`` (Ctrl-C, the session's end) stops the
 clients of every round in flight; a round cut short is not handed out.
@@ -52,6 +54,7 @@ from pytest_meshperf.spec.params import Params
 #: clients 0.22 s beyond T, 0.35 s gave 0.18 s).
 COLLECT_AFTER_START_S = 0.35
 AHEAD = 3              # rounds the pipeline may measure beyond the last one a pair test has asked for
+CATCH_UP_S = 3.0       # how long a prepared round waits for pytest to come within AHEAD rounds before the end
 ABORT_JOIN_S = 60.0   # an abort waits this long at most for the rounds in flight to stop
 
 
@@ -71,6 +74,7 @@ class Owner(Protocol):
 
     def digest(self, test: str, number: int) -> str: ...
     def asked(self, test: str) -> int: ...
+    def wait_asked(self, test: str, index: int, timeout_s: float, cancelled: Any) -> bool: ...
     def publish(self, digest: str, group: dict[str, Any], measured: dict[str, Measurement] | None) -> None: ...
     def wake(self) -> None: ...
 
@@ -151,8 +155,7 @@ class RoundPipeline:
                     current.flight.wait()
                     with self._state:
                         self._flying.remove(current)
-                going = (pending is not None and self.owner.asked(self.test) >= current.index - AHEAD + 1
-                         and self._fire(pending))
+                going = pending is not None and self._pytest_near(current) and self._fire(pending)
                 if pending is not None and not going:
                     self._cancel(pending)
                     pending = None
@@ -165,6 +168,13 @@ class RoundPipeline:
             for leg in (pending, current):
                 if leg is not None and not leg.closed:
                     self._scrap(leg)
+
+    def _pytest_near(self, current: _Leg) -> bool:
+        """Whether a pair test of round ``current`` - AHEAD + 1 has asked for its share, or does within CATCH_UP_S:
+        pytest a little behind costs the next round that wait, where ending the pipeline costs it a start of its
+        own (1.6-3.4 s at 64 nodes)."""
+        return self.owner.wait_asked(self.test, current.index - AHEAD + 1, CATCH_UP_S,
+                                     lambda: self.stopping or self.aborted)
 
     def _first(self) -> _Leg | None:
         """The first round: its lock and leases waited for (nothing of this pipeline is held yet), then fired."""
@@ -212,7 +222,7 @@ class RoundPipeline:
         flight.pipelined = True
         # Its servers start now and serve only after ``current``'s flows: without this wait in their life, a round
         # at T >= 28 s lost every pipelined pair ("the server has terminated" at 1.1 T + 25 s).
-        flight.wait_s = current.flight.timeout_s
+        flight.wait_s = current.flight.timeout_s + CATCH_UP_S
         try:
             flight.reach()
             if not flight.live or len(flight.live) < len(flight.pairs):

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -126,6 +127,17 @@ class RoundRunner:
     def asked(self, test: str) -> int:
         with self._cond:
             return self._asked.get(test, -1)
+
+    def wait_asked(self, test: str, index: int, timeout_s: float, cancelled: Callable[[], bool]) -> bool:
+        """Whether a pair test of ``test`` has asked for round ``index`` (or later), waiting up to ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._asked.get(test, -1) < index:   # bounded by the deadline
+                left = deadline - time.monotonic()
+                if left <= 0 or cancelled():
+                    return False
+                self._cond.wait(min(left, 0.1))
+            return True
 
     def publish(self, digest: str, group: dict[str, Any], measured: dict[str, Measurement] | None) -> None:
         """A round's group, from the pipeline (``measured``: ours, else read from another process's file)."""
