@@ -124,7 +124,8 @@ class Flight:
         self.phases: dict[str, float] = {}
         self.start_at: float | None = None
         self.pipelined = False     # its set-up ran during the previous round's flows
-        # How long its servers and leases may wait for the fire: a pipelined round waits for the round in flight.
+        # How long its servers and leases may wait for the fire: a pipelined round's wait for the round in flight,
+        # then for pytest (pipeline.CATCH_UP_S).
         self.wait_s = 0.0
         self.held = False          # its clients are forked and held on their nodes: fire releases them
 
