@@ -39,7 +39,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "plugin_defaults: this test's inner pytest runs see meshperf's defaults "
                                        "(diagnosis on); all other inner runs go without diagnosis")
     config.addinivalue_line("markers", "alone: this test's verdict follows measured figures or the machine's load "
-                                       "(CPU-bound flows, shaped rates, latency thresholds): scripts/test runs it "
+                                       "(CPU-bound flows, shaped rates, latency thresholds), or it looks at the "
+                                       "whole machine (its network namespaces): scripts/test runs it "
                                        "with no other test beside it, after the tests it runs three at a time")
 
 
